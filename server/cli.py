@@ -1,0 +1,211 @@
+"""`callassist` command line: serve, user, …"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import getpass
+import logging
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+
+from . import config as config_mod
+from .auth import ROLES, hash_password
+from .config import Config, ConfigError
+from .db import Database
+from .secrets import MissingSecret
+
+DEFAULT_DATA_DIR = "data"
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, help="configuration file (TOML); default: built-in")
+    p.add_argument(
+        "--data-dir", type=Path, default=Path(os.environ.get("CALLASSIST_DATA_DIR", DEFAULT_DATA_DIR)),
+        help="where the database and generated secrets live (default: ./data)",
+    )
+
+
+def _load(args: argparse.Namespace) -> Config:
+    return config_mod.load(args.config)
+
+
+def _db(cfg: Config, data_dir: Path) -> Database:
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    url = cfg.storage.database_url or f"sqlite+aiosqlite:///{data_dir / 'callassist.db'}"
+    return Database(url)
+
+
+def _lan_address() -> str:
+    # The address a phone on the same network would reach; no packet is sent.
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("192.0.2.1", 9))  # TEST-NET-1: routing lookup only
+            return str(s.getsockname()[0])
+        except OSError:
+            return "127.0.0.1"
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from .app import create_app
+
+    cfg = _load(args)
+    ssl_ctx = None
+    if args.tls_self_signed:
+        from .tls import self_signed_context
+
+        lan = _lan_address() if args.host in ("0.0.0.0", "::") else args.host
+        if cfg.http.public_url == config_mod.HttpConfig().public_url:
+            cfg = dataclasses.replace(
+                cfg, http=dataclasses.replace(cfg.http, public_url=f"https://{lan}:{args.port}")
+            )
+        ssl_ctx = self_signed_context(args.data_dir, [lan])
+    try:
+        app = create_app(cfg, args.data_dir)
+    except MissingSecret as exc:
+        print(f"callassist: {exc}", file=sys.stderr)
+        return 2
+    scheme = "https" if ssl_ctx else "http"
+    print(
+        f"callassist: serving on {scheme}://{args.host}:{args.port} (links use "
+        f"{cfg.http.public_url}); agent console: {cfg.http.public_url.rstrip('/')}/agent\n"
+        f"callassist: data directory {args.data_dir.resolve()}; create an account with\n"
+        f"    callassist user add NAME --role agent --data-dir {args.data_dir}",
+        flush=True,
+    )
+    web.run_app(
+        app, host=args.host, port=args.port, ssl_context=ssl_ctx, print=None,
+        shutdown_timeout=5, access_log_class=_RedactingAccessLogger,
+    )
+    return 0
+
+
+def _redacting_logger_class():  # built lazily: aiohttp's logger base class
+    from aiohttp.web_log import AccessLogger
+
+    class Redacting(AccessLogger):
+        def log(self, request, response, time):  # type: ignore[no-untyped-def]
+            # One-time link tokens must never reach a log file.
+            if request.path.startswith("/j/"):
+                request = request.clone(rel_url="/j/<token>")
+            super().log(request, response, time)
+
+    return Redacting
+
+
+_RedactingAccessLogger = _redacting_logger_class()
+
+
+def _read_password(args: argparse.Namespace) -> str:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    first = getpass.getpass("password (at least 10 characters): ")
+    if getpass.getpass("again: ") != first:
+        raise SystemExit("callassist: the passwords differ")
+    return first
+
+
+def cmd_user(args: argparse.Namespace) -> int:
+    cfg = _load(args)
+    db = _db(cfg, args.data_dir)
+
+    async def run() -> int:
+        await db.create_schema()
+        try:
+            if args.action == "add":
+                if await db.user_by_name(args.name):
+                    print(f"callassist: user '{args.name}' exists", file=sys.stderr)
+                    return 1
+                password = _read_password(args)
+                try:
+                    hashed = hash_password(password)
+                except ValueError as exc:
+                    print(f"callassist: {exc}", file=sys.stderr)
+                    return 1
+                await db.add_user(args.name, hashed, args.role, time.time())
+                print(f"user '{args.name}' created with role {args.role}")
+            elif args.action == "list":
+                for u in await db.list_users():
+                    print(f"{u.username}\t{u.role}\t{'disabled' if u.disabled else 'active'}")
+            else:
+                user = await db.user_by_name(args.name)
+                if user is None:
+                    print(f"callassist: no user '{args.name}'", file=sys.stderr)
+                    return 1
+                if args.action == "passwd":
+                    try:
+                        hashed = hash_password(_read_password(args))
+                    except ValueError as exc:
+                        print(f"callassist: {exc}", file=sys.stderr)
+                        return 1
+                    await db.update_user(user.id, password_hash=hashed)
+                    print(f"password of '{args.name}' changed; their logins ended")
+                elif args.action in ("disable", "enable"):
+                    await db.update_user(user.id, disabled=args.action == "disable")
+                    print(f"user '{args.name}' {args.action}d")
+            return 0
+        finally:
+            await db.close()
+
+    return asyncio.run(run())
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    cfg = _load(args)
+    print(f"configuration OK (environment = {cfg.environment}, public_url = {cfg.http.public_url})")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="callassist", description="Visual support during a phone call.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("serve", help="run the service")
+    _common(s)
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8080)
+    s.add_argument("--tls-self-signed", action="store_true",
+                   help="serve HTTPS with a generated self-signed certificate")
+    s.set_defaults(func=cmd_serve)
+
+    u = sub.add_parser("user", help="manage console accounts")
+    usub = u.add_subparsers(dest="action", required=True)
+    for action, helptext in (("add", "create an account"), ("passwd", "set a new password"),
+                             ("disable", "disable an account"), ("enable", "enable an account"),
+                             ("list", "list accounts")):
+        a = usub.add_parser(action, help=helptext)
+        _common(a)
+        if action != "list":
+            a.add_argument("name")
+        if action == "add":
+            a.add_argument("--role", choices=ROLES, required=True)
+        if action in ("add", "passwd"):
+            a.add_argument("--password-stdin", action="store_true",
+                           help="read the password from standard input (for scripts)")
+        a.set_defaults(func=cmd_user)
+
+    c = sub.add_parser("config", help="check a configuration file")
+    csub = c.add_subparsers(dest="action", required=True)
+    chk = csub.add_parser("check", help="load and validate the configuration")
+    _common(chk)
+    chk.set_defaults(func=cmd_config)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(
+        level=os.environ.get("CALLASSIST_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    args = parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as exc:
+        print(f"callassist: configuration error: {exc}", file=sys.stderr)
+        return 2

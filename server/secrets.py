@@ -1,0 +1,87 @@
+"""Service secrets: never in the config file, never with a default value.
+
+In the embedded environment a missing secret is generated once into `<data-dir>/secrets/`
+(mode 0600) and reused. In production every secret must come from the environment, either
+`CALLASSIST_<NAME>` or `CALLASSIST_<NAME>_FILE` (a path), and the service refuses to start
+without it, naming the missing one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets as pysecrets
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+class MissingSecret(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Secrets:
+    # Signs CSRF tokens and other server-side HMACs.
+    server_key: bytes
+    # Signs SMS-gateway requests (sms.sender = "http"); None when not used.
+    sms_hmac_key: bytes | None
+    # coturn `static-auth-secret` for time-limited TURN credentials; None without TURN.
+    turn_secret: str | None
+
+
+def _from_env(name: str) -> str | None:
+    env = f"CALLASSIST_{name.upper()}"
+    if env in os.environ:
+        return os.environ[env]
+    path = os.environ.get(env + "_FILE")
+    if path:
+        try:
+            return Path(path).read_text().strip()
+        except OSError as exc:
+            raise MissingSecret(f"{env}_FILE={path}: cannot read ({exc.strerror})") from None
+    return None
+
+
+def _embedded(data_dir: Path, name: str) -> str:
+    folder = data_dir / "secrets"
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = folder / f"{name}.key"
+    if path.exists():
+        return path.read_text().strip()
+    value = pysecrets.token_urlsafe(32)
+    # O_EXCL + 0600: never world-readable, never overwritten by a second process.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(value + "\n")
+    log.warning("generated secret '%s' into %s (embedded environment)", name, path)
+    return value
+
+
+def load_secrets(
+    environment: str, data_dir: Path, *, need_sms: bool, need_turn: bool
+) -> Secrets:
+    def get(name: str, needed: bool) -> str | None:
+        value = _from_env(name)
+        if value:
+            return value
+        if not needed:
+            return None
+        if environment == "production":
+            raise MissingSecret(
+                f"secret '{name}' is missing: set CALLASSIST_{name.upper()} or "
+                f"CALLASSIST_{name.upper()}_FILE (environment = 'production' never generates "
+                "secrets)"
+            )
+        return _embedded(data_dir, name)
+
+    server_key = get("server_key", True)
+    assert server_key is not None
+    sms = get("sms_hmac_key", need_sms)
+    turn = get("turn_secret", need_turn)
+    return Secrets(
+        server_key=server_key.encode(),
+        sms_hmac_key=sms.encode() if sms else None,
+        turn_secret=turn,
+    )

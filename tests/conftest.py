@@ -1,0 +1,229 @@
+"""Shared fixtures: a real server on a loopback port, real agents, real Chromium."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from server import config as config_mod
+from server.app import create_app
+from server.appkeys import DB
+from server.auth import hash_password
+
+PASSWORD = "correct horse battery"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_config(port: int, **sections: dict[str, Any]) -> config_mod.Config:
+    data: dict[str, Any] = {
+        "http": {"public_url": f"http://127.0.0.1:{port}"},
+        "media": {"ice_host_addresses": ["127.0.0.1"]},
+    }
+    for name, values in sections.items():
+        data.setdefault(name, {}).update(values)
+    return config_mod.from_dict(data)
+
+
+@dataclass
+class Server:
+    url: str
+    port: int
+    app: web.Application
+    data_dir: Path
+    config: config_mod.Config
+    clock: "FakeClock"
+
+    @property
+    def db(self):  # type: ignore[no-untyped-def]
+        return self.app[DB]
+
+    async def add_user(self, name: str, role: str = "agent", password: str = PASSWORD) -> None:
+        await self.db.add_user(name, hash_password(password), role, time.time())
+
+    async def agent(self, name: str = "anna") -> "Agent":
+        if await self.db.user_by_name(name) is None:
+            await self.add_user(name)
+        agent = Agent(
+            self,
+            aiohttp.ClientSession(
+                headers={"Origin": self.url}, cookie_jar=aiohttp.CookieJar(unsafe=True)
+            ),
+        )
+        await agent.login(name)
+        return agent
+
+
+class FakeClock:
+    """Real time plus an offset a test can move forward (link expiry, timeouts)."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
+
+
+@dataclass
+class Agent:
+    server: Server
+    http: aiohttp.ClientSession
+    csrf: str = ""
+
+    async def login(self, name: str, password: str = PASSWORD) -> None:
+        async with self.http.post(
+            self.server.url + "/api/login", json={"username": name, "password": password}
+        ) as r:
+            assert r.status == 200, await r.text()
+            self.csrf = (await r.json())["csrf"]
+
+    async def post(self, path: str, body: Any = None) -> tuple[int, Any]:
+        async with self.http.post(
+            self.server.url + path, json=body if body is not None else {},
+            headers={"X-CSRF-Token": self.csrf},
+        ) as r:
+            return r.status, await r.json(content_type=None)
+
+    async def get(self, path: str) -> tuple[int, Any]:
+        async with self.http.get(self.server.url + path) as r:
+            return r.status, await r.json(content_type=None)
+
+    async def new_session(self, phone: str = "20000012") -> dict[str, Any]:
+        status, body = await self.post("/api/sessions", {"phone": phone, "reference": "T-1"})
+        assert status == 201, body
+        return body
+
+    async def close(self) -> None:
+        await self.http.close()
+
+
+ServerFactory = Callable[..., "AsyncIterator[Server]"]
+
+
+@pytest.fixture
+async def make_server(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
+    runners: list[web.AppRunner] = []
+    agents: list[Agent] = []
+
+    async def start(**sections: dict[str, Any]) -> Server:
+        port = free_port()
+        cfg = test_config(port, **sections)
+        clock = FakeClock()
+        data_dir = tmp_path / f"data-{port}"
+        app = create_app(cfg, data_dir, clock=clock)
+        runner = web.AppRunner(app, handle_signals=False)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        runners.append(runner)
+        server = Server(f"http://127.0.0.1:{port}", port, app, data_dir, cfg, clock)
+        original = server.agent
+
+        async def tracked(name: str = "anna") -> Agent:
+            a = await original(name)
+            agents.append(a)
+            return a
+
+        server.agent = tracked  # type: ignore[method-assign]
+        return server
+
+    yield start
+    for a in agents:
+        await a.close()
+    for runner in runners:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def server(make_server: Callable[..., Any]) -> Server:
+    return await make_server()
+
+
+def replace_section(cfg: config_mod.Config, name: str, **values: Any) -> config_mod.Config:
+    return dataclasses.replace(cfg, **{name: dataclasses.replace(getattr(cfg, name), **values)})
+
+
+# --- browsers ------------------------------------------------------------------------------
+
+CHROMIUM = os.environ.get("CALLASSIST_CHROMIUM", "/usr/bin/chromium")
+
+
+def write_quadrant_y4m(path: Path, width: int = 640, height: int = 480, frames: int = 30) -> None:
+    """A fake camera file: red, green, blue and white quadrants (C420jpeg = full range)."""
+    # Full-range BT.601 YCbCr of the four colours.
+    colours = {
+        "red": (76, 85, 255),
+        "green": (150, 44, 21),
+        "blue": (29, 255, 107),
+        "white": (255, 128, 128),
+    }
+    tl, tr, bl, br = colours["red"], colours["green"], colours["blue"], colours["white"]
+    hw, hh = width // 2, height // 2
+
+    def plane(idx: int, w: int, h: int) -> bytes:
+        top = bytes([tl[idx]]) * (w // 2) + bytes([tr[idx]]) * (w - w // 2)
+        bottom = bytes([bl[idx]]) * (w // 2) + bytes([br[idx]]) * (w - w // 2)
+        return top * (h // 2) + bottom * (h - h // 2)
+
+    frame = plane(0, width, height) + plane(1, hw, hh) + plane(2, hw, hh)
+    with open(path, "wb") as fh:
+        fh.write(f"YUV4MPEG2 W{width} H{height} F30:1 Ip A1:1 C420jpeg\n".encode())
+        for _ in range(frames):
+            fh.write(b"FRAME\n" + frame)
+
+
+@pytest.fixture(scope="session")
+def fake_camera(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("camera") / "quadrants.y4m"
+    write_quadrant_y4m(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+async def browser(fake_camera: Path) -> AsyncIterator[Any]:
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as pw:
+        # Chromium keeps only the last --disable-features: repeat Playwright's own list.
+        disabled = (
+            "AcceptCHFrame,AutoExpandDetailsElement,AvoidUnnecessaryBeforeUnloadCheckSync,"
+            "CertificateTransparencyComponentUpdater,DestroyProfileOnBrowserClose,"
+            "DialMediaRouteProvider,GlobalMediaControls,HttpsUpgrades,ImprovedCookieControls,"
+            "LazyFrameLoading,LensOverlay,MediaRouter,PaintHolding,ThirdPartyStoragePartitioning,"
+            "Translate,WebRtcHideLocalIpsWithMdns"
+        )
+        browser = await pw.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update",
+                "--disable-sync",
+                "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
+                "--allow-loopback-in-peer-connection",
+                f"--disable-features={disabled}",
+                "--use-fake-device-for-media-stream=fps=30",
+                f"--use-file-for-fake-video-capture={fake_camera}",
+                "--auto-accept-this-tab-capture",
+            ],
+        )
+        pw_devices = pw.devices
+        browser.callassist_devices = pw_devices  # type: ignore[attr-defined]
+        yield browser
+        await browser.close()
