@@ -108,13 +108,22 @@ async def create_session(request: web.Request) -> web.StreamResponse:
     now = request.app[CLOCK]()
     session_id = new_session_id()
     row = {
-        "id": session_id, "agent_id": user.id, "phone": phone, "reference": reference.strip(),
-        "state": "waiting", "caller_status": "link_sent", "device_type": "",
-        "notice_version": "", "created_at": now,
+        "id": session_id,
+        "agent_id": user.id,
+        "phone": phone,
+        "reference": reference.strip(),
+        "state": "waiting",
+        "caller_status": "link_sent",
+        "device_type": "",
+        "notice_version": "",
+        "created_at": now,
     }
     await request.app[DB].add_session(**row)
     room = Room(
-        id=session_id, agent_id=user.id, agent_name=user.username, created_at=now,
+        id=session_id,
+        agent_id=user.id,
+        agent_name=user.username,
+        created_at=now,
         last_activity=now,
     )
     request.app[ROOMS].open(room)
@@ -169,7 +178,7 @@ async def send_sms(request: web.Request) -> web.StreamResponse:
     if (
         not isinstance(link, str)
         or not link.startswith(prefix)
-        or not await db.link_matches(link[len(prefix):], row["id"], now)
+        or not await db.link_matches(link[len(prefix) :], row["id"], now)
     ):
         return error(400, "bad_link", "this link is not this session's current link")
     text = (

@@ -74,9 +74,7 @@ async def security_headers(
     if isinstance(response, web.HTTPException) and response.status >= 300:
         if response.status < 400:
             raise response
-        return web.Response(
-            status=response.status, body=response.body, headers=response.headers
-        )
+        return web.Response(status=response.status, body=response.body, headers=response.headers)
     return response
 
 
@@ -143,7 +141,9 @@ def create_app(
         middlewares=[security_headers], client_max_size=config.http.max_body_bytes
     )
     secrets = load_secrets(
-        config.environment, data_dir, need_sms=config.sms.sender == "http",
+        config.environment,
+        data_dir,
+        need_sms=config.sms.sender == "http",
         need_turn=bool(config.media.turn_urls),
     )
     db_url = config.storage.database_url or f"sqlite+aiosqlite:///{data_dir / 'callassist.db'}"

@@ -77,7 +77,10 @@ async def open_link(request: web.Request) -> web.StreamResponse:
     # reloading /c works from this browser only (the cookie is the proof).
     response = web.HTTPSeeOther("/c")
     set_cookie(
-        response, caller_cookie_name(cfg.secure_cookies), cookie, secure=cfg.secure_cookies,
+        response,
+        caller_cookie_name(cfg.secure_cookies),
+        cookie,
+        secure=cfg.secure_cookies,
         max_age=cfg.session.max_duration_s,
     )
     raise response
@@ -117,7 +120,9 @@ async def notice(request: web.Request) -> web.StreamResponse:
     subs = {"operator": cfg.session.operator_name, "contact": cfg.session.privacy_contact}
     body = _fill(_notice_template(lang), subs)
     body.update(
-        version=cfg.session.notice_version, lang=lang, operator=cfg.session.operator_name,
+        version=cfg.session.notice_version,
+        lang=lang,
+        operator=cfg.session.operator_name,
         contact=cfg.session.privacy_contact,
     )
     return web.json_response(body)

@@ -25,7 +25,9 @@ DEFAULT_DATA_DIR = "data"
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, help="configuration file (TOML); default: built-in")
     p.add_argument(
-        "--data-dir", type=Path, default=Path(os.environ.get("CALLASSIST_DATA_DIR", DEFAULT_DATA_DIR)),
+        "--data-dir",
+        type=Path,
+        default=Path(os.environ.get("CALLASSIST_DATA_DIR", DEFAULT_DATA_DIR)),
         help="where the database and generated secrets live (default: ./data)",
     )
 
@@ -60,7 +62,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.tls_self_signed:
         from .tls import self_signed_context
 
-        lan = _lan_address() if args.host in ("0.0.0.0", "::") else args.host
+        wildcard = args.host in ("0.0.0.0", "::")  # noqa: S104 - a comparison, not a bind
+        lan = _lan_address() if wildcard else args.host
         if cfg.http.public_url == config_mod.HttpConfig().public_url:
             cfg = dataclasses.replace(
                 cfg, http=dataclasses.replace(cfg.http, public_url=f"https://{lan}:{args.port}")
@@ -80,8 +83,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         flush=True,
     )
     web.run_app(
-        app, host=args.host, port=args.port, ssl_context=ssl_ctx, print=None,
-        shutdown_timeout=5, access_log_class=_RedactingAccessLogger,
+        app,
+        host=args.host,
+        port=args.port,
+        ssl_context=ssl_ctx,
+        print=None,
+        shutdown_timeout=5,
+        access_log_class=_RedactingAccessLogger,
     )
     return 0
 
@@ -163,22 +171,31 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="callassist", description="Visual support during a phone call.")
+    p = argparse.ArgumentParser(
+        prog="callassist", description="Visual support during a phone call."
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("serve", help="run the service")
     _common(s)
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8080)
-    s.add_argument("--tls-self-signed", action="store_true",
-                   help="serve HTTPS with a generated self-signed certificate")
+    s.add_argument(
+        "--tls-self-signed",
+        action="store_true",
+        help="serve HTTPS with a generated self-signed certificate",
+    )
     s.set_defaults(func=cmd_serve)
 
     u = sub.add_parser("user", help="manage console accounts")
     usub = u.add_subparsers(dest="action", required=True)
-    for action, helptext in (("add", "create an account"), ("passwd", "set a new password"),
-                             ("disable", "disable an account"), ("enable", "enable an account"),
-                             ("list", "list accounts")):
+    for action, helptext in (
+        ("add", "create an account"),
+        ("passwd", "set a new password"),
+        ("disable", "disable an account"),
+        ("enable", "enable an account"),
+        ("list", "list accounts"),
+    ):
         a = usub.add_parser(action, help=helptext)
         _common(a)
         if action != "list":
@@ -186,8 +203,11 @@ def parser() -> argparse.ArgumentParser:
         if action == "add":
             a.add_argument("--role", choices=ROLES, required=True)
         if action in ("add", "passwd"):
-            a.add_argument("--password-stdin", action="store_true",
-                           help="read the password from standard input (for scripts)")
+            a.add_argument(
+                "--password-stdin",
+                action="store_true",
+                help="read the password from standard input (for scripts)",
+            )
         a.set_defaults(func=cmd_user)
 
     c = sub.add_parser("config", help="check a configuration file")

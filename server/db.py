@@ -94,12 +94,6 @@ class User:
     password_hash: str
 
 
-SESSION_FIELDS = (
-    "id agent_id phone reference state caller_status device_type notice_version created_at "
-    "link_sent_at opened_at accepted_at media_started_at media_ended_at ended_at end_reason"
-).split()
-
-
 class Database:
     def __init__(self, url: str) -> None:
         self.url = url
@@ -133,9 +127,7 @@ class Database:
 
     async def user_by_name(self, username: str) -> User | None:
         async with self.engine.connect() as conn:
-            row = (
-                await conn.execute(sa.select(users).where(users.c.username == username))
-            ).first()
+            row = (await conn.execute(sa.select(users).where(users.c.username == username))).first()
         return _user(row)
 
     async def user_by_id(self, user_id: int) -> User | None:
@@ -161,7 +153,9 @@ class Database:
             await conn.execute(logins.delete().where(logins.c.expires_at < now))
             await conn.execute(
                 logins.insert().values(
-                    token_hash=token_hash(token), user_id=user_id, created_at=now,
+                    token_hash=token_hash(token),
+                    user_id=user_id,
+                    created_at=now,
                     expires_at=now + ttl,
                 )
             )
@@ -246,8 +240,11 @@ class Database:
             )
             await conn.execute(
                 links.insert().values(
-                    token_hash=token_hash(token), session_id=session_id, created_at=now,
-                    expires_at=now + ttl, revoked=False,
+                    token_hash=token_hash(token),
+                    session_id=session_id,
+                    created_at=now,
+                    expires_at=now + ttl,
+                    revoked=False,
                 )
             )
 
@@ -289,9 +286,7 @@ class Database:
                 )
             ).scalar_one()
             state = (
-                await conn.execute(
-                    sa.select(sessions.c.state).where(sessions.c.id == session_id)
-                )
+                await conn.execute(sa.select(sessions.c.state).where(sessions.c.id == session_id))
             ).scalar_one_or_none()
             if state in (None, "ended"):
                 return None
@@ -319,6 +314,9 @@ def _user(row: Any) -> User | None:
         return None
     m = row._mapping
     return User(
-        id=m["id"], username=m["username"], role=m["role"], disabled=bool(m["disabled"]),
+        id=m["id"],
+        username=m["username"],
+        role=m["role"],
+        disabled=bool(m["disabled"]),
         password_hash=m["password_hash"],
     )

@@ -125,7 +125,10 @@ class LiveRooms:
         log.info("room %s ended: %s", room_id, reason)
         room = live.room
         await self.db.update_session(
-            room_id, state="ended", caller_status="ended", ended_at=room.ended_at,
+            room_id,
+            state="ended",
+            caller_status="ended",
+            ended_at=room.ended_at,
             end_reason=reason,
         )
         self._broadcast(live)
@@ -217,8 +220,11 @@ class LiveRooms:
                 if was_waiting and live.room.state == "active":
                     await self.db.update_session(room_id, state="active")
                 self._broadcast(live)
-        elif event.kind == "pc_state" and event.participant_id == "caller":
-            if event.value in ("failed", "closed", "disconnected") and live.room.caller_status in (
-                "live", "paused", "connecting",
-            ):
-                await self.set_caller_status(live, "reconnecting")
+        elif (
+            event.kind == "pc_state"
+            and event.participant_id == "caller"
+            and event.value in ("failed", "closed", "disconnected")
+            and live.room.caller_status in ("live", "paused", "connecting")
+        ):
+            # The caller's page sees this status and makes a new peer connection.
+            await self.set_caller_status(live, "reconnecting")

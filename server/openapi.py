@@ -25,9 +25,7 @@ def _post(summary: str, body: dict[str, Any] | None, ok: dict[str, Any], *codes:
         "responses": {**ok, **{str(c): _err(_CODES[c]) for c in codes}},
     }
     if body is not None:
-        op["requestBody"] = {
-            "required": True, "content": {"application/json": {"schema": body}}
-        }
+        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
     return op
 
 
@@ -50,8 +48,17 @@ SESSION = {
         "reference": {"type": "string"},
         "state": {"enum": ["waiting", "active", "ended"]},
         "caller_status": {
-            "enum": ["link_sent", "opened", "accepted", "connecting", "live", "paused",
-                     "reconnecting", "left", "ended"]
+            "enum": [
+                "link_sent",
+                "opened",
+                "accepted",
+                "connecting",
+                "live",
+                "paused",
+                "reconnecting",
+                "left",
+                "ended",
+            ]
         },
         "device_type": {"type": ["string", "null"]},
         "created_at": {"type": "string", "format": "date-time"},
@@ -91,7 +98,8 @@ def openapi_document(public_url: str) -> dict[str, Any]:
                         "error": {
                             "type": "object",
                             "properties": {
-                                "code": {"type": "string"}, "message": {"type": "string"}
+                                "code": {"type": "string"},
+                                "message": {"type": "string"},
                             },
                         }
                     },
@@ -104,64 +112,141 @@ def openapi_document(public_url: str) -> dict[str, Any]:
             "/api/login": {
                 "post": {
                     "summary": "Log in (sets the login cookie)",
-                    "requestBody": {"required": True, "content": {"application/json": {
-                        "schema": {"type": "object", "required": ["username", "password"],
-                                   "properties": {"username": {"type": "string"},
-                                                  "password": {"type": "string"}}}}}},
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["username", "password"],
+                                    "properties": {
+                                        "username": {"type": "string"},
+                                        "password": {"type": "string"},
+                                    },
+                                }
+                            }
+                        },
+                    },
                     "responses": {
-                        "200": _resp("logged in; `csrf` goes in X-CSRF-Token", {
-                            "type": "object", "properties": {
-                                "user": {"type": "object"}, "csrf": {"type": "string"}}}),
+                        "200": _resp(
+                            "logged in; `csrf` goes in X-CSRF-Token",
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "user": {"type": "object"},
+                                    "csrf": {"type": "string"},
+                                },
+                            },
+                        ),
                         "401": _err("wrong user name or password"),
                         "429": _err(_CODES[429]),
                     },
                 }
             },
             "/api/logout": {"post": _post("Log out", None, {"204": _resp("logged out")}, 401)},
-            "/api/me": {"get": {"summary": "The logged-in user and CSRF token",
-                                "security": [{"login": []}],
-                                "responses": {"200": _resp("the user"), "401": _err("not logged in")}}},
+            "/api/me": {
+                "get": {
+                    "summary": "The logged-in user and CSRF token",
+                    "security": [{"login": []}],
+                    "responses": {"200": _resp("the user"), "401": _err("not logged in")},
+                }
+            },
             "/api/sessions": {
                 "post": _post(
                     "Start a support session and issue its one-time link",
-                    {"type": "object", "required": ["phone"], "properties": {
-                        "phone": {"type": "string", "description": "E.164 or local"},
-                        "reference": {"type": "string", "maxLength": 128}}},
-                    {"201": _resp("created", {"allOf": [LINK, {"type": "object", "properties": {
-                        "session": SESSION}}]})},
-                    400, 401, 403,
+                    {
+                        "type": "object",
+                        "required": ["phone"],
+                        "properties": {
+                            "phone": {"type": "string", "description": "E.164 or local"},
+                            "reference": {"type": "string", "maxLength": 128},
+                        },
+                    },
+                    {
+                        "201": _resp(
+                            "created",
+                            {
+                                "allOf": [
+                                    LINK,
+                                    {"type": "object", "properties": {"session": SESSION}},
+                                ]
+                            },
+                        )
+                    },
+                    400,
+                    401,
+                    403,
                 ),
-                "get": {"summary": "The agent's recent sessions", "security": [{"login": []}],
-                        "responses": {"200": _resp("sessions", {"type": "object", "properties": {
-                            "sessions": {"type": "array", "items": SESSION}}}),
-                            "401": _err(_CODES[401])}},
+                "get": {
+                    "summary": "The agent's recent sessions",
+                    "security": [{"login": []}],
+                    "responses": {
+                        "200": _resp(
+                            "sessions",
+                            {
+                                "type": "object",
+                                "properties": {"sessions": {"type": "array", "items": SESSION}},
+                            },
+                        ),
+                        "401": _err(_CODES[401]),
+                    },
+                },
             },
             "/api/sessions/{session_id}": {
-                "get": {"summary": "One session", "parameters": [sid],
-                        "security": [{"login": []}],
-                        "responses": {"200": _resp("the session"), "404": _err(_CODES[404])}}
+                "get": {
+                    "summary": "One session",
+                    "parameters": [sid],
+                    "security": [{"login": []}],
+                    "responses": {"200": _resp("the session"), "404": _err(_CODES[404])},
+                }
             },
             "/api/sessions/{session_id}/link": {
-                "post": {**_post("Issue a new link (revokes the old one)", None,
-                                 {"200": _resp("new link", LINK)}, 401, 403, 404, 409),
-                         "parameters": [sid]}
+                "post": {
+                    **_post(
+                        "Issue a new link (revokes the old one)",
+                        None,
+                        {"200": _resp("new link", LINK)},
+                        401,
+                        403,
+                        404,
+                        409,
+                    ),
+                    "parameters": [sid],
+                }
             },
             "/api/sessions/{session_id}/sms": {
-                "post": {**_post("Send the current link by SMS",
-                                 {"type": "object", "required": ["link"],
-                                  "properties": {"link": {"type": "string"}}},
-                                 {"200": _resp("sent")}, 400, 401, 403, 404, 502),
-                         "parameters": [sid]}
+                "post": {
+                    **_post(
+                        "Send the current link by SMS",
+                        {
+                            "type": "object",
+                            "required": ["link"],
+                            "properties": {"link": {"type": "string"}},
+                        },
+                        {"200": _resp("sent")},
+                        400,
+                        401,
+                        403,
+                        404,
+                        502,
+                    ),
+                    "parameters": [sid],
+                }
             },
             "/api/sessions/{session_id}/end": {
-                "post": {**_post("End the session", None, {"200": _resp("ended")},
-                                 401, 403, 404), "parameters": [sid]}
+                "post": {
+                    **_post("End the session", None, {"200": _resp("ended")}, 401, 403, 404),
+                    "parameters": [sid],
+                }
             },
             "/api/caller/notice": {
-                "get": {"summary": "The service notice and privacy summary for callers",
-                        "parameters": [{"name": "lang", "in": "query",
-                                        "schema": {"enum": ["lv", "en", "ru"]}}],
-                        "responses": {"200": _resp("notice")}}
+                "get": {
+                    "summary": "The service notice and privacy summary for callers",
+                    "parameters": [
+                        {"name": "lang", "in": "query", "schema": {"enum": ["lv", "en", "ru"]}}
+                    ],
+                    "responses": {"200": _resp("notice")},
+                }
             },
         },
     }

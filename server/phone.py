@@ -36,5 +36,5 @@ def mask(e164: str) -> str:
         cc = f"+{number.country_code}"
     except phonenumbers.NumberParseException:
         cc = e164[:4]
-    rest = e164[len(cc):]
+    rest = e164[len(cc) :]
     return f"{cc} {'•' * max(len(rest) - 2, 0)}{rest[-2:]}"

@@ -91,7 +91,8 @@ def parse(raw: str, role: str) -> Message:
         if cand is not None:
             if not isinstance(cand, dict) or not isinstance(cand.get("candidate"), str):
                 raise ProtocolError(
-                    BAD_MESSAGE, "field 'candidate' must be an ICE candidate object or null",
+                    BAD_MESSAGE,
+                    "field 'candidate' must be an ICE candidate object or null",
                     mtype,
                 )
             if len(cand["candidate"]) > 1024:

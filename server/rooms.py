@@ -13,11 +13,24 @@ from typing import Any, Protocol
 
 ROOM_STATES = ("waiting", "active", "ended")
 CALLER_STATUSES = (
-    "link_sent", "opened", "accepted", "connecting", "live", "paused", "reconnecting", "left",
+    "link_sent",
+    "opened",
+    "accepted",
+    "connecting",
+    "live",
+    "paused",
+    "reconnecting",
+    "left",
     "ended",
 )
 END_REASONS = (
-    "agent_ended", "caller_left", "inactive", "max_duration", "ops", "shutdown", "restart",
+    "agent_ended",
+    "caller_left",
+    "inactive",
+    "max_duration",
+    "ops",
+    "shutdown",
+    "restart",
 )
 TRACKS = ("camera", "screen")
 
@@ -25,8 +38,8 @@ TRACKS = ("camera", "screen")
 def iso(ts: float | None) -> str | None:
     if ts is None:
         return None
-    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="seconds").replace(
-        "+00:00", "Z"
+    return (
+        dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
     )
 
 

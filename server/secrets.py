@@ -59,9 +59,7 @@ def _embedded(data_dir: Path, name: str) -> str:
     return value
 
 
-def load_secrets(
-    environment: str, data_dir: Path, *, need_sms: bool, need_turn: bool
-) -> Secrets:
+def load_secrets(environment: str, data_dir: Path, *, need_sms: bool, need_turn: bool) -> Secrets:
     def get(name: str, needed: bool) -> str | None:
         value = _from_env(name)
         if value:

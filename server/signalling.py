@@ -24,7 +24,8 @@ def _precheck(request: web.Request) -> web.Response | None:
     offered = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",")]
     if P.SUBPROTOCOL not in offered:
         return error(
-            400, "version_unsupported",
+            400,
+            "version_unsupported",
             f"offer the WebSocket subprotocol '{P.SUBPROTOCOL}' (protocol version {P.VERSION})",
         )
     return None
@@ -111,7 +112,9 @@ async def _serve(
                 except Exception:  # a bug must cost one message, never the room
                     log.exception("signalling %s message failed in room %s", role, live.room.id)
                     conn.send(
-                        P.ProtocolError(P.INTERNAL, "the server failed on this message").to_message()
+                        P.ProtocolError(
+                            P.INTERNAL, "the server failed on this message"
+                        ).to_message()
                     )
             elif msg.type == WSMsgType.BINARY:
                 conn.send(P.ProtocolError(P.BAD_JSON, "binary frames are not used").to_message())
@@ -129,9 +132,7 @@ async def _serve(
     return ws
 
 
-async def _dispatch(
-    request: web.Request, live: LiveRoom, conn: Connection, msg: P.Message
-) -> None:
+async def _dispatch(request: web.Request, live: LiveRoom, conn: Connection, msg: P.Message) -> None:
     rooms = request.app[ROOMS]
     cfg = request.app[CONFIG]
     room = live.room
@@ -170,7 +171,9 @@ async def _dispatch(
             )
         except Exception as exc:
             log.info("offer from %s failed in room %s: %s", conn.role, room.id, exc)
-            raise P.ProtocolError(P.SDP_FAILED, f"the offer could not be answered: {exc}", "offer")
+            raise P.ProtocolError(
+                P.SDP_FAILED, f"the offer could not be answered: {exc}", "offer"
+            ) from None
         conn.send({"type": "answer", "pc": data["pc"], "sdp": answer})
         return
 

@@ -32,7 +32,6 @@ async def current_user(request: web.Request) -> User | None:
     token = request.cookies.get(login_cookie_name(cfg.secure_cookies))
     user = None
     if token and len(token) < 200:
-
         user = await request.app[DB].login_user(token, request.app[CLOCK]())
     request[USER_KEY] = user
     request[TOKEN_KEY] = token if user else None
@@ -99,7 +98,10 @@ async def login(request: web.Request) -> web.StreamResponse:
         }
     )
     set_cookie(
-        response, login_cookie_name(cfg.secure_cookies), token, secure=cfg.secure_cookies,
+        response,
+        login_cookie_name(cfg.secure_cookies),
+        token,
+        secure=cfg.secure_cookies,
         max_age=cfg.auth.session_ttl_s,
     )
     return response

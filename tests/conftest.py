@@ -46,7 +46,7 @@ class Server:
     app: web.Application
     data_dir: Path
     config: config_mod.Config
-    clock: "FakeClock"
+    clock: FakeClock
 
     @property
     def db(self):  # type: ignore[no-untyped-def]
@@ -55,7 +55,7 @@ class Server:
     async def add_user(self, name: str, role: str = "agent", password: str = PASSWORD) -> None:
         await self.db.add_user(name, hash_password(password), role, time.time())
 
-    async def agent(self, name: str = "anna") -> "Agent":
+    async def agent(self, name: str = "anna") -> Agent:
         if await self.db.user_by_name(name) is None:
             await self.add_user(name)
         agent = Agent(
@@ -96,7 +96,8 @@ class Agent:
 
     async def post(self, path: str, body: Any = None) -> tuple[int, Any]:
         async with self.http.post(
-            self.server.url + path, json=body if body is not None else {},
+            self.server.url + path,
+            json=body if body is not None else {},
             headers={"X-CSRF-Token": self.csrf},
         ) as r:
             return r.status, await r.json(content_type=None)
@@ -201,19 +202,37 @@ async def browser(fake_camera: Path) -> AsyncIterator[Any]:
 
     async with async_playwright() as pw:
         # Chromium keeps only the last --disable-features: repeat Playwright's own list.
-        disabled = (
-            "AcceptCHFrame,AutoExpandDetailsElement,AvoidUnnecessaryBeforeUnloadCheckSync,"
-            "CertificateTransparencyComponentUpdater,DestroyProfileOnBrowserClose,"
-            "DialMediaRouteProvider,GlobalMediaControls,HttpsUpgrades,ImprovedCookieControls,"
-            "LazyFrameLoading,LensOverlay,MediaRouter,PaintHolding,ThirdPartyStoragePartitioning,"
-            "Translate,WebRtcHideLocalIpsWithMdns"
+        disabled = ",".join(
+            [
+                # Playwright's own list (chromiumSwitches) ...
+                "AvoidUnnecessaryBeforeUnloadCheckSync",
+                "DestroyProfileOnBrowserClose",
+                "HttpsUpgrades",
+                "HttpsFirstBalancedModeAutoEnable",
+                "LensOverlay",
+                "MediaRouter",
+                "PaintHolding",
+                "ThirdPartyStoragePartitioning",
+                "AvoidCorsURLLoaderRestartOnRedirect",
+                "OptimizationHints",
+                "NetworkTimeServiceQuerying",
+                "AimEnabled",
+                "PreconnectToSearch",
+                # ... plus: a page without a camera grant (the agent) must not hide its
+                # addresses behind mDNS, or ICE gathering never completes on loopback.
+                "WebRtcHideLocalIpsWithMdns",
+            ]
         )
         browser = await pw.chromium.launch(
             executable_path=CHROMIUM,
             headless=True,
             args=[
-                "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
                 "--disable-sync",
                 "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
                 "--allow-loopback-in-peer-connection",

@@ -12,20 +12,21 @@ from server.db import token_hash
 
 
 async def _open(url: str, **kw: Any) -> tuple[int, str, aiohttp.ClientResponse]:
-    async with aiohttp.ClientSession() as http:
-        async with http.get(url, allow_redirects=False, **kw) as r:
-            return r.status, await r.text(), r
+    async with aiohttp.ClientSession() as http, http.get(url, allow_redirects=False, **kw) as r:
+        return r.status, await r.text(), r
 
 
 async def test_login_rules(server) -> None:  # type: ignore[no-untyped-def]
     await server.add_user("anna")
     async with aiohttp.ClientSession() as http:
-        async with http.post(server.url + "/api/login",
-                             json={"username": "anna", "password": "wrong password!"}) as r:
+        async with http.post(
+            server.url + "/api/login", json={"username": "anna", "password": "wrong password!"}
+        ) as r:
             assert r.status == 401
             assert (await r.json())["error"]["code"] == "bad_credentials"
-        async with http.post(server.url + "/api/login",
-                             json={"username": "nobody", "password": "whatever12"}) as r:
+        async with http.post(
+            server.url + "/api/login", json={"username": "nobody", "password": "whatever12"}
+        ) as r:
             assert r.status == 401
         async with http.post(server.url + "/api/login", data="x") as r:
             assert r.status == 400
@@ -42,7 +43,8 @@ async def test_csrf_and_origin(server) -> None:  # type: ignore[no-untyped-def]
         assert r.status == 403 and (await r.json())["error"]["code"] == "csrf"
     # Right token, foreign origin: refused.
     async with agent.http.post(
-        server.url + "/api/sessions", json={"phone": "20000012"},
+        server.url + "/api/sessions",
+        json={"phone": "20000012"},
         headers={"X-CSRF-Token": agent.csrf, "Origin": "https://evil.example"},
     ) as r:
         assert r.status == 403 and (await r.json())["error"]["code"] == "origin_not_allowed"

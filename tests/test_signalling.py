@@ -46,7 +46,8 @@ async def test_upgrade_refusals(server) -> None:  # type: ignore[no-untyped-def]
     assert info.value.status == 403
     # Caller without cookie.
     status, _ = await _upgrade_status(
-        server.url.replace("http", "ws") + "/ws/caller", protocols=(SUBPROTOCOL,),
+        server.url.replace("http", "ws") + "/ws/caller",
+        protocols=(SUBPROTOCOL,),
         origin=server.url,
     )
     assert status == 401
@@ -59,7 +60,8 @@ async def test_malformed_messages_get_errors(server) -> None:  # type: ignore[no
     assert caller.welcome["v"] == 1 and caller.welcome["role"] == "caller"
     assert caller.welcome["iceServers"] == []
     assert caller.welcome["notice"] == {
-        "version": server.config.session.notice_version, "accepted": False
+        "version": server.config.session.notice_version,
+        "accepted": False,
     }
     cases = [
         ("{nope", "bad_json"),

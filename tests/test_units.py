@@ -86,8 +86,11 @@ def test_valid_messages() -> None:
 
 def test_protocol_doc_lists_every_error_code() -> None:
     doc = (ROOT / "docs" / "protocol.md").read_text()
-    codes = [v for k, v in vars(P).items() if k.isupper() and isinstance(v, str) and k not in (
-        "SUBPROTOCOL",)]
+    codes = [
+        v
+        for k, v in vars(P).items()
+        if k.isupper() and isinstance(v, str) and k not in ("SUBPROTOCOL",)
+    ]
     for code in codes:
         assert f"`{code}`" in doc, code
     for mtype in P.ALL_TYPES:

@@ -1,0 +1,412 @@
+"""Per-room media orchestration: one server-side RTCPeerConnection per participant.
+
+The signalling layer hands offers and candidates in; this module maps the offer's video
+m-sections onto the room's tracks (docs/protocol.md, "offer"), forwards encoded frames
+through `relay.RoomTrack` and reports what happens through `MediaEvent`s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import logging
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiortc import (
+    RTCConfiguration,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCRtpCodecCapability,
+    RTCRtpSender,
+    RTCRtpTransceiver,
+    RTCSessionDescription,
+)
+from aiortc import sdp as aiortc_sdp
+
+from ..config import MediaConfig
+from . import aiortc_hooks
+from .relay import ForwardedTrack, RoomTrack, Upstream
+
+logger = logging.getLogger(__name__)
+
+PUBLISHES = {"caller": "camera", "agent": "screen"}
+RECEIVES = {"caller": "screen", "agent": "camera"}
+_DIRECTION = {
+    (True, True): "sendrecv",
+    (True, False): "recvonly",  # the client publishes: the server only receives
+    (False, True): "sendonly",
+    (False, False): "inactive",
+}
+
+
+@dataclass(frozen=True)
+class MediaEvent:
+    participant_id: str
+    kind: str  # "pc_state" | "track_live" | "track_ended"
+    value: str  # the connection state, or the track name
+
+
+class MediaError(Exception):
+    """An offer or candidate could not be applied; the message says why (sdp_failed)."""
+
+
+@dataclass(eq=False)
+class _Leg:
+    """One peer connection of a participant (a new `pc` number = a new leg)."""
+
+    pc_id: int
+    pc: RTCPeerConnection
+    publish_t: RTCRtpTransceiver | None = None
+    receive_t: RTCRtpTransceiver | None = None
+    upstream: Upstream | None = None
+    upstream_live: bool = False
+    subscription: ForwardedTrack | None = None
+    retired: bool = False
+    watchdog: asyncio.Task[Any] | None = None
+    remote_ufrag: str | None = None
+
+
+@dataclass(eq=False)
+class _Participant:
+    participant_id: str
+    role: str
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    leg: _Leg | None = None
+
+
+def _codec_preferences(codec: str) -> list[RTCRtpCodecCapability]:
+    caps = RTCRtpSender.getCapabilities("video").codecs
+    chosen = [c for c in caps if c.mimeType.lower() == f"video/{codec.lower()}"]
+    if not chosen:
+        raise ValueError(f"codec {codec!r} is not supported by aiortc")
+    # RTX keeps NACK retransmissions working on both legs.
+    return chosen + [c for c in caps if c.mimeType.lower() == "video/rtx"]
+
+
+def ice_servers_for_client(
+    config: MediaConfig, turn_secret: str | None, now: float
+) -> list[dict[str, Any]]:
+    """RTCIceServer dicts for a browser. TURN credentials follow coturn's
+    use-auth-secret scheme: username "<expiry>:callassist", credential
+    base64(HMAC-SHA1(secret, username))."""
+    servers: list[dict[str, Any]] = []
+    if config.stun_urls:
+        servers.append({"urls": list(config.stun_urls)})
+    if config.turn_urls:
+        if not turn_secret:
+            logger.warning("media.turn_urls configured without a TURN secret: not offered")
+        else:
+            username = f"{int(now) + config.turn_ttl_s}:callassist"
+            digest = hmac.new(turn_secret.encode(), username.encode(), hashlib.sha1).digest()
+            servers.append(
+                {
+                    "urls": list(config.turn_urls),
+                    "username": username,
+                    "credential": base64.b64encode(digest).decode("ascii"),
+                }
+            )
+    return servers
+
+
+class MediaRoom:
+    def __init__(
+        self,
+        room_id: str,
+        config: MediaConfig,
+        *,
+        on_event: Callable[[MediaEvent], None],
+        connect_timeout_s: float = 30.0,
+    ) -> None:
+        aiortc_hooks.install(config.ice_host_addresses)
+        self.room_id = room_id
+        self.config = config
+        self._on_event = on_event
+        # A pc that is not connected this long after its offer counts as failed: aiortc
+        # can sit in "connecting" indefinitely when the client vanished after its offer.
+        self.connect_timeout_s = connect_timeout_s
+        self._codec_prefs = _codec_preferences(config.codec)
+        self.tracks: dict[str, RoomTrack] = {
+            name: RoomTrack(
+                name,
+                queue_frames=config.subscriber_queue_frames,
+                keyframe_min_interval_s=config.keyframe_min_interval_s,
+            )
+            for name in ("camera", "screen")
+        }
+        self._participants: dict[str, _Participant] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._closed = False
+
+    # --- signalling entry points ----------------------------------------------------
+
+    async def handle_offer(self, participant_id: str, role: str, pc_id: int, sdp: str) -> str:
+        """Apply a client's offer and return the answer SDP (with all candidates)."""
+        if self._closed:
+            raise MediaError("the room's media is closed")
+        if role not in PUBLISHES:
+            raise MediaError(f"unknown role {role!r}")
+        try:
+            offer = aiortc_sdp.SessionDescription.parse(sdp)
+        except Exception as exc:
+            raise MediaError(f"the offer could not be parsed: {exc}") from None
+        if not any(m.kind == "video" for m in offer.media):
+            raise MediaError("the offer has no video m-section")
+        part = self._participants.get(participant_id)
+        if part is None:
+            part = self._participants[participant_id] = _Participant(participant_id, role)
+        elif part.role != role:
+            raise MediaError("a participant cannot change role")
+
+        async with part.lock:
+            if self._closed or self._participants.get(participant_id) is not part:
+                raise MediaError("the room's media is closed or the participant was dropped")
+            leg = part.leg
+            ufrag = _ice_ufrag(offer)
+            # A new pc number is a recovery (no ICE restart in aiortc): the old connection
+            # goes, the room's tracks and their subscribers stay. So is the same number
+            # with other ICE credentials: a reloaded page counting from 1 again.
+            if leg is None or leg.pc_id != pc_id or leg.remote_ufrag != ufrag:
+                if leg is not None:
+                    self._retire(part, leg)
+                leg = self._new_leg(part, pc_id)
+                leg.remote_ufrag = ufrag
+            try:
+                return await self._negotiate(part, leg, offer, sdp)
+            except Exception as exc:
+                # Whatever aiortc applied is now unknown: drop that pc; the client makes
+                # a new one (protocol: sdp_failed).
+                self._retire(part, leg)
+                logger.info("room %s: offer from %s failed: %r", self.room_id, participant_id, exc)
+                raise MediaError(f"{type(exc).__name__}: {exc}") from exc
+
+    async def add_candidate(
+        self, participant_id: str, pc_id: int, candidate: dict[str, Any] | None
+    ) -> None:
+        """A trickled browser candidate ({candidate, sdpMid, sdpMLineIndex}) or None."""
+        part = self._participants.get(participant_id)
+        if part is None:
+            return
+        async with part.lock:  # after an offer that is still being applied
+            leg = part.leg
+            if leg is None or leg.pc_id != pc_id or leg.retired:
+                return  # not the current pc: stale, ignored by contract
+            ice = _parse_candidate(candidate)
+            try:
+                await leg.pc.addIceCandidate(ice)
+            except Exception as exc:
+                logger.debug("room %s: candidate ignored: %r", self.room_id, exc)
+
+    async def drop(self, participant_id: str) -> None:
+        """Close that participant's pc and detach what it published."""
+        part = self._participants.pop(participant_id, None)
+        if part is None:
+            return
+        async with part.lock:
+            if part.leg is not None:
+                await self._retire(part, part.leg)
+
+    async def close(self) -> None:
+        """Close every pc and end every track (idempotent)."""
+        self._closed = True
+        for part in list(self._participants.values()):
+            if part.leg is not None:
+                self._retire(part, part.leg)
+        self._participants.clear()
+        for track in self.tracks.values():
+            track.close()
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    def stats(self) -> dict[str, Any]:
+        participants: dict[str, Any] = {}
+        for pid, part in self._participants.items():
+            leg = part.leg
+            participants[pid] = {
+                "role": part.role,
+                "pc_id": leg.pc_id if leg else None,
+                "connection_state": leg.pc.connectionState if leg else "none",
+                "publishing": bool(leg and leg.upstream and leg.upstream.current),
+                "receiving": bool(leg and leg.subscription),
+            }
+        return {
+            "room": self.room_id,
+            "tracks": {name: track.stats() for name, track in self.tracks.items()},
+            "participants": participants,
+        }
+
+    # --- internals ------------------------------------------------------------------
+
+    def _new_leg(self, part: _Participant, pc_id: int) -> _Leg:
+        # iceServers=[] when nothing is configured: aiortc's default adds a public STUN
+        # server. Only STUN for the server itself; TURN is for clients (aiortc would use
+        # only the first URL of each anyway).
+        servers = [RTCIceServer(urls=list(self.config.stun_urls))] if self.config.stun_urls else []
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=servers))
+        leg = _Leg(pc_id=pc_id, pc=pc)
+        part.leg = leg
+
+        def on_state() -> None:
+            if part.leg is not leg or leg.retired:
+                return  # events of a replaced or closed pc
+            state = pc.connectionState
+            self._emit(part.participant_id, "pc_state", state)
+            if state in ("failed", "closed"):
+                # As aiortc's examples/server does: a failed pc is closed and forgotten;
+                # the client recovers with a new pc number.
+                self._retire(part, leg)
+
+        pc.on("connectionstatechange", on_state)
+        leg.watchdog = self._spawn(self._watch_connect(part, leg))
+        return leg
+
+    async def _watch_connect(self, part: _Participant, leg: _Leg) -> None:
+        await asyncio.sleep(self.connect_timeout_s)
+        if part.leg is leg and not leg.retired and leg.pc.connectionState != "connected":
+            logger.info(
+                "room %s: pc %d of %s did not connect in %.0f s",
+                self.room_id,
+                leg.pc_id,
+                part.participant_id,
+                self.connect_timeout_s,
+            )
+            self._emit(part.participant_id, "pc_state", "failed")
+            self._retire(part, leg)
+
+    async def _negotiate(
+        self, part: _Participant, leg: _Leg, offer: aiortc_sdp.SessionDescription, sdp: str
+    ) -> str:
+        pc = leg.pc
+        receive_track = self.tracks[RECEIVES[part.role]]
+        by_mid = {t.mid: t for t in pc.getTransceivers() if t.mid is not None}
+        starts_publishing: RTCRtpTransceiver | None = None
+        # Transceivers for new m-sections are created BEFORE setRemoteDescription, in
+        # m-section order: aiortc binds unassigned transceivers to new m-sections in
+        # order, and codec preferences only count if set before it negotiates codecs.
+        for media in offer.media:
+            if media.kind not in ("audio", "video"):
+                continue
+            t = by_mid.get(media.rtp.muxId)
+            if media.kind == "audio":
+                if t is None:
+                    pc.addTransceiver("audio", direction="inactive")  # video only
+                continue
+            if t is None:
+                t = pc.addTransceiver("video", direction="inactive")
+                t.setCodecPreferences(self._codec_prefs)
+                aiortc_hooks.on_keyframe_request(t.sender, receive_track.request_keyframe)
+            direction = media.direction or "sendrecv"
+            client_sends = media.port != 0 and direction in ("sendonly", "sendrecv")
+            client_recvs = media.port != 0 and direction in ("recvonly", "sendrecv")
+            if t is leg.publish_t and not client_sends:
+                self._stop_publishing(part, leg)
+            elif client_sends and leg.publish_t is None:
+                leg.publish_t = starts_publishing = t
+            if t is leg.receive_t and not client_recvs:
+                self._stop_receiving(leg)
+            elif client_recvs and leg.receive_t is None:
+                leg.receive_t = t
+                leg.subscription = receive_track.subscribe()
+                t.sender.replaceTrack(leg.subscription)
+            t.direction = _DIRECTION[(t is leg.publish_t, t is leg.receive_t)]
+
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+        if starts_publishing is not None:
+            # Must happen before the receiver starts (after the answer, once DTLS is up).
+            self._start_publishing(part, leg, starts_publishing)
+        await pc.setLocalDescription(await pc.createAnswer())
+        return pc.localDescription.sdp
+
+    def _start_publishing(self, part: _Participant, leg: _Leg, t: RTCRtpTransceiver) -> None:
+        name = PUBLISHES[part.role]
+        receiver = t.receiver
+        upstream: Upstream | None = None
+
+        def first_frame() -> None:
+            if not leg.retired and upstream is leg.upstream:
+                leg.upstream_live = True
+                self._emit(part.participant_id, "track_live", name)
+
+        def ended() -> None:
+            if upstream is leg.upstream:
+                self._stop_publishing(part, leg)
+
+        upstream = self.tracks[name].attach_upstream(
+            lambda: aiortc_hooks.request_keyframe(receiver), on_first_frame=first_frame
+        )
+        leg.upstream = upstream
+        aiortc_hooks.mark_passthrough(receiver.track, upstream.push, on_end=ended)
+
+    def _stop_publishing(self, part: _Participant, leg: _Leg) -> None:
+        upstream, leg.upstream = leg.upstream, None
+        if upstream is not None and upstream.detach() and leg.upstream_live:
+            self._emit(part.participant_id, "track_ended", PUBLISHES[part.role])
+        leg.upstream_live = False
+        if leg.publish_t is not None and leg.publish_t.receiver.track is not None:
+            aiortc_hooks.unmark_passthrough(leg.publish_t.receiver.track)
+        leg.publish_t = None
+
+    def _stop_receiving(self, leg: _Leg) -> None:
+        if leg.subscription is not None:
+            leg.subscription.stop()  # also unsubscribes from the room track
+            leg.subscription = None
+        if leg.receive_t is not None:
+            leg.receive_t.sender.replaceTrack(None)
+            leg.receive_t = None
+
+    def _retire(self, part: _Participant, leg: _Leg) -> asyncio.Task[Any]:
+        """Detach a leg from the room now and close its pc in the background."""
+        if part.leg is leg:
+            part.leg = None
+        if not leg.retired:
+            leg.retired = True
+            if leg.watchdog is not None and leg.watchdog is not asyncio.current_task():
+                leg.watchdog.cancel()
+            self._stop_publishing(part, leg)
+            if leg.subscription is not None:
+                leg.subscription.stop()
+                leg.subscription = None
+        return self._spawn(leg.pc.close())
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _emit(self, participant_id: str, kind: str, value: str) -> None:
+        try:
+            self._on_event(MediaEvent(participant_id, kind, value))
+        except Exception:
+            logger.exception("room %s: media event handler failed", self.room_id)
+
+
+def _ice_ufrag(offer: aiortc_sdp.SessionDescription) -> str | None:
+    for media in offer.media:
+        if media.ice is not None and media.ice.usernameFragment:
+            return media.ice.usernameFragment
+    return None
+
+
+def _parse_candidate(candidate: dict[str, Any] | None) -> Any:
+    """Browser RTCIceCandidateInit -> aiortc RTCIceCandidate (None = end of candidates)."""
+    if candidate is None or not candidate.get("candidate"):
+        return None  # null or "" both mean end-of-candidates in browsers
+    line = str(candidate["candidate"])
+    if line.startswith("candidate:"):
+        line = line[len("candidate:") :]
+    try:
+        if len(line.split()) < 8:
+            raise ValueError("too few fields")
+        ice = aiortc_sdp.candidate_from_sdp(line)
+    except (ValueError, IndexError) as exc:
+        raise MediaError(f"bad ICE candidate: {exc}") from None
+    ice.sdpMid = candidate.get("sdpMid")
+    index = candidate.get("sdpMLineIndex")
+    ice.sdpMLineIndex = int(index) if index is not None else None
+    if ice.sdpMid is None and ice.sdpMLineIndex is None:
+        ice.sdpMLineIndex = 0
+    return ice

@@ -1,0 +1,351 @@
+"""Room-level forwarding of encoded video frames (no SDP, no aiortc internals).
+
+A `RoomTrack` is the stable slot for one named stream ("camera", "screen"). Publishers
+come and go (`attach_upstream` each time a caller reconnects on a new peer connection);
+subscribers (`subscribe()` -> `ForwardedTrack`, put on an RTCRtpSender) stay put and
+resume at the next keyframe. Frames are av.Packet objects, so aiortc's sender
+re-packetizes them without encoding.
+
+Rules kept here:
+- a subscriber starts at a keyframe, and asks the source for one when it starts;
+- each subscriber's queue is bounded: on overflow it is emptied and the subscriber waits
+  for the next keyframe (asking for one), so a slow subscriber costs bounded memory and
+  never delays the others (pushing never awaits);
+- keyframe requests to the source are coalesced and rate-limited;
+- output timestamps are monotonic across upstream switches (each upstream's timestamps
+  restart at 0, the output continues from where it was plus the wall-clock gap).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import av
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+logger = logging.getLogger(__name__)
+
+CLOCK_RATE = 90000
+# Asks the current source for a keyframe; may return an awaitable (sending RTCP is async).
+KeyframeRequester = Callable[[], Awaitable[Any] | None]
+
+
+class Upstream:
+    """One publisher attached to a RoomTrack; feed its frames to `push()`."""
+
+    def __init__(
+        self,
+        room_track: RoomTrack,
+        request_keyframe: KeyframeRequester,
+        on_first_frame: Callable[[], None] | None,
+    ) -> None:
+        self._room_track = room_track
+        self.request_keyframe = request_keyframe
+        self._on_first_frame = on_first_frame
+        self.frames_in = 0
+        self.first_pts: int | None = None
+        self.pts_base = 0
+
+    @property
+    def current(self) -> bool:
+        return self._room_track._upstream is self
+
+    def push(self, packet: av.Packet, keyframe: bool) -> None:
+        """A complete encoded frame from this publisher (called on the event loop)."""
+        self._room_track._push(self, packet, keyframe)
+
+    def detach(self) -> bool:
+        """Detach from the track if still current; returns whether it was."""
+        return self._room_track.detach_upstream(self)
+
+
+class ForwardedTrack(MediaStreamTrack):
+    """A subscriber of a RoomTrack: recv() returns av.Packet, for an RTCRtpSender."""
+
+    def __init__(self, source: RoomTrack, max_frames: int) -> None:
+        super().__init__()
+        self.kind = source.kind
+        self._source: RoomTrack | None = source
+        self._max_frames = max_frames
+        self._queue: deque[av.Packet] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        # Not started until the sender first pulls a frame (its connection is up):
+        # frames before that would only pile up and go out late in a burst.
+        self.started = False
+        self.waiting_keyframe = True
+        self.frames_forwarded = 0
+        self.frames_dropped = 0
+        self.resets = 0
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    async def recv(self) -> av.Packet:
+        if self.readyState != "live":
+            raise MediaStreamError
+        if not self.started:
+            self.started = True
+            if self._source is not None:
+                self._source.request_keyframe()
+        while not self._queue:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+            if self.readyState != "live":
+                raise MediaStreamError
+        packet = self._queue.popleft()
+        self.frames_forwarded += 1
+        if self._source is not None:
+            self._source.frames_forwarded += 1
+        return packet
+
+    def stop(self) -> None:
+        source, self._source = self._source, None
+        super().stop()
+        self._queue.clear()
+        self._wake()
+        if source is not None:
+            source.unsubscribe(self)
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def _reset(self) -> None:
+        """Forget queued frames and resume at the next keyframe."""
+        self.frames_dropped += len(self._queue)
+        self._queue.clear()
+        self.waiting_keyframe = True
+        self.resets += 1
+
+    def _offer(self, packet: av.Packet, keyframe: bool) -> tuple[int, bool]:
+        """Queue a frame; returns (frames dropped, whether a keyframe is needed)."""
+        if not self.started or self.readyState != "live":
+            return 0, False
+        if self.waiting_keyframe and not keyframe:
+            self.frames_dropped += 1
+            return 1, True
+        dropped = 0
+        if len(self._queue) >= self._max_frames:
+            dropped = len(self._queue)
+            self._reset()
+            if not keyframe:
+                self.frames_dropped += 1
+                return dropped + 1, True
+        self.waiting_keyframe = False
+        self._queue.append(packet)
+        self._wake()
+        return dropped, False
+
+
+class RoomTrack:
+    """A room-level track slot that survives upstream changes."""
+
+    def __init__(
+        self,
+        name: str,
+        kind: str = "video",
+        queue_frames: int = 60,
+        keyframe_min_interval_s: float = 0.3,
+    ) -> None:
+        self.name = name
+        self.kind = kind
+        self.queue_frames = queue_frames
+        self.keyframe_min_interval_s = keyframe_min_interval_s
+        self._upstream: Upstream | None = None
+        self._subscribers: list[ForwardedTrack] = []
+        self._last_out_pts: int | None = None
+        self._last_out_time = 0.0
+        self._kf_wanted = False
+        self._kf_last_sent = float("-inf")
+        self._kf_timer: asyncio.TimerHandle | None = None
+        self._kf_tasks: set[asyncio.Future[Any]] = set()
+        self._closed = False
+        # counters
+        self.frames_in = 0
+        self.bytes_in = 0
+        self.keyframes_in = 0
+        self.frames_forwarded = 0
+        self.frames_dropped = 0
+        self.keyframe_requests_sent = 0
+        self.upstreams_attached = 0
+
+    # --- upstream -------------------------------------------------------------------
+
+    @property
+    def live(self) -> bool:
+        return self._upstream is not None
+
+    @property
+    def upstream(self) -> Upstream | None:
+        return self._upstream
+
+    def attach_upstream(
+        self,
+        request_keyframe: KeyframeRequester,
+        *,
+        on_first_frame: Callable[[], None] | None = None,
+    ) -> Upstream:
+        """Make a new publisher current (replacing any previous one)."""
+        if self._closed:
+            raise RuntimeError(f"track {self.name} is closed")
+        upstream = Upstream(self, request_keyframe, on_first_frame)
+        self._upstream = upstream
+        self.upstreams_attached += 1
+        # The new source has its own encoder: everyone restarts at its first keyframe,
+        # and the rate limit applies per source.
+        for sub in self._subscribers:
+            sub.waiting_keyframe = True
+        self._cancel_kf_timer()
+        self._kf_last_sent = float("-inf")
+        if any(s.started for s in self._subscribers):
+            self.request_keyframe()
+        return upstream
+
+    def detach_upstream(self, upstream: Upstream | None = None) -> bool:
+        """Detach `upstream` (or whichever is current); subscribers stay subscribed."""
+        if self._upstream is None or (upstream is not None and upstream is not self._upstream):
+            return False
+        self._upstream = None
+        self._cancel_kf_timer()
+        return True
+
+    def _push(self, upstream: Upstream, packet: av.Packet, keyframe: bool) -> None:
+        if upstream is not self._upstream:
+            return  # a late frame from a replaced publisher
+        first = upstream.frames_in == 0
+        upstream.frames_in += 1
+        self.frames_in += 1
+        self.bytes_in += packet.size
+        now = time.monotonic()
+        self._rewrite_pts(upstream, packet, now)
+        if keyframe:
+            self.keyframes_in += 1
+            self._kf_wanted = False
+            self._cancel_kf_timer()
+        need_keyframe = False
+        for sub in list(self._subscribers):
+            dropped, need = sub._offer(packet, keyframe)
+            self.frames_dropped += dropped
+            need_keyframe = need_keyframe or need
+        if need_keyframe:
+            # Also a retry: a lost PLI would otherwise leave a subscriber waiting for the
+            # encoder's own next keyframe (aiortc's VP8 GOP is 100 s). Rate-limited.
+            self.request_keyframe()
+        if first and upstream._on_first_frame is not None:
+            try:
+                upstream._on_first_frame()
+            except Exception:
+                logger.exception("on_first_frame callback failed")
+
+    def _rewrite_pts(self, upstream: Upstream, packet: av.Packet, now: float) -> None:
+        pts = packet.pts if packet.pts is not None else 0
+        if upstream.first_pts is None:
+            upstream.first_pts = pts
+            if self._last_out_pts is None:
+                upstream.pts_base = 0
+            else:
+                gap = max(1, int((now - self._last_out_time) * CLOCK_RATE))
+                upstream.pts_base = self._last_out_pts + gap
+        out = upstream.pts_base + (pts - upstream.first_pts)
+        if self._last_out_pts is not None and out <= self._last_out_pts:
+            out = self._last_out_pts + 1  # never go backwards, whatever the source does
+        packet.pts = out
+        self._last_out_pts = out
+        self._last_out_time = now
+
+    # --- subscribers ----------------------------------------------------------------
+
+    def subscribe(self) -> ForwardedTrack:
+        if self._closed:
+            raise RuntimeError(f"track {self.name} is closed")
+        track = ForwardedTrack(self, self.queue_frames)
+        self._subscribers.append(track)
+        return track
+
+    def unsubscribe(self, track: ForwardedTrack) -> None:
+        if track in self._subscribers:
+            self._subscribers.remove(track)
+        if track.readyState == "live":
+            track.stop()
+
+    @property
+    def subscribers(self) -> list[ForwardedTrack]:
+        return list(self._subscribers)
+
+    # --- keyframe requests ----------------------------------------------------------
+
+    def request_keyframe(self) -> None:
+        """Ask the current source for a keyframe: coalesced, at most one per interval."""
+        self._kf_wanted = True
+        if self._upstream is None or self._kf_timer is not None:
+            return  # attach_upstream asks; or one is already scheduled
+        wait = self._kf_last_sent + self.keyframe_min_interval_s - time.monotonic()
+        if wait <= 0:
+            self._send_keyframe_request()
+        else:
+            loop = asyncio.get_running_loop()
+            self._kf_timer = loop.call_later(wait, self._kf_timer_fired)
+
+    def _kf_timer_fired(self) -> None:
+        self._kf_timer = None
+        if self._kf_wanted and self._upstream is not None:
+            self._send_keyframe_request()
+
+    def _cancel_kf_timer(self) -> None:
+        if self._kf_timer is not None:
+            self._kf_timer.cancel()
+            self._kf_timer = None
+
+    def _send_keyframe_request(self) -> None:
+        assert self._upstream is not None
+        self._kf_last_sent = time.monotonic()
+        self.keyframe_requests_sent += 1
+        try:
+            result = self._upstream.request_keyframe()
+        except Exception:
+            logger.exception("keyframe request to %s source failed", self.name)
+            return
+        if inspect.isawaitable(result):
+            task = asyncio.ensure_future(result)
+            self._kf_tasks.add(task)
+            task.add_done_callback(self._kf_task_done)
+
+    def _kf_task_done(self, task: asyncio.Future[Any]) -> None:
+        self._kf_tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.warning("keyframe request to %s source failed: %r", self.name, task.exception())
+
+    # --- lifecycle / stats ----------------------------------------------------------
+
+    def close(self) -> None:
+        """Detach the source and end every subscriber (idempotent)."""
+        self._closed = True
+        self.detach_upstream()
+        for sub in list(self._subscribers):
+            sub.stop()
+        self._subscribers.clear()
+        for task in list(self._kf_tasks):
+            task.cancel()
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "live": self.live,
+            "subscribers": len(self._subscribers),
+            "frames_in": self.frames_in,
+            "bytes_in": self.bytes_in,
+            "keyframes_in": self.keyframes_in,
+            "frames_forwarded": self.frames_forwarded,
+            "frames_dropped": self.frames_dropped,
+            "keyframe_requests_sent": self.keyframe_requests_sent,
+            "upstreams_attached": self.upstreams_attached,
+        }
