@@ -79,6 +79,19 @@ class Connection:
             await asyncio.wait_for(self._writer, 2)
 
 
+@dataclass(frozen=True)
+class RoomEvent:
+    """Something happened in a room. `kind` is one of: created, caller_status, track,
+    active, ended. Listeners get it synchronously and must not block (queue, then return)."""
+
+    kind: str
+    room: Room
+    data: dict[str, Any]
+
+
+RoomListener = Callable[[RoomEvent], None]
+
+
 @dataclass
 class LiveRoom:
     room: Room
@@ -101,6 +114,19 @@ class LiveRooms:
         self.clock = clock
         self.turn_secret = turn_secret
         self._live: dict[str, LiveRoom] = {}
+        self._listeners: list[RoomListener] = []
+
+    def listen(self, listener: RoomListener) -> None:
+        """Add a listener for room events (webhooks, metrics, the ops console)."""
+        self._listeners.append(listener)
+
+    def emit(self, kind: str, room: Room, **data: Any) -> None:
+        event = RoomEvent(kind, room, data)
+        for listener in list(self._listeners):
+            try:
+                listener(event)
+            except Exception:  # a broken listener must not break the room
+                log.exception("room listener failed on %s", kind)
 
     # --- lifecycle ---------------------------------------------------------------------
     def open(self, room: Room) -> LiveRoom:
@@ -110,6 +136,7 @@ class LiveRooms:
         live = LiveRoom(room=room, media=media)
         self.registry.add(room)
         self._live[room.id] = live
+        self.emit("created", room)
         return live
 
     def get(self, room_id: str) -> LiveRoom | None:
@@ -140,6 +167,7 @@ class LiveRooms:
             await self.db.set_session_time_once(room_id, "media_ended_at", self.clock())
         self._live.pop(room_id, None)
         self.registry.remove(room_id)
+        self.emit("ended", room, reason=reason)
         return True
 
     async def reap(self) -> None:
@@ -184,6 +212,7 @@ class LiveRooms:
         if live.room.set_caller_status(status):
             await self.db.update_session(live.room.id, caller_status=status)
             self._broadcast(live)
+            self.emit("caller_status", live.room, status=status)
 
     def touch(self, live: LiveRoom) -> None:
         live.room.touch(self.clock())
@@ -219,7 +248,9 @@ class LiveRooms:
                         await self.set_caller_status(live, "live")
                 if was_waiting and live.room.state == "active":
                     await self.db.update_session(room_id, state="active")
+                    self.emit("active", live.room)
                 self._broadcast(live)
+                self.emit("track", live.room, track=name, live=is_live)
         elif (
             event.kind == "pc_state"
             and event.participant_id == "caller"
