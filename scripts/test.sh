@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Runs the whole test suite, installing what it needs first: Debian's chromium (driven by
-# Playwright through executable_path; no browser download), Python packages in .venv.
+# Playwright through executable_path; no browser download), PostgreSQL (the tests start
+# their own throwaway server), Python packages in .venv.
 # Extra arguments go to pytest.
 source "$(dirname "$0")/env.sh"
-apt_install chromium iproute2 util-linux
+apt_install chromium iproute2 util-linux postgresql
 ensure_venv "[test]"
 
 echo "callassist: ruff"

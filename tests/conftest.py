@@ -156,6 +156,43 @@ async def server(make_server: Callable[..., Any]) -> Server:
     return await make_server()
 
 
+@pytest.fixture(scope="session")
+def postgres() -> Any:
+    """One real PostgreSQL server for the whole run; each test gets its own database."""
+    from tests.pg import PostgresServer
+
+    pg = PostgresServer()
+    pg.start()
+    yield pg
+    pg.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def any_db_server(request: pytest.FixtureRequest, make_server: Callable[..., Any]) -> Server:
+    """The same server on each supported database."""
+    if request.param == "postgresql":
+        import uuid
+
+        pg = request.getfixturevalue("postgres")
+        url = pg.create_database("t" + uuid.uuid4().hex[:16])
+        return await make_server(storage={"database_url": url})
+    return await make_server()
+
+
+async def dump_database(server: Server) -> str:
+    """Every row of every table as text, whichever database the server uses."""
+    import sqlalchemy as sa
+
+    from server.db import metadata
+
+    lines = []
+    async with server.db.engine.connect() as conn:
+        for table in metadata.sorted_tables:
+            for row in (await conn.execute(sa.select(table))).all():
+                lines.append(f"{table.name}: {tuple(row)}")
+    return "\n".join(lines)
+
+
 def replace_section(cfg: config_mod.Config, name: str, **values: Any) -> config_mod.Config:
     return dataclasses.replace(cfg, **{name: dataclasses.replace(getattr(cfg, name), **values)})
 

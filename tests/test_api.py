@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-import sqlite3
+import asyncio
 from typing import Any
 
 import aiohttp
 import pytest
 
 from server.db import token_hash
+from tests.conftest import dump_database
+
+
+@pytest.fixture
+async def server(any_db_server):  # type: ignore[no-untyped-def]
+    """Every test here runs on SQLite and on PostgreSQL."""
+    return any_db_server
 
 
 async def _open(url: str, **kw: Any) -> tuple[int, str, aiohttp.ClientResponse]:
@@ -126,9 +133,7 @@ async def test_one_time_link(server) -> None:  # type: ignore[no-untyped-def]
     assert body["session"]["device_type"]
 
     # The database holds only hashes: neither the token nor the cookie is in it.
-    db = sqlite3.connect(server.data_dir / "callassist.db")
-    dump = "\n".join(db.iterdump())
-    db.close()
+    dump = await dump_database(server)
     assert token not in dump and cookie.value not in dump
     assert token_hash(token) in dump
 
@@ -190,3 +195,10 @@ async def test_openapi(server) -> None:  # type: ignore[no-untyped-def]
 async def test_unknown_paths_json_404(server, path: str) -> None:  # type: ignore[no-untyped-def]
     status, text, _ = await _open(server.url + path)
     assert status == 404
+
+
+async def test_link_consumed_once_under_race(server) -> None:  # type: ignore[no-untyped-def]
+    agent = await server.agent()
+    created = await agent.new_session()
+    results = await asyncio.gather(*[_open(created["link"]) for _ in range(6)])
+    assert sorted(r[0] for r in results) == [303] + [410] * 5
