@@ -122,5 +122,7 @@ async def me(request: web.Request) -> web.StreamResponse:
         {
             "user": {"name": user.username, "role": user.role},
             "csrf": csrf_token(request.app[SECRETS].server_key, request[TOKEN_KEY]),
+            # The console's phone hint: numbers without a country code get this one.
+            "default_country_code": request.app[CONFIG].session.default_country_code,
         }
     )
