@@ -11,7 +11,7 @@ from typing import Any
 import segno
 from aiohttp import web
 
-from .appkeys import CLOCK, CONFIG, DB, ROOMS, SMS
+from .appkeys import AUDIT, CLOCK, CONFIG, DB, ROOMS, SMS
 from .auth import error
 from .db import User
 from .phone import BadPhone, mask, normalise
@@ -51,6 +51,13 @@ def qr_svg(link: str) -> str:
     out = io.BytesIO()
     segno.make(link, error="m").save(out, kind="svg", scale=6, border=2, xmldecl=False)
     return out.getvalue().decode()
+
+
+async def audit(request: web.Request, action: str, obj: str, result: str = "ok") -> None:
+    user: User = request[USER_KEY]
+    await request.app[AUDIT].record(
+        actor=user.username, role=user.role, action=action, object=obj, result=result
+    )
 
 
 async def _json(request: web.Request) -> dict[str, Any]:
@@ -131,6 +138,7 @@ async def create_session(request: web.Request) -> web.StreamResponse:
     full = await request.app[DB].get_session(session_id)
     assert full is not None
     log.info("agent %s created session %s for %s", user.username, session_id, mask(phone))
+    await audit(request, "session.create", session_id)
     return web.json_response({"session": session_view(full, room), **link}, status=201)
 
 
@@ -161,6 +169,7 @@ async def new_link(request: web.Request) -> web.StreamResponse:
         return error(409, "room_ended", "this session has ended; start a new one")
     if row["opened_at"] is not None:
         return error(409, "link_used", "the caller has already opened the link")
+    await audit(request, "link.new", row["id"])
     return web.json_response(await _issue_link(request, row["id"]))
 
 
@@ -188,8 +197,10 @@ async def send_sms(request: web.Request) -> web.StreamResponse:
     try:
         await request.app[SMS].send(row["phone"], text)
     except SmsError as exc:
+        await audit(request, "sms.send", row["id"], result="failed")
         return error(502, "sms_failed", str(exc))
     await db.update_session(row["id"], link_sent_at=now)
+    await audit(request, "sms.send", row["id"])
     return web.json_response({"sms": {"status": "sent", "to": mask(row["phone"])}})
 
 
@@ -197,6 +208,7 @@ async def send_sms(request: web.Request) -> web.StreamResponse:
 async def end_session(request: web.Request) -> web.StreamResponse:
     row = await _own_session(request)
     await request.app[ROOMS].end(row["id"], "agent_ended")
+    await audit(request, "session.end", row["id"])
     row = await request.app[DB].get_session(row["id"])
     assert row is not None
     return web.json_response({"session": session_view(row, None)})

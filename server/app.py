@@ -12,7 +12,9 @@ from pathlib import Path
 from aiohttp import WSCloseCode, web
 
 from . import api, caller, signalling, web_auth
+from . import logs, metrics, ops, report, webhooks  # ops console, observability, integrations
 from .appkeys import (
+    AUDIT,
     CLOCK,
     CONFIG,
     DATA_DIR,
@@ -25,6 +27,7 @@ from .appkeys import (
     SMS,
     WEBSOCKETS,
 )
+from .audit import Audit
 from .config import Config
 from .db import Database
 from .live import LiveRooms
@@ -145,6 +148,7 @@ def create_app(
         data_dir,
         need_sms=config.sms.sender == "http",
         need_turn=bool(config.media.turn_urls),
+        need_webhook=bool(config.webhooks.urls),
     )
     db_url = config.storage.database_url or f"sqlite+aiosqlite:///{data_dir / 'callassist.db'}"
     db = Database(db_url)
@@ -153,6 +157,7 @@ def create_app(
     app[SECRETS] = secrets
     app[CLOCK] = clock
     app[DB] = db
+    app[AUDIT] = Audit(db, clock)
     app[ROOMS] = LiveRooms(config, LocalRoomRegistry(), db, clock, secrets.turn_secret)
     app[SMS] = _sms_sender(config, secrets.sms_hmac_key)
     app[LINK_LIMITER] = KeyedLimiter(config.session.link_opens_per_minute)
@@ -183,4 +188,11 @@ def create_app(
     r.add_get("/ws/agent/{room_id}", signalling.agent_ws)
     r.add_get("/ws/caller", signalling.caller_ws)
     r.add_static("/static", WEB_DIR, append_version=False)
+
+    # Ops console, observability and integrations: each module adds its own routes.
+    logs.setup(app)
+    metrics.setup(app)
+    webhooks.setup(app)
+    ops.setup(app)
+    report.setup(app)
     return app

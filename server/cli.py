@@ -164,6 +164,34 @@ def cmd_user(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def cmd_audit(args: argparse.Namespace) -> int:
+    from .audit import Audit
+
+    cfg = _load(args)
+    db = _db(cfg, args.data_dir)
+
+    async def run() -> int:
+        await db.create_schema()
+        try:
+            verdict = await Audit(db, time.time).verify()
+        finally:
+            await db.close()
+        if verdict.count == 0 and verdict.ok:
+            print("audit log is empty and intact")
+            return 0
+        if verdict.ok:
+            print(f"audit log intact: {verdict.count} records, head {verdict.head}")
+            return 0
+        print(
+            f"callassist: audit log BROKEN: {verdict.problem} "
+            f"(the first {verdict.count} records are intact)",
+            file=sys.stderr,
+        )
+        return 1
+
+    return asyncio.run(run())
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     cfg = _load(args)
     print(f"configuration OK (environment = {cfg.environment}, public_url = {cfg.http.public_url})")
@@ -209,6 +237,12 @@ def parser() -> argparse.ArgumentParser:
                 help="read the password from standard input (for scripts)",
             )
         a.set_defaults(func=cmd_user)
+
+    au = sub.add_parser("audit", help="the hash-chained audit log")
+    ausub = au.add_subparsers(dest="action", required=True)
+    v = ausub.add_parser("verify", help="detect edited, removed or reordered records")
+    _common(v)
+    v.set_defaults(func=cmd_audit)
 
     c = sub.add_parser("config", help="check a configuration file")
     csub = c.add_subparsers(dest="action", required=True)

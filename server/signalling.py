@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from . import protocol as P
-from .appkeys import CONFIG, DB, ORIGINS, ROOMS, SECRETS, WEBSOCKETS
+from .appkeys import AUDIT, CONFIG, DB, ORIGINS, ROOMS, SECRETS, WEBSOCKETS
 from .auth import caller_cookie_name, error, origin_allowed
 from .live import Connection, LiveRoom
 from .media.peers import ice_servers_for_client
 from .ratelimit import TokenBucket
-from .web_auth import current_user
+from .web_auth import current_user, deny
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,11 @@ async def agent_ws(request: web.Request) -> web.StreamResponse:
     if live is None:
         return error(410, P.ROOM_ENDED, "this session has ended")
     if live.room.agent_id != user.id:
-        return error(403, "forbidden", "this session belongs to another agent")
+        return await deny(request, user, 403, "forbidden", "this session belongs to another agent")
+    # Watching the caller's camera live is a view of personal data: audited.
+    await request.app[AUDIT].record(
+        actor=user.username, role=user.role, action="media.view", object=live.room.id
+    )
     return await _serve(request, live, "agent", "agent")
 
 
@@ -60,6 +65,50 @@ async def caller_ws(request: web.Request) -> web.StreamResponse:
     if live is None:
         return error(410, P.ROOM_ENDED, "this session has ended")
     return await _serve(request, live, "caller", "caller")
+
+
+# --- supervisor: silent watch (docs/protocol.md, "supervisor") ---------------------------
+SUPERVISOR_MAY_SEND = frozenset({"offer", "candidate", "ping"})
+
+
+async def watch_ws(request: web.Request) -> web.StreamResponse:
+    """A supervisor receives the room's `camera`; the caller and agent are not told (the
+    caller's notice says a supervisor may watch)."""
+    refused = _precheck(request)
+    if refused:
+        return refused
+    user = await current_user(request)
+    if user is None:
+        return error(401, "not_authenticated", "log in first")
+    if user.role != "supervisor":
+        return error(403, "forbidden", f"your role ({user.role}) may not watch rooms")
+    live = request.app[ROOMS].get(request.match_info["room_id"])
+    if live is None:
+        return error(410, P.ROOM_ENDED, "this session has ended")
+    # AUDIT: to become an audit record when the audit log exists.
+    log.info("ops: supervisor %s started watching room %s", user.username, live.room.id)
+    participant = f"supervisor-{user.id}-{secrets.token_hex(3)}"
+    try:
+        return await _serve(request, live, "supervisor", participant)
+    finally:
+        log.info("ops: supervisor %s stopped watching room %s", user.username, live.room.id)
+
+
+def _parse(raw: str, role: str) -> P.Message:
+    if role != "supervisor":
+        return P.parse(raw, role)
+    # A supervisor's offer/candidate/ping have the agent's shapes; nothing else is allowed.
+    try:
+        msg = P.parse(raw, "agent")
+    except P.ProtocolError as exc:
+        if exc.code == P.NOT_ALLOWED:
+            raise P.ProtocolError(
+                P.NOT_ALLOWED, f"a supervisor may not send '{exc.ref}'", exc.ref
+            ) from None
+        raise
+    if msg.type not in SUPERVISOR_MAY_SEND:
+        raise P.ProtocolError(P.NOT_ALLOWED, f"a supervisor may not send '{msg.type}'", msg.type)
+    return msg
 
 
 async def _serve(
@@ -93,7 +142,10 @@ async def _serve(
             "accepted": live.room.notice_accepted,
         }
     conn.send(welcome)
-    rooms.attach(live, conn)
+    if role == "supervisor":
+        live.conns[participant] = conn  # gets `room`/`ended`; nobody is told it joined
+    else:
+        rooms.attach(live, conn)
     bucket = TokenBucket(sig.rate_per_s, sig.burst, time.monotonic())
     strikes = 0
     try:
@@ -106,7 +158,7 @@ async def _serve(
                         conn.close_soon(WSCloseCode.POLICY_VIOLATION, "rate limit")
                     continue
                 try:
-                    await _dispatch(request, live, conn, P.parse(msg.data, role))
+                    await _dispatch(request, live, conn, _parse(msg.data, role))
                 except P.ProtocolError as exc:
                     conn.send(exc.to_message())
                 except Exception:  # a bug must cost one message, never the room
@@ -125,7 +177,13 @@ async def _serve(
                 break
     finally:
         sockets.discard(ws)
-        await rooms.detach(live, conn)
+        if role == "supervisor":
+            # A watcher leaving changes nothing in the room: no status, no broadcast.
+            if live.conns.get(participant) is conn:
+                del live.conns[participant]
+            await live.media.drop(participant)
+        else:
+            await rooms.detach(live, conn)
         # Let the writer flush what is queued (e.g. `ended`) and the close frame before
         # aiohttp drops the transport.
         await conn.wait_closed()
@@ -141,7 +199,8 @@ async def _dispatch(request: web.Request, live: LiveRoom, conn: Connection, msg:
         return
     if room.ended:
         raise P.ProtocolError(P.ROOM_ENDED, "this session has ended", msg.type)
-    rooms.touch(live)
+    if conn.role != "supervisor":  # a watcher does not keep a room alive
+        rooms.touch(live)
     data = msg.data
 
     if msg.type == "accept":

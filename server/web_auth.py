@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from .appkeys import CLOCK, CONFIG, DB, LOGIN_LIMITER, ORIGINS, SECRETS
+from .appkeys import AUDIT, CLOCK, CONFIG, DB, LOGIN_LIMITER, ORIGINS, SECRETS
 from .auth import (
     check_csrf,
     csrf_token,
@@ -41,6 +41,26 @@ async def current_user(request: web.Request) -> User | None:
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+async def deny(
+    request: web.Request, user: User | None, status: int, code: str, message: str
+) -> web.Response:
+    """Refuse, and write the refusal to the audit log."""
+    await request.app[AUDIT].record(
+        actor=user.username if user else "-",
+        role=user.role if user else "-",
+        action=f"{request.method} {_route(request)}",
+        object=request.match_info.get("session_id", "") or request.match_info.get("room_id", ""),
+        result="denied",
+        reason=code,
+    )
+    return error(status, code, message)
+
+
+def _route(request: web.Request) -> str:
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else request.path
+
+
 def require_user(*roles: str) -> Callable[[Handler], Handler]:
     """Reject requests without a login (401), with another role (403), or that change state
     without an allowed Origin and the CSRF token (403)."""
@@ -50,18 +70,32 @@ def require_user(*roles: str) -> Callable[[Handler], Handler]:
         async def inner(request: web.Request) -> web.StreamResponse:
             user = await current_user(request)
             if user is None:
-                return error(401, "not_authenticated", "log in first")
+                return await deny(request, None, 401, "not_authenticated", "log in first")
             if roles and user.role not in roles:
-                return error(403, "forbidden", f"your role ({user.role}) may not do this")
+                return await deny(
+                    request, user, 403, "forbidden", f"your role ({user.role}) may not do this"
+                )
             if request.method not in ("GET", "HEAD", "OPTIONS"):
                 if not origin_allowed(request, request.app[ORIGINS]):
-                    return error(403, "origin_not_allowed", "request from another site refused")
+                    return await deny(
+                        request,
+                        user,
+                        403,
+                        "origin_not_allowed",
+                        "request from another site refused",
+                    )
                 if not check_csrf(
                     request.app[SECRETS].server_key,
                     request[TOKEN_KEY],
                     request.headers.get("X-CSRF-Token"),
                 ):
-                    return error(403, "csrf", "missing or wrong X-CSRF-Token; reload the page")
+                    return await deny(
+                        request,
+                        user,
+                        403,
+                        "csrf",
+                        "missing or wrong X-CSRF-Token; reload the page",
+                    )
             return await handler(request)
 
         return inner
@@ -87,10 +121,18 @@ async def login(request: web.Request) -> web.StreamResponse:
     db = request.app[DB]
     user = await db.user_by_name(username[:64])
     if not verify_password(user, password[:1024]) or user is None or user.disabled:
+        await request.app[AUDIT].record(
+            actor=username[:64],
+            role=user.role if user else "-",
+            action="login",
+            result="denied",
+            reason="bad_credentials",
+        )
         return error(401, "bad_credentials", "wrong user name or password")
     cfg = request.app[CONFIG]
     token = secrets.token_urlsafe(32)  # a new id on every login: no session fixation
     await db.add_login(token, user.id, now, cfg.auth.session_ttl_s)
+    await request.app[AUDIT].record(actor=user.username, role=user.role, action="login")
     response = web.json_response(
         {
             "user": {"name": user.username, "role": user.role},
@@ -110,6 +152,8 @@ async def login(request: web.Request) -> web.StreamResponse:
 @require_user()
 async def logout(request: web.Request) -> web.StreamResponse:
     await request.app[DB].delete_login(request[TOKEN_KEY])
+    user = request[USER_KEY]
+    await request.app[AUDIT].record(actor=user.username, role=user.role, action="logout")
     response = web.Response(status=204)
     response.del_cookie(login_cookie_name(request.app[CONFIG].secure_cookies), path="/")
     return response
