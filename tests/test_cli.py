@@ -225,3 +225,14 @@ async def test_tls_self_signed(tmp_path: Path) -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         await asyncio.wait_for(proc.wait(), 15)
+
+
+def test_ropa_from_config(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[retention]\nrecordings_days = 14\n[session]\noperator_name = "Tele2"\n')
+    r = run("ropa", "--config", str(cfg))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("# Record of processing activities")
+    assert "recordings: 14 days" in r.stdout and "Tele2" in r.stdout
+    for category in ("phone number", "device type", "time and duration", "images and video"):
+        assert category in r.stdout
