@@ -317,7 +317,7 @@ async def test_audio_is_rejected_and_bad_offers_fail(room: MediaRoom) -> None:
         with pytest.raises(MediaError):
             await room.handle_offer("a", "agent", 2, "not sdp")
         with pytest.raises(MediaError):
-            await room.handle_offer("x", "supervisor", 1, pc.localDescription.sdp)
+            await room.handle_offer("x", "spectator", 1, pc.localDescription.sdp)
     finally:
         await pc.close()
 
