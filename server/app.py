@@ -11,8 +11,19 @@ from pathlib import Path
 
 from aiohttp import WSCloseCode, web
 
-from . import api, caller, signalling, web_auth
-from . import logs, metrics, ops, report, webhooks  # ops console, observability, integrations
+from . import (
+    api,
+    caller,
+    logs,
+    metrics,
+    ops,
+    recording,
+    report,
+    signalling,
+    toolkit,
+    web_auth,
+    webhooks,
+)
 from .appkeys import (
     AUDIT,
     CLOCK,
@@ -195,4 +206,13 @@ def create_app(
     webhooks.setup(app)
     ops.setup(app)
     report.setup(app)
+
+    # Recording, snapshots and photo uploads (server/recording.py): its cleanup context
+    # starts after _services (the database exists) and, at shutdown, finishes every
+    # recording before the rooms end.
+    recording.setup(app)
+
+    # Visual-assist toolkit (server/toolkit.py): uploads for freeze/push/photo-burst,
+    # tutorials, the kept chat.
+    toolkit.setup(app)
     return app

@@ -81,6 +81,9 @@ class MediaConfig:
     subscriber_queue_frames: int = 60
     # Minimum spacing of keyframe requests sent upstream to one source.
     keyframe_min_interval_s: float = 0.3
+    # "rtp": forward RTP packets (rewritten headers, NACK/PLI/REMB handled by the server);
+    # "frame": let aiortc reassemble each frame and re-packetize it (docs/media-performance.md).
+    forwarding: str = "rtp"
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,122 @@ class StorageConfig:
 
 
 @dataclass(frozen=True)
+class WebhooksConfig:
+    # Receivers of signed JSON events (docs/webhooks.md); empty = webhooks off. The signing
+    # key is the secret `webhook_key` (CALLASSIST_WEBHOOK_KEY), needed only when set.
+    urls: list[str] = field(default_factory=list)
+    # Seconds to wait for one delivery attempt.
+    timeout_s: float = 5.0
+    # Events waiting per receiver; beyond it new events are dropped (and counted).
+    max_queue: int = 1000
+    # Retry backoff: first wait, doubling up to the maximum, for at most give_up_after_s.
+    retry_initial_s: float = 1.0
+    retry_max_s: float = 300.0
+    give_up_after_s: float = 86_400.0
+
+
+@dataclass(frozen=True)
+class RetentionConfig:
+    # Days each category is kept after the session ended; then it is deleted by itself.
+    sessions_days: int = 90
+    recordings_days: int = 30
+    media_days: int = 30
+    audit_days: int = 730
+    # How often the background sweeper runs, in seconds.
+    sweep_interval_s: int = 3600
+
+
+# --- recording (recorder/, server/recording.py) ------------------------------------------
+
+# AWS regions inside the EU/EEA (recorder.storage.EU_EEA_REGIONS; kept in step by a test).
+EU_EEA_REGIONS = ["eu-west-1", "eu-west-3", "eu-central-1", "eu-north-1", "eu-south-1",
+                  "eu-south-2"]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class RecordingS3Config:
+    # The bucket; it must already exist, in a region of allowed_regions.
+    bucket: str = ""
+    # Region the client signs for; empty = boto3's own resolution (AWS_REGION etc.).
+    region: str = ""
+    # Another S3-compatible endpoint, e.g. "https://s3.eu-north-1.amazonaws.com".
+    endpoint_url: str = ""
+    # The service refuses to start unless HeadBucket says the bucket is in one of these.
+    allowed_regions: list[str] = field(default_factory=lambda: list(EU_EEA_REGIONS))
+    # Attempts per request (botocore "standard" retry mode); the spool retries after that.
+    max_attempts: int = 3
+    # Add an AbortIncompleteMultipartUpload lifecycle rule after this many days; 0 = leave
+    # the bucket's lifecycle alone.
+    abort_incomplete_multipart_days: int = 1
+
+
+@dataclass(frozen=True)
+class RecordingKmsConfig:
+    # KMS key ARN that wraps data keys when recording.keyring = "kms".
+    key_id: str = ""
+    region: str = ""
+    endpoint_url: str = ""
+
+
+@dataclass(frozen=True)
+class RecordingConfig:
+    # "off": no video recording; "on_demand": the agent starts and stops it; "always":
+    # every session's camera is recorded from its first frame (the agent cannot stop it).
+    mode: str = "on_demand"
+    # Length of one segment, in seconds; each starts at a keyframe.
+    segment_s: float = 10.0
+    # "local": encrypted objects in a directory; "s3": an EU/EEA S3 bucket.
+    storage: str = "local"
+    # Directory of the local storage; empty = <data-dir>/store.
+    local_dir: str = ""
+    # Local spool of ciphertext waiting for upload; empty = <data-dir>/spool.
+    spool_dir: str = ""
+    # Crossing this is reported (log, metric, the agent sees a warning); writing goes on.
+    spool_limit_mb: int = 2048
+    # Beyond this nothing more is spooled (segments are lost and counted); 0 = no limit.
+    spool_hard_limit_mb: int = 0
+    # Longest wait between two upload retries while the storage is down, in seconds.
+    upload_retry_max_s: float = 30.0
+    # On shutdown, wait this long for the spool to upload before leaving it for next start.
+    shutdown_drain_s: float = 10.0
+    # "local": versioned master keys from CALLASSIST_RECORDING_KEYS[_FILE], else from
+    # keys_dir (embedded: made on first use); "kms": AWS KMS ([recording.kms]).
+    keyring: str = "local"
+    # Directory of local master keys; empty = <data-dir>/recording-keys.
+    keys_dir: str = ""
+    # Largest photo upload or snapshot accepted, in bytes.
+    photo_max_bytes: int = 15 * 1024 * 1024
+    # Larger images (in pixels) are refused as likely decompression bombs.
+    photo_max_pixels: int = 50_000_000
+    # Photos are stored at most this many pixels wide or high (scaled down, never up).
+    photo_max_side_px: int = 4096
+    # JPEG quality of the re-encoded photos (1-95).
+    photo_jpeg_quality: int = 85
+    # Photos a caller may send per session.
+    photo_max_per_session: int = 50
+    s3: RecordingS3Config = field(default_factory=RecordingS3Config)
+    kms: RecordingKmsConfig = field(default_factory=RecordingKmsConfig)
+
+
+@dataclass(frozen=True)
+class ToolkitConfig:
+    # Folder of tutorials agents can push (one directory per tutorial with tutorial.json and
+    # its images); empty: the samples shipped in server/tutorials.
+    tutorials_dir: str = ""
+    # Keep chat messages in the session record (database); false: chat lives only as long
+    # as the room.
+    keep_chat: bool = False
+    # Largest freeze frame or photo-burst still, in bytes.
+    max_frame_bytes: int = 300_000
+    # Largest image an agent may push to the caller, in bytes.
+    max_image_bytes: int = 900_000
+    # Seconds an unpinned mark stays on screen before it fades.
+    mark_fade_s: float = 4.0
+    # Seconds between two stills in photo-burst mode.
+    photo_interval_s: float = 2.0
+
+
+@dataclass(frozen=True)
 class Config:
     # "embedded" generates missing secrets into the data directory; "production" refuses to
     # start without them.
@@ -109,6 +228,10 @@ class Config:
     media: MediaConfig = field(default_factory=MediaConfig)
     sms: SmsConfig = field(default_factory=SmsConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
+    recording: RecordingConfig = field(default_factory=RecordingConfig)
+    webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
+    toolkit: ToolkitConfig = field(default_factory=ToolkitConfig)
 
     @property
     def secure_cookies(self) -> bool:
@@ -170,20 +293,76 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("http.public_url: must start with http:// or https://")
     if cfg.media.codec not in ("VP8", "H264"):
         raise ConfigError("media.codec: must be 'VP8' or 'H264'")
+    if cfg.media.forwarding not in ("rtp", "frame"):
+        raise ConfigError("media.forwarding: must be 'rtp' or 'frame'")
     if cfg.sms.sender not in ("console", "http"):
         raise ConfigError("sms.sender: must be 'console' or 'http'")
     if cfg.sms.sender == "http" and not cfg.sms.http_url.startswith(("http://", "https://")):
         raise ConfigError("sms.http_url: required (http:// or https://) when sms.sender = 'http'")
     if not cfg.session.default_country_code.startswith("+"):
         raise ConfigError("session.default_country_code: must start with '+', e.g. '+371'")
+    for name in ("sessions_days", "recordings_days", "media_days", "audit_days"):
+        if getattr(cfg.retention, name) < 1:
+            raise ConfigError(f"retention.{name}: must be at least 1 day")
     for name in ("link_ttl_s", "inactivity_timeout_s", "max_duration_s"):
         if getattr(cfg.session, name) <= 0:
             raise ConfigError(f"session.{name}: must be positive")
+    for i, url in enumerate(cfg.webhooks.urls):
+        if not url.startswith(("http://", "https://")):
+            raise ConfigError(f"webhooks.urls[{i}]: must start with http:// or https://")
+    wh = cfg.webhooks
+    if wh.timeout_s <= 0 or wh.max_queue <= 0 or wh.retry_initial_s <= 0:
+        raise ConfigError("webhooks: timeout_s, max_queue and retry_initial_s must be positive")
+    if wh.retry_max_s < wh.retry_initial_s:
+        raise ConfigError("webhooks.retry_max_s: must be at least retry_initial_s")
+
+
+def _validate_recording(rc: RecordingConfig) -> None:
+    if rc.mode not in ("off", "on_demand", "always"):
+        raise ConfigError("recording.mode: must be 'off', 'on_demand' or 'always'")
+    if not 1.0 <= rc.segment_s <= 600.0:
+        raise ConfigError("recording.segment_s: must be between 1 and 600 seconds")
+    if rc.storage not in ("local", "s3"):
+        raise ConfigError("recording.storage: must be 'local' or 's3'")
+    if rc.storage == "s3" and not rc.s3.bucket:
+        raise ConfigError("recording.s3.bucket: required when recording.storage = 's3'")
+    if not rc.s3.allowed_regions:
+        raise ConfigError("recording.s3.allowed_regions: list at least one EU/EEA region")
+    if rc.s3.max_attempts < 1 or rc.s3.abort_incomplete_multipart_days < 0:
+        raise ConfigError("recording.s3: max_attempts >= 1, abort_incomplete_multipart_days >= 0")
+    if rc.keyring not in ("local", "kms"):
+        raise ConfigError("recording.keyring: must be 'local' or 'kms'")
+    if rc.keyring == "kms" and not rc.kms.key_id:
+        raise ConfigError("recording.kms.key_id: required when recording.keyring = 'kms'")
+    if rc.spool_limit_mb <= 0 or rc.spool_hard_limit_mb < 0:
+        raise ConfigError("recording.spool_limit_mb must be positive, spool_hard_limit_mb >= 0")
+    if rc.spool_hard_limit_mb and rc.spool_hard_limit_mb < rc.spool_limit_mb:
+        raise ConfigError("recording.spool_hard_limit_mb: must be 0 or at least spool_limit_mb")
+    if rc.upload_retry_max_s <= 0 or rc.shutdown_drain_s < 0:
+        raise ConfigError("recording: upload_retry_max_s > 0 and shutdown_drain_s >= 0")
+    if rc.photo_max_bytes <= 0 or rc.photo_max_pixels <= 0 or rc.photo_max_side_px < 64:
+        raise ConfigError("recording.photo_*: limits must be positive (max side >= 64)")
+    if not 1 <= rc.photo_jpeg_quality <= 95:
+        raise ConfigError("recording.photo_jpeg_quality: must be 1..95")
+    if rc.photo_max_per_session < 0:
+        raise ConfigError("recording.photo_max_per_session: must not be negative")
+
+
+def _validate_toolkit(cfg: Config) -> None:
+    tk = cfg.toolkit
+    if not 10_000 <= tk.max_frame_bytes <= cfg.http.max_body_bytes:
+        raise ConfigError("toolkit.max_frame_bytes: must be 10000 to http.max_body_bytes")
+    if not 10_000 <= tk.max_image_bytes <= cfg.http.max_body_bytes:
+        raise ConfigError("toolkit.max_image_bytes: must be 10000 to http.max_body_bytes")
+    if not 0.5 <= tk.mark_fade_s <= 600 or not 0.5 <= tk.photo_interval_s <= 60:
+        raise ConfigError("toolkit: mark_fade_s must be 0.5-600 and photo_interval_s 0.5-60")
 
 
 def from_dict(data: dict[str, Any]) -> Config:
     cfg = _build(Config, data, "")
     _validate(cfg)
+    _validate_recording(cfg.recording)
+    _validate_toolkit(cfg)
     return cfg
 
 

@@ -79,6 +79,39 @@ caller_devices = sa.Table(
 )
 
 
+# Recordings of a session's camera and its photos (snapshots, uploads), all stored encrypted
+# under `storage_key` (recorder/, docs/recording-format.md). The media itself is never here.
+recordings = sa.Table(
+    "recordings",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),  # the recording id (hex)
+    sa.Column("session_id", sa.String(32), sa.ForeignKey("sessions.id"), nullable=False,
+              index=True),  # fmt: skip
+    sa.Column("kind", sa.String(16), nullable=False),  # video | snapshot | upload
+    # recording (in progress) | complete | incomplete (recovered after a crash) | failed
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("started_at", sa.Float, nullable=False),
+    sa.Column("ended_at", sa.Float),
+    sa.Column("storage_key", sa.String(128), nullable=False),
+    sa.Column("bytes", sa.Integer, nullable=False, default=0),  # ciphertext, all objects
+    sa.Column("segments", sa.Integer, nullable=False, default=0),
+    sa.Column("frames", sa.Integer, nullable=False, default=0),
+    sa.Column("container", sa.String(16), nullable=False, default=""),  # webm | mkv | jpeg
+    sa.Column("error", sa.String(256)),
+)
+
+# Chat of a session, kept only when `toolkit.keep_chat` is true (server/toolkit.py).
+chat_messages = sa.Table(
+    "chat_messages",
+    metadata,
+    sa.Column("session_id", sa.String(32), sa.ForeignKey("sessions.id"), primary_key=True),
+    sa.Column("n", sa.Integer, primary_key=True),  # the message's number in the session
+    sa.Column("sender", sa.String(16), nullable=False),  # caller | agent
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("at", sa.Float, nullable=False),
+)
+
+
 def token_hash(token: str) -> str:
     # Tokens carry >= 128 random bits, so a plain (unsalted) SHA-256 is enough to make the
     # stored value useless while still allowing an indexed lookup.
@@ -297,6 +330,27 @@ class Database:
             )
             return str(session_id)
 
+    # --- chat (only with toolkit.keep_chat) ----------------------------------------------
+    async def add_chat_message(
+        self, session_id: str, n: int, sender: str, text: str, at: float
+    ) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                chat_messages.insert().values(
+                    session_id=session_id, n=n, sender=sender, text=text, at=at
+                )
+            )
+
+    async def chat_messages(self, session_id: str) -> list[dict[str, Any]]:
+        query = (
+            sa.select(chat_messages)
+            .where(chat_messages.c.session_id == session_id)
+            .order_by(chat_messages.c.n)
+        )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [dict(r._mapping) for r in rows]
+
     async def session_for_device(self, cookie: str) -> str | None:
         async with self.engine.connect() as conn:
             row = (
@@ -307,6 +361,39 @@ class Database:
                 )
             ).first()
         return str(row[0]) if row else None
+
+    # --- recordings --------------------------------------------------------------------
+    async def add_recording(self, **values: Any) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(recordings.insert().values(**values))
+
+    async def update_recording(self, recording_id: str, **values: Any) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                recordings.update().where(recordings.c.id == recording_id).values(**values)
+            )
+
+    async def get_recording(self, recording_id: str) -> dict[str, Any] | None:
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(sa.select(recordings).where(recordings.c.id == recording_id))
+            ).first()
+        return dict(row._mapping) if row else None
+
+    async def list_recordings(
+        self, session_id: str | None = None, *, kinds: tuple[str, ...] | None = None,
+        status: str | None = None,
+    ) -> list[dict[str, Any]]:  # fmt: skip
+        query = sa.select(recordings).order_by(recordings.c.started_at)
+        if session_id is not None:
+            query = query.where(recordings.c.session_id == session_id)
+        if kinds is not None:
+            query = query.where(recordings.c.kind.in_(kinds))
+        if status is not None:
+            query = query.where(recordings.c.status == status)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [dict(r._mapping) for r in rows]
 
 
 def _user(row: Any) -> User | None:

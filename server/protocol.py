@@ -9,6 +9,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from . import toolkit_messages as TK
+from .toolkit_messages import BAD_URL, NOT_FOUND, PEER_ABSENT  # noqa: F401 (error codes)
+
 VERSION = 1
 SUBPROTOCOL = "callassist.v1"
 
@@ -27,8 +30,10 @@ INTERNAL = "internal"
 
 # Which role may send which message type.
 ALLOWED: dict[str, frozenset[str]] = {
-    "caller": frozenset({"offer", "candidate", "accept", "media", "leave", "ping"}),
-    "agent": frozenset({"offer", "candidate", "media", "end", "ping"}),
+    "caller": frozenset({"offer", "candidate", "accept", "media", "leave", "ping"})
+    | {"snapshot_failed"}  # recording: server/recording.py
+    | TK.CALLER_TYPES,
+    "agent": frozenset({"offer", "candidate", "media", "end", "ping"}) | TK.AGENT_TYPES,
 }
 ALL_TYPES = frozenset().union(*ALLOWED.values())
 MAX_SDP = 60_000
@@ -78,6 +83,11 @@ def parse(raw: str, role: str) -> Message:
     if mtype not in ALLOWED[role]:
         raise ProtocolError(NOT_ALLOWED, f"a {role} may not send '{mtype}'", mtype)
 
+    if mtype in TK.TYPES:  # the visual-assist toolkit (server/toolkit_messages.py)
+        try:
+            return Message(mtype, TK.validate(mtype, data, role, len(raw.encode())))
+        except TK.Invalid as exc:
+            raise ProtocolError(exc.code, str(exc), mtype) from None
     if mtype == "offer":
         pc = _field(data, "pc", int, mtype)
         if not 0 < pc < 2**31:
@@ -97,6 +107,11 @@ def parse(raw: str, role: str) -> Message:
                 )
             if len(cand["candidate"]) > 1024:
                 raise ProtocolError(BAD_MESSAGE, "candidate too long", mtype)
+    elif mtype == "snapshot_failed":
+        if len(_field(data, "id", str, mtype)) > 64:
+            raise ProtocolError(BAD_MESSAGE, "field 'id' is too long", mtype)
+        if len(_field(data, "reason", str, mtype)) > 64:
+            raise ProtocolError(BAD_MESSAGE, "field 'reason' is too long", mtype)
     elif mtype == "accept":
         _field(data, "notice", str, mtype)
     elif mtype == "media":

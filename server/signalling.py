@@ -9,11 +9,13 @@ import time
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from . import protocol as P
-from .appkeys import AUDIT, CONFIG, DB, ORIGINS, ROOMS, SECRETS, WEBSOCKETS
+from .appkeys import AUDIT, CONFIG, DB, ORIGINS, RECORDING, ROOMS, SECRETS, WEBSOCKETS
 from .auth import caller_cookie_name, error, origin_allowed
 from .live import Connection, LiveRoom
 from .media.peers import ice_servers_for_client
 from .ratelimit import TokenBucket
+from .toolkit import TOOLKIT
+from .toolkit_messages import TYPES as TOOLKIT_TYPES
 from .web_auth import current_user, deny
 
 log = logging.getLogger(__name__)
@@ -81,11 +83,15 @@ async def watch_ws(request: web.Request) -> web.StreamResponse:
     if user is None:
         return error(401, "not_authenticated", "log in first")
     if user.role != "supervisor":
-        return error(403, "forbidden", f"your role ({user.role}) may not watch rooms")
+        return await deny(
+            request, user, 403, "forbidden", f"your role ({user.role}) may not watch rooms"
+        )
     live = request.app[ROOMS].get(request.match_info["room_id"])
     if live is None:
         return error(410, P.ROOM_ENDED, "this session has ended")
-    # AUDIT: to become an audit record when the audit log exists.
+    await request.app[AUDIT].record(
+        actor=user.username, role=user.role, action="media.watch", object=live.room.id
+    )
     log.info("ops: supervisor %s started watching room %s", user.username, live.room.id)
     participant = f"supervisor-{user.id}-{secrets.token_hex(3)}"
     try:
@@ -141,11 +147,14 @@ async def _serve(
             "version": cfg.session.notice_version,
             "accepted": live.room.notice_accepted,
         }
+    if role != "supervisor":
+        welcome["toolkit"] = request.app[TOOLKIT].settings()  # docs/protocol.md, "Toolkit"
     conn.send(welcome)
     if role == "supervisor":
         live.conns[participant] = conn  # gets `room`/`ended`; nobody is told it joined
     else:
         rooms.attach(live, conn)
+        request.app[TOOLKIT].joined(live, conn)  # toolkit settings and what it missed
     bucket = TokenBucket(sig.rate_per_s, sig.burst, time.monotonic())
     strikes = 0
     try:
@@ -201,6 +210,9 @@ async def _dispatch(request: web.Request, live: LiveRoom, conn: Connection, msg:
         raise P.ProtocolError(P.ROOM_ENDED, "this session has ended", msg.type)
     if conn.role != "supervisor":  # a watcher does not keep a room alive
         rooms.touch(live)
+    if msg.type in TOOLKIT_TYPES:  # pointer, marks, freeze, chat, ... (server/toolkit.py)
+        await request.app[TOOLKIT].dispatch(live, conn, msg)
+        return
     data = msg.data
 
     if msg.type == "accept":
@@ -254,6 +266,10 @@ async def _dispatch(request: web.Request, live: LiveRoom, conn: Connection, msg:
             # what tells the caller's page to show or hide the screen area.
             room.set_track("screen", data["state"] == "live", rooms.clock())
         rooms.notify(live)
+        return
+
+    if msg.type == "snapshot_failed":  # the caller's page could not take the still
+        request.app[RECORDING].snapshot_failed(live, data["id"], data["reason"])
         return
 
     if msg.type == "leave":

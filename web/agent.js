@@ -5,6 +5,8 @@ import * as i18n from "./i18n.js";
 import { t } from "./i18n.js";
 import { Signal } from "./ws.js";
 import { sendOffer, watchConnection, closePc, showTrack, nextPcNumber, forgetPcNumber } from "./rtc.js";
+import * as toolkit from "./toolkit-agent.js"; // pointer, drawing, freeze, chat, pushes, …
+import * as recording from "./recording-agent.js"; // record, snapshots, photos
 
 const CONNECT_TIMEOUT_MS = 15000;
 const STEPS = ["link_sent", "opened", "accepted", "live", "ended"];
@@ -248,12 +250,15 @@ function openSession(session, link) {
   showError(el("share-error"), null);
   renderLink();
   renderSession();
+  recording.open(session.id);
   if (!st.ended) connect(session.id);
   loadRecent();
 }
 
 // Leave the open session (without ending it): sockets, media, sharing.
 function closeSession() {
+  toolkit.detach();
+  recording.detach();
   if (st.signal) st.signal.close();
   st.signal = null;
   st.wsReady = false;
@@ -448,6 +453,7 @@ function onEnded(reason) {
   st.ended = true;
   st.endReason = st.endReason || reason || null;
   const id = st.session && st.session.id;
+  toolkit.detach();
   if (st.signal) st.signal.close();
   st.wsReady = false;
   clearTimeout(st.recoverTimer);
@@ -525,6 +531,8 @@ function connect(roomId) {
   const signal = new Signal("/ws/agent/" + encodeURIComponent(roomId), { probe: () => probeSession(roomId) });
   st.signal = signal;
   st.everConnected = false;
+  toolkit.attach(signal);
+  recording.attach(signal);
   signal.on("welcome", (msg) => {
     st.wsReady = true;
     st.everConnected = true;
@@ -647,6 +655,7 @@ function recover(why) {
 
 function onServerError(msg) {
   console.warn("server error", msg.code, msg.message);
+  if (st.toolkitError && st.toolkitError(msg)) return; // shown by the toolkit
   switch (msg.code) {
     case "sdp_failed":
       return recover("sdp_failed");
@@ -748,6 +757,8 @@ function wire() {
 async function boot() {
   i18n.init();
   wire();
+  toolkit.init(st);
+  recording.init(st, api, showError);
   try {
     loggedIn(await api("GET", "/api/me"));
   } catch (err) {

@@ -7,6 +7,7 @@ import { t } from "./i18n.js";
 import { Signal, probeUpgradeUrl } from "./ws.js";
 import { sendOffer, watchConnection, closePc, showTrack, nextPcNumber, forgetPcNumber } from "./rtc.js";
 import { setupZoom } from "./zoom.js";
+import { setupRecording } from "./recording-caller.js"; // recording badge, snapshots, photos
 
 const CAMERA_CONSTRAINTS = {
   video: { facingMode: { ideal: "environment" }, width: { ideal: 1280 }, height: { ideal: 720 } },
@@ -61,6 +62,18 @@ const st = {
   state: "connecting",
 };
 let zoom = null;
+
+// Visual-assist toolkit (web/toolkit-caller.js): loaded once the camera runs, so the page
+// before media stays small; its messages that arrive earlier wait for it.
+const TOOLKIT_TYPES = new Set(["chat", "chat_receipt", "push", "camera_request", "pointer", "mark", "clear", "frozen", "unfrozen"]);
+const toolkitEarly = [];
+let toolkit = null;
+function loadToolkit() {
+  toolkit = toolkit || import("./toolkit-caller.js")
+    .then((m) => m.setup({ st, useCameraTrack, early: toolkitEarly.splice(0) }))
+    .catch((err) => console.error("toolkit failed to load", err));
+}
+
 window.callassist = st; // debug handle for tests (st.pc is the current RTCPeerConnection)
 
 // ---------------------------------------------------------------- rendering
@@ -298,6 +311,7 @@ async function startCamera(force = false) {
 }
 
 function useCameraTrack(track) {
+  loadToolkit();
   const old = st.cameraTrack;
   st.cameraTrack = track;
   st.cameraStopped = false;
@@ -478,6 +492,7 @@ function onRoom(msg) {
 function onError(msg) {
   const code = msg.code;
   console.warn("server error", code, msg.message);
+  if (st.toolkitError && st.toolkitError(msg)) return; // shown by the toolkit
   switch (code) {
     case "notice_not_accepted":
       st.accepted = st.acceptedLocally = false;
@@ -508,6 +523,9 @@ function wireSignal() {
   s.on("answer", onAnswer);
   s.on("ended", (msg) => finish(msg.reason));
   s.on("error", onError);
+  s.on("message", (m) => {
+    if (!st.toolkitError && TOOLKIT_TYPES.has(m.type) && toolkitEarly.length < 300) toolkitEarly.push(m);
+  });
   s.on("refused", (r) => {
     // The browser cannot see why an upgrade failed; the probe can.
     if (r.code === "room_ended" || r.code === "not_authenticated") {
@@ -603,6 +621,7 @@ function wireUi() {
 i18n.init();
 wireUi();
 wireSignal();
+setupRecording(st);
 render();
 loadNotice();
 st.signal.connect();

@@ -482,6 +482,12 @@ export function onLangChange(fn) {
   listeners.push(fn);
 }
 
+// Feature modules bring their own strings ({lv: {...}, en: {...}, ru: {...}}, same keys).
+export function extend(more) {
+  for (const l of LANGS) Object.assign(STRINGS[l], more[l]);
+  if (document.body) apply();
+}
+
 // Language buttons are <button data-lang="lv"> etc.; wire them and fill all texts.
 export function init() {
   for (const el of document.querySelectorAll("[data-lang]")) {
