@@ -1,5 +1,8 @@
 """Encrypted recordings: format (recorder.crypto), keys (recorder.keys), storage
-(recorder.storage) and the upload spool (recorder.spool).
+(recorder.storage), the upload spool (recorder.spool), the recorder that joins a room as a
+participant (recorder.participant) and muxes encoded frames without re-encoding
+(recorder.mux), and reading recordings back: verify, crash recovery, export
+(recorder.recovery).
 
 The errors live here, at package level, so every module (and every caller) names them the
 same way and no submodule has to import another just for an exception class. This module

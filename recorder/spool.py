@@ -6,7 +6,8 @@ storage verified it, and retries with exponential backoff while the storage is d
 is the directory itself: after a restart `start()` picks up whatever was committed.
 
 Limits: crossing `limit_bytes` (either way) is reported through `on_limit` and counters
-and never fails a write; only the optional `hard_limit_bytes` refuses writes (SpoolFull).
+and never fails a write; only the optional `hard_limit_bytes` refuses writes (SpoolFull),
+except those marked essential (a recording's small header and manifest).
 Callbacks never break the spool: an exception in one is logged and ignored.
 """
 
@@ -48,8 +49,9 @@ class SpoolWriter:
     """One object being written into the spool. `write()` is a plain buffered file write
     (cheap enough for the event loop); `commit()` makes it durable and queues the upload."""
 
-    def __init__(self, spool: Spool, key: str) -> None:
+    def __init__(self, spool: Spool, key: str, essential: bool = False) -> None:
         self._spool, self.key, self.size = spool, key, 0
+        self._essential = essential
         self._final = spool._path(key)
         self._final.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         # A unique hidden name: start() deletes leftovers, two writers never share a file.
@@ -61,7 +63,7 @@ class SpoolWriter:
     def write(self, data: bytes) -> None:
         if self._done:
             raise ValueError(f"spool writer for {self.key} is closed")
-        self._spool._reserve(len(data))
+        self._spool._reserve(len(data), self._essential)
         self._fh.write(data)
         self.size += len(data)
 
@@ -173,8 +175,9 @@ class Spool:
 
     # --- size accounting
 
-    def _reserve(self, n: int) -> None:
-        if self.hard_limit_bytes is not None and self._size + n > self.hard_limit_bytes:
+    def _reserve(self, n: int, essential: bool = False) -> None:
+        hard = self.hard_limit_bytes
+        if hard is not None and not essential and self._size + n > hard:
             raise SpoolFull(
                 f"spool {self.directory} holds {self._size} bytes; {n} more would pass its "
                 f"hard limit of {self.hard_limit_bytes}"
@@ -212,12 +215,14 @@ class Spool:
 
     # --- writing
 
-    def open(self, key: str) -> SpoolWriter:
+    def open(self, key: str, *, essential: bool = False) -> SpoolWriter:
         """Start writing ciphertext for `key`; `commit()` (or leaving `async with`) queues it."""
-        return SpoolWriter(self, key)
+        return SpoolWriter(self, key, essential)
 
-    async def put(self, key: str, data: bytes) -> None:
-        async with self.open(key) as writer:
+    async def put(self, key: str, data: bytes, *, essential: bool = False) -> None:
+        """`essential`: a small object without which the others are useless (a recording's
+        header or manifest); it is accepted even beyond the hard limit."""
+        async with self.open(key, essential=essential) as writer:
             writer.write(data)
 
     # --- uploading
@@ -310,6 +315,13 @@ class Spool:
                 uploaded_bytes=self._stats.uploaded_bytes + info.size,
             )
             self._notify(self._on_uploaded, key, info)
+
+    async def discard(self, key: str) -> None:
+        """Remove a committed object that must not stand (e.g. one of several objects that
+        belong together, when a later one failed). An upload already under way may still
+        complete: the caller deletes the key from the storage too."""
+        await asyncio.to_thread(self._path(key).unlink, True)
+        self._forget(key)
 
     def _forget(self, key: str) -> None:
         self._queue.pop(key, None)

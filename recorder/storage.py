@@ -370,6 +370,40 @@ class S3Storage:
         await self._ready()
         return await asyncio.to_thread(self._exists, validate_key(key))
 
+    LIFECYCLE_RULE_ID = "callassist-abort-incomplete-multipart"
+
+    def _ensure_abort_rule(self, days: int) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            rules = self._client.get_bucket_lifecycle_configuration(Bucket=self.bucket)["Rules"]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "NoSuchLifecycleConfiguration":
+                raise
+            rules = []
+        ours = {
+            "ID": self.LIFECYCLE_RULE_ID,
+            "Filter": {"Prefix": ""},
+            "Status": "Enabled",
+            "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": days},
+        }
+        if any(r.get("ID") == ours["ID"] and r.get("AbortIncompleteMultipartUpload") ==
+               ours["AbortIncompleteMultipartUpload"] and r.get("Status") == "Enabled"
+               for r in rules):  # fmt: skip
+            return False
+        # Keep every other rule of the bucket: the configuration is replaced as a whole.
+        rules = [r for r in rules if r.get("ID") != ours["ID"]] + [ours]
+        self._client.put_bucket_lifecycle_configuration(
+            Bucket=self.bucket, LifecycleConfiguration={"Rules": rules}
+        )
+        return True
+
+    async def ensure_abort_multipart_rule(self, days: int) -> bool:
+        """Make sure a lifecycle rule aborts multipart uploads left unfinished for `days`
+        (their parts are billed until then). Returns whether the rule had to be written."""
+        await self._ready()
+        return await asyncio.to_thread(self._ensure_abort_rule, days)
+
 
 # --- reading a recording back: plaintext files appear only when everything verified
 

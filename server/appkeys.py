@@ -38,3 +38,8 @@ WEBSOCKETS = web.AppKey("websockets", set)
 OPS: web.AppKey[OpsMonitor] = web.AppKey("ops")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 WEBHOOKS: web.AppKey[WebhookSender] = web.AppKey("webhooks")
+
+# Recording and photos (server/recording.py, which imports this module).
+if TYPE_CHECKING:
+    from .recording import RecordingService
+RECORDING: web.AppKey[RecordingService] = web.AppKey("recording")

@@ -56,7 +56,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from .app import create_app
+    from .logs import setup_logging
 
+    setup_logging(args.log_format, os.environ.get("CALLASSIST_LOG_LEVEL", "INFO"))
     cfg = _load(args)
     ssl_ctx = None
     if args.tls_self_signed:
@@ -69,9 +71,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 cfg, http=dataclasses.replace(cfg.http, public_url=f"https://{lan}:{args.port}")
             )
         ssl_ctx = self_signed_context(args.data_dir, [lan])
+    from recorder import KeyringError, StorageError
+
     try:
         app = create_app(cfg, args.data_dir)
-    except MissingSecret as exc:
+    except (MissingSecret, KeyringError) as exc:  # KeyringError: recording master keys
         print(f"callassist: {exc}", file=sys.stderr)
         return 2
     scheme = "https" if ssl_ctx else "http"
@@ -82,15 +86,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
         f"    callassist user add NAME --role agent --data-dir {args.data_dir}",
         flush=True,
     )
-    web.run_app(
-        app,
-        host=args.host,
-        port=args.port,
-        ssl_context=ssl_ctx,
-        print=None,
-        shutdown_timeout=5,
-        access_log_class=_RedactingAccessLogger,
-    )
+    try:
+        web.run_app(
+            app,
+            host=args.host,
+            port=args.port,
+            ssl_context=ssl_ctx,
+            print=None,
+            shutdown_timeout=5,
+            access_log_class=_RedactingAccessLogger,
+        )
+    except (StorageError, KeyringError) as exc:  # recording storage refused at startup
+        print(f"callassist: recording storage: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -192,6 +200,13 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def cmd_ropa(args: argparse.Namespace) -> int:
+    from .ropa import ropa_markdown
+
+    print(ropa_markdown(_load(args)))
+    return 0
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     cfg = _load(args)
     print(f"configuration OK (environment = {cfg.environment}, public_url = {cfg.http.public_url})")
@@ -212,6 +227,12 @@ def parser() -> argparse.ArgumentParser:
         "--tls-self-signed",
         action="store_true",
         help="serve HTTPS with a generated self-signed certificate",
+    )
+    s.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default=os.environ.get("CALLASSIST_LOG_FORMAT", "text"),
+        help="log lines as text or as one JSON object per line (default: text)",
     )
     s.set_defaults(func=cmd_serve)
 
@@ -243,6 +264,14 @@ def parser() -> argparse.ArgumentParser:
     v = ausub.add_parser("verify", help="detect edited, removed or reordered records")
     _common(v)
     v.set_defaults(func=cmd_audit)
+
+    rp = sub.add_parser("ropa", help="print the record of processing activities (Markdown)")
+    _common(rp)
+    rp.set_defaults(func=cmd_ropa)
+
+    from .recording_cli import add_parsers as add_recording_parsers
+
+    add_recording_parsers(sub, _common, _load)  # recording list|verify|decrypt, keys rotate
 
     c = sub.add_parser("config", help="check a configuration file")
     csub = c.add_subparsers(dest="action", required=True)

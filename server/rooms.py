@@ -59,6 +59,12 @@ class Room:
     started_at: float | None = None
     ended_at: float | None = None
     end_reason: str | None = None
+    # Set by server/recording.py: the camera is being recorded since recording_started_at;
+    # recording_warning names a storage problem agents should know of (e.g. the spool is
+    # over its limit), None when all is well.
+    recording_active: bool = False
+    recording_started_at: float | None = None
+    recording_warning: str | None = None
 
     @property
     def ended(self) -> bool:
@@ -93,6 +99,7 @@ class Room:
         self.end_reason = reason
         self.caller_status = "ended"
         self.tracks = dict.fromkeys(TRACKS, False)
+        self.recording_active = False  # the recorder ends with the room's media
         return True
 
     def expired(self, now: float, inactivity_s: float, max_duration_s: float) -> str | None:
@@ -118,6 +125,11 @@ class Room:
             "started_at": iso(self.started_at),
             "ended_at": iso(self.ended_at),
             "end_reason": self.end_reason,
+            "recording": {
+                "active": self.recording_active,
+                "started_at": iso(self.recording_started_at),
+                "warning": self.recording_warning,
+            },
         }
 
 

@@ -29,6 +29,8 @@ class Secrets:
     sms_hmac_key: bytes | None
     # coturn `static-auth-secret` for time-limited TURN credentials; None without TURN.
     turn_secret: str | None
+    # Signs webhook deliveries (webhooks.urls set); None when not used.
+    webhook_key: bytes | None = None
 
 
 def _from_env(name: str) -> str | None:
@@ -59,7 +61,14 @@ def _embedded(data_dir: Path, name: str) -> str:
     return value
 
 
-def load_secrets(environment: str, data_dir: Path, *, need_sms: bool, need_turn: bool) -> Secrets:
+def load_secrets(
+    environment: str,
+    data_dir: Path,
+    *,
+    need_sms: bool,
+    need_turn: bool,
+    need_webhook: bool = False,
+) -> Secrets:
     def get(name: str, needed: bool) -> str | None:
         value = _from_env(name)
         if value:
@@ -78,8 +87,10 @@ def load_secrets(environment: str, data_dir: Path, *, need_sms: bool, need_turn:
     assert server_key is not None
     sms = get("sms_hmac_key", need_sms)
     turn = get("turn_secret", need_turn)
+    webhook = get("webhook_key", need_webhook)
     return Secrets(
         server_key=server_key.encode(),
         sms_hmac_key=sms.encode() if sms else None,
         turn_secret=turn,
+        webhook_key=webhook.encode() if webhook else None,
     )

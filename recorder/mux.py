@@ -1,0 +1,225 @@
+"""Muxing already-encoded video frames into segment files, in memory (PyAV), never re-encoding.
+
+VP8 goes into WebM, H264 (Annex-B, as aiortc's depayloader emits it) into Matroska. A
+`SegmentMuxer` builds one self-contained, playable file in a BytesIO: the plaintext never
+touches a disk; the caller encrypts `finish()`'s bytes. Timestamps are milliseconds since
+the recording started (the Matroska time base), so segments concatenate without any
+rewriting: `concat()` joins decrypted segments into one file for export.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fractions
+import io
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import av
+
+MS = fractions.Fraction(1, 1000)
+CLOCK_RATE = 90000  # RTP video clock: input pts are in 1/90000 s
+
+
+@dataclass(frozen=True)
+class Container:
+    codec: str  # the media.codec name: VP8 or H264
+    av_codec: str  # PyAV/FFmpeg codec name
+    format: str  # FFmpeg muxer
+    name: str  # what the manifest's metadata calls it
+    suffix: str  # file name suffix of an export
+
+
+CONTAINERS = {
+    "VP8": Container("VP8", "vp8", "webm", "webm", ".webm"),
+    "H264": Container("H264", "h264", "matroska", "mkv", ".mkv"),
+}
+BY_NAME = {c.name: c for c in CONTAINERS.values()}
+
+
+def container_for(codec: str) -> Container:
+    try:
+        return CONTAINERS[codec.upper()]
+    except KeyError:
+        raise ValueError(f"no container for codec {codec!r} (VP8 or H264)") from None
+
+
+# --- frames
+
+
+def is_keyframe(codec: str, data: bytes) -> bool:
+    """Whether an encoded frame can be decoded on its own (a segment may start with it)."""
+    if codec.upper() == "VP8":
+        # RFC 6386 9.1: bit 0 of the frame tag is the inverse keyframe flag.
+        return len(data) > 0 and (data[0] & 0x01) == 0
+    pos = 0
+    while (pos := data.find(b"\x00\x00\x01", pos)) >= 0 and pos + 3 < len(data):
+        if data[pos + 3] & 0x1F == 5:  # an IDR slice
+            return True
+        pos += 3
+    return False
+
+
+def frame_size(codec: str, data: bytes) -> tuple[int, int] | None:
+    """(width, height) of a keyframe; None when it cannot be read."""
+    if codec.upper() == "VP8":
+        # RFC 6386 9.1: 3-byte frame tag, start code 9d 01 2a, then 14-bit width and height.
+        if len(data) < 10 or data[3:6] != b"\x9d\x01\x2a":
+            return None
+        return (data[6] | data[7] << 8) & 0x3FFF, (data[8] | data[9] << 8) & 0x3FFF
+    # H264: parsing the SPS by hand is long; decoding the one keyframe is ~1 ms per segment.
+    try:
+        decoder = av.CodecContext.create("h264", "r")
+        for frame in decoder.decode(av.Packet(data)):
+            return frame.width, frame.height
+        for frame in decoder.decode(None):
+            return frame.width, frame.height
+    except av.FFmpegError:
+        return None
+    return None
+
+
+# --- one segment
+
+
+class SegmentMuxer:
+    """One segment: starts at a keyframe, takes frames, returns the file's bytes."""
+
+    def __init__(self, codec: str, size: tuple[int, int] | None = None) -> None:
+        self.container = container_for(codec)
+        self._buf = io.BytesIO()
+        self._out: Any = av.open(self._buf, "w", format=self.container.format)
+        self._stream: Any = None
+        self._size = size
+        self.frames = 0
+        self.keyframes = 0
+        self.bytes_in = 0
+        self.first_ms: int | None = None
+        self.last_ms: int | None = None
+
+    @property
+    def size(self) -> tuple[int, int] | None:
+        return self._size
+
+    def add(self, data: bytes, ms: int, keyframe: bool) -> None:
+        """One encoded frame at `ms` milliseconds since the recording started.
+
+        The first frame must be a keyframe. Timestamps must not go backwards; equal ones
+        are nudged forward by 1 ms (Matroska's resolution).
+        """
+        if self._stream is None:
+            if not keyframe:
+                raise ValueError("a segment must start with a keyframe")
+            size = self._size or frame_size(self.container.codec, data) or (640, 480)
+            self._size = size
+            stream = self._out.add_stream(self.container.av_codec)
+            stream.width, stream.height = size
+            stream.time_base = MS
+            self._stream = stream
+        if self.last_ms is not None and ms <= self.last_ms:
+            ms = self.last_ms + 1
+        packet = av.Packet(data)
+        packet.pts = packet.dts = ms
+        packet.time_base = MS
+        packet.stream = self._stream
+        if keyframe:
+            packet.is_keyframe = True
+            self.keyframes += 1
+        self._out.mux(packet)
+        if self.first_ms is None:
+            self.first_ms = ms
+        self.last_ms = ms
+        self.frames += 1
+        self.bytes_in += len(data)
+
+    def finish(self) -> bytes:
+        """Close the file (cues, duration) and return it. The muxer is unusable after."""
+        self._out.close()
+        data = self._buf.getvalue()
+        self._buf = io.BytesIO()
+        return data
+
+    def abandon(self) -> None:
+        with contextlib.suppress(Exception):  # nothing useful to do with a broken muxer
+            self._out.close()
+        self._buf = io.BytesIO()
+
+
+# --- reading back
+
+
+@dataclass(frozen=True)
+class Probe:
+    frames: int
+    first_ms: int | None
+    last_ms: int | None
+    width: int
+    height: int
+    codec: str
+
+
+def probe(data: bytes) -> Probe:
+    """Count the frames of a segment file and read its time span (demux only, no decoding)."""
+    with av.open(io.BytesIO(data)) as inp:
+        stream = inp.streams.video[0]
+        frames, first, last = 0, None, None
+        for packet in inp.demux(stream):
+            if packet.pts is None or packet.size == 0:
+                continue
+            ms = int(packet.pts * packet.time_base * 1000)
+            first = ms if first is None else min(first, ms)
+            last = ms if last is None else max(last, ms)
+            frames += 1
+        return Probe(frames, first, last, stream.width, stream.height, stream.codec_context.name)
+
+
+class Concatenator:
+    """Joins segment files (same codec, timestamps continuing) into one file.
+
+    A stream copy: packets keep their timestamps, nothing is decoded or encoded. Feed
+    segments one at a time with `add()` (memory holds one segment), then `close()`.
+    """
+
+    def __init__(self, dest: Path | io.BytesIO, fmt: str) -> None:
+        self._out: Any = av.open(dest, "w", format=fmt)
+        self._stream: Any = None
+        self._last: int | None = None
+        self.frames = 0
+
+    def add(self, data: bytes) -> int:
+        added = 0
+        with av.open(io.BytesIO(data)) as inp:
+            src = inp.streams.video[0]
+            if self._stream is None:
+                # The codec parameters as they are (H264: the avcC extradata), not rebuilt.
+                self._stream = self._out.add_stream_from_template(src)
+            for packet in inp.demux(src):
+                if packet.pts is None or packet.size == 0:
+                    continue
+                ms = int(packet.pts * packet.time_base * 1000)
+                if self._last is not None and ms <= self._last:
+                    ms = self._last + 1
+                packet.pts = packet.dts = ms
+                packet.time_base = MS
+                packet.stream = self._stream
+                self._out.mux(packet)
+                self._last = ms
+                added += 1
+        self.frames += added
+        return added
+
+    def close(self) -> None:
+        self._out.close()
+
+
+def concat(segments: Iterable[bytes], dest: Path | io.BytesIO, fmt: str) -> int:
+    """Join segment files into one; returns the number of frames."""
+    joined = Concatenator(dest, fmt)
+    try:
+        for data in segments:
+            joined.add(data)
+    finally:
+        joined.close()
+    return joined.frames

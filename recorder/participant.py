@@ -1,0 +1,460 @@
+"""The recorder: a participant of the room that subscribes to the caller's camera.
+
+Like Galène's disk writer, it is one more receiver of the room's track: it subscribes to a
+`RoomTrack` (server/media/relay.py) exactly as an agent's sender does, gets *encoded* frames
+(`av.Packet`, pts in 1/90000 s) starting at a keyframe, and never decodes or re-encodes them.
+
+Pipeline, all on the event loop, every stage bounded:
+
+    RoomTrack --(ForwardedTrack, bounded queue)--> pump: mux into a BytesIO (recorder.mux)
+        --(finished segment, bounded queue)--> writer: encrypt (STREAM AES-GCM) -> Spool
+        --(uploader, retries)--> Storage (local directory or S3)
+
+- Segments are cut at keyframes only: when a segment has run for `segment_s`, the recorder
+  asks the source for a keyframe (a PLI upstream, rate-limited by the RoomTrack) and cuts
+  at the next one; also when the picture size changes (the caller reconnected).
+- A slow storage never reaches the room: the spool takes ciphertext on the local disk and
+  uploads in the background; the room's other receivers never wait for the recorder (the
+  relay drops a lagging subscriber to the next keyframe, which the recorder counts).
+- Plaintext exists only in memory: one segment being muxed plus at most `max_pending`
+  finished ones waiting for encryption.
+- `stop()` finishes the current segment and writes the manifest. A crash leaves the header
+  and every committed segment in the spool/storage, each decryptable on its own;
+  recorder.recovery seals a recovery manifest and reports the gap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import av
+from aiortc.mediastreams import MediaStreamError
+
+from recorder import SpoolFull
+from recorder.crypto import (
+    Recording,
+    SegmentEntry,
+    header_object,
+    manifest_object,
+    segment_object,
+)
+from recorder.mux import CLOCK_RATE, SegmentMuxer, container_for, frame_size, is_keyframe
+from recorder.spool import Spool
+
+log = logging.getLogger(__name__)
+
+MiB = 1024 * 1024
+# A segment that found no keyframe to end at grows at most this much before it is closed
+# anyway (the frames until the next keyframe are then lost and counted).
+MAX_SEGMENT_BYTES = 64 * MiB
+
+
+class PacketTrack(Protocol):
+    """What RoomTrack.subscribe() returns (relay.ForwardedTrack)."""
+
+    frames_dropped: int
+
+    async def recv(self) -> Any: ...
+    def stop(self) -> None: ...
+
+
+class TrackSource(Protocol):
+    """What the recorder needs of a room track (relay.RoomTrack)."""
+
+    def subscribe(self) -> PacketTrack: ...
+    def request_keyframe(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class SegmentInfo:
+    index: int
+    start_ms: int
+    end_ms: int  # timestamp of its last frame
+    frames: int
+    width: int
+    height: int
+    plaintext_size: int
+    ciphertext_size: int
+
+    def as_metadata(self) -> dict[str, int]:
+        return {"start_ms": self.start_ms, "end_ms": self.end_ms, "frames": self.frames,
+                "width": self.width, "height": self.height}  # fmt: skip
+
+
+@dataclass
+class RecorderStats:
+    frames_received: int = 0  # from the room track
+    frames_recorded: int = 0  # in committed segments
+    frames_waiting_keyframe: int = 0  # received before the first keyframe (normally 0)
+    frames_lost: int = 0  # in segments that could not be stored, or cut without keyframe
+    segments: int = 0
+    segments_lost: int = 0
+    bytes_plain: int = 0
+    bytes_cipher: int = 0  # header + segments + manifest
+    keyframe_requests: int = 0
+
+
+@dataclass(frozen=True)
+class RecordingSummary:
+    recording_id: str
+    complete: bool  # the manifest was written
+    segments: int
+    frames: int
+    frames_lost: int
+    duration_ms: int
+    bytes: int
+    started_at: float
+    ended_at: float
+    error: str | None = None
+
+
+@dataclass
+class _Pending:
+    plaintext: bytes
+    start_ms: int
+    end_ms: int
+    frames: int
+    size: tuple[int, int]
+
+
+@dataclass
+class _Cut:
+    segment_ms: int
+    lead_ms: int
+    requested_at: int | None = None
+
+
+class RecorderParticipant:
+    """Records one room track into one encrypted recording (see the module docstring)."""
+
+    def __init__(
+        self,
+        source: TrackSource,
+        recording: Recording,
+        spool: Spool,
+        *,
+        codec: str = "VP8",
+        segment_s: float = 10.0,
+        max_pending: int = 4,
+        metadata: dict[str, Any] | None = None,
+        clock: Callable[[], float] = time.time,
+        on_event: Callable[[str, dict[str, Any]], Any] | None = None,
+    ) -> None:
+        if segment_s <= 0:
+            raise ValueError("segment_s must be positive")
+        self.source = source
+        self.rec = recording
+        self.id = recording.id
+        self.spool = spool
+        self.codec = codec.upper()
+        self.container = container_for(self.codec)
+        self.clock = clock
+        self.metadata = dict(metadata or {})
+        self.stats = RecorderStats()
+        self._on_event = on_event
+        seg_ms = max(1, int(segment_s * 1000))
+        self._cut = _Cut(seg_ms, min(300, seg_ms // 4))
+        self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue(maxsize=max(1, max_pending))
+        self._entries: list[SegmentEntry] = []
+        self._segments: list[SegmentInfo] = []
+        self._lost: list[dict[str, Any]] = []
+        self._track: PacketTrack | None = None
+        self._muxer: SegmentMuxer | None = None
+        self._base_pts: int | None = None
+        self._last_ms: int | None = None
+        self._stopping = False
+        self._pump_task: asyncio.Task[None] | None = None
+        self._writer_task: asyncio.Task[None] | None = None
+        self._done: asyncio.Future[RecordingSummary] | None = None
+        self.started_at = 0.0
+        self.ended_at: float | None = None
+
+    # --- lifecycle
+
+    @property
+    def subscription(self) -> PacketTrack | None:
+        return self._track
+
+    @property
+    def running(self) -> bool:
+        return self._done is not None and not self._done.done()
+
+    async def start(self) -> None:
+        """Store the header, subscribe to the track and start recording."""
+        if self._done is not None:
+            raise RuntimeError("recorder already started")
+        loop = asyncio.get_running_loop()
+        self._done = loop.create_future()
+        self.started_at = self.clock()
+        # The header first: the spool uploads in commit order, so storage never holds a
+        # segment whose key is not there too.
+        await self.spool.put(header_object(self.id), self.rec.header, essential=True)
+        self.stats.bytes_cipher += len(self.rec.header)
+        self._track = self.source.subscribe()
+        self._writer_task = asyncio.create_task(self._writer(), name=f"recorder-writer-{self.id}")
+        self._pump_task = asyncio.create_task(self._pump(), name=f"recorder-pump-{self.id}")
+
+    async def stop(self) -> RecordingSummary:
+        """Finish the current segment, store the manifest, return what was recorded."""
+        if self._done is None:
+            raise RuntimeError("recorder not started")
+        if not self._done.done() and not self._stopping:
+            self._stopping = True
+            track = self._track
+            # Frames already queued for us are recorded first; an empty queue means the
+            # pump waits in recv(): stopping the track wakes it with MediaStreamError.
+            if track is not None and getattr(track, "queued", 0) == 0:
+                track.stop()
+        return await asyncio.shield(self._done)
+
+    async def wait(self) -> RecordingSummary:
+        assert self._done is not None
+        return await asyncio.shield(self._done)
+
+    def _emit(self, kind: str, **data: Any) -> None:
+        if self._on_event is None:
+            return
+        try:
+            self._on_event(kind, data)
+        except Exception:
+            log.exception("recorder event handler failed on %s", kind)
+
+    # --- pump: packets -> muxer
+
+    async def _pump(self) -> None:
+        error: str | None = None
+        track = self._track
+        assert track is not None
+        try:
+            while True:
+                if self._stopping and getattr(track, "queued", 0) == 0:
+                    break
+                try:
+                    packet = await track.recv()
+                except MediaStreamError:
+                    break  # stopped by us, or the room's media closed
+                self._on_packet(packet)
+        except asyncio.CancelledError:
+            error = "cancelled"
+            raise
+        except Exception as exc:  # a bug must end this recording cleanly, not the room
+            log.exception("recorder %s failed", self.id)
+            error = f"{type(exc).__name__}: {exc}"
+        finally:
+            track.stop()  # idempotent; unsubscribes from the room track
+            if error == "cancelled":
+                self._abandon("cancelled")
+            else:
+                await self._finish(error)
+
+    def _ms(self, pts: int) -> int:
+        if self._base_pts is None:
+            self._base_pts = pts
+        return (pts - self._base_pts) * 1000 // CLOCK_RATE
+
+    def _on_packet(self, packet: av.Packet) -> None:
+        data = bytes(packet)  # a copy: the same packet object goes to every subscriber
+        self.stats.frames_received += 1
+        keyframe = is_keyframe(self.codec, data)
+        muxer = self._muxer
+        if muxer is None:
+            if not keyframe:
+                if self._base_pts is None:
+                    self.stats.frames_waiting_keyframe += 1
+                else:  # after a forced cut: these frames cannot be decoded, so are lost
+                    ms_now = self._ms(packet.pts or 0)
+                    self._lost_frames(ms_now, ms_now, 1, "no_keyframe")
+                self._request_keyframe(None)
+                return
+            self._open_segment(data)
+            muxer = self._muxer
+            assert muxer is not None
+        else:
+            ms_now = self._ms(packet.pts or 0)
+            if keyframe and self._should_cut(muxer, ms_now, data):
+                self._close_segment()
+                self._open_segment(data)
+                muxer = self._muxer
+                assert muxer is not None
+            elif muxer.bytes_in > MAX_SEGMENT_BYTES:
+                log.warning("recorder %s: no keyframe for %d bytes; cutting", self.id,
+                            muxer.bytes_in)  # fmt: skip
+                self._close_segment()
+                self._lost_frames(ms_now, ms_now, 1, "no_keyframe")
+                self._request_keyframe(None)
+                return
+        ms = self._ms(packet.pts or 0)
+        if self._last_ms is not None and ms <= self._last_ms:
+            ms = self._last_ms + 1
+        self._last_ms = ms
+        muxer.add(data, ms, keyframe)
+        first = muxer.first_ms or 0
+        cut = self._cut
+        if ms - first >= cut.segment_ms - cut.lead_ms:
+            self._request_keyframe(ms)
+
+    def _request_keyframe(self, ms: int | None) -> None:
+        cut = self._cut
+        if ms is not None and cut.requested_at is not None and ms - cut.requested_at < 1000:
+            return  # asked already; ask again only if nothing came within a second
+        cut.requested_at = ms
+        self.stats.keyframe_requests += 1
+        try:
+            self.source.request_keyframe()
+        except Exception:
+            log.exception("recorder %s: keyframe request failed", self.id)
+
+    def _should_cut(self, muxer: SegmentMuxer, ms: int, data: bytes) -> bool:
+        first = muxer.first_ms or 0
+        if ms - first >= self._cut.segment_ms - self._cut.lead_ms:
+            return True
+        size = frame_size(self.codec, data) if self.codec == "VP8" else None
+        return size is not None and muxer.size is not None and size != muxer.size
+
+    def _open_segment(self, data: bytes) -> None:
+        self._muxer = SegmentMuxer(self.codec, frame_size(self.codec, data))
+        self._cut.requested_at = None
+
+    def _close_segment(self) -> None:
+        muxer, self._muxer = self._muxer, None
+        if muxer is None or muxer.frames == 0:
+            if muxer is not None:
+                muxer.abandon()
+            return
+        start, end, frames = muxer.first_ms or 0, muxer.last_ms or 0, muxer.frames
+        try:
+            plain = muxer.finish()
+        except Exception as exc:
+            log.exception("recorder %s: muxer failed", self.id)
+            self._lost_frames(start, end, frames, f"mux: {exc}")
+            return
+        size = muxer.size or (0, 0)
+        try:
+            self._queue.put_nowait(_Pending(plain, start, end, frames, size))
+        except asyncio.QueueFull:
+            # The writer is stuck (disk): drop this segment rather than grow memory.
+            self._lost_frames(start, end, frames, "writer_backlog")
+
+    def _lost_frames(self, start: int, end: int, frames: int, reason: str) -> None:
+        self.stats.frames_lost += frames
+        self.stats.segments_lost += 1
+        self._lost.append({"start_ms": start, "end_ms": end, "frames": frames, "reason": reason})
+        log.warning("recorder %s: %d frames (%d-%d ms) lost: %s", self.id, frames, start, end,
+                    reason)  # fmt: skip
+        self._emit("lost", start_ms=start, end_ms=end, frames=frames, reason=reason)
+
+    # --- writer: segments -> encryption -> spool
+
+    async def _writer(self) -> None:
+        while True:
+            item = await self._queue.get()
+            try:
+                if item is None:
+                    return
+                await self._store(item)
+            except Exception as exc:  # never let the writer die with segments queued
+                log.exception("recorder %s: storing a segment failed", self.id)
+                assert item is not None
+                self._lost_frames(item.start_ms, item.end_ms, item.frames, f"store: {exc}")
+            finally:
+                self._queue.task_done()
+
+    async def _store(self, item: _Pending) -> None:
+        index = len(self._entries)
+        writer = None
+        try:
+            seg = self.rec.segment_writer(index)
+            writer = self.spool.open(segment_object(self.id, index))
+            view = memoryview(item.plaintext)
+            for off in range(0, len(view), MiB):
+                writer.write(seg.write(view[off : off + MiB]))
+            writer.write(seg.close())
+            await writer.commit()
+        except (SpoolFull, OSError) as exc:
+            if writer is not None:
+                await writer.abort()
+            self._lost_frames(item.start_ms, item.end_ms, item.frames, f"spool: {exc}")
+            return
+        assert seg.entry is not None
+        self._entries.append(seg.entry)
+        info = SegmentInfo(index, item.start_ms, item.end_ms, item.frames, item.size[0],
+                           item.size[1], seg.entry.plaintext_size,
+                           seg.entry.ciphertext_size)  # fmt: skip
+        self._segments.append(info)
+        self.stats.segments += 1
+        self.stats.frames_recorded += item.frames
+        self.stats.bytes_plain += info.plaintext_size
+        self.stats.bytes_cipher += info.ciphertext_size
+        self._emit("segment", index=index, frames=item.frames, bytes=info.ciphertext_size)
+
+    # --- the end
+
+    def manifest_metadata(self, complete: bool) -> dict[str, Any]:
+        meta = dict(self.metadata)
+        meta.update(
+            kind=meta.get("kind", "video"),
+            codec=self.codec,
+            container=self.container.name,
+            started_at=self.started_at,
+            ended_at=self.ended_at,
+            frames=self.stats.frames_recorded,
+            frames_lost=self.stats.frames_lost,
+            segments=[s.as_metadata() for s in self._segments],
+            lost=list(self._lost),
+        )
+        if not complete:
+            meta["recovered"] = True
+        return meta
+
+    def _summary(self, complete: bool, error: str | None) -> RecordingSummary:
+        duration = 0
+        if self._segments:
+            duration = self._segments[-1].end_ms - self._segments[0].start_ms
+        return RecordingSummary(
+            self.id, complete, len(self._entries), self.stats.frames_recorded,
+            self.stats.frames_lost, duration, self.stats.bytes_cipher, self.started_at,
+            self.ended_at or self.clock(), error,
+        )  # fmt: skip
+
+    def _abandon(self, error: str) -> None:
+        """Cancelled (the loop is going away): like a crash, no manifest is written."""
+        if self._muxer is not None:
+            self._muxer.abandon()
+            self._muxer = None
+        if self._writer_task is not None:
+            self._writer_task.cancel()
+        if self._done is not None and not self._done.done():
+            self._done.set_result(self._summary(False, error))
+
+    async def _finish(self, error: str | None) -> None:
+        assert self._done is not None
+        complete = False
+        try:
+            self._close_segment()
+            await self._queue.put(None)
+            if self._writer_task is not None:
+                await self._writer_task
+            self.ended_at = self.clock()
+            manifest = self.rec.seal_manifest(
+                self._entries, complete=True, metadata=self.manifest_metadata(True)
+            )
+            await self.spool.put(manifest_object(self.id), manifest, essential=True)
+            self.stats.bytes_cipher += len(manifest)
+            complete = True
+        except Exception as exc:
+            log.exception("recorder %s: could not write the manifest", self.id)
+            error = error or f"manifest: {type(exc).__name__}: {exc}"
+        finally:
+            if self._writer_task is not None and not self._writer_task.done():
+                self._writer_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._writer_task
+            if not self._done.done():
+                self._done.set_result(self._summary(complete, error))
+            self._emit("finished", complete=complete, error=error)
