@@ -17,7 +17,7 @@ from .db import User
 from .phone import BadPhone, mask, normalise
 from .rooms import Room, iso
 from .sms import SmsError
-from .web_auth import USER_KEY, require_user
+from .web_auth import USER_KEY, deny, require_user
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,9 @@ async def _own_session(request: web.Request) -> dict[str, Any]:
     user: User = request[USER_KEY]
     row = await request.app[DB].get_session(request.match_info["session_id"])
     if row is None or row["agent_id"] != user.id:
-        # The same answer for "not yours" and "does not exist": ids reveal nothing.
+        # The same answer for "not yours" and "does not exist": ids reveal nothing. Both
+        # are denied requests, and so audit events.
+        await deny(request, user, 404, "not_found", "no such session")
         raise web.HTTPNotFound(
             text='{"error": {"code": "not_found", "message": "no such session"}}',
             content_type="application/json",

@@ -12,13 +12,17 @@ from pathlib import Path
 from aiohttp import WSCloseCode, web
 
 from . import (
+    admin,
     api,
     caller,
+    dpo,
     logs,
     metrics,
     ops,
+    receipt,
     recording,
     report,
+    retention,
     signalling,
     toolkit,
     web_auth,
@@ -215,4 +219,12 @@ def create_app(
     # Visual-assist toolkit (server/toolkit.py): uploads for freeze/push/photo-burst,
     # tutorials, the kept chat.
     toolkit.setup(app)
+
+    # Privacy (docs/security.md): the retention sweeper (after recording.setup: it uses the
+    # recording storage and spool), the DPO's and the administrator's APIs, the caller's
+    # privacy receipt.
+    retention.setup(app)
+    dpo.setup(app)
+    admin.setup(app)
+    receipt.setup(app)
     return app

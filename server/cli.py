@@ -147,7 +147,10 @@ def cmd_user(args: argparse.Namespace) -> int:
                 await db.add_user(args.name, hashed, args.role, time.time())
                 print(f"user '{args.name}' created with role {args.role}")
             elif args.action == "list":
-                for u in await db.list_users():
+                accounts = await db.list_users()
+                if not accounts:
+                    print("no accounts yet: callassist user add NAME --role agent")
+                for u in accounts:
                     print(f"{u.username}\t{u.role}\t{'disabled' if u.disabled else 'active'}")
             else:
                 user = await db.user_by_name(args.name)
@@ -188,7 +191,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
             print("audit log is empty and intact")
             return 0
         if verdict.ok:
-            print(f"audit log intact: {verdict.count} records, head {verdict.head}")
+            pruned = verdict.pruned_through
+            since = f" (records 1-{pruned} removed by retention)" if pruned else ""
+            print(f"audit log intact: {verdict.count} records{since}, head {verdict.head}")
             return 0
         print(
             f"callassist: audit log BROKEN: {verdict.problem} "
@@ -272,6 +277,10 @@ def parser() -> argparse.ArgumentParser:
     from .recording_cli import add_parsers as add_recording_parsers
 
     add_recording_parsers(sub, _common, _load)  # recording list|verify|decrypt, keys rotate
+
+    from .privacy_cli import add_parsers as add_privacy_parsers
+
+    add_privacy_parsers(sub, _common, _load)  # subject find|export|erase|rectify|object, retention
 
     c = sub.add_parser("config", help="check a configuration file")
     csub = c.add_subparsers(dest="action", required=True)

@@ -304,6 +304,8 @@ def _validate(cfg: Config) -> None:
     for name in ("sessions_days", "recordings_days", "media_days", "audit_days"):
         if getattr(cfg.retention, name) < 1:
             raise ConfigError(f"retention.{name}: must be at least 1 day")
+    if cfg.retention.sweep_interval_s < 1:
+        raise ConfigError("retention.sweep_interval_s: must be at least 1 second")
     for name in ("link_ttl_s", "inactivity_timeout_s", "max_duration_s"):
         if getattr(cfg.session, name) <= 0:
             raise ConfigError(f"session.{name}: must be positive")

@@ -8,13 +8,24 @@ usable link, login or caller cookie.
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+log = logging.getLogger(__name__)
+# Alembic says "Context impl SQLiteImpl." at INFO on every start; what was upgraded is
+# logged here instead.
+if logging.getLogger("alembic").level == logging.NOTSET:
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
 metadata = sa.MetaData()
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+# The revision a database made by metadata.create_all (before migrations existed) is at.
+BASELINE_REVISION = "0001"
 
 users = sa.Table(
     "users",
@@ -42,7 +53,7 @@ sessions = sa.Table(
     metadata,
     sa.Column("id", sa.String(32), primary_key=True),
     sa.Column("agent_id", sa.Integer, sa.ForeignKey("users.id"), nullable=False),
-    sa.Column("phone", sa.String(32), nullable=False),
+    sa.Column("phone", sa.String(32), nullable=False, index=True),  # E.164
     sa.Column("reference", sa.String(128), nullable=False, default=""),
     sa.Column("state", sa.String(16), nullable=False),
     sa.Column("caller_status", sa.String(16), nullable=False),
@@ -112,6 +123,17 @@ chat_messages = sa.Table(
 )
 
 
+# Objections to recording (GDPR Art. 21), one row per phone number that must not be
+# recorded. The number itself is not stored: `phone_key` is an HMAC of it under the server
+# key (server/privacy.py), so the list names nobody to whoever reads the database.
+recording_objections = sa.Table(
+    "recording_objections",
+    metadata,
+    sa.Column("phone_key", sa.String(64), primary_key=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+
 def token_hash(token: str) -> str:
     # Tokens carry >= 128 random bits, so a plain (unsalted) SHA-256 is enough to make the
     # stored value useless while still allowing an indexed lookup.
@@ -138,8 +160,16 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
 
     async def create_schema(self) -> None:
+        """Bring the schema to the newest revision: `alembic upgrade head` on this engine
+        (server/migrations; SQLite and PostgreSQL alike)."""
         async with self.engine.begin() as conn:
-            await conn.run_sync(metadata.create_all)
+            before, after = await conn.run_sync(_upgrade)
+        if before != after:
+            log.info("database schema upgraded from %s to %s", before or "nothing", after)
+
+    async def revision(self) -> str | None:
+        async with self.engine.connect() as conn:
+            return await conn.run_sync(_current_revision)
 
     async def close(self) -> None:
         await self.engine.dispose()
@@ -394,6 +424,122 @@ class Database:
         async with self.engine.connect() as conn:
             rows = (await conn.execute(query)).all()
         return [dict(r._mapping) for r in rows]
+
+    # --- data-subject rights and retention (server/privacy.py, server/retention.py) -------
+    async def sessions_by_phone(self, phone: str) -> list[dict[str, Any]]:
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    sa.select(sessions)
+                    .where(sessions.c.phone == phone)
+                    .order_by(sessions.c.created_at)
+                )
+            ).all()
+        return [dict(r._mapping) for r in rows]
+
+    async def delete_sessions(self, session_ids: list[str]) -> int:
+        """Delete sessions with everything that hangs on them (links, device cookies, chat,
+        recording rows) in one transaction. The media objects are the caller's business."""
+        if not session_ids:
+            return 0
+        async with self.engine.begin() as conn:
+            for table in (chat_messages, recordings, caller_devices, links):
+                await conn.execute(table.delete().where(table.c.session_id.in_(session_ids)))
+            result = await conn.execute(sessions.delete().where(sessions.c.id.in_(session_ids)))
+            return int(result.rowcount or 0)
+
+    async def delete_recording_rows(self, recording_ids: list[str]) -> None:
+        if recording_ids:
+            async with self.engine.begin() as conn:
+                await conn.execute(recordings.delete().where(recordings.c.id.in_(recording_ids)))
+
+    async def expired_recordings(
+        self, kinds: tuple[str, ...], ended_before: float
+    ) -> list[dict[str, Any]]:
+        """Recordings of `kinds` whose session ended before `ended_before`."""
+        query = (
+            sa.select(recordings)
+            .join(sessions, sessions.c.id == recordings.c.session_id)
+            .where(recordings.c.kind.in_(kinds))
+            .where(sessions.c.ended_at.is_not(None))
+            .where(sessions.c.ended_at < ended_before)
+        )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [dict(r._mapping) for r in rows]
+
+    async def expired_session_ids(self, ended_before: float) -> list[str]:
+        query = (
+            sa.select(sessions.c.id)
+            .where(sessions.c.ended_at.is_not(None))
+            .where(sessions.c.ended_at < ended_before)
+        )
+        async with self.engine.connect() as conn:
+            return [str(r[0]) for r in (await conn.execute(query)).all()]
+
+    async def forget_devices(self, ended_before: float) -> int:
+        """Drop the device cookies and links of sessions that ended before `ended_before`:
+        nothing needs them any more (the privacy receipt is read right after the end)."""
+        ended = sa.select(sessions.c.id).where(sessions.c.ended_at < ended_before)
+        async with self.engine.begin() as conn:
+            n = await conn.execute(
+                caller_devices.delete().where(caller_devices.c.session_id.in_(ended))
+            )
+            await conn.execute(links.delete().where(links.c.session_id.in_(ended)))
+            return int(n.rowcount or 0)
+
+    async def has_objection(self, phone_key: str) -> bool:
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(recording_objections.c.phone_key).where(
+                        recording_objections.c.phone_key == phone_key
+                    )
+                )
+            ).first()
+        return row is not None
+
+    async def set_objection(self, phone_key: str, on: bool, now: float) -> bool:
+        """Set or lift the do-not-record flag; True when that changed anything."""
+        obj = recording_objections
+        async with self.engine.begin() as conn:
+            if not on:
+                result = await conn.execute(obj.delete().where(obj.c.phone_key == phone_key))
+                return bool(result.rowcount)
+            query = sa.select(obj.c.phone_key).where(obj.c.phone_key == phone_key)
+            if (await conn.execute(query)).first() is not None:
+                return False
+            await conn.execute(obj.insert().values(phone_key=phone_key, created_at=now))
+            return True
+
+
+def alembic_config(connection: Any = None) -> Any:
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["connection"] = connection  # server/migrations/env.py runs on it
+    return cfg
+
+
+def _current_revision(connection: sa.Connection) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+def _upgrade(connection: sa.Connection) -> tuple[str | None, str | None]:
+    from alembic import command
+
+    before = _current_revision(connection)
+    cfg = alembic_config(connection)
+    if before is None and sa.inspect(connection).has_table("sessions"):
+        # Made by create_all before there were migrations: complete it the same way, then
+        # it is at the first revision.
+        metadata.create_all(connection)
+        command.stamp(cfg, BASELINE_REVISION)
+    command.upgrade(cfg, "head")
+    return before, _current_revision(connection)
 
 
 def _user(row: Any) -> User | None:

@@ -1,4 +1,4 @@
-"""The ops console: `/ops` (supervisors and admins), a live view of every room on this node.
+"""The ops console: `/ops` (supervisors), a live view of every room on this node.
 
 An `OpsMonitor` samples every live room once a second: the media layer's counters and
 aiortc's getStats() of each participant's peer connection become bitrates, frame rates,
@@ -48,7 +48,9 @@ MIN_PACKETS_FOR_LOSS = 20
 TODAY_REFRESH_S = 10.0
 STREAM_KEEPALIVE_S = 15.0
 STREAM_RECHECK_LOGIN_S = 60.0
-OPS_ROLES = ("supervisor", "admin")
+# Live rooms show masked numbers, references and devices: supervisors only (admins manage
+# accounts and configuration, server/admin.py; docs/security.md).
+OPS_ROLES = ("supervisor",)
 # Steps at which a caller who never connected dropped out (see _today()).
 DROP_STEPS = ("link", "notice", "camera", "connection")
 

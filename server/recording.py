@@ -39,11 +39,12 @@ from recorder.recovery import ObjectSource, recover
 from recorder.spool import Spool
 from recorder.storage import LocalStorage, S3Storage, Storage
 
-from .appkeys import CLOCK, CONFIG, DATA_DIR, DB, METRICS, RECORDING, ROOMS
+from .appkeys import CLOCK, CONFIG, DATA_DIR, DB, METRICS, RECORDING, ROOMS, SECRETS
 from .config import Config
 from .db import Database
 from .live import LiveRoom, LiveRooms, RoomEvent
 from .photos import CleanPhoto, PhotoRejected, clean_photo
+from .privacy import recording_objected
 from .secrets import MissingSecret
 
 log = logging.getLogger(__name__)
@@ -301,6 +302,9 @@ class RecordingService:
             await self.start_recording(live, actor=("system", "system"))
         except RecordingStartError as exc:
             log.warning("room %s: automatic recording did not start: %s", room_id, exc)
+            agent = live.conns.get("agent")
+            if agent is not None:  # the agent sees why (e.g. do_not_record)
+                agent.send({"type": "error", "code": exc.code, "message": exc.message})
         except Exception:
             log.exception("room %s: automatic recording failed to start", room_id)
 
@@ -321,6 +325,10 @@ class RecordingService:
                                       "recording is turned off on this service")  # fmt: skip
         if self._closing:
             raise RecordingStartError(503, "shutting_down", "the service is shutting down")
+        if await recording_objected(self.db, self.app[SECRETS].server_key, live.room.id):
+            raise RecordingStartError(409, "do_not_record", "the caller has objected to being "
+                                      "recorded (do-not-record flag set by the data-protection "
+                                      "officer): this session is not recorded")  # fmt: skip
         async with self._lock(live.room.id):
             if live.room.ended:
                 raise RecordingStartError(409, "room_ended", "this session has ended")

@@ -27,7 +27,7 @@ from .live import LiveRoom
 from .photos import PhotoRejected
 from .recording import RecordingStartError, photo_view
 from .rooms import iso
-from .web_auth import USER_KEY, require_user
+from .web_auth import USER_KEY, deny, require_user
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,7 @@ async def _own_session(request: web.Request) -> dict[str, Any] | None:
     user: User = request[USER_KEY]
     row = await request.app[DB].get_session(request.match_info["session_id"])
     if row is None or row["agent_id"] != user.id:
+        await deny(request, user, 404, "not_found", "no such session")  # audited
         return None  # the same answer for "not yours" and "does not exist"
     return row
 

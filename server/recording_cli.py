@@ -42,13 +42,24 @@ def _when(ts: float | None) -> str:
 
 class _Ctx:
     def __init__(self, cfg: Config, data_dir: Path) -> None:
-        from .recording import build_keyring, build_storage, spool_dir
+        from .recording import build_storage, spool_dir
 
         self.cfg, self.data_dir = cfg, data_dir
-        self.keyring = build_keyring(cfg, data_dir, create=False)
+        self._keyring: Any = None
+        self.create_keys = False  # `keys rotate` on a fresh install makes the first key
         self.storage = build_storage(cfg, data_dir)
         self.spool_dir = spool_dir(cfg, data_dir)
         self.source = ObjectSource(self.storage, self.spool_dir)
+
+    @property
+    def keyring(self) -> Any:
+        """Built on first use: `recording list` works without keys (a fresh install)."""
+        from .recording import build_keyring
+
+        if self._keyring is None:
+            create = self.create_keys and self.cfg.environment != "production"
+            self._keyring = build_keyring(self.cfg, self.data_dir, create=create)
+        return self._keyring
 
     def db(self) -> Database:
         default = f"sqlite+aiosqlite:///{self.data_dir / 'callassist.db'}"
@@ -145,6 +156,7 @@ async def _audit(ctx: _Ctx, action: str, obj: str, result: str) -> None:
 
 
 async def _rotate(ctx: _Ctx, args: argparse.Namespace) -> int:
+    ctx.create_keys = not args.rewrap_only
     ring = ctx.keyring
     if not args.rewrap_only:
         if not isinstance(ring, MasterKeyring) or ring.directory is None:

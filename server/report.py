@@ -1,6 +1,6 @@
 """Post-session report: the timeline of one support session, from its database row.
 
-`GET /api/sessions/{id}/report` (the owning agent; supervisors and admins too) and the
+`GET /api/sessions/{id}/report` (the owning agent; supervisors too, with the masked number) and the
 `report` of the `session.ended` webhook. Snapshots and recordings join the timeline when
 those features exist (`snapshots: []`, `recording: null` until then).
 """
@@ -15,7 +15,7 @@ from .appkeys import DB
 from .db import Database, User
 from .phone import mask
 from .rooms import iso
-from .web_auth import USER_KEY, require_user
+from .web_auth import USER_KEY, deny, require_user
 
 # (timeline event, sessions column), in the order they happen.
 STEPS = (
@@ -73,16 +73,14 @@ async def session_report(db: Database, session_id: str) -> dict[str, Any] | None
     return build_report(row, agent.username if agent else None)
 
 
-@require_user("agent", "supervisor", "admin")
+@require_user("agent", "supervisor")  # admins manage accounts, not sessions
 async def report_handler(request: web.Request) -> web.StreamResponse:
     user: User = request[USER_KEY]
     db = request.app[DB]
     row = await db.get_session(request.match_info["session_id"])
     if row is None or (user.role == "agent" and row["agent_id"] != user.id):
         # The same answer for "not yours" and "does not exist" (as the sessions API).
-        return web.json_response(
-            {"error": {"code": "not_found", "message": "no such session"}}, status=404
-        )
+        return await deny(request, user, 404, "not_found", "no such session")
     agent = await db.user_by_id(row["agent_id"])
     return web.json_response({"report": build_report(row, agent.username if agent else None)})
 

@@ -70,8 +70,12 @@ def ropa_markdown(cfg: Config) -> str:
         "",
         "## Rights of the data subject",
         "Access, rectification, erasure and objection by phone number through "
-        f"{s.privacy_contact}; the data-protection officer exports or erases everything "
-        "held about one number.",
+        f"{s.privacy_contact}; the data-protection officer exports (one archive: records, "
+        "decrypted media, manifest with hashes) or erases everything held about one number "
+        "(erasure destroys the recordings' keys too), corrects a session's number or "
+        "reference, and can flag a number do-not-record, after which it is never recorded. "
+        "At the end of each session the caller's page shows a privacy receipt: what was "
+        "kept, until when, and whom to ask.",
         "",
     ]
     return "\n".join(lines)

@@ -40,7 +40,11 @@ async def agent_ws(request: web.Request) -> web.StreamResponse:
         return refused
     user = await current_user(request)
     if user is None:
-        return error(401, "not_authenticated", "log in first")
+        return await deny(request, None, 401, "not_authenticated", "log in first")
+    if user.role != "agent":  # live media of a room: its own agent only (docs/security.md)
+        return await deny(
+            request, user, 403, "forbidden", f"your role ({user.role}) may not join rooms"
+        )
     rooms = request.app[ROOMS]
     live = rooms.get(request.match_info["room_id"])
     if live is None:
@@ -81,7 +85,7 @@ async def watch_ws(request: web.Request) -> web.StreamResponse:
         return refused
     user = await current_user(request)
     if user is None:
-        return error(401, "not_authenticated", "log in first")
+        return await deny(request, None, 401, "not_authenticated", "log in first")
     if user.role != "supervisor":
         return await deny(
             request, user, 403, "forbidden", f"your role ({user.role}) may not watch rooms"

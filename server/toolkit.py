@@ -35,7 +35,7 @@ from .db import Database
 from .live import Connection, LiveRoom, RoomEvent
 from .ratelimit import TokenBucket
 from .rooms import iso
-from .web_auth import USER_KEY, current_user, require_user
+from .web_auth import USER_KEY, current_user, deny, require_user
 
 log = logging.getLogger(__name__)
 
@@ -475,8 +475,8 @@ async def _store_upload(request: web.Request, live: LiveRoom, kind: str) -> web.
 async def _own_live_room(request: web.Request) -> LiveRoom | web.Response:
     live = request.app[ROOMS].get(request.match_info["session_id"])
     if live is None or live.room.agent_id != request[USER_KEY].id:
-        # "Not yours", "unknown" and "ended" look the same from outside.
-        return error(404, "not_found", "no such live session")
+        # "Not yours", "unknown" and "ended" look the same from outside (and are audited).
+        return await deny(request, request[USER_KEY], 404, "not_found", "no such live session")
     return live
 
 
@@ -511,8 +511,8 @@ async def get_blob(request: web.Request) -> web.StreamResponse:
     room_id = request.match_info["room_id"]
     live = request.app[ROOMS].get(room_id)
     allowed = False
+    user = await current_user(request)
     if live is not None:
-        user = await current_user(request)
         if user is not None and user.id == live.room.agent_id:
             allowed = True
         else:
@@ -520,6 +520,8 @@ async def get_blob(request: web.Request) -> web.StreamResponse:
             allowed = mine is not None and mine.room.id == room_id
     blob = request.app[TOOLKIT].blob(room_id, request.match_info["blob_id"]) if allowed else None
     if blob is None:
+        if user is not None and not allowed:  # staff asking for another room's image
+            return await deny(request, user, 404, "not_found", "no such image")
         return error(404, "not_found", "no such image")
     return web.Response(
         body=blob.data,
@@ -572,7 +574,7 @@ async def session_chat(request: web.Request) -> web.StreamResponse:
     db = request.app[DB]
     row = await db.get_session(request.match_info["session_id"])
     if row is None or row["agent_id"] != request[USER_KEY].id:
-        return error(404, "not_found", "no such session")
+        return await deny(request, request[USER_KEY], 404, "not_found", "no such session")
     kept = request.app[CONFIG].toolkit.keep_chat
     rows = await db.chat_messages(row["id"]) if kept else []
     messages = [

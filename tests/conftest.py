@@ -20,6 +20,9 @@ from server.app import create_app
 from server.appkeys import DB
 from server.auth import hash_password
 
+# Fixtures of the privacy tests: a moto S3 server for the session, fake AWS credentials.
+from tests.privacy_helpers import aws_env, s3_server  # noqa: F401
+
 PASSWORD = "correct horse battery"
 
 

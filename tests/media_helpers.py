@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import fractions
+import random
 import time
 from collections.abc import Callable
 from typing import Any
@@ -81,6 +82,58 @@ class SolidTrack(VideoStreamTrack):
         frame.pts = pts
         frame.time_base = fractions.Fraction(time_base.numerator, time_base.denominator)
         return frame
+
+
+class PatternTrack(SolidTrack):
+    """A camera filming a solid centre with moving stripes around it: frames of several
+    packets that change every frame (SolidTrack's are one small packet)."""
+
+    def __init__(self, rgb: tuple[int, int, int], width: int = 320, height: int = 240) -> None:
+        super().__init__(rgb)
+        self.width, self.height = width, height
+        self._row = bytes(rgb) * width
+        self._noise = random.Random(7).randbytes(width * 3 * height * 2)
+
+    async def recv(self) -> av.VideoFrame:
+        pts, time_base = await self.next_timestamp()
+        if self.started_at is None:
+            self.started_at = time.monotonic()
+        self.frames += 1
+        w, h, n = self.width, self.height, self.frames
+        band, stride = h // 4, w * 3
+        rows = []
+        for y in range(h):
+            if band <= y < h - band:
+                rows.append(self._row)
+            else:
+                off = ((y + n * 3) % h) * stride + (n * 5) % stride
+                rows.append(self._noise[off : off + stride])
+        frame = av.VideoFrame(w, h, "rgb24")
+        plane = frame.planes[0]
+        pad = b"\x00" * (plane.line_size - w * 3)
+        plane.update(b"".join(r + pad for r in rows))
+        frame = frame.reformat(format="yuv420p")
+        frame.pts = pts
+        frame.time_base = fractions.Fraction(time_base.numerator, time_base.denominator)
+        return frame
+
+
+def inject_send_loss(pc: RTCPeerConnection, rate: float, seed: int = 1) -> list[int]:
+    """Drop `rate` of the RTP packets (media and retransmissions, not RTCP) `pc` sends,
+    at random; returns a one-item list counting the drops."""
+    rng = random.Random(seed)
+    transport = pc.getTransceivers()[0].sender.transport
+    original = transport._send_rtp
+    dropped = [0]
+
+    async def lossy(data: bytes) -> None:
+        if not 192 <= data[1] <= 223 and rng.random() < rate:
+            dropped[0] += 1
+            return
+        await original(data)
+
+    transport._send_rtp = lossy
+    return dropped
 
 
 class Client:

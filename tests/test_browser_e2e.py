@@ -250,3 +250,43 @@ async def test_caller_recovers_without_new_link(browser, server) -> None:  # typ
     await expect(caller.get_by_test_id("call-state")).to_have_attribute("data-state", "live")
     await agent_ctx.close()
     await caller_ctx.close()
+
+
+async def test_h264_both_ways(browser, make_server) -> None:  # type: ignore[no-untyped-def]
+    # media.codec = "H264" on every leg: Chromium encodes H264 and decodes what the server
+    # forwarded (the camera to the agent, the agent's screen to the caller).
+    server = await make_server(media={"codec": "H264"})
+    agent_ctx, agent = await agent_page(browser, server)
+    link = await start_session(agent)
+    caller_ctx, caller = await caller_page(browser)
+    await caller.goto(link)
+    await caller.get_by_test_id("notice-accept").click()
+    await caller.get_by_test_id("start-camera").click()
+    await expect(agent.get_by_test_id("caller-progress")).to_have_attribute(
+        "data-status", "live", timeout=15_000
+    )
+    await wait_colours(
+        agent,
+        "camera-video",
+        [(0.25, 0.25), (0.75, 0.25), (0.25, 0.75), (0.75, 0.75)],
+        [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)],
+    )
+    codecs = await agent.evaluate(
+        """async () => {
+        const out = [];
+        (await window.callassist.pc.getStats()).forEach((r) => {
+          if (r.type === "codec") out.push(r.mimeType);
+        });
+        return out; }"""
+    )
+    assert "video/H264" in codecs and "video/VP8" not in codecs, codecs
+    await agent.evaluate(
+        """() => { const d = document.createElement('div');
+        d.id = 'paint'; d.style.position = 'fixed'; d.style.inset = '0';
+        d.style.background = 'rgb(255, 0, 255)'; d.style.zIndex = '99999';
+        d.style.pointerEvents = 'none'; document.body.appendChild(d); }"""
+    )
+    await agent.get_by_test_id("share-screen").click()
+    await wait_colours(caller, "screen-video", [(0.5, 0.5)], [(255, 0, 255)], timeout=20)
+    await agent_ctx.close()
+    await caller_ctx.close()

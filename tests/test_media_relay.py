@@ -162,10 +162,16 @@ async def test_unsubscribe_on_stop_and_close() -> None:
 # --- MediaRoom with real peers ------------------------------------------------------------
 
 
+@pytest.fixture(params=["rtp", "frame"])
+def forwarding(request: pytest.FixtureRequest) -> str:
+    """Every MediaRoom test runs with both media.forwarding modes."""
+    return str(request.param)
+
+
 @pytest.fixture
-async def room() -> AsyncIterator[MediaRoom]:
+async def room(forwarding: str) -> AsyncIterator[MediaRoom]:
     log = EventLog()
-    r = MediaRoom("r-test", loopback_config(), on_event=log)
+    r = MediaRoom("r-test", loopback_config(forwarding=forwarding), on_event=log)
     r.log = log  # type: ignore[attr-defined]
     yield r
     await r.close()
@@ -290,8 +296,10 @@ async def test_agent_adds_screen_by_renegotiating(room: MediaRoom) -> None:
         await agent.close()
 
 
-async def test_h264_leg() -> None:
-    room = MediaRoom("r-h264", loopback_config(codec="H264"), on_event=lambda e: None)
+async def test_h264_leg(forwarding: str) -> None:
+    room = MediaRoom(
+        "r-h264", loopback_config(codec="H264", forwarding=forwarding), on_event=lambda e: None
+    )
     caller, agent = Client("caller", GREEN), Client("agent", None, send=False)
     try:
         await caller.connect(room, "c", 1)

@@ -440,6 +440,8 @@ function finish(reason, { invalid = false } = {}) {
   cleanup();
   if (st.room) forgetPcNumber(st.room.id, "caller");
   render();
+  // The privacy receipt (web/receipt.js): what was kept, until when, whom to ask.
+  if (!invalid) import("./receipt.js").then((m) => m.show()).catch((err) => console.warn(err));
 }
 
 function cleanup() {

@@ -14,7 +14,7 @@ const STRINGS = {
     "login.failed": "Wrong user name or password.",
     "login.error": "Could not log in. Try again.",
     "forbidden.heading": "No access",
-    "forbidden.text": "The ops console is for supervisors and administrators.",
+    "forbidden.text": "The ops console is for supervisors.",
     "stream.idle": "Connecting…",
     "stream.live": "Live",
     "stream.reconnecting": "Reconnecting…",
@@ -127,7 +127,7 @@ const STRINGS = {
     "login.failed": "Nepareizs lietotājvārds vai parole.",
     "login.error": "Neizdevās pieteikties. Mēģiniet vēlreiz.",
     "forbidden.heading": "Nav piekļuves",
-    "forbidden.text": "Operāciju konsole ir paredzēta uzraugiem un administratoriem.",
+    "forbidden.text": "Operāciju konsole ir paredzēta uzraugiem.",
     "stream.idle": "Savienojas…",
     "stream.live": "Tiešsaistē",
     "stream.reconnecting": "Atjauno savienojumu…",
@@ -240,7 +240,7 @@ const STRINGS = {
     "login.failed": "Неверное имя пользователя или пароль.",
     "login.error": "Не удалось войти. Попробуйте ещё раз.",
     "forbidden.heading": "Нет доступа",
-    "forbidden.text": "Консоль операций доступна только супервайзерам и администраторам.",
+    "forbidden.text": "Консоль операций доступна только супервайзерам.",
     "stream.idle": "Подключение…",
     "stream.live": "В эфире",
     "stream.reconnecting": "Переподключение…",
@@ -477,7 +477,7 @@ async function boot() {
   state.me = data.user;
   state.csrf = data.csrf;
   $("ops-user").textContent = `${data.user.name} (${data.user.role})`;
-  if (!["supervisor", "admin"].includes(data.user.role)) {
+  if (data.user.role !== "supervisor") {
     stopStream();
     showView("forbidden");
     return;

@@ -1,7 +1,9 @@
-"""Media layer: encoded-frame forwarding between the caller and the agent through aiortc.
+"""Media layer: video forwarding between the caller and the agent through aiortc.
 
-- `aiortc_hooks`: the only module that touches aiortc/aioice private APIs.
+- `aiortc_hooks`, `rtp_hooks`: the only modules that touch aiortc/aioice private APIs
+  (encoded frames, and RTP packets, respectively).
 - `relay`: room-level track slots and bounded per-subscriber forwarding (no SDP).
+- `rtp_forward`: RTP-level forwarding, media.forwarding = "rtp" (the default).
 - `peers`: per-room peer connections, driven by the signalling layer.
 """
 

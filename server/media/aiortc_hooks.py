@@ -1,4 +1,5 @@
-"""The one place that touches aiortc / aioice private APIs.
+"""The one place that touches aiortc / aioice private APIs (with `rtp_hooks`, its sibling
+for RTP-level forwarding).
 
 aiortc has no supported way to get *encoded* frames out of a remote track, to be told
 about keyframe requests for a pre-encoded track, or to choose the ICE host addresses.

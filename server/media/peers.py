@@ -28,13 +28,15 @@ from aiortc import (
 from aiortc import sdp as aiortc_sdp
 
 from ..config import MediaConfig
-from . import aiortc_hooks
+from . import aiortc_hooks, rtp_forward
 from .relay import ForwardedTrack, RoomTrack, Upstream
 
 logger = logging.getLogger(__name__)
 
 PUBLISHES = {"caller": "camera", "agent": "screen"}
-RECEIVES = {"caller": "screen", "agent": "camera"}
+# A supervisor silently watches: it receives the camera and publishes nothing.
+RECEIVES = {"caller": "screen", "agent": "camera", "supervisor": "camera"}
+ROLES = frozenset(PUBLISHES) | frozenset(RECEIVES)
 _DIRECTION = {
     (True, True): "sendrecv",
     (True, False): "recvonly",  # the client publishes: the server only receives
@@ -64,7 +66,8 @@ class _Leg:
     receive_t: RTCRtpTransceiver | None = None
     upstream: Upstream | None = None
     upstream_live: bool = False
-    subscription: ForwardedTrack | None = None
+    subscription: ForwardedTrack | rtp_forward.RtpSubscriber | None = None
+    rtp: rtp_forward.RtpPublisher | None = None  # media.forwarding = "rtp"
     retired: bool = False
     watchdog: asyncio.Task[Any] | None = None
     remote_ufrag: str | None = None
@@ -140,6 +143,9 @@ class MediaRoom:
         self._participants: dict[str, _Participant] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
+        # Peer connections that failed, by cause (for metrics): ICE, DTLS, or no
+        # `connected` within connect_timeout_s.
+        self.failures: dict[str, int] = {"ice": 0, "dtls": 0, "timeout": 0}
 
     # --- signalling entry points ----------------------------------------------------
 
@@ -147,7 +153,7 @@ class MediaRoom:
         """Apply a client's offer and return the answer SDP (with all candidates)."""
         if self._closed:
             raise MediaError("the room's media is closed")
-        if role not in PUBLISHES:
+        if role not in ROLES:
             raise MediaError(f"unknown role {role!r}")
         try:
             offer = aiortc_sdp.SessionDescription.parse(sdp)
@@ -236,7 +242,58 @@ class MediaRoom:
             "room": self.room_id,
             "tracks": {name: track.stats() for name, track in self.tracks.items()},
             "participants": participants,
+            "failures": dict(self.failures),
         }
+
+    async def rtp_stats(self) -> dict[str, dict[str, Any]]:
+        """Per participant, the RTP counters of its current peer connection, from aiortc's
+        getStats(): what the server receives from it (`publish`) and sends to it
+        (`receive`, with the RTT and loss its receiver reports say)."""
+        out: dict[str, dict[str, Any]] = {}
+        for pid, part in list(self._participants.items()):
+            leg = part.leg
+            entry: dict[str, Any] = {
+                "role": part.role,
+                "pc_id": leg.pc_id if leg else None,
+                "connection_state": leg.pc.connectionState if leg else "none",
+                "ice_state": leg.pc.iceConnectionState if leg else "none",
+                "publish": None,
+                "receive": None,
+                "transport": None,
+            }
+            out[pid] = entry
+            if leg is None or leg.retired:
+                continue
+            try:
+                if leg.publish_t is not None:
+                    report = await leg.publish_t.receiver.getStats()
+                    entry["transport"] = _transport(report)
+                    inbound = _first(report, "inbound-rtp")
+                    entry["publish"] = {
+                        "track": PUBLISHES[part.role],
+                        "current": bool(leg.upstream and leg.upstream.current),
+                        "packets_received": getattr(inbound, "packetsReceived", 0),
+                        "packets_lost": max(getattr(inbound, "packetsLost", 0), 0),
+                        "jitter": getattr(inbound, "jitter", 0),
+                    }
+                if leg.receive_t is not None:
+                    report = await leg.receive_t.sender.getStats()
+                    entry["transport"] = entry["transport"] or _transport(report)
+                    outbound = _first(report, "outbound-rtp")
+                    remote = _first(report, "remote-inbound-rtp")
+                    sub = leg.subscription
+                    entry["receive"] = {
+                        "track": RECEIVES[part.role],
+                        "packets_sent": getattr(outbound, "packetsSent", 0),
+                        "bytes_sent": getattr(outbound, "bytesSent", 0),
+                        "rtt_s": getattr(remote, "roundTripTime", None),
+                        "fraction_lost": getattr(remote, "fractionLost", 0) / 256.0,
+                        "frames_forwarded": sub.frames_forwarded if sub else 0,
+                        "frames_dropped": sub.frames_dropped if sub else 0,
+                    }
+            except Exception as exc:  # a pc closing under us: report what we have
+                logger.debug("room %s: stats of %s failed: %r", self.room_id, pid, exc)
+        return out
 
     # --- internals ------------------------------------------------------------------
 
@@ -253,6 +310,8 @@ class MediaRoom:
             if part.leg is not leg or leg.retired:
                 return  # events of a replaced or closed pc
             state = pc.connectionState
+            if state == "failed":
+                self.failures["ice" if pc.iceConnectionState == "failed" else "dtls"] += 1
             self._emit(part.participant_id, "pc_state", state)
             if state in ("failed", "closed"):
                 # As aiortc's examples/server does: a failed pc is closed and forgotten;
@@ -273,6 +332,7 @@ class MediaRoom:
                 part.participant_id,
                 self.connect_timeout_s,
             )
+            self.failures["timeout"] += 1
             self._emit(part.participant_id, "pc_state", "failed")
             self._retire(part, leg)
 
@@ -299,7 +359,12 @@ class MediaRoom:
                 t.setCodecPreferences(self._codec_prefs)
                 aiortc_hooks.on_keyframe_request(t.sender, receive_track.request_keyframe)
             direction = media.direction or "sendrecv"
-            client_sends = media.port != 0 and direction in ("sendonly", "sendrecv")
+            # Receive-only roles (supervisor) never publish, whatever their offer says.
+            client_sends = (
+                media.port != 0
+                and direction in ("sendonly", "sendrecv")
+                and part.role in PUBLISHES
+            )
             client_recvs = media.port != 0 and direction in ("recvonly", "sendrecv")
             if t is leg.publish_t and not client_sends:
                 self._stop_publishing(part, leg)
@@ -309,7 +374,11 @@ class MediaRoom:
                 self._stop_receiving(leg)
             elif client_recvs and leg.receive_t is None:
                 leg.receive_t = t
-                leg.subscription = receive_track.subscribe()
+                leg.subscription = (
+                    rtp_forward.RtpSubscriber(receive_track, t)
+                    if self.config.forwarding == "rtp"
+                    else receive_track.subscribe()
+                )
                 t.sender.replaceTrack(leg.subscription)
             t.direction = _DIRECTION[(t is leg.publish_t, t is leg.receive_t)]
 
@@ -334,14 +403,24 @@ class MediaRoom:
             if upstream is leg.upstream:
                 self._stop_publishing(part, leg)
 
-        upstream = self.tracks[name].attach_upstream(
-            lambda: aiortc_hooks.request_keyframe(receiver), on_first_frame=first_frame
-        )
+        def request_keyframe() -> Any:
+            if leg.rtp is not None:
+                return leg.rtp.request_keyframe()
+            return aiortc_hooks.request_keyframe(receiver)
+
+        upstream = self.tracks[name].attach_upstream(request_keyframe, on_first_frame=first_frame)
         leg.upstream = upstream
+        if self.config.forwarding == "rtp":
+            # Packets are tapped before aiortc's jitter buffer; the (idle) passthrough
+            # mark still reports the receiver's end.
+            leg.rtp = rtp_forward.RtpPublisher(self.tracks[name], upstream, t)
         aiortc_hooks.mark_passthrough(receiver.track, upstream.push, on_end=ended)
 
     def _stop_publishing(self, part: _Participant, leg: _Leg) -> None:
         upstream, leg.upstream = leg.upstream, None
+        if leg.rtp is not None:
+            leg.rtp.close()
+            leg.rtp = None
         if upstream is not None and upstream.detach() and leg.upstream_live:
             self._emit(part.participant_id, "track_ended", PUBLISHES[part.role])
         leg.upstream_live = False
@@ -382,6 +461,17 @@ class MediaRoom:
             self._on_event(MediaEvent(participant_id, kind, value))
         except Exception:
             logger.exception("room %s: media event handler failed", self.room_id)
+
+
+def _first(report: dict[str, Any], kind: str) -> Any:
+    return next((s for s in report.values() if getattr(s, "type", None) == kind), None)
+
+
+def _transport(report: dict[str, Any]) -> dict[str, int] | None:
+    t = _first(report, "transport")
+    if t is None:
+        return None
+    return {"bytes_sent": t.bytesSent, "bytes_received": t.bytesReceived}
 
 
 def _ice_ufrag(offer: aiortc_sdp.SessionDescription) -> str | None:

@@ -14,6 +14,10 @@ Rules kept here:
 - keyframe requests to the source are coalesced and rate-limited;
 - output timestamps are monotonic across upstream switches (each upstream's timestamps
   restart at 0, the output continues from where it was plus the wall-clock gap).
+
+Packet subscribers (`server.media.rtp_forward.RtpSubscriber`, media.forwarding = "rtp")
+are kept here too, so upstream switches, keyframe requests, the subscriber list and
+close() treat both kinds alike; their packets never pass through this module.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
@@ -34,6 +38,16 @@ logger = logging.getLogger(__name__)
 CLOCK_RATE = 90000
 # Asks the current source for a keyframe; may return an awaitable (sending RTCP is async).
 KeyframeRequester = Callable[[], Awaitable[Any] | None]
+
+
+class PacketSubscriber(Protocol):
+    """A subscriber fed RTP packets by the upstream's forwarder (rtp_forward)."""
+
+    started: bool
+    readyState: str
+
+    def restart(self) -> None: ...  # a new upstream: resume at its first keyframe
+    def stop(self) -> None: ...
 
 
 class Upstream:
@@ -51,6 +65,8 @@ class Upstream:
         self.frames_in = 0
         self.first_pts: int | None = None
         self.pts_base = 0
+        # Per-upstream state of an RTP-level forwarder (rtp_forward.RtpPublisher), if any.
+        self.rtp: Any = None
 
     @property
     def current(self) -> bool:
@@ -63,6 +79,15 @@ class Upstream:
     def detach(self) -> bool:
         """Detach from the track if still current; returns whether it was."""
         return self._room_track.detach_upstream(self)
+
+    def _counted(self) -> None:
+        """One more complete frame from this publisher; the first one makes it live."""
+        self.frames_in += 1
+        if self.frames_in == 1 and self._on_first_frame is not None:
+            try:
+                self._on_first_frame()
+            except Exception:
+                logger.exception("on_first_frame callback failed")
 
 
 class ForwardedTrack(MediaStreamTrack):
@@ -163,6 +188,7 @@ class RoomTrack:
         self.keyframe_min_interval_s = keyframe_min_interval_s
         self._upstream: Upstream | None = None
         self._subscribers: list[ForwardedTrack] = []
+        self.packet_subscribers: list[PacketSubscriber] = []
         self._last_out_pts: int | None = None
         self._last_out_time = 0.0
         self._kf_wanted = False
@@ -205,9 +231,11 @@ class RoomTrack:
         # and the rate limit applies per source.
         for sub in self._subscribers:
             sub.waiting_keyframe = True
+        for psub in self.packet_subscribers:
+            psub.restart()
         self._cancel_kf_timer()
         self._kf_last_sent = float("-inf")
-        if any(s.started for s in self._subscribers):
+        if any(s.started for s in self.subscribers):
             self.request_keyframe()
         return upstream
 
@@ -222,16 +250,24 @@ class RoomTrack:
     def _push(self, upstream: Upstream, packet: av.Packet, keyframe: bool) -> None:
         if upstream is not self._upstream:
             return  # a late frame from a replaced publisher
-        first = upstream.frames_in == 0
-        upstream.frames_in += 1
         self.frames_in += 1
         self.bytes_in += packet.size
+        if keyframe:
+            self.keyframe_arrived()
+        self._fan_out(upstream, packet, keyframe)
+        upstream._counted()
+
+    def keyframe_arrived(self) -> None:
+        """Counts a keyframe from the current source; a pending request is answered."""
+        self.keyframes_in += 1
+        self._kf_wanted = False
+        self._cancel_kf_timer()
+
+    def _fan_out(self, upstream: Upstream, packet: av.Packet, keyframe: bool) -> None:
+        """Offer a frame of the current upstream to the frame subscribers (counted by
+        the caller: `_push`, or an RTP forwarder assembling frames from packets)."""
         now = time.monotonic()
         self._rewrite_pts(upstream, packet, now)
-        if keyframe:
-            self.keyframes_in += 1
-            self._kf_wanted = False
-            self._cancel_kf_timer()
         need_keyframe = False
         for sub in list(self._subscribers):
             dropped, need = sub._offer(packet, keyframe)
@@ -241,11 +277,22 @@ class RoomTrack:
             # Also a retry: a lost PLI would otherwise leave a subscriber waiting for the
             # encoder's own next keyframe (aiortc's VP8 GOP is 100 s). Rate-limited.
             self.request_keyframe()
-        if first and upstream._on_first_frame is not None:
-            try:
-                upstream._on_first_frame()
-            except Exception:
-                logger.exception("on_first_frame callback failed")
+
+    def frame_gap(self) -> None:
+        """Frames were lost before reaching the frame subscribers: each resumes at the
+        next keyframe (asked for, rate-limited)."""
+        waiting = False
+        for sub in self._subscribers:
+            if sub.started and not sub.waiting_keyframe:
+                sub.waiting_keyframe = True
+                waiting = True
+        if waiting:
+            self.request_keyframe()
+
+    @property
+    def frame_subscribers(self) -> bool:
+        """Whether anyone needs complete frames (a recorder, a frame-mode sender)."""
+        return bool(self._subscribers)
 
     def _rewrite_pts(self, upstream: Upstream, packet: av.Packet, now: float) -> None:
         pts = packet.pts if packet.pts is not None else 0
@@ -272,15 +319,22 @@ class RoomTrack:
         self._subscribers.append(track)
         return track
 
-    def unsubscribe(self, track: ForwardedTrack) -> None:
+    def add_packet_subscriber(self, track: PacketSubscriber) -> None:
+        if self._closed:
+            raise RuntimeError(f"track {self.name} is closed")
+        self.packet_subscribers.append(track)
+
+    def unsubscribe(self, track: ForwardedTrack | PacketSubscriber) -> None:
         if track in self._subscribers:
-            self._subscribers.remove(track)
+            self._subscribers.remove(track)  # type: ignore[arg-type]
+        if track in self.packet_subscribers:
+            self.packet_subscribers.remove(track)
         if track.readyState == "live":
             track.stop()
 
     @property
-    def subscribers(self) -> list[ForwardedTrack]:
-        return list(self._subscribers)
+    def subscribers(self) -> list[ForwardedTrack | PacketSubscriber]:
+        return [*self._subscribers, *self.packet_subscribers]
 
     # --- keyframe requests ----------------------------------------------------------
 
@@ -331,16 +385,17 @@ class RoomTrack:
         """Detach the source and end every subscriber (idempotent)."""
         self._closed = True
         self.detach_upstream()
-        for sub in list(self._subscribers):
+        for sub in self.subscribers:
             sub.stop()
         self._subscribers.clear()
+        self.packet_subscribers.clear()
         for task in list(self._kf_tasks):
             task.cancel()
 
     def stats(self) -> dict[str, Any]:
         return {
             "live": self.live,
-            "subscribers": len(self._subscribers),
+            "subscribers": len(self._subscribers) + len(self.packet_subscribers),
             "frames_in": self.frames_in,
             "bytes_in": self.bytes_in,
             "keyframes_in": self.keyframes_in,
