@@ -1,6 +1,9 @@
 // The data-protection officer's page (/dpo): requests by phone number (search, export,
 // erase, correct, object to recording) and the audit log. API: server/dpo.py; roles:
 // docs/security.md; test ids: docs/testing.md. Texts in lv/en/ru, always set as text.
+// Language choice and lookup are the shared web/i18n.js; this page adds its own strings.
+
+import * as i18n from "./i18n.js";
 
 const STRINGS = {
   en: {
@@ -209,25 +212,10 @@ const STRINGS = {
   },
 };
 
-const LANGS = ["lv", "en", "ru"];
-const LANG_KEY = "callassist.lang";
-
-function pickLang() {
-  try {
-    const saved = localStorage.getItem(LANG_KEY);
-    if (LANGS.includes(saved)) return saved;
-  } catch (_) {
-    /* storage blocked */
-  }
-  for (const l of navigator.languages || [navigator.language || ""]) {
-    const base = String(l).toLowerCase().slice(0, 2);
-    if (LANGS.includes(base)) return base;
-  }
-  return "lv";
-}
+i18n.extend(STRINGS);
+const t = i18n.t;
 
 const state = {
-  lang: pickLang(),
   me: null,
   csrf: "",
   subject: null, // last search answer
@@ -240,28 +228,9 @@ window.callassistDpo = state; // for tests and debugging
 
 const $ = (id) => document.getElementById(id);
 
-function t(key, vars) {
-  let s = (STRINGS[state.lang] || STRINGS.en)[key] ?? STRINGS.en[key] ?? key;
-  if (vars) for (const [k, v] of Object.entries(vars)) s = s.replaceAll(`{${k}}`, String(v));
-  return s;
-}
-
-function applyStatic() {
-  document.documentElement.lang = state.lang;
+// What i18n.apply() cannot redo by itself after a language switch.
+function relabel() {
   document.title = t("title");
-  document.querySelectorAll("[data-i18n]").forEach((el) => (el.textContent = t(el.dataset.i18n)));
-  document.querySelectorAll("[data-i18n-label]").forEach((el) => el.setAttribute("aria-label", t(el.dataset.i18nLabel)));
-  document.querySelectorAll(".lang").forEach((b) => b.setAttribute("aria-pressed", String(b.dataset.lang === state.lang)));
-}
-
-function setLang(lang) {
-  state.lang = lang;
-  try {
-    localStorage.setItem(LANG_KEY, lang);
-  } catch (_) {
-    /* storage blocked */
-  }
-  applyStatic();
   for (const [id, [key, vars]] of Object.entries(state.messages)) $(id).textContent = t(key, vars);
   renderSubject();
   renderAudit();
@@ -270,7 +239,7 @@ function setLang(lang) {
 function when(iso) {
   if (!iso) return "—";
   const d = new Date(iso);
-  return isNaN(d) ? iso : new Intl.DateTimeFormat(state.lang, { dateStyle: "medium", timeStyle: "short" }).format(d);
+  return isNaN(d) ? iso : new Intl.DateTimeFormat(i18n.lang(), { dateStyle: "medium", timeStyle: "short" }).format(d);
 }
 
 // Audit times: compact and exact (seconds), one line.
@@ -620,7 +589,7 @@ $("tab-subject").addEventListener("click", () => showTab("subject"));
 $("tab-audit").addEventListener("click", () => showTab("audit"));
 $("dpo-audit-reload").addEventListener("click", () => loadAudit());
 $("dpo-audit-more").addEventListener("click", () => loadAudit(true));
-document.querySelectorAll(".lang").forEach((b) => b.addEventListener("click", () => setLang(b.dataset.lang)));
-
-setLang(state.lang);
+i18n.onLangChange(relabel);
+i18n.init();
+relabel();
 boot();

@@ -1,6 +1,9 @@
 // Ops console (/ops): live rooms from server-sent events (GET /api/ops/stream), ending a
 // room, a supervisor's silent watch (/ws/watch/{room}, docs/protocol.md). Plain ES module,
 // no build step, strict CSP (no inline script or style). docs/ops.md lists the test ids.
+// Language choice and lookup are the shared web/i18n.js; this page adds its own strings.
+
+import * as i18n from "./i18n.js";
 
 const STRINGS = {
   en: {
@@ -344,27 +347,13 @@ const STRINGS = {
   },
 };
 
-const LANGS = ["lv", "en", "ru"];
-const LANG_KEY = "callassist.lang";
 const SVG_NS = "http://www.w3.org/2000/svg";
 const WINDOW = 120; // sparkline samples (one a second)
 
-function pickLang() {
-  try {
-    const saved = localStorage.getItem(LANG_KEY);
-    if (LANGS.includes(saved)) return saved;
-  } catch (_) {
-    /* storage blocked */
-  }
-  for (const l of navigator.languages || [navigator.language || ""]) {
-    const base = String(l).toLowerCase().slice(0, 2);
-    if (LANGS.includes(base)) return base;
-  }
-  return "en";
-}
+i18n.extend(STRINGS);
+const t = i18n.t;
 
 const state = {
-  lang: pickLang(),
   me: null,
   csrf: "",
   source: null,
@@ -375,38 +364,12 @@ const state = {
 };
 window.callassistOps = state; // for tests and debugging
 
-function t(key, vars) {
-  const table = STRINGS[state.lang] || STRINGS.en;
-  let s = table[key] ?? STRINGS.en[key] ?? key;
-  if (vars) for (const [k, v] of Object.entries(vars)) s = s.replaceAll(`{${k}}`, String(v));
-  return s;
-}
-
 const $ = (id) => document.getElementById(id);
 const q = (root, testid) => root.querySelector(`[data-testid="${testid}"]`);
 
-function applyStatic(root = document) {
-  root.querySelectorAll("[data-i18n]").forEach((el) => {
-    el.textContent = t(el.dataset.i18n);
-  });
-  root.querySelectorAll("[data-i18n-label]").forEach((el) => {
-    el.setAttribute("aria-label", t(el.dataset.i18nLabel));
-  });
-}
-
-function setLang(lang) {
-  state.lang = lang;
-  try {
-    localStorage.setItem(LANG_KEY, lang);
-  } catch (_) {
-    /* storage blocked */
-  }
-  document.documentElement.lang = lang;
+// What i18n.apply() cannot redo by itself after a language switch.
+function relabel() {
   document.title = t("title");
-  applyStatic();
-  document.querySelectorAll(".lang").forEach((b) => {
-    b.setAttribute("aria-pressed", String(b.dataset.lang === lang));
-  });
   setStream(document.querySelector('[data-testid="ops-stream-state"]').dataset.state);
   if (state.snapshot) render(state.snapshot);
   if (state.watch) setWatchState(state.watch.state);
@@ -415,7 +378,7 @@ function setLang(lang) {
 // --- formatting ---------------------------------------------------------------------------
 
 function num(value, digits = 0) {
-  return new Intl.NumberFormat(state.lang, {
+  return new Intl.NumberFormat(i18n.lang(), {
     maximumFractionDigits: digits,
     minimumFractionDigits: digits,
   }).format(value);
@@ -631,7 +594,7 @@ function render(snap) {
 
 function makeCard(roomId) {
   const card = $("room-template").content.firstElementChild.cloneNode(true);
-  applyStatic(card);
+  i18n.apply(card);
   card.dataset.roomId = roomId;
   const form = q(card, "room-end-form");
   const reason = q(card, "room-end-reason");
@@ -912,9 +875,7 @@ $("ops-logout").addEventListener("click", async () => {
 });
 
 $("watch-stop").addEventListener("click", stopWatch);
-document.querySelectorAll(".lang").forEach((b) => {
-  b.addEventListener("click", () => setLang(b.dataset.lang));
-});
-
-setLang(state.lang);
+i18n.onLangChange(relabel);
+i18n.init();
+relabel();
 boot();
