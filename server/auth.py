@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -84,6 +83,3 @@ def error(status: int, code: str, message: str, **extra: Any) -> web.Response:
     body: dict[str, Any] = {"error": {"code": code, "message": message}}
     body["error"].update(extra)
     return web.json_response(body, status=status)
-
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import socket
 import time
@@ -194,10 +193,6 @@ async def dump_database(server: Server) -> str:
             for row in (await conn.execute(sa.select(table))).all():
                 lines.append(f"{table.name}: {tuple(row)}")
     return "\n".join(lines)
-
-
-def replace_section(cfg: config_mod.Config, name: str, **values: Any) -> config_mod.Config:
-    return dataclasses.replace(cfg, **{name: dataclasses.replace(getattr(cfg, name), **values)})
 
 
 # --- browsers ------------------------------------------------------------------------------
