@@ -322,7 +322,7 @@ async def run_server_baseline() -> None:
 
 async def run_server_project(forwarding: str | None, with_recorder: bool) -> None:
     """server.media.MediaRoom per room (+ the recorder participant, if it is there)."""
-    from server.config import MediaConfig
+    from server.core.config import MediaConfig
     from server.media.peers import MediaRoom
 
     defaults = MediaConfig()

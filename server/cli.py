@@ -13,11 +13,11 @@ import sys
 import time
 from pathlib import Path
 
-from . import config as config_mod
-from .auth import ROLES, hash_password
-from .config import Config, ConfigError
-from .db import Database
-from .secrets import MissingSecret
+from server.core import config as config_mod
+from server.core.config import Config, ConfigError
+from server.core.db import Database
+from server.core.secrets import MissingSecret
+from server.http.auth import ROLES, hash_password
 
 DEFAULT_DATA_DIR = "data"
 
@@ -55,14 +55,14 @@ def _lan_address() -> str:
 def cmd_serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
-    from .app import create_app
-    from .logs import setup_logging
+    from server.http.app import create_app
+    from server.observe.logs import setup_logging
 
     setup_logging(args.log_format, os.environ.get("CALLASSIST_LOG_LEVEL", "INFO"))
     cfg = _load(args)
     ssl_ctx = None
     if args.tls_self_signed:
-        from .tls import self_signed_context
+        from server.http.tls import self_signed_context
 
         wildcard = args.host in ("0.0.0.0", "::")  # noqa: S104 - a comparison, not a bind
         lan = _lan_address() if wildcard else args.host
@@ -176,7 +176,7 @@ def cmd_user(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from .audit import Audit
+    from server.core.audit import Audit
 
     cfg = _load(args)
     db = _db(cfg, args.data_dir)
@@ -206,7 +206,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_ropa(args: argparse.Namespace) -> int:
-    from .ropa import ropa_markdown
+    from server.privacy.ropa import ropa_markdown
 
     print(ropa_markdown(_load(args)))
     return 0
@@ -274,11 +274,11 @@ def parser() -> argparse.ArgumentParser:
     _common(rp)
     rp.set_defaults(func=cmd_ropa)
 
-    from .recording_cli import add_parsers as add_recording_parsers
+    from server.recording.cli import add_parsers as add_recording_parsers
 
     add_recording_parsers(sub, _common, _load)  # recording list|verify|decrypt, keys rotate
 
-    from .privacy_cli import add_parsers as add_privacy_parsers
+    from server.privacy.cli import add_parsers as add_privacy_parsers
 
     add_privacy_parsers(sub, _common, _load)  # subject find|export|erase|rectify|object, retention
 

@@ -14,10 +14,10 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from server import config as config_mod
-from server.app import create_app
-from server.appkeys import DB
-from server.auth import hash_password
+from server.core import config as config_mod
+from server.core.appkeys import DB
+from server.http.app import create_app
+from server.http.auth import hash_password
 
 # Fixtures of the privacy tests: a moto S3 server for the session, fake AWS credentials.
 from tests.privacy_helpers import aws_env, s3_server  # noqa: F401
@@ -185,7 +185,7 @@ async def dump_database(server: Server) -> str:
     """Every row of every table as text, whichever database the server uses."""
     import sqlalchemy as sa
 
-    from server.db import metadata
+    from server.core.db import metadata
 
     lines = []
     async with server.db.engine.connect() as conn:

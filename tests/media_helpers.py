@@ -25,7 +25,7 @@ from aiortc import (
 )
 from aiortc.mediastreams import MediaStreamError
 
-from server.config import MediaConfig
+from server.core.config import MediaConfig
 from server.media.peers import MediaEvent, MediaRoom
 
 RED = (255, 0, 0)

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from server.appkeys import RECORDING, ROOMS
+from server.recording.service import RECORDING
+from server.rooms.manager import ROOMS
 from tests.recorder_helpers import SyntheticCamera
 from tests.s3_server import S3TestServer
 from tests.signalling_client import Signalling

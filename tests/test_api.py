@@ -8,7 +8,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from server.db import token_hash
+from server.core.db import token_hash
 from tests.conftest import dump_database
 
 

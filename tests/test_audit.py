@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from server.appkeys import AUDIT
-from server.audit import audit_log, verify_rows
+from server.core.appkeys import AUDIT
+from server.core.audit import audit_log, verify_rows
 from tests.test_cli import run
 
 
@@ -46,7 +46,7 @@ async def test_events_and_chain(server) -> None:  # type: ignore[no-untyped-def]
 
 
 def _chain(n: int) -> list[dict]:
-    from server.audit import GENESIS, record_hash
+    from server.core.audit import GENESIS, record_hash
 
     rows, prev = [], GENESIS
     for i in range(1, n + 1):

@@ -16,9 +16,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from server.appkeys import AUDIT, RECORDING, SECRETS
 from server.cli import main, parser
-from server.privacy import phone_key, subject_ref
+from server.core.appkeys import AUDIT, SECRETS
+from server.privacy.subjects import phone_key, subject_ref
+from server.recording.service import RECORDING
 from tests.conftest import PASSWORD, free_port
 from tests.privacy_helpers import make_subject
 from tests.test_cli import CLI

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import aiohttp
 
-from server.logs import make_handler, redact
+from server.observe.logs import make_handler, redact
 from tests.conftest import PASSWORD, free_port
 from tests.signalling_client import SUBPROTOCOL
 from tests.test_cli import CLI, run

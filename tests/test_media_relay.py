@@ -26,7 +26,7 @@ from media_helpers import (
     wait_for,
 )
 
-from server.config import MediaConfig
+from server.core.config import MediaConfig
 from server.media import aiortc_hooks
 from server.media.peers import MediaError, MediaRoom, ice_servers_for_client
 from server.media.relay import ForwardedTrack, RoomTrack

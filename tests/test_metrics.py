@@ -11,7 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.ext.asyncio import create_async_engine
 
 import tests.test_protocol_client as proto
-from server.appkeys import DB
+from server.core.appkeys import DB
 from tests.media_helpers import RED, SolidTrack
 from tests.signalling_client import Signalling
 

@@ -14,8 +14,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from server import audit  # noqa: F401 - its tables are part of the metadata
-from server.db import Database, alembic_config, metadata
+from server.core.db import Database, alembic_config, metadata
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -13,7 +13,8 @@ import aiohttp
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 
 import tests.test_protocol_client as proto
-from server.appkeys import AUDIT, OPS
+from server.core.appkeys import AUDIT
+from server.observe.ops import OPS
 from tests.media_helpers import RED, SolidTrack
 from tests.signalling_client import SUBPROTOCOL, Signalling
 

@@ -15,8 +15,10 @@ import pytest
 
 from recorder.crypto import header_object
 from recorder.recovery import verify
-from server.appkeys import AUDIT, RECORDING, ROOMS, SECRETS
-from server.privacy import subject_ref
+from server.core.appkeys import AUDIT, SECRETS
+from server.privacy.subjects import subject_ref
+from server.recording.service import RECORDING
+from server.rooms.manager import ROOMS
 from tests.conftest import dump_database
 from tests.privacy_helpers import (
     Backend,

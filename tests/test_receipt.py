@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 from playwright.async_api import expect
 
-from server.rooms import iso
+from server.rooms.state import iso
 from tests.conftest import PASSWORD
 from tests.privacy_helpers import caller_for, jpeg, record, upload
 

@@ -26,10 +26,12 @@ from recorder.participant import RecorderParticipant
 from recorder.recovery import ObjectSource, export, recover, verify
 from recorder.spool import Spool
 from recorder.storage import LocalStorage
-from server import config as config_mod
-from server.app import create_app
-from server.appkeys import DB, RECORDING, ROOMS
+from server.core import config as config_mod
+from server.core.appkeys import DB
+from server.http.app import create_app
 from server.media.relay import RoomTrack
+from server.recording.service import RECORDING
+from server.rooms.manager import ROOMS
 from tests.conftest import free_port
 from tests.conftest import test_config as config_for
 from tests.media_helpers import RED, SolidTrack, wait_for
@@ -278,7 +280,7 @@ async def test_agent_starts_and_stops_recording(make_server) -> None:  # type: i
     report = await verify(service.source, service.keyring, row["id"])
     assert report.complete and report.frames == row["frames"], report.lines()
 
-    # Prometheus sees the recorder (server/metrics.py's registry).
+    # Prometheus sees the recorder (server/observe/metrics.py's registry).
     async with agent.http.get(server.url + "/metrics") as r:
         text = await r.text()
     assert "callassist_recordings_total{outcome=\"completed\"} 1.0" in text, text[-3000:]
@@ -372,7 +374,7 @@ async def test_restart_recovers_an_interrupted_recording(tmp_path: Path) -> None
     runner = web.AppRunner(app, handle_signals=False)
     await runner.setup()
     service = app[RECORDING]
-    from server.rooms import Room
+    from server.rooms.state import Room
 
     db = app[DB]
     now = time.time()

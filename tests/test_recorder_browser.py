@@ -15,7 +15,7 @@ import pytest
 from playwright.async_api import expect
 
 from recorder.recovery import ObjectSource, export, verify
-from server.appkeys import RECORDING
+from server.recording.service import RECORDING
 from tests.media_helpers import wait_for
 from tests.recorder_helpers import QUADRANTS, rgb_at
 from tests.s3_server import S3TestServer

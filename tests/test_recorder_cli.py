@@ -20,11 +20,13 @@ from aiohttp import web
 from PIL import Image
 
 from recorder.keys import header_key_id
-from server.app import create_app
-from server.appkeys import DB, RECORDING, ROOMS
 from server.cli import main
-from server.photos import clean_photo
-from server.rooms import Room
+from server.core.appkeys import DB
+from server.http.app import create_app
+from server.recording.photos import clean_photo
+from server.recording.service import RECORDING
+from server.rooms.manager import ROOMS
+from server.rooms.state import Room
 from tests.conftest import PASSWORD, free_port
 from tests.conftest import test_config as config_for
 from tests.media_helpers import RED, SolidTrack, wait_for

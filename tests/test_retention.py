@@ -11,10 +11,11 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from server.appkeys import AUDIT, RECORDING
-from server.audit import audit_checkpoint
-from server.db import caller_devices, links, recordings, sessions
-from server.retention import EXPIRY_RULE_ID, RETENTION
+from server.core.appkeys import AUDIT
+from server.core.audit import audit_checkpoint
+from server.core.db import caller_devices, links, recordings, sessions
+from server.privacy.retention import EXPIRY_RULE_ID, RETENTION
+from server.recording.service import RECORDING
 from tests.conftest import dump_database
 from tests.privacy_helpers import (
     Backend,

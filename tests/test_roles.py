@@ -21,8 +21,9 @@ import pytest
 import sqlalchemy as sa
 from PIL import Image
 
-from server.appkeys import AUDIT, ROOMS
-from server.audit import audit_log
+from server.core.appkeys import AUDIT
+from server.core.audit import audit_log
+from server.rooms.manager import ROOMS
 from tests.conftest import PASSWORD
 from tests.signalling_client import SUBPROTOCOL, Signalling
 

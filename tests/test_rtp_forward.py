@@ -25,7 +25,7 @@ from media_helpers import (
     wait_for,
 )
 
-from server import config as config_mod
+from server.core import config as config_mod
 from server.media import rtp_forward, rtp_hooks
 from server.media.peers import MediaRoom
 from server.media.relay import RoomTrack

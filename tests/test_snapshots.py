@@ -11,7 +11,7 @@ import aiohttp
 from PIL import ExifTags, Image
 
 from recorder.recovery import read_photo
-from server.appkeys import RECORDING
+from server.recording.service import RECORDING
 from tests.signalling_client import Signalling
 from tests.test_recorder import caller_with_camera
 

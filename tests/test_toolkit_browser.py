@@ -18,7 +18,7 @@ import pytest
 from aiohttp import web
 from playwright.async_api import Page, expect
 
-from server.app import create_app
+from server.http.app import create_app
 from tests import conftest
 from tests.conftest import FakeClock, Server, free_port
 from tests.test_browser_e2e import agent_page, caller_page, start_session, wait_colours

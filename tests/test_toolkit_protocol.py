@@ -12,8 +12,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from server import protocol as P
-from server.toolkit_messages import check_link
+from server.signalling import messages as P
+from server.toolkit.messages import check_link
 from tests.signalling_client import Signalling
 
 
@@ -390,8 +390,8 @@ async def test_caller_still_upload(server) -> None:  # type: ignore[no-untyped-d
 
 
 def test_sample_tutorial_is_complete() -> None:
-    from server.config import ToolkitConfig
-    from server.toolkit import Toolkit
+    from server.core.config import ToolkitConfig
+    from server.toolkit.service import Toolkit
 
     kit = Toolkit(ToolkitConfig(), db=None)  # type: ignore[arg-type]
     tut = kit.load_tutorial("router-restart")
@@ -400,8 +400,8 @@ def test_sample_tutorial_is_complete() -> None:
 
 
 def test_broken_tutorials_are_left_out(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from server.config import ToolkitConfig
-    from server.toolkit import Toolkit
+    from server.core.config import ToolkitConfig
+    from server.toolkit.service import Toolkit
 
     good = tmp_path / "good"
     good.mkdir()

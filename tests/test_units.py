@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from server import config as config_mod
-from server import protocol as P
-from server.phone import BadPhone, mask, normalise
-from server.ratelimit import KeyedLimiter, TokenBucket
-from server.rooms import Room
+from server.core import config as config_mod
+from server.core.phone import BadPhone, mask, normalise
+from server.core.ratelimit import KeyedLimiter, TokenBucket
+from server.rooms.state import Room
+from server.signalling import messages as P
 
 ROOT = Path(__file__).resolve().parent.parent
 

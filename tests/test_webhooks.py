@@ -12,10 +12,11 @@ import pytest
 from aiohttp import web
 
 import tests.test_protocol_client as proto
-from server.appkeys import OPS, SECRETS, WEBHOOKS
-from server.config import WebhooksConfig
-from server.secrets import MissingSecret, load_secrets
-from server.webhooks import WebhookSender, sign, verify
+from server.core.appkeys import SECRETS
+from server.core.config import WebhooksConfig
+from server.core.secrets import MissingSecret, load_secrets
+from server.observe.ops import OPS
+from server.observe.webhooks import WEBHOOKS, WebhookSender, sign, verify
 from tests.conftest import free_port
 from tests.media_helpers import RED, SolidTrack
 from tests.signalling_client import Signalling

@@ -1,5 +1,5 @@
 // The data-protection officer's page (/dpo): requests by phone number (search, export,
-// erase, correct, object to recording) and the audit log. API: server/dpo.py; roles:
+// erase, correct, object to recording) and the audit log. API: server/privacy/dpo.py; roles:
 // docs/security.md; test ids: docs/testing.md. Texts in lv/en/ru, always set as text.
 // Language choice and lookup are the shared web/i18n.js; this page adds its own strings.
 

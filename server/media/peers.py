@@ -27,7 +27,8 @@ from aiortc import (
 )
 from aiortc import sdp as aiortc_sdp
 
-from ..config import MediaConfig
+from server.core.config import MediaConfig
+
 from . import aiortc_hooks, rtp_forward
 from .relay import ForwardedTrack, RoomTrack, Upstream
 

@@ -6,8 +6,7 @@ from __future__ import annotations
 from alembic import context
 
 # Import every module that defines tables so autogenerate sees the whole schema.
-from server import audit as _audit  # noqa: F401
-from server.db import metadata
+from server.core.db import metadata
 
 connection = context.config.attributes.get("connection")
 if connection is None:  # pragma: no cover - always run through Database.migrate

@@ -1,0 +1,204 @@
+"""The audit log: append-only and hash-chained, so an edited, removed or reordered record is
+detected by `callassist audit verify`.
+
+Each record's hash covers its sequence number, its fields and the previous record's hash.
+Editing a record breaks its own hash; removing or reordering one breaks the sequence or
+the chain. (Cutting records off the END leaves a shorter valid chain: `verify` prints the
+head hash so an operator can anchor it elsewhere, e.g. in their SIEM.)
+
+Retention (`retention.audit_days`) removes the OLDEST records only, and writes the last
+removed record's sequence number and hash to `audit_checkpoint` first: the chain then
+starts from there. A gap anywhere else is still detected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from server.core.db import Database, metadata
+
+log = logging.getLogger(__name__)
+
+GENESIS = "0" * 64
+
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("actor", sa.String(64), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("object", sa.String(128), nullable=False),
+    sa.Column("reason", sa.String(256), nullable=False),
+    sa.Column("result", sa.String(16), nullable=False),
+    sa.Column("prev_hash", sa.String(64), nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+)
+
+# One row (id = 1): the last record removed by retention; verification starts after it.
+audit_checkpoint = sa.Table(
+    "audit_checkpoint",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+    sa.Column("at", sa.Float, nullable=False),  # when that record was written
+    sa.Column("pruned_at", sa.Float, nullable=False),
+)
+
+FIELDS = ("seq", "at", "actor", "role", "action", "object", "reason", "result")
+
+
+def record_hash(prev_hash: str, record: dict[str, Any]) -> str:
+    body = json.dumps(
+        {k: record[k] for k in FIELDS}, sort_keys=True, separators=(",", ":"), ensure_ascii=True
+    )
+    return hashlib.sha256(prev_hash.encode() + b"\n" + body.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Verdict:
+    ok: bool
+    count: int
+    head: str
+    problem: str = ""
+    pruned_through: int = 0  # records 1..pruned_through were removed by retention
+
+
+def verify_rows(
+    rows: list[dict[str, Any]], start_seq: int = 0, start_hash: str = GENESIS
+) -> Verdict:
+    """Check a chain given in sequence order (pure: the CLI and the tests share it).
+    `start_seq`/`start_hash`: the retention checkpoint (the last removed record)."""
+    prev = start_hash
+    for expected_seq, row in enumerate(rows, start=start_seq + 1):
+        if row["seq"] != expected_seq:
+            return Verdict(
+                False,
+                expected_seq - 1 - start_seq,
+                prev,
+                f"record {expected_seq} is missing (found {row['seq']} in its place)",
+            )
+        if row["prev_hash"] != prev:
+            return Verdict(
+                False,
+                expected_seq - 1 - start_seq,
+                prev,
+                f"record {expected_seq} does not follow record {expected_seq - 1} "
+                "(removed or reordered)",
+            )
+        if record_hash(prev, row) != row["hash"]:
+            return Verdict(
+                False, expected_seq - 1 - start_seq, prev, f"record {expected_seq} was edited"
+            )
+        prev = row["hash"]
+    return Verdict(True, len(rows), prev, pruned_through=start_seq)
+
+
+class Audit:
+    def __init__(self, db: Database, clock: Callable[[], float]) -> None:
+        self.db = db
+        self.clock = clock
+        # One writer at a time in this process; the transaction below serialises processes.
+        self._lock = asyncio.Lock()
+
+    async def record(
+        self,
+        *,
+        actor: str,
+        role: str,
+        action: str,
+        object: str = "",
+        result: str = "ok",
+        reason: str = "",
+    ) -> None:
+        async with self._lock, self.db.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                await conn.execute(sa.text("LOCK TABLE audit_log IN EXCLUSIVE MODE"))
+            last = (
+                await conn.execute(
+                    sa.select(audit_log.c.seq, audit_log.c.hash)
+                    .order_by(audit_log.c.seq.desc())
+                    .limit(1)
+                )
+            ).first()
+            seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
+            row = {
+                "seq": seq,
+                "at": round(self.clock(), 3),
+                "actor": actor[:64],
+                "role": role[:16],
+                "action": action[:64],
+                "object": object[:128],
+                "reason": reason[:256],
+                "result": result[:16],
+            }
+            row["prev_hash"] = prev
+            row["hash"] = record_hash(prev, row)
+            await conn.execute(audit_log.insert().values(**row))
+
+    async def rows(self) -> list[dict[str, Any]]:
+        async with self.db.engine.connect() as conn:
+            result = await conn.execute(sa.select(audit_log).order_by(audit_log.c.seq))
+            return [dict(r._mapping) for r in result.all()]
+
+    async def page(self, limit: int = 100, before_seq: int | None = None) -> list[dict[str, Any]]:
+        """The newest `limit` records (before `before_seq`), newest first."""
+        query = sa.select(audit_log).order_by(audit_log.c.seq.desc()).limit(limit)
+        if before_seq is not None:
+            query = query.where(audit_log.c.seq < before_seq)
+        async with self.db.engine.connect() as conn:
+            return [dict(r._mapping) for r in (await conn.execute(query)).all()]
+
+    async def checkpoint(self) -> tuple[int, str]:
+        async with self.db.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(audit_checkpoint.c.seq, audit_checkpoint.c.hash).where(
+                        audit_checkpoint.c.id == 1
+                    )
+                )
+            ).first()
+        return (int(row[0]), str(row[1])) if row else (0, GENESIS)
+
+    async def verify(self) -> Verdict:
+        start_seq, start_hash = await self.checkpoint()
+        return verify_rows(await self.rows(), start_seq, start_hash)
+
+    async def prune(self, written_before: float) -> int:
+        """Remove the records written before `written_before` (retention.audit_days), oldest
+        first, and move the checkpoint to the last one removed. The newest record always
+        stays, so the chain keeps a head."""
+        async with self._lock, self.db.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                await conn.execute(sa.text("LOCK TABLE audit_log IN EXCLUSIVE MODE"))
+            newest = (await conn.execute(sa.select(sa.func.max(audit_log.c.seq)))).scalar()
+            last = (
+                await conn.execute(
+                    sa.select(audit_log.c.seq, audit_log.c.hash, audit_log.c.at)
+                    .where(audit_log.c.at < written_before)
+                    .where(audit_log.c.seq < (newest or 0))
+                    .order_by(audit_log.c.seq.desc())
+                    .limit(1)
+                )
+            ).first()
+            if last is None:
+                return 0
+            seq, digest, at = last
+            gone = await conn.execute(audit_log.delete().where(audit_log.c.seq <= seq))
+            values = {"seq": seq, "hash": digest, "at": at, "pruned_at": self.clock()}
+            updated = await conn.execute(
+                audit_checkpoint.update().where(audit_checkpoint.c.id == 1).values(**values)
+            )
+            if not updated.rowcount:
+                await conn.execute(audit_checkpoint.insert().values(id=1, **values))
+            return int(gone.rowcount or 0)

@@ -1,0 +1,387 @@
+"""Strict configuration loading.
+
+The TOML file maps one-to-one onto the dataclasses below. Unknown keys are an error that
+names the key (a typo must never silently fall back to a default), and so is a value of the
+wrong type. Secrets never live here: see `server.secrets`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names the key and what is wrong."""
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    # Where links point to. Links are built from this, never from the request's Host.
+    public_url: str = "http://127.0.0.1:8080"
+    # Extra origins allowed to open WebSockets and send state-changing requests.
+    allowed_origins: list[str] = field(default_factory=list)
+    # Largest request body accepted (bytes).
+    max_body_bytes: int = 1_048_576
+    # Set when a TLS-terminating reverse proxy sits in front (trust X-Forwarded-For).
+    behind_proxy: bool = False
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    default_country_code: str = "+371"
+    # A link that has not been opened within this many seconds stops working.
+    link_ttl_s: int = 900
+    # Link opens allowed per client address per minute.
+    link_opens_per_minute: int = 20
+    # The room ends when nothing happened (no media, no message) for this long.
+    inactivity_timeout_s: int = 900
+    # The room ends after this long, whatever happens.
+    max_duration_s: int = 7200
+    # Version of the service notice and privacy summary the caller accepts.
+    notice_version: str = "2026-11-01"
+    # Shown to callers in the privacy summary.
+    privacy_contact: str = "privacy@example.eu"
+    operator_name: str = "Example Telecom"
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    # Agent login session lifetime.
+    session_ttl_s: int = 43_200
+    login_attempts_per_minute: int = 10
+
+
+@dataclass(frozen=True)
+class SignallingConfig:
+    max_message_bytes: int = 65_536
+    heartbeat_s: float = 15.0
+    rate_per_s: float = 50.0
+    burst: int = 100
+    # Messages queued for one slow client before it is dropped.
+    outbox_size: int = 256
+
+
+@dataclass(frozen=True)
+class MediaConfig:
+    # "VP8" or "H264": one codec on every leg, so frames are forwarded without re-encoding.
+    codec: str = "VP8"
+    # Addresses offered as ICE host candidates; empty = every interface address.
+    ice_host_addresses: list[str] = field(default_factory=list)
+    stun_urls: list[str] = field(default_factory=list)
+    turn_urls: list[str] = field(default_factory=list)
+    # TURN credential lifetime (coturn use-auth-secret); the secret comes from secrets.
+    turn_ttl_s: int = 3600
+    # Frames queued per subscriber before it is reset to the next keyframe.
+    subscriber_queue_frames: int = 60
+    # Minimum spacing of keyframe requests sent upstream to one source.
+    keyframe_min_interval_s: float = 0.3
+    # "rtp": forward RTP packets (rewritten headers, NACK/PLI/REMB handled by the server);
+    # "frame": let aiortc reassemble each frame and re-packetize it (docs/media-performance.md).
+    forwarding: str = "rtp"
+
+
+@dataclass(frozen=True)
+class SmsConfig:
+    # "console" logs (phone masked) that a message would be sent; "http" POSTs JSON.
+    sender: str = "console"
+    http_url: str = ""
+    http_timeout_s: float = 5.0
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    # "sqlite:///{data_dir}/callassist.db" by default; postgresql+asyncpg://... in production.
+    database_url: str = ""
+
+
+@dataclass(frozen=True)
+class WebhooksConfig:
+    # Receivers of signed JSON events (docs/webhooks.md); empty = webhooks off. The signing
+    # key is the secret `webhook_key` (CALLASSIST_WEBHOOK_KEY), needed only when set.
+    urls: list[str] = field(default_factory=list)
+    # Seconds to wait for one delivery attempt.
+    timeout_s: float = 5.0
+    # Events waiting per receiver; beyond it new events are dropped (and counted).
+    max_queue: int = 1000
+    # Retry backoff: first wait, doubling up to the maximum, for at most give_up_after_s.
+    retry_initial_s: float = 1.0
+    retry_max_s: float = 300.0
+    give_up_after_s: float = 86_400.0
+
+
+@dataclass(frozen=True)
+class RetentionConfig:
+    # Days each category is kept after the session ended; then it is deleted by itself.
+    sessions_days: int = 90
+    recordings_days: int = 30
+    media_days: int = 30
+    audit_days: int = 730
+    # How often the background sweeper runs, in seconds.
+    sweep_interval_s: int = 3600
+
+
+# --- recording (recorder/, server/recording/service.py) ------------------------------------------
+
+# AWS regions inside the EU/EEA (recorder.storage.EU_EEA_REGIONS; kept in step by a test).
+EU_EEA_REGIONS = ["eu-west-1", "eu-west-3", "eu-central-1", "eu-north-1", "eu-south-1",
+                  "eu-south-2"]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class RecordingS3Config:
+    # The bucket; it must already exist, in a region of allowed_regions.
+    bucket: str = ""
+    # Region the client signs for; empty = boto3's own resolution (AWS_REGION etc.).
+    region: str = ""
+    # Another S3-compatible endpoint, e.g. "https://s3.eu-north-1.amazonaws.com".
+    endpoint_url: str = ""
+    # The service refuses to start unless HeadBucket says the bucket is in one of these.
+    allowed_regions: list[str] = field(default_factory=lambda: list(EU_EEA_REGIONS))
+    # Attempts per request (botocore "standard" retry mode); the spool retries after that.
+    max_attempts: int = 3
+    # Add an AbortIncompleteMultipartUpload lifecycle rule after this many days; 0 = leave
+    # the bucket's lifecycle alone.
+    abort_incomplete_multipart_days: int = 1
+
+
+@dataclass(frozen=True)
+class RecordingKmsConfig:
+    # KMS key ARN that wraps data keys when recording.keyring = "kms".
+    key_id: str = ""
+    region: str = ""
+    endpoint_url: str = ""
+
+
+@dataclass(frozen=True)
+class RecordingConfig:
+    # "off": no video recording; "on_demand": the agent starts and stops it; "always":
+    # every session's camera is recorded from its first frame (the agent cannot stop it).
+    mode: str = "on_demand"
+    # Length of one segment, in seconds; each starts at a keyframe.
+    segment_s: float = 10.0
+    # "local": encrypted objects in a directory; "s3": an EU/EEA S3 bucket.
+    storage: str = "local"
+    # Directory of the local storage; empty = <data-dir>/store.
+    local_dir: str = ""
+    # Local spool of ciphertext waiting for upload; empty = <data-dir>/spool.
+    spool_dir: str = ""
+    # Crossing this is reported (log, metric, the agent sees a warning); writing goes on.
+    spool_limit_mb: int = 2048
+    # Beyond this nothing more is spooled (segments are lost and counted); 0 = no limit.
+    spool_hard_limit_mb: int = 0
+    # Longest wait between two upload retries while the storage is down, in seconds.
+    upload_retry_max_s: float = 30.0
+    # On shutdown, wait this long for the spool to upload before leaving it for next start.
+    shutdown_drain_s: float = 10.0
+    # "local": versioned master keys from CALLASSIST_RECORDING_KEYS[_FILE], else from
+    # keys_dir (embedded: made on first use); "kms": AWS KMS ([recording.kms]).
+    keyring: str = "local"
+    # Directory of local master keys; empty = <data-dir>/recording-keys.
+    keys_dir: str = ""
+    # Largest photo upload or snapshot accepted, in bytes.
+    photo_max_bytes: int = 15 * 1024 * 1024
+    # Larger images (in pixels) are refused as likely decompression bombs.
+    photo_max_pixels: int = 50_000_000
+    # Photos are stored at most this many pixels wide or high (scaled down, never up).
+    photo_max_side_px: int = 4096
+    # JPEG quality of the re-encoded photos (1-95).
+    photo_jpeg_quality: int = 85
+    # Photos a caller may send per session.
+    photo_max_per_session: int = 50
+    s3: RecordingS3Config = field(default_factory=RecordingS3Config)
+    kms: RecordingKmsConfig = field(default_factory=RecordingKmsConfig)
+
+
+@dataclass(frozen=True)
+class ToolkitConfig:
+    # Folder of tutorials agents can push (one directory per tutorial with tutorial.json and
+    # its images); empty: the samples shipped in server/tutorials.
+    tutorials_dir: str = ""
+    # Keep chat messages in the session record (database); false: chat lives only as long
+    # as the room.
+    keep_chat: bool = False
+    # Largest freeze frame or photo-burst still, in bytes.
+    max_frame_bytes: int = 300_000
+    # Largest image an agent may push to the caller, in bytes.
+    max_image_bytes: int = 900_000
+    # Seconds an unpinned mark stays on screen before it fades.
+    mark_fade_s: float = 4.0
+    # Seconds between two stills in photo-burst mode.
+    photo_interval_s: float = 2.0
+
+
+@dataclass(frozen=True)
+class Config:
+    # "embedded" generates missing secrets into the data directory; "production" refuses to
+    # start without them.
+    environment: str = "embedded"
+    http: HttpConfig = field(default_factory=HttpConfig)
+    session: SessionConfig = field(default_factory=SessionConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    signalling: SignallingConfig = field(default_factory=SignallingConfig)
+    media: MediaConfig = field(default_factory=MediaConfig)
+    sms: SmsConfig = field(default_factory=SmsConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    recording: RecordingConfig = field(default_factory=RecordingConfig)
+    webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
+    toolkit: ToolkitConfig = field(default_factory=ToolkitConfig)
+
+    @property
+    def secure_cookies(self) -> bool:
+        return self.http.public_url.startswith("https://")
+
+    @property
+    def public_origin(self) -> str:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(self.http.public_url)
+        return f"{parts.scheme}://{parts.netloc}"
+
+
+def _check_type(path: str, value: Any, hint: Any) -> Any:
+    origin = typing.get_origin(hint)
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        if not isinstance(value, list):
+            raise ConfigError(f"{path}: expected a list, got {type(value).__name__}")
+        return [_check_type(f"{path}[{i}]", v, item) for i, v in enumerate(value)]
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint in (str, int, float, bool):
+        if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
+            raise ConfigError(f"{path}: expected {hint.__name__}, got {type(value).__name__}")
+        return value
+    raise ConfigError(f"{path}: unsupported type {hint}")  # pragma: no cover
+
+
+def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in known:
+            where = f"{prefix}{key}"
+            raise ConfigError(f"unknown configuration key '{where}'")
+    kwargs: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in data:
+            continue
+        hint = hints[f.name]
+        path = f"{prefix}{f.name}"
+        value = data[f.name]
+        if dataclasses.is_dataclass(hint):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{path}: expected a table [{path}]")
+            kwargs[f.name] = _build(typing.cast(type, hint), value, f"{path}.")
+        else:
+            if isinstance(hint, types.UnionType):  # pragma: no cover - not used yet
+                raise ConfigError(f"{path}: unsupported type")
+            kwargs[f.name] = _check_type(path, value, hint)
+    return cls(**kwargs)
+
+
+def _validate(cfg: Config) -> None:
+    if cfg.environment not in ("embedded", "production"):
+        raise ConfigError("environment: must be 'embedded' or 'production'")
+    if not cfg.http.public_url.startswith(("http://", "https://")):
+        raise ConfigError("http.public_url: must start with http:// or https://")
+    if cfg.media.codec not in ("VP8", "H264"):
+        raise ConfigError("media.codec: must be 'VP8' or 'H264'")
+    if cfg.media.forwarding not in ("rtp", "frame"):
+        raise ConfigError("media.forwarding: must be 'rtp' or 'frame'")
+    if cfg.sms.sender not in ("console", "http"):
+        raise ConfigError("sms.sender: must be 'console' or 'http'")
+    if cfg.sms.sender == "http" and not cfg.sms.http_url.startswith(("http://", "https://")):
+        raise ConfigError("sms.http_url: required (http:// or https://) when sms.sender = 'http'")
+    if not cfg.session.default_country_code.startswith("+"):
+        raise ConfigError("session.default_country_code: must start with '+', e.g. '+371'")
+    for name in ("sessions_days", "recordings_days", "media_days", "audit_days"):
+        if getattr(cfg.retention, name) < 1:
+            raise ConfigError(f"retention.{name}: must be at least 1 day")
+    if cfg.retention.sweep_interval_s < 1:
+        raise ConfigError("retention.sweep_interval_s: must be at least 1 second")
+    for name in ("link_ttl_s", "inactivity_timeout_s", "max_duration_s"):
+        if getattr(cfg.session, name) <= 0:
+            raise ConfigError(f"session.{name}: must be positive")
+    for i, url in enumerate(cfg.webhooks.urls):
+        if not url.startswith(("http://", "https://")):
+            raise ConfigError(f"webhooks.urls[{i}]: must start with http:// or https://")
+    wh = cfg.webhooks
+    if wh.timeout_s <= 0 or wh.max_queue <= 0 or wh.retry_initial_s <= 0:
+        raise ConfigError("webhooks: timeout_s, max_queue and retry_initial_s must be positive")
+    if wh.retry_max_s < wh.retry_initial_s:
+        raise ConfigError("webhooks.retry_max_s: must be at least retry_initial_s")
+
+
+def _validate_recording(rc: RecordingConfig) -> None:
+    if rc.mode not in ("off", "on_demand", "always"):
+        raise ConfigError("recording.mode: must be 'off', 'on_demand' or 'always'")
+    if not 1.0 <= rc.segment_s <= 600.0:
+        raise ConfigError("recording.segment_s: must be between 1 and 600 seconds")
+    if rc.storage not in ("local", "s3"):
+        raise ConfigError("recording.storage: must be 'local' or 's3'")
+    if rc.storage == "s3" and not rc.s3.bucket:
+        raise ConfigError("recording.s3.bucket: required when recording.storage = 's3'")
+    if not rc.s3.allowed_regions:
+        raise ConfigError("recording.s3.allowed_regions: list at least one EU/EEA region")
+    if rc.s3.max_attempts < 1 or rc.s3.abort_incomplete_multipart_days < 0:
+        raise ConfigError("recording.s3: max_attempts >= 1, abort_incomplete_multipart_days >= 0")
+    if rc.keyring not in ("local", "kms"):
+        raise ConfigError("recording.keyring: must be 'local' or 'kms'")
+    if rc.keyring == "kms" and not rc.kms.key_id:
+        raise ConfigError("recording.kms.key_id: required when recording.keyring = 'kms'")
+    if rc.spool_limit_mb <= 0 or rc.spool_hard_limit_mb < 0:
+        raise ConfigError("recording.spool_limit_mb must be positive, spool_hard_limit_mb >= 0")
+    if rc.spool_hard_limit_mb and rc.spool_hard_limit_mb < rc.spool_limit_mb:
+        raise ConfigError("recording.spool_hard_limit_mb: must be 0 or at least spool_limit_mb")
+    if rc.upload_retry_max_s <= 0 or rc.shutdown_drain_s < 0:
+        raise ConfigError("recording: upload_retry_max_s > 0 and shutdown_drain_s >= 0")
+    if rc.photo_max_bytes <= 0 or rc.photo_max_pixels <= 0 or rc.photo_max_side_px < 64:
+        raise ConfigError("recording.photo_*: limits must be positive (max side >= 64)")
+    if not 1 <= rc.photo_jpeg_quality <= 95:
+        raise ConfigError("recording.photo_jpeg_quality: must be 1..95")
+    if rc.photo_max_per_session < 0:
+        raise ConfigError("recording.photo_max_per_session: must not be negative")
+
+
+def _validate_toolkit(cfg: Config) -> None:
+    tk = cfg.toolkit
+    if not 10_000 <= tk.max_frame_bytes <= cfg.http.max_body_bytes:
+        raise ConfigError("toolkit.max_frame_bytes: must be 10000 to http.max_body_bytes")
+    if not 10_000 <= tk.max_image_bytes <= cfg.http.max_body_bytes:
+        raise ConfigError("toolkit.max_image_bytes: must be 10000 to http.max_body_bytes")
+    if not 0.5 <= tk.mark_fade_s <= 600 or not 0.5 <= tk.photo_interval_s <= 60:
+        raise ConfigError("toolkit: mark_fade_s must be 0.5-600 and photo_interval_s 0.5-60")
+
+
+def from_dict(data: dict[str, Any]) -> Config:
+    cfg = _build(Config, data, "")
+    _validate(cfg)
+    _validate_recording(cfg.recording)
+    _validate_toolkit(cfg)
+    return cfg
+
+
+def load(path: Path | None) -> Config:
+    """Load `path` (TOML) or, with None, the built-in defaults."""
+    if path is None:
+        return from_dict({})
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"configuration file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return from_dict(data)
+
+
+def replace(cfg: Config, **sections: Any) -> Config:
+    """A copy of cfg with whole sections or top-level values replaced (used by tests)."""
+    return dataclasses.replace(cfg, **sections)

@@ -1,0 +1,161 @@
+"""The administrator's API (role `admin` only; docs/security.md): accounts and the service's
+configuration status. No session records, no media, no live rooms.
+
+    GET  /api/admin/users                 accounts (name, role, disabled, created)
+    POST /api/admin/users                 {"username", "password", "role"} -> 201
+    POST /api/admin/users/{username}      {"disabled"?: bool, "role"?: str, "password"?: str}
+    GET  /api/admin/status                configuration and health, without secrets
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from aiohttp import web
+
+from server.core.appkeys import AUDIT, CLOCK, CONFIG, DB
+from server.core.db import User
+from server.http.auth import ROLES, error, hash_password
+from server.http.web_auth import USER_KEY, require_user
+from server.recording.service import RECORDING
+from server.rooms.manager import ROOMS
+from server.rooms.state import iso
+
+
+def _user_view(u: User) -> dict[str, Any]:
+    return {"name": u.username, "role": u.role, "disabled": u.disabled}
+
+
+async def _audit(request: web.Request, action: str, obj: str, reason: str = "") -> None:
+    user: User = request[USER_KEY]
+    await request.app[AUDIT].record(actor=user.username, role=user.role, action=action,
+                                    object=obj, reason=reason)  # fmt: skip
+
+
+async def _json(request: web.Request) -> dict[str, Any] | None:
+    try:
+        body = await request.json()
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+@require_user("admin")
+async def list_users(request: web.Request) -> web.StreamResponse:
+    users = await request.app[DB].list_users()
+    return web.json_response({"users": [_user_view(u) for u in users]})
+
+
+@require_user("admin")
+async def create_user(request: web.Request) -> web.StreamResponse:
+    body = await _json(request)
+    if body is None:
+        return error(400, "bad_request", "send a JSON object")
+    name, password, role = body.get("username"), body.get("password"), body.get("role")
+    if not isinstance(name, str) or not 1 <= len(name) <= 64 or not name.isprintable():
+        return error(400, "bad_username", "a user name of 1-64 printable characters")
+    if role not in ROLES:
+        return error(400, "bad_role", f"role must be one of {', '.join(ROLES)}")
+    if not isinstance(password, str):
+        return error(400, "bad_password", "give a password")
+    try:
+        hashed = hash_password(password)
+    except ValueError as exc:
+        return error(400, "bad_password", str(exc))
+    db = request.app[DB]
+    if await db.user_by_name(name) is not None:
+        return error(409, "user_exists", f"user '{name}' exists")
+    await db.add_user(name, hashed, role, request.app[CLOCK]())
+    await _audit(request, "user.create", name, f"role {role}")
+    user = await db.user_by_name(name)
+    assert user is not None
+    return web.json_response({"user": _user_view(user)}, status=201)
+
+
+@require_user("admin")
+async def update_user(request: web.Request) -> web.StreamResponse:
+    body = await _json(request)
+    if body is None:
+        return error(400, "bad_request", "send a JSON object")
+    db = request.app[DB]
+    user = await db.user_by_name(request.match_info["username"])
+    if user is None:
+        return error(404, "not_found", "no such user")
+    me: User = request[USER_KEY]
+    values: dict[str, Any] = {}
+    if "disabled" in body:
+        if not isinstance(body["disabled"], bool):
+            return error(400, "bad_request", "'disabled' must be true or false")
+        if body["disabled"] and user.id == me.id:
+            return error(400, "own_account", "you cannot disable your own account")
+        values["disabled"] = body["disabled"]
+    if "role" in body:
+        if body["role"] not in ROLES:
+            return error(400, "bad_role", f"role must be one of {', '.join(ROLES)}")
+        values["role"] = body["role"]
+    if "password" in body:
+        try:
+            values["password_hash"] = hash_password(str(body["password"]))
+        except ValueError as exc:
+            return error(400, "bad_password", str(exc))
+    if not values:
+        return error(400, "nothing_to_change", "give disabled, role or password")
+    changed = ", ".join(k if k != "password_hash" else "password" for k in sorted(values))
+    if "role" in values and values["role"] != user.role:
+        # A new role must not ride on logins made under the old one (update_user ends
+        # every login when the password hash is written).
+        values["password_hash"] = values.get("password_hash", user.password_hash)
+    await db.update_user(user.id, **values)
+    await _audit(request, "user.update", user.username, f"changed: {changed}")
+    updated = await db.user_by_id(user.id)
+    assert updated is not None
+    return web.json_response({"user": _user_view(updated)})
+
+
+@require_user("admin")
+async def status(request: web.Request) -> web.StreamResponse:
+    app = request.app
+    cfg = app[CONFIG]
+    db = app[DB]
+    async with db.engine.connect() as conn:
+        try:
+            revision = (
+                await conn.execute(sa.text("SELECT version_num FROM alembic_version"))
+            ).scalar()
+        except Exception:
+            revision = None
+    verdict = await app[AUDIT].verify()
+    service = app.get(RECORDING)
+    storage: dict[str, Any] = {"kind": cfg.recording.storage}
+    if cfg.recording.storage == "s3":
+        storage.update(
+            bucket=cfg.recording.s3.bucket,
+            region=getattr(service.storage, "region", None) if service else None,
+        )
+    rc = cfg.retention
+    return web.json_response({
+        "environment": cfg.environment,
+        "public_url": cfg.http.public_url,
+        "database": {"dialect": db.engine.dialect.name, "schema_revision": revision},
+        "recording": {"mode": cfg.recording.mode, "keyring": cfg.recording.keyring,
+                      "storage": storage,
+                      "spool_bytes": service.spool.size_bytes if service and service.spool
+                      else 0},
+        "retention": {"sessions_days": rc.sessions_days, "recordings_days": rc.recordings_days,
+                      "media_days": rc.media_days, "audit_days": rc.audit_days,
+                      "sweep_interval_s": rc.sweep_interval_s},
+        "sms": {"sender": cfg.sms.sender},
+        "webhooks": {"receivers": len(cfg.webhooks.urls)},
+        "live_rooms": len(app[ROOMS].rooms()),
+        "audit": {"ok": verdict.ok, "records": verdict.count, "problem": verdict.problem},
+        "at": iso(app[CLOCK]()),
+    })  # fmt: skip
+
+
+def setup(app: web.Application) -> None:
+    r = app.router
+    r.add_get("/api/admin/users", list_users)
+    r.add_post("/api/admin/users", create_user)
+    r.add_post("/api/admin/users/{username}", update_user)
+    r.add_get("/api/admin/status", status)

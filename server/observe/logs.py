@@ -1,0 +1,152 @@
+"""Logging: one JSON object per line (or plain text), with the request and room id of the
+line when known, phone numbers masked and one-time link tokens removed.
+
+`setup_logging("json")` configures the standard library's root logger (the CLI does it for
+`callassist serve --log-format json`). `setup(app)` adds the middleware that gives every
+request an id (`X-Request-Id`, echoed back) and puts it, and the room id of the URL, into
+context variables that every log line of that request (and of tasks it starts) carries.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import datetime as dt
+import json
+import logging
+import re
+import secrets
+import sys
+from collections.abc import Awaitable, Callable
+from typing import IO, Any
+
+from aiohttp import web
+
+from server.core.phone import mask
+
+request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "callassist_request_id", default=None
+)
+room_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "callassist_room_id", default=None
+)
+
+# What must never reach a log line, whoever logs it (aiohttp's access log included).
+_LINK = re.compile(r"/j/[A-Za-z0-9_-]{6,}")
+_E164 = re.compile(r"(?<![\w+])(?:\+|00)[1-9]\d{6,14}(?!\d)")
+_SECRET_PARAM = re.compile(
+    r"(?i)\b(token|password|csrf|cookie|secret|key|credential)(\s*[=:]\s*)([^\s&;,\"']+)"
+)
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+# Attributes of every LogRecord: anything else given in `extra=` goes into the JSON.
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
+
+
+def redact(text: str) -> str:
+    """Remove link tokens and secrets and mask phone numbers in `text`."""
+    text = _LINK.sub("/j/<token>", text)
+    text = _SECRET_PARAM.sub(lambda m: f"{m.group(1)}{m.group(2)}<redacted>", text)
+    return _E164.sub(lambda m: mask("+" + m.group(0).lstrip("+").removeprefix("00")), text)
+
+
+class ContextFilter(logging.Filter):
+    """Adds request_id/room_id to each record and redacts its message."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "request_id", None) is None:
+            record.request_id = request_id.get()
+        if getattr(record, "room_id", None) is None:
+            record.room_id = room_id.get()
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string: keep what there is
+            message = str(record.msg)
+        record.msg, record.args = redact(message), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "time": dt.datetime.fromtimestamp(record.created, dt.UTC)
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key in ("request_id", "room_id"):
+            value = getattr(record, key, None)
+            if value:
+                out[key] = value
+        for key, value in vars(record).items():
+            if key not in _STANDARD and key not in out and not key.startswith("_"):
+                if key in ("request_id", "room_id"):
+                    continue
+                out[key] = value if isinstance(value, int | float | bool) else redact(str(value))
+        if record.exc_text:
+            out["exception"] = record.exc_text
+        return json.dumps(out, ensure_ascii=False, default=str)
+
+
+class TextFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s%(ctx)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        ids = [
+            v for v in (getattr(record, "request_id", None), getattr(record, "room_id", None)) if v
+        ]
+        record.ctx = f" [{' '.join(ids)}]" if ids else ""
+        return super().format(record)
+
+
+def make_handler(fmt: str = "json", stream: IO[str] | None = None) -> logging.Handler:
+    """A handler writing `fmt` ("json" or "text") lines to `stream` (default stderr)."""
+    if fmt not in ("json", "text"):
+        raise ValueError(f"log format must be 'json' or 'text', not {fmt!r}")
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.addFilter(ContextFilter())
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    return handler
+
+
+def setup_logging(fmt: str = "text", level: str | int = "INFO") -> None:
+    """Configure the root logger for the whole process (replaces earlier handlers)."""
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(make_handler(fmt))
+    root.setLevel(level)
+
+
+# --- per-request context -------------------------------------------------------------------
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
+    # Each request runs in its own task: these values last for this request (and the access
+    # log line after it) only.
+    incoming = request.headers.get("X-Request-Id", "")
+    rid = incoming if _REQUEST_ID.match(incoming) else secrets.token_hex(8)
+    request_id.set(rid)
+    info = request.match_info
+    room = info.get("room_id") or info.get("session_id")
+    room_id.set(room[:40] if room else None)
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        exc.headers["X-Request-Id"] = rid
+        raise
+    response.headers["X-Request-Id"] = rid
+    return response
+
+
+def setup(app: web.Application) -> None:
+    app.middlewares.append(request_context)

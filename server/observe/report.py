@@ -1,0 +1,89 @@
+"""Post-session report: the timeline of one support session, from its database row.
+
+`GET /api/sessions/{id}/report` (the owning agent; supervisors too, with the masked number) and the
+`report` of the `session.ended` webhook. Snapshots and recordings join the timeline when
+those features exist (`snapshots: []`, `recording: null` until then).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from server.core.appkeys import DB
+from server.core.db import Database, User
+from server.core.phone import mask
+from server.http.web_auth import USER_KEY, deny, require_user
+from server.rooms.state import iso
+
+# (timeline event, sessions column), in the order they happen.
+STEPS = (
+    ("created", "created_at"),
+    ("link_sent", "link_sent_at"),
+    ("opened", "opened_at"),
+    ("accepted", "accepted_at"),
+    ("connected", "media_started_at"),
+    ("media_ended", "media_ended_at"),
+    ("ended", "ended_at"),
+)
+
+
+def _span(row: dict[str, Any], start: str, end: str) -> float | None:
+    a, b = row.get(start), row.get(end)
+    if a is None or b is None:
+        return None
+    return round(max(b - a, 0.0), 3)
+
+
+def build_report(row: dict[str, Any], agent_name: str | None) -> dict[str, Any]:
+    timeline = [
+        {"event": name, "at": iso(row[column])} for name, column in STEPS if row.get(column)
+    ]
+    return {
+        "session_id": row["id"],
+        "reference": row["reference"],
+        "agent": agent_name,
+        "phone_masked": mask(row["phone"]),
+        "device_type": row["device_type"] or None,
+        "notice_version": row["notice_version"] or None,
+        "state": row["state"],
+        "end_reason": row["end_reason"],
+        "timeline": timeline,
+        "durations_s": {
+            # From the session's creation (the agent on the phone) to the caller's video.
+            "to_open": _span(row, "created_at", "opened_at"),
+            "to_accept": _span(row, "opened_at", "accepted_at"),
+            "to_connect": _span(row, "created_at", "media_started_at"),
+            "media": _span(row, "media_started_at", "media_ended_at"),
+            "total": _span(row, "created_at", "ended_at"),
+        },
+        "connected": row.get("media_started_at") is not None,
+        # Later: snapshots taken and the recording, when those features exist.
+        "snapshots": [],
+        "recording": None,
+    }
+
+
+async def session_report(db: Database, session_id: str) -> dict[str, Any] | None:
+    row = await db.get_session(session_id)
+    if row is None:
+        return None
+    agent = await db.user_by_id(row["agent_id"])
+    return build_report(row, agent.username if agent else None)
+
+
+@require_user("agent", "supervisor")  # admins manage accounts, not sessions
+async def report_handler(request: web.Request) -> web.StreamResponse:
+    user: User = request[USER_KEY]
+    db = request.app[DB]
+    row = await db.get_session(request.match_info["session_id"])
+    if row is None or (user.role == "agent" and row["agent_id"] != user.id):
+        # The same answer for "not yours" and "does not exist" (as the sessions API).
+        return await deny(request, user, 404, "not_found", "no such session")
+    agent = await db.user_by_id(row["agent_id"])
+    return web.json_response({"report": build_report(row, agent.username if agent else None)})
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_get("/api/sessions/{session_id}/report", report_handler)

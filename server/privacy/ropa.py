@@ -1,0 +1,81 @@
+"""`callassist ropa`: the record of processing activities (GDPR Art. 30) as Markdown, built
+from the running configuration so it cannot drift from what the service really does."""
+
+from __future__ import annotations
+
+from server.core.config import Config
+
+
+def ropa_markdown(cfg: Config) -> str:
+    s, r = cfg.session, cfg.retention
+    recipients = [
+        f"the support agents of {s.operator_name} (the caller's own session only)",
+        "supervisors (live rooms, masked phone numbers; no media downloads)",
+        "the data-protection officer (access, rectification, erasure requests)",
+    ]
+    if cfg.sms.sender == "http":
+        recipients.append(f"the SMS gateway at {cfg.sms.http_url} (phone number and the link)")
+    if cfg.webhooks.urls:
+        recipients.append(
+            "the operator's ticketing/CRM systems via signed webhooks "
+            f"({len(cfg.webhooks.urls)} receiver(s): session times, masked phone number)"
+        )
+    lines = [
+        "# Record of processing activities — visual support during a phone call",
+        "",
+        f"**Controller:** {s.operator_name}, contact for personal data: {s.privacy_contact}",
+        "",
+        "## Purpose",
+        "Helping a caller who is on the phone with support by letting the agent see what the "
+        "caller chooses to show with the phone's camera or photos, and by showing the caller "
+        "the agent's screen. The caller starts sharing only after accepting the service notice "
+        f"(version {s.notice_version}); a link serves one call only.",
+        "",
+        "## Data subjects",
+        "Callers who open a one-time support link; the operator's staff using the console.",
+        "",
+        "## Categories of personal data",
+        "- phone number of the caller",
+        "- device type (operating system, browser, device class)",
+        "- time and duration of use (link sent, opened, notice accepted, media start and end)",
+        "- images and video the caller submits (live camera, recordings, snapshots, photos)",
+        "- for staff: account name, role, audit records of their actions",
+        "",
+        "No IP addresses are stored (used only in memory for rate limiting); phone numbers are "
+        "masked in logs, metrics and operations views.",
+        "",
+        "## Recipients",
+        *[f"- {x}" for x in recipients],
+        "",
+        "## Transfers",
+        "None outside the EU/EEA. Object storage must be in an allowed EU/EEA region; the "
+        "service refuses to start otherwise.",
+        "",
+        "## Retention (deleted automatically by the retention sweeper)",
+        f"- session records: {r.sessions_days} days after the session ended",
+        f"- recordings: {r.recordings_days} days",
+        f"- snapshots and uploaded photos: {r.media_days} days",
+        f"- audit records (no phone numbers in clear): {r.audit_days} days",
+        f"- unopened links expire after {s.link_ttl_s // 60} minutes",
+        "",
+        "## Security measures",
+        "- media encrypted in transit (DTLS-SRTP), pages and API over TLS",
+        "- recordings and images encrypted before storage (AES-256-GCM, a fresh data key per "
+        "recording wrapped by a versioned master key; erasure destroys the key)",
+        "- one-time link tokens and session cookies stored only as hashes; passwords hashed "
+        "with Argon2id; no default accounts or secrets",
+        "- least privilege per role; every view, export and erasure of personal data in a "
+        "hash-chained audit log",
+        "- strict Content-Security-Policy, origin checks, CSRF tokens, rate limits",
+        "",
+        "## Rights of the data subject",
+        "Access, rectification, erasure and objection by phone number through "
+        f"{s.privacy_contact}; the data-protection officer exports (one archive: records, "
+        "decrypted media, manifest with hashes) or erases everything held about one number "
+        "(erasure destroys the recordings' keys too), corrects a session's number or "
+        "reference, and can flag a number do-not-record, after which it is never recorded. "
+        "At the end of each session the caller's page shows a privacy receipt: what was "
+        "kept, until when, and whom to ask.",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,659 @@
+"""Recording and photos in the server: wiring recorder/ to rooms, config, the database.
+
+`setup(app)` (called by server.recording.api.setup) adds a
+cleanup context that, at startup, builds the keyring, the storage (an S3 bucket outside
+the EU/EEA allow-list stops the start, naming its region) and the spool, seals recovery
+manifests for recordings a crashed process left open, and at shutdown (SIGTERM) finishes
+every recording (current segment + manifest) and gives the spool time to upload.
+
+The recorder joins a room as one more receiver of the caller's camera
+(recorder.participant); nothing here touches media frames.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from recorder import RegionNotAllowed, StorageError
+from recorder.crypto import (
+    header_object,
+    manifest_object,
+    new_recording,
+    segment_object,
+)
+from recorder.keys import ENV_VAR, Keyring, KmsKeyring, MasterKeyring
+from recorder.mux import container_for
+from recorder.participant import RecorderParticipant, RecordingSummary
+from recorder.recovery import ObjectSource, recover
+from recorder.spool import Spool
+from recorder.storage import LocalStorage, S3Storage, Storage
+from server.core.appkeys import CLOCK, CONFIG, DATA_DIR, DB, SECRETS
+from server.core.config import Config
+from server.core.db import Database
+from server.core.secrets import MissingSecret
+from server.observe.metrics import METRICS
+from server.privacy.subjects import recording_objected
+from server.recording.photos import CleanPhoto, PhotoRejected, clean_photo
+from server.rooms.manager import ROOMS, LiveRoom, LiveRooms, RoomEvent
+
+log = logging.getLogger(__name__)
+
+MiB = 1024 * 1024
+SNAPSHOT_TTL_S = 60.0
+WARNING_SPOOL = "spool_over_limit"
+
+
+class RecordingStartError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+# --- building the pieces from the configuration (the server and the CLI share these)
+
+
+def spool_dir(cfg: Config, data_dir: Path) -> Path:
+    return Path(cfg.recording.spool_dir) if cfg.recording.spool_dir else data_dir / "spool"
+
+
+def keys_dir(cfg: Config, data_dir: Path) -> Path:
+    rc = cfg.recording
+    return Path(rc.keys_dir) if rc.keys_dir else data_dir / "recording-keys"
+
+
+def build_keyring(cfg: Config, data_dir: Path, *, create: bool = True) -> Keyring:
+    rc = cfg.recording
+    if rc.keyring == "kms":
+        return KmsKeyring(
+            rc.kms.key_id,
+            region_name=rc.kms.region or None,
+            endpoint_url=rc.kms.endpoint_url or None,
+        )
+    if os.environ.get(ENV_VAR) or os.environ.get(f"{ENV_VAR}_FILE"):
+        return MasterKeyring.from_env()
+    if cfg.environment == "production" and not rc.keys_dir:
+        # Master keys are secrets: production never makes them up in the data directory.
+        raise MissingSecret(
+            f"recording master keys are missing: set {ENV_VAR} or {ENV_VAR}_FILE, or "
+            "recording.keys_dir, or use recording.keyring = 'kms' (environment = "
+            "'production' never generates keys)"
+        )
+    return MasterKeyring.from_directory(
+        keys_dir(cfg, data_dir), create=create and cfg.environment != "production"
+    )
+
+
+def build_storage(cfg: Config, data_dir: Path) -> Storage:
+    rc = cfg.recording
+    if rc.storage == "s3":
+        return S3Storage(
+            rc.s3.bucket,
+            tuple(rc.s3.allowed_regions),
+            rc.s3.endpoint_url or None,
+            region_name=rc.s3.region or None,
+            max_attempts=rc.s3.max_attempts,
+        )
+    return LocalStorage(Path(rc.local_dir) if rc.local_dir else data_dir / "store")
+
+
+async def check_storage(storage: Storage, cfg: Config) -> None:
+    """Startup check of an S3 bucket: a region outside the allow-list or a bucket that
+    cannot be used (missing, no access) stops the start; an unreachable endpoint does
+    not (the spool keeps the ciphertext, and nothing is uploaded before the region check
+    has passed)."""
+    if not isinstance(storage, S3Storage):
+        return
+    from botocore.exceptions import ClientError
+
+    try:
+        region = await storage.check()
+    except RegionNotAllowed:
+        raise
+    except StorageError as exc:
+        if isinstance(exc.__cause__, ClientError):
+            raise
+        log.error("recording storage not reachable at start (%s); recordings are spooled "
+                  "until it is", exc)  # fmt: skip
+        return
+    except Exception as exc:  # botocore connection errors: the endpoint is down
+        log.error("recording storage not reachable at start (%s: %s); recordings are "
+                  "spooled until it is", type(exc).__name__, exc)  # fmt: skip
+        return
+    log.info("recordings go to S3 bucket %s in %s", storage.bucket, region)
+    days = cfg.recording.s3.abort_incomplete_multipart_days
+    if days:
+        try:
+            if await storage.ensure_abort_multipart_rule(days):
+                log.info("added lifecycle rule: abort incomplete multipart uploads after %d "
+                         "day(s)", days)  # fmt: skip
+        except Exception as exc:
+            log.warning("could not set the bucket's AbortIncompleteMultipartUpload lifecycle "
+                        "rule (%s); set it by hand", exc)  # fmt: skip
+
+
+# --- the service
+
+
+@dataclass
+class ActiveRecording:
+    recorder: RecorderParticipant
+    session_id: str
+    started_at: float
+    task: asyncio.Task[None] | None = None
+
+
+@dataclass
+class RecordingCounters:
+    started: int = 0
+    completed: int = 0
+    failed: int = 0
+    recovered: int = 0
+    segments: int = 0
+    segments_lost: int = 0
+    frames: int = 0
+    frames_lost: int = 0
+    photos: Counter[str] = field(default_factory=Counter)
+    photos_refused: Counter[str] = field(default_factory=Counter)
+    upload_failures: int = 0
+    spool_over_limit: int = 0
+
+
+class RecordingService:
+    def __init__(self, app: web.Application) -> None:
+        self.app = app
+        self.config: Config = app[CONFIG]
+        self.data_dir: Path = app[DATA_DIR]
+        self.db: Database = app[DB]
+        self.rooms: LiveRooms = app[ROOMS]
+        self.clock = app[CLOCK]
+        self.keyring: Keyring | None = None
+        self.storage: Storage | None = None
+        self.spool: Spool | None = None
+        self.source: ObjectSource | None = None
+        self.active: dict[str, ActiveRecording] = {}
+        self.counters = RecordingCounters()
+        self.spool_over_limit = False
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._snapshots: dict[str, dict[str, float]] = {}  # room -> request id -> expiry
+        self._photo_counts: Counter[str] = Counter()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._closing = False
+
+    @property
+    def mode(self) -> str:
+        return self.config.recording.mode
+
+    # --- lifecycle
+
+    async def start(self) -> None:
+        cfg = self.config
+        rc = cfg.recording
+        storage = build_storage(cfg, self.data_dir)
+        await check_storage(storage, cfg)
+        self.storage = storage
+        hard = rc.spool_hard_limit_mb * MiB if rc.spool_hard_limit_mb else None
+        self.spool = Spool(
+            spool_dir(cfg, self.data_dir), storage,
+            limit_bytes=rc.spool_limit_mb * MiB, hard_limit_bytes=hard,
+            on_limit=self._on_spool_limit, on_error=self._on_upload_error,
+            backoff_max=rc.upload_retry_max_s,
+        )  # fmt: skip
+        self.source = ObjectSource(storage, self.spool.directory)
+        await self.spool.start()
+        self.rooms.listen(self._on_room_event)
+        metrics = self.app.get(METRICS)
+        if metrics is not None:
+            metrics.registry.register(_Collector(self))
+        self._spawn(self._recover_interrupted())
+
+    async def close(self) -> None:
+        """Finish every recording (segment + manifest), then let the spool upload a while."""
+        self._closing = True
+        await asyncio.gather(
+            *(self._stop_active(room_id) for room_id in list(self.active)),
+            return_exceptions=True,
+        )
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.spool is not None:
+            drained = await self.spool.stop(self.config.recording.shutdown_drain_s or 0.0)
+            if not drained:
+                log.warning("recording spool: %d object(s) left for the next start",
+                            len(self.spool.pending))  # fmt: skip
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _lock(self, room_id: str) -> asyncio.Lock:
+        return self._locks.setdefault(room_id, asyncio.Lock())
+
+    # --- crash recovery
+
+    async def _recover_interrupted(self) -> None:
+        rows = await self.db.list_recordings(status="recording")
+        for row in rows:
+            if row["id"] in {a.recorder.id for a in self.active.values()}:
+                continue
+            await self.recover_one(row)
+
+    async def recover_one(self, row: dict[str, Any]) -> None:
+        assert self.source is not None and self.keyring is not None and self.spool is not None
+        rid = row["id"]
+        try:
+            report = await recover(
+                self.source, self.keyring, rid, self.spool.put,
+                metadata={"session_id": row["session_id"], "started_at": row["started_at"],
+                          "codec": self.config.media.codec,
+                          "container": row["container"] or "webm"},
+            )  # fmt: skip
+        except Exception as exc:
+            log.error("recording %s: recovery failed (%s); retried at the next start", rid, exc)
+            return
+        ended = row["started_at"] + (report.metadata.get("interrupted_after_ms") or 0) / 1000
+        await self.db.update_recording(
+            rid, status="incomplete", ended_at=ended, segments=len(report.segments),
+            frames=report.frames, error="interrupted: recovered after a crash",
+        )  # fmt: skip
+        self.counters.recovered += 1
+        log.warning("recording %s was interrupted; sealed a recovery manifest over %d "
+                    "segment(s), %d frames", rid, len(report.segments), report.frames)  # fmt: skip
+
+    # --- room events
+
+    def _on_room_event(self, event: RoomEvent) -> None:
+        if self._closing:
+            return
+        room = event.room
+        if (
+            self.mode == "always"
+            and event.kind == "track"
+            and event.data.get("track") == "camera"
+            and event.data.get("live")
+            and room.id not in self.active
+        ):
+            self._spawn(self._auto_start(room.id))
+        elif event.kind == "ended" and room.id in self.active:
+            self._spawn(self._stop_active(room.id))
+        if event.kind == "ended":
+            self._snapshots.pop(room.id, None)
+            self._photo_counts.pop(room.id, None)
+            self._locks.pop(room.id, None)
+
+    async def _auto_start(self, room_id: str) -> None:
+        live = self.rooms.get(room_id)
+        if live is None:
+            return
+        try:
+            await self.start_recording(live, actor=("system", "system"))
+        except RecordingStartError as exc:
+            log.warning("room %s: automatic recording did not start: %s", room_id, exc)
+            agent = live.conns.get("agent")
+            if agent is not None:  # the agent sees why (e.g. do_not_record)
+                agent.send({"type": "error", "code": exc.code, "message": exc.message})
+        except Exception:
+            log.exception("room %s: automatic recording failed to start", room_id)
+
+    # --- start / stop
+
+    def state(self, live: LiveRoom) -> dict[str, Any]:
+        active = self.active.get(live.room.id)
+        return {
+            "active": active is not None,
+            "id": active.recorder.id if active else None,
+            "mode": self.mode,
+            **live.room.to_message()["recording"],
+        }
+
+    async def start_recording(self, live: LiveRoom, actor: tuple[str, str]) -> dict[str, Any]:
+        if self.mode == "off":
+            raise RecordingStartError(409, "recording_disabled",
+                                      "recording is turned off on this service")  # fmt: skip
+        if self._closing:
+            raise RecordingStartError(503, "shutting_down", "the service is shutting down")
+        if await recording_objected(self.db, self.app[SECRETS].server_key, live.room.id):
+            raise RecordingStartError(409, "do_not_record", "the caller has objected to being "
+                                      "recorded (do-not-record flag set by the data-protection "
+                                      "officer): this session is not recorded")  # fmt: skip
+        async with self._lock(live.room.id):
+            if live.room.ended:
+                raise RecordingStartError(409, "room_ended", "this session has ended")
+            if live.room.id in self.active:
+                return self.state(live)
+            assert self.keyring is not None and self.spool is not None
+            rec = await asyncio.to_thread(new_recording, self.keyring)  # KMS blocks
+            codec = self.config.media.codec
+            now = self.clock()
+            recorder = RecorderParticipant(
+                live.media.tracks["camera"], rec, self.spool, codec=codec,
+                segment_s=self.config.recording.segment_s, clock=self.clock,
+                metadata={"kind": "video", "session_id": live.room.id},
+                on_event=self._recorder_event,
+            )  # fmt: skip
+            await self.db.add_recording(
+                id=rec.id, session_id=live.room.id, kind="video", status="recording",
+                started_at=now, storage_key=f"recordings/{rec.id}/", bytes=0, segments=0,
+                frames=0, container=container_for(codec).name,
+            )  # fmt: skip
+            try:
+                await recorder.start()
+            except Exception as exc:
+                await self.db.update_recording(rec.id, status="failed", ended_at=self.clock(),
+                                               error=str(exc)[:256])  # fmt: skip
+                log.exception("room %s: recorder did not start", live.room.id)
+                raise RecordingStartError(503, "storage_unavailable",
+                                          f"recording could not start: {exc}") from exc  # fmt: skip
+            active = ActiveRecording(recorder, live.room.id, now)
+            self.active[live.room.id] = active
+            active.task = self._spawn(self._supervise(active))
+            self.counters.started += 1
+            live.room.recording_active = True
+            live.room.recording_started_at = now
+            live.room.recording_warning = WARNING_SPOOL if self.spool_over_limit else None
+            self.rooms.notify(live)
+            log.info("room %s: recording %s started by %s", live.room.id, rec.id, actor[0])
+            return self.state(live)
+
+    async def stop_recording(self, live: LiveRoom) -> dict[str, Any]:
+        if self.mode == "always" and not live.room.ended:
+            raise RecordingStartError(409, "recording_required",
+                                      "this service records every session: recording cannot be "
+                                      "stopped")  # fmt: skip
+        async with self._lock(live.room.id):
+            await self._stop_active(live.room.id)
+            return self.state(live)
+
+    async def _stop_active(self, room_id: str) -> RecordingSummary | None:
+        active = self.active.get(room_id)
+        if active is None:
+            return None
+        summary = await active.recorder.stop()
+        if active.task is not None:
+            await asyncio.shield(active.task)
+        return summary
+
+    async def _supervise(self, active: ActiveRecording) -> None:
+        """Wait for the recorder to finish (stopped, room ended, or failed) and record it."""
+        summary = await active.recorder.wait()
+        status = "complete" if summary.complete else "failed"
+        if summary.complete:
+            self.counters.completed += 1
+        else:
+            self.counters.failed += 1
+        try:
+            await self.db.update_recording(
+                summary.recording_id, status=status, ended_at=summary.ended_at,
+                bytes=summary.bytes, segments=summary.segments, frames=summary.frames,
+                error=(summary.error or None) and summary.error[:256],
+            )  # fmt: skip
+        except Exception:
+            log.exception("recording %s: could not update its database row",
+                          summary.recording_id)  # fmt: skip
+        if self.active.get(active.session_id) is active:
+            del self.active[active.session_id]
+        live = self.rooms.get(active.session_id)
+        if live is not None and not live.room.ended:
+            live.room.recording_active = False
+            live.room.recording_started_at = None
+            live.room.recording_warning = None
+            self.rooms.notify(live)
+        log.info("recording %s ended: %s, %d segments, %d frames (%d lost)",
+                 summary.recording_id, status, summary.segments, summary.frames,
+                 summary.frames_lost)  # fmt: skip
+
+    def _recorder_event(self, kind: str, data: dict[str, Any]) -> None:
+        if kind == "segment":
+            self.counters.segments += 1
+            self.counters.frames += int(data.get("frames", 0))
+        elif kind == "lost":
+            self.counters.segments_lost += 1
+            self.counters.frames_lost += int(data.get("frames", 0))
+
+    # --- spool
+
+    def _on_spool_limit(self, over: bool, size: int, limit: int) -> None:
+        self.spool_over_limit = over
+        if over:
+            self.counters.spool_over_limit += 1
+        for live in self.rooms.rooms():
+            if live.room.ended:
+                continue
+            warning = WARNING_SPOOL if over and live.room.recording_active else None
+            if live.room.recording_warning != warning:
+                live.room.recording_warning = warning
+                self.rooms.notify(live)
+
+    def _on_upload_error(self, key: str, exc: BaseException) -> None:
+        self.counters.upload_failures += 1
+
+    # --- reading back
+
+    async def read_photo(self, photo_id: str) -> tuple[bytes, dict[str, Any]]:
+        """A stored photo, verified and decrypted. A key the running service does not know
+        yet (`callassist keys rotate` ran meanwhile) makes it reload its key directory."""
+        from recorder import UnknownMasterKey
+        from recorder.recovery import read_photo
+
+        assert self.source is not None and self.keyring is not None
+        try:
+            return await read_photo(self.source, self.keyring, photo_id)
+        except UnknownMasterKey:
+            ring = self.keyring
+            if not isinstance(ring, MasterKeyring) or ring.directory is None:
+                raise
+            self.keyring = await asyncio.to_thread(
+                MasterKeyring.from_directory, ring.directory, create=False
+            )
+            log.info("recording keys reloaded: %s", ", ".join(self.keyring.key_ids))
+            return await read_photo(self.source, self.keyring, photo_id)
+
+    # --- photos
+
+    def request_snapshot(self, live: LiveRoom) -> str:
+        if live.room.ended:
+            raise RecordingStartError(409, "room_ended", "this session has ended")
+        caller = live.conns.get("caller")
+        if caller is None or not live.room.tracks.get("camera"):
+            raise RecordingStartError(
+                409, "camera_not_live", "the caller's camera is not on: a snapshot needs it"
+            )
+        now = self.clock()
+        pending = self._snapshots.setdefault(live.room.id, {})
+        for rid, expiry in list(pending.items()):
+            if expiry < now:
+                del pending[rid]
+        if len(pending) >= 5:
+            raise RecordingStartError(429, "too_many_snapshots",
+                                      "wait for the snapshots already asked for")  # fmt: skip
+        request_id = "snap-" + secrets.token_urlsafe(9)
+        pending[request_id] = now + SNAPSHOT_TTL_S
+        caller.send({"type": "snapshot", "id": request_id})
+        return request_id
+
+    def snapshot_failed(self, live: LiveRoom, request_id: str, reason: str) -> None:
+        """The caller's page could not take the still (its `snapshot_failed` message)."""
+        if self._snapshots.get(live.room.id, {}).pop(request_id, None) is not None:
+            self.tell_snapshot_failed(live, request_id, reason)
+
+    def tell_snapshot_failed(self, live: LiveRoom, request_id: str, reason: str) -> None:
+        agent = live.conns.get("agent")
+        if agent is not None:
+            agent.send({"type": "snapshot_failed", "id": request_id, "reason": reason[:64]})
+
+    def take_snapshot_request(self, live: LiveRoom, request_id: str) -> bool:
+        expiry = self._snapshots.get(live.room.id, {}).pop(request_id, None)
+        return expiry is not None and expiry >= self.clock()
+
+    def check_photo_quota(self, live: LiveRoom) -> None:
+        limit = self.config.recording.photo_max_per_session
+        if self._photo_counts[live.room.id] >= limit:
+            raise PhotoRejected(429, "too_many_photos",
+                                f"at most {limit} photos can be sent in one session")  # fmt: skip
+
+    def clean(self, data: bytes) -> CleanPhoto:
+        rc = self.config.recording
+        return clean_photo(data, max_pixels=rc.photo_max_pixels, max_side=rc.photo_max_side_px,
+                           quality=rc.photo_jpeg_quality)  # fmt: skip
+
+    async def store_photo(
+        self, live: LiveRoom, photo: CleanPhoto, kind: str, snapshot_id: str | None = None
+    ) -> dict[str, Any]:
+        """Encrypt and store a cleaned photo as a one-segment recording (header, segment 0,
+        manifest), then list it. All or nothing: a failure removes what was written."""
+        assert self.keyring is not None and self.spool is not None and self.storage is not None
+        rec = await asyncio.to_thread(new_recording, self.keyring)
+        now = self.clock()
+        seg = rec.segment_writer(0)
+        segment = seg.write(photo.jpeg) + seg.close()
+        assert seg.entry is not None
+        meta = {"kind": kind, "session_id": live.room.id, "content_type": "image/jpeg",
+                "container": "jpeg", "width": photo.width, "height": photo.height,
+                "taken_at": now, "original_format": photo.original_format,
+                "snapshot_id": snapshot_id}  # fmt: skip
+        manifest = rec.seal_manifest([seg.entry], complete=True, metadata=meta)
+        objects = [(header_object(rec.id), rec.header), (segment_object(rec.id, 0), segment),
+                   (manifest_object(rec.id), manifest)]  # fmt: skip
+        done: list[str] = []
+        try:
+            for key, blob in objects:
+                await self.spool.put(key, blob)
+                done.append(key)
+            size = sum(len(b) for _, b in objects)
+            await self.db.add_recording(
+                id=rec.id, session_id=live.room.id, kind=kind, status="complete",
+                started_at=now, ended_at=now, storage_key=f"recordings/{rec.id}/", bytes=size,
+                segments=1, frames=0, container="jpeg",
+            )  # fmt: skip
+        except BaseException:
+            for key in reversed(done):
+                with contextlib.suppress(Exception):
+                    await self.spool.discard(key)
+                with contextlib.suppress(Exception):
+                    await self.storage.delete(key)
+            raise
+        self.counters.photos[kind] += 1
+        self._photo_counts[live.room.id] += 1
+        view = photo_view(live.room.id, rec.id, kind, now, photo.width, photo.height, size,
+                          snapshot_id)  # fmt: skip
+        agent = live.conns.get("agent")
+        if agent is not None:
+            agent.send({"type": "photo", "photo": view})
+        return view
+
+
+def photo_view(
+    session_id: str, photo_id: str, kind: str, taken_at: float, width: int | None,
+    height: int | None, size: int, snapshot_id: str | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    from server.rooms.state import iso
+
+    return {
+        "id": photo_id, "kind": kind, "taken_at": iso(taken_at), "width": width,
+        "height": height, "bytes": size, "snapshot_id": snapshot_id,
+        "url": f"/api/sessions/{session_id}/photos/{photo_id}",
+    }  # fmt: skip
+
+
+# --- metrics (registered in the app's registry when server/observe/metrics.py is set up)
+
+
+class _Collector:
+    def __init__(self, service: RecordingService) -> None:
+        self.s = service
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        s, c = self.s, self.s.counters
+        g = GaugeMetricFamily("callassist_recordings_active", "Recordings in progress.")
+        g.add_metric([], len(s.active))
+        yield g
+        rec = CounterMetricFamily("callassist_recordings", "Recordings by outcome.",
+                                  labels=["outcome"])  # fmt: skip
+        for outcome, n in (("started", c.started), ("completed", c.completed),
+                           ("failed", c.failed), ("recovered", c.recovered)):  # fmt: skip
+            rec.add_metric([outcome], n)
+        yield rec
+        for name, doc, value in (
+            ("callassist_recording_segments", "Segments stored (spooled).", c.segments),
+            ("callassist_recording_segments_lost", "Segments that could not be stored.",
+             c.segments_lost),
+            ("callassist_recording_frames", "Video frames recorded.", c.frames),
+            ("callassist_recording_frames_lost", "Video frames lost by the recorder.",
+             c.frames_lost),
+            ("callassist_recording_upload_failures", "Failed upload attempts (retried).",
+             c.upload_failures),
+            ("callassist_recording_spool_over_limit", "Times the spool went over its limit.",
+             c.spool_over_limit),
+        ):  # fmt: skip
+            fam = CounterMetricFamily(name, doc)
+            fam.add_metric([], value)
+            yield fam
+        if s.spool is not None:
+            st = s.spool.stats
+            for name, doc, value in (
+                ("callassist_recording_spool_bytes", "Ciphertext waiting in the spool.",
+                 st.size_bytes),
+                ("callassist_recording_spool_objects", "Objects waiting for upload.", st.pending),
+                ("callassist_recording_spool_over", "1 while the spool is over its limit.",
+                 int(st.over_limit)),
+            ):  # fmt: skip
+                gauge = GaugeMetricFamily(name, doc)
+                gauge.add_metric([], value)
+                yield gauge
+            up = CounterMetricFamily("callassist_recording_uploaded_bytes",
+                                     "Ciphertext bytes uploaded to the storage.")  # fmt: skip
+            up.add_metric([], st.uploaded_bytes)
+            yield up
+        photos = CounterMetricFamily("callassist_photos", "Photos stored, by kind.",
+                                     labels=["kind"])  # fmt: skip
+        for kind in ("snapshot", "upload"):
+            photos.add_metric([kind], c.photos[kind])
+        yield photos
+        refused = CounterMetricFamily("callassist_photos_refused", "Photo uploads refused.",
+                                      labels=["code"])  # fmt: skip
+        for code, n in sorted(c.photos_refused.items()):
+            refused.add_metric([code], n)
+        yield refused
+
+
+# --- setup
+
+
+async def _service(app: web.Application) -> AsyncIterator[None]:
+    # Raises (and so stops the start) on RegionNotAllowed, KeyringError, MissingSecret.
+    service = app[RECORDING]
+    await service.start()
+    yield
+    await service.close()
+
+
+def setup(app: web.Application) -> None:
+    """The service and its lifecycle; server.recording.api.setup adds its routes too."""
+    service = RecordingService(app)
+    # Now, not at startup: missing production keys (MissingSecret) stop create_app, so
+    # `serve` names them like every other missing secret.
+    service.keyring = build_keyring(app[CONFIG], app[DATA_DIR])
+    app[RECORDING] = service
+    app.cleanup_ctx.append(_service)
+
+
+# This feature's application key (docs/architecture.md).
+RECORDING = web.AppKey("recording", RecordingService)

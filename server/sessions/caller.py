@@ -1,0 +1,127 @@
+"""The caller's side over HTTP: opening the one-time link, the page, the notice text."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import secrets
+from functools import lru_cache
+from typing import Any
+
+from aiohttp import web
+from user_agents import parse as parse_ua
+
+from server.core.appkeys import CLOCK, CONFIG, DB, LINK_LIMITER
+from server.http.auth import caller_cookie_name, set_cookie
+from server.http.net import client_address
+from server.paths import TEMPLATES, WEB_DIR
+from server.rooms.manager import ROOMS
+
+log = logging.getLogger(__name__)
+
+LANGS = ("lv", "en", "ru")
+TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{20,100}$")
+
+
+def _page(name: str, status: int = 200) -> web.FileResponse:
+    response = web.FileResponse(WEB_DIR / name, status=status)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def link_invalid() -> web.StreamResponse:
+    # Reused, expired, revoked, made-up or rate-limited: one neutral answer that reveals
+    # nothing about any room, agent or phone number.
+    return _page("link-invalid.html", status=410)
+
+
+def device_type(user_agent: str) -> str:
+    """'Android 14 · Chrome Mobile · phone': the device type the service terms name."""
+    ua = parse_ua(user_agent[:512])
+    os_name = f"{ua.os.family} {ua.os.version_string}".strip()
+    browser = ua.browser.family
+    if ua.is_mobile:
+        kind = "phone"
+    elif ua.is_tablet:
+        kind = "tablet"
+    elif ua.is_pc:
+        kind = "computer"
+    else:
+        kind = "other"
+    return " · ".join(p for p in (os_name, browser, kind) if p)[:128]
+
+
+async def open_link(request: web.Request) -> web.StreamResponse:
+    app = request.app
+    now = app[CLOCK]()
+    token = request.match_info["token"]
+    if not app[LINK_LIMITER].allow(client_address(request), now):
+        log.info("link opens rate-limited")
+        return link_invalid()
+    if not TOKEN_RE.match(token):
+        return link_invalid()
+    cookie = secrets.token_urlsafe(32)
+    session_id = await app[DB].consume_link(token, cookie, now)
+    live = app[ROOMS].get(session_id) if session_id else None
+    if live is None:
+        return link_invalid()
+    device = device_type(request.headers.get("User-Agent", ""))
+    live.room.caller_device = device
+    await app[DB].update_session(session_id, device_type=device)
+    await app[DB].set_session_time_once(session_id, "opened_at", now)
+    await app[ROOMS].set_caller_status(live, "opened")
+    cfg = app[CONFIG]
+    # 303 to a URL without the token: the token leaves the address bar and history, and
+    # reloading /c works from this browser only (the cookie is the proof).
+    response = web.HTTPSeeOther("/c")
+    set_cookie(
+        response,
+        caller_cookie_name(cfg.secure_cookies),
+        cookie,
+        secure=cfg.secure_cookies,
+        max_age=cfg.session.max_duration_s,
+    )
+    raise response
+
+
+async def caller_page(request: web.Request) -> web.StreamResponse:
+    cfg = request.app[CONFIG]
+    cookie = request.cookies.get(caller_cookie_name(cfg.secure_cookies))
+    session_id = await request.app[DB].session_for_device(cookie) if cookie else None
+    if session_id is None or request.app[ROOMS].get(session_id) is None:
+        return link_invalid()
+    return _page("caller.html")
+
+
+@lru_cache(maxsize=8)
+def _notice_template(lang: str) -> dict[str, Any]:
+    return json.loads((TEMPLATES / f"notice.{lang}.json").read_text(encoding="utf-8"))
+
+
+def _fill(value: Any, subs: dict[str, str]) -> Any:
+    if isinstance(value, str):
+        for key, sub in subs.items():
+            value = value.replace("{" + key + "}", sub)
+        return value
+    if isinstance(value, list):
+        return [_fill(v, subs) for v in value]
+    if isinstance(value, dict):
+        return {k: _fill(v, subs) for k, v in value.items()}
+    return value
+
+
+async def notice(request: web.Request) -> web.StreamResponse:
+    cfg = request.app[CONFIG]
+    lang = request.query.get("lang", "lv")
+    if lang not in LANGS:
+        lang = "lv"
+    subs = {"operator": cfg.session.operator_name, "contact": cfg.session.privacy_contact}
+    body = _fill(_notice_template(lang), subs)
+    body.update(
+        version=cfg.session.notice_version,
+        lang=lang,
+        operator=cfg.session.operator_name,
+        contact=cfg.session.privacy_contact,
+    )
+    return web.json_response(body)

@@ -1,0 +1,287 @@
+"""WebSocket signalling endpoints for agents and callers (protocol v1, docs/protocol.md)."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from server.core.appkeys import AUDIT, CONFIG, DB, ORIGINS, SECRETS, WEBSOCKETS
+from server.core.ratelimit import TokenBucket
+from server.http.auth import caller_cookie_name, error, origin_allowed
+from server.http.web_auth import current_user, deny
+from server.media.peers import ice_servers_for_client
+from server.recording.service import RECORDING
+from server.rooms.manager import ROOMS, Connection, LiveRoom
+from server.signalling import messages as P
+from server.toolkit.messages import TYPES as TOOLKIT_TYPES
+from server.toolkit.service import TOOLKIT
+
+log = logging.getLogger(__name__)
+
+
+def _precheck(request: web.Request) -> web.Response | None:
+    if not origin_allowed(request, request.app[ORIGINS]):
+        return error(403, "origin_not_allowed", "this page may not connect here")
+    offered = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",")]
+    if P.SUBPROTOCOL not in offered:
+        return error(
+            400,
+            "version_unsupported",
+            f"offer the WebSocket subprotocol '{P.SUBPROTOCOL}' (protocol version {P.VERSION})",
+        )
+    return None
+
+
+async def agent_ws(request: web.Request) -> web.StreamResponse:
+    refused = _precheck(request)
+    if refused:
+        return refused
+    user = await current_user(request)
+    if user is None:
+        return await deny(request, None, 401, "not_authenticated", "log in first")
+    if user.role != "agent":  # live media of a room: its own agent only (docs/security.md)
+        return await deny(
+            request, user, 403, "forbidden", f"your role ({user.role}) may not join rooms"
+        )
+    rooms = request.app[ROOMS]
+    live = rooms.get(request.match_info["room_id"])
+    if live is None:
+        return error(410, P.ROOM_ENDED, "this session has ended")
+    if live.room.agent_id != user.id:
+        return await deny(request, user, 403, "forbidden", "this session belongs to another agent")
+    # Watching the caller's camera live is a view of personal data: audited.
+    await request.app[AUDIT].record(
+        actor=user.username, role=user.role, action="media.view", object=live.room.id
+    )
+    return await _serve(request, live, "agent", "agent")
+
+
+async def caller_ws(request: web.Request) -> web.StreamResponse:
+    refused = _precheck(request)
+    if refused:
+        return refused
+    cfg = request.app[CONFIG]
+    cookie = request.cookies.get(caller_cookie_name(cfg.secure_cookies))
+    session_id = await request.app[DB].session_for_device(cookie) if cookie else None
+    if session_id is None:
+        return error(401, "not_authenticated", "open the link from your SMS again")
+    live = request.app[ROOMS].get(session_id)
+    if live is None:
+        return error(410, P.ROOM_ENDED, "this session has ended")
+    return await _serve(request, live, "caller", "caller")
+
+
+# --- supervisor: silent watch (docs/protocol.md, "supervisor") ---------------------------
+SUPERVISOR_MAY_SEND = frozenset({"offer", "candidate", "ping"})
+
+
+async def watch_ws(request: web.Request) -> web.StreamResponse:
+    """A supervisor receives the room's `camera`; the caller and agent are not told (the
+    caller's notice says a supervisor may watch)."""
+    refused = _precheck(request)
+    if refused:
+        return refused
+    user = await current_user(request)
+    if user is None:
+        return await deny(request, None, 401, "not_authenticated", "log in first")
+    if user.role != "supervisor":
+        return await deny(
+            request, user, 403, "forbidden", f"your role ({user.role}) may not watch rooms"
+        )
+    live = request.app[ROOMS].get(request.match_info["room_id"])
+    if live is None:
+        return error(410, P.ROOM_ENDED, "this session has ended")
+    await request.app[AUDIT].record(
+        actor=user.username, role=user.role, action="media.watch", object=live.room.id
+    )
+    log.info("ops: supervisor %s started watching room %s", user.username, live.room.id)
+    participant = f"supervisor-{user.id}-{secrets.token_hex(3)}"
+    try:
+        return await _serve(request, live, "supervisor", participant)
+    finally:
+        log.info("ops: supervisor %s stopped watching room %s", user.username, live.room.id)
+
+
+def _parse(raw: str, role: str) -> P.Message:
+    if role != "supervisor":
+        return P.parse(raw, role)
+    # A supervisor's offer/candidate/ping have the agent's shapes; nothing else is allowed.
+    try:
+        msg = P.parse(raw, "agent")
+    except P.ProtocolError as exc:
+        if exc.code == P.NOT_ALLOWED:
+            raise P.ProtocolError(
+                P.NOT_ALLOWED, f"a supervisor may not send '{exc.ref}'", exc.ref
+            ) from None
+        raise
+    if msg.type not in SUPERVISOR_MAY_SEND:
+        raise P.ProtocolError(P.NOT_ALLOWED, f"a supervisor may not send '{msg.type}'", msg.type)
+    return msg
+
+
+async def _serve(
+    request: web.Request, live: LiveRoom, role: str, participant: str
+) -> web.StreamResponse:
+    cfg = request.app[CONFIG]
+    sig = cfg.signalling
+    ws = web.WebSocketResponse(
+        protocols=(P.SUBPROTOCOL,),
+        heartbeat=sig.heartbeat_s,
+        max_msg_size=sig.max_message_bytes,
+    )
+    await ws.prepare(request)
+    sockets = request.app[WEBSOCKETS]
+    sockets.add(ws)
+    rooms = request.app[ROOMS]
+    conn = Connection(ws, role, participant, sig.outbox_size)
+    welcome: dict[str, object] = {
+        "type": "welcome",
+        "v": P.VERSION,
+        "role": role,
+        "participant": participant,
+        "room": live.room.to_message(),
+        "iceServers": ice_servers_for_client(
+            cfg.media, request.app[SECRETS].turn_secret, time.time()
+        ),
+    }
+    if role == "caller":
+        welcome["notice"] = {
+            "version": cfg.session.notice_version,
+            "accepted": live.room.notice_accepted,
+        }
+    if role != "supervisor":
+        welcome["toolkit"] = request.app[TOOLKIT].settings()  # docs/protocol.md, "Toolkit"
+    conn.send(welcome)
+    if role == "supervisor":
+        live.conns[participant] = conn  # gets `room`/`ended`; nobody is told it joined
+    else:
+        rooms.attach(live, conn)
+        request.app[TOOLKIT].joined(live, conn)  # toolkit settings and what it missed
+    bucket = TokenBucket(sig.rate_per_s, sig.burst, time.monotonic())
+    strikes = 0
+    try:
+        async for msg in ws:
+            if msg.type == WSMsgType.TEXT:
+                if not bucket.take(time.monotonic()):
+                    strikes += 1
+                    conn.send(P.ProtocolError(P.RATE_LIMITED, "too many messages").to_message())
+                    if strikes > sig.burst:
+                        conn.close_soon(WSCloseCode.POLICY_VIOLATION, "rate limit")
+                    continue
+                try:
+                    await _dispatch(request, live, conn, _parse(msg.data, role))
+                except P.ProtocolError as exc:
+                    conn.send(exc.to_message())
+                except Exception:  # a bug must cost one message, never the room
+                    log.exception("signalling %s message failed in room %s", role, live.room.id)
+                    conn.send(
+                        P.ProtocolError(
+                            P.INTERNAL, "the server failed on this message"
+                        ).to_message()
+                    )
+            elif msg.type == WSMsgType.BINARY:
+                conn.send(P.ProtocolError(P.BAD_JSON, "binary frames are not used").to_message())
+            elif msg.type == WSMsgType.ERROR:
+                exc = ws.exception()
+                if exc is not None and "size" in str(exc).lower():
+                    log.info("%s sent an oversized message in room %s", role, live.room.id)
+                break
+    finally:
+        sockets.discard(ws)
+        if role == "supervisor":
+            # A watcher leaving changes nothing in the room: no status, no broadcast.
+            if live.conns.get(participant) is conn:
+                del live.conns[participant]
+            await live.media.drop(participant)
+        else:
+            await rooms.detach(live, conn)
+        # Let the writer flush what is queued (e.g. `ended`) and the close frame before
+        # aiohttp drops the transport.
+        await conn.wait_closed()
+    return ws
+
+
+async def _dispatch(request: web.Request, live: LiveRoom, conn: Connection, msg: P.Message) -> None:
+    rooms = request.app[ROOMS]
+    cfg = request.app[CONFIG]
+    room = live.room
+    if msg.type == "ping":
+        conn.send({"type": "pong"})
+        return
+    if room.ended:
+        raise P.ProtocolError(P.ROOM_ENDED, "this session has ended", msg.type)
+    if conn.role != "supervisor":  # a watcher does not keep a room alive
+        rooms.touch(live)
+    if msg.type in TOOLKIT_TYPES:  # pointer, marks, freeze, chat, ... (server/toolkit/service.py)
+        await request.app[TOOLKIT].dispatch(live, conn, msg)
+        return
+    data = msg.data
+
+    if msg.type == "accept":
+        if data["notice"] != cfg.session.notice_version:
+            raise P.ProtocolError(
+                P.NOTICE_OUTDATED, "the notice has changed; reload the page", msg.type
+            )
+        if not room.notice_accepted:
+            room.notice_accepted = True
+            now = rooms.clock()
+            db = request.app[DB]
+            await db.set_session_time_once(room.id, "accepted_at", now)
+            await db.update_session(room.id, notice_version=data["notice"])
+            await rooms.set_caller_status(live, "accepted")
+        return
+
+    if msg.type == "offer":
+        if conn.role == "caller" and not room.notice_accepted:
+            raise P.ProtocolError(
+                P.NOTICE_NOT_ACCEPTED, "accept the notice before sharing", msg.type
+            )
+        if conn.role == "caller" and room.caller_status in ("accepted", "left", "reconnecting"):
+            await rooms.set_caller_status(live, "connecting")
+        try:
+            answer = await live.media.handle_offer(
+                conn.participant, conn.role, data["pc"], data["sdp"]
+            )
+        except Exception as exc:
+            log.info("offer from %s failed in room %s: %s", conn.role, room.id, exc)
+            raise P.ProtocolError(
+                P.SDP_FAILED, f"the offer could not be answered: {exc}", "offer"
+            ) from None
+        conn.send({"type": "answer", "pc": data["pc"], "sdp": answer})
+        return
+
+    if msg.type == "candidate":
+        cand = data.get("candidate")
+        await live.media.add_candidate(
+            conn.participant, data["pc"], P.parse_candidate(cand) if cand else None
+        )
+        return
+
+    if msg.type == "media":
+        if conn.role == "caller":
+            if data["state"] == "paused":
+                await rooms.set_caller_status(live, "paused")
+            elif data["state"] == "live" and room.tracks.get("camera"):
+                await rooms.set_caller_status(live, "live")
+        else:
+            # The server cannot see a browser's replaceTrack(null): the agent's word is
+            # what tells the caller's page to show or hide the screen area.
+            room.set_track("screen", data["state"] == "live", rooms.clock())
+        rooms.notify(live)
+        return
+
+    if msg.type == "snapshot_failed":  # the caller's page could not take the still
+        request.app[RECORDING].snapshot_failed(live, data["id"], data["reason"])
+        return
+
+    if msg.type == "leave":
+        await live.media.drop(conn.participant)
+        await rooms.set_caller_status(live, "left")
+        return
+
+    if msg.type == "end":
+        await rooms.end(room.id, "agent_ended")
+        return
