@@ -161,6 +161,10 @@ class Spool:
     def pending(self) -> list[str]:
         return list(self._queue)
 
+    def pending_bytes(self, prefix: str = "") -> int:
+        """Bytes waiting for upload under a key prefix (one recording: its folder)."""
+        return sum(n for key, n in self._files.items() if key.startswith(prefix))
+
     @property
     def stats(self) -> SpoolStats:
         return replace(self._stats, size_bytes=self._size, pending=len(self._queue))

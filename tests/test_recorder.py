@@ -381,7 +381,7 @@ async def test_restart_recovers_an_interrupted_recording(tmp_path: Path) -> None
     await db.add_user("anna", "x", "agent", now)
     await db.add_session(id="s-crash", agent_id=1, phone="+37120000012", state="active",
                          caller_status="live", created_at=now)  # fmt: skip
-    live = app[ROOMS].open(Room("s-crash", 1, "anna", now, now))
+    live = await app[ROOMS].open(Room("s-crash", 1, "anna", now, now))
     await service.start_recording(live, ("anna", "agent"))
     recorder = service.active["s-crash"].recorder
     camera = SyntheticCamera(live.media.tracks["camera"])

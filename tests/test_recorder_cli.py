@@ -47,7 +47,7 @@ async def _make_data(data_dir: Path) -> dict[str, Any]:
     await db.add_user("anna", "x", "agent", now)
     await db.add_session(id="s-cli", agent_id=1, phone="+37120000012", state="active",
                          caller_status="live", created_at=now)  # fmt: skip
-    live = app[ROOMS].open(Room("s-cli", 1, "anna", now, now))
+    live = await app[ROOMS].open(Room("s-cli", 1, "anna", now, now))
     live.media.tracks["camera"].keyframe_min_interval_s = 0.0  # media runs faster than real time
     await service.start_recording(live, ("anna", "agent"))
     recorder = service.active["s-cli"].recorder

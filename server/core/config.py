@@ -217,6 +217,15 @@ class ToolkitConfig:
 
 
 @dataclass(frozen=True)
+class ClusterConfig:
+    # Where rooms live and how signalling reaches them (server/rooms/router.py). "local":
+    # one process holds every room in memory, the embedded default.
+    router: str = "local"
+    # This node's name in logs and in the room -> node map; "" = "<hostname>-<pid>".
+    node_id: str = ""
+
+
+@dataclass(frozen=True)
 class Config:
     # "embedded" generates missing secrets into the data directory; "production" refuses to
     # start without them.
@@ -232,6 +241,7 @@ class Config:
     webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
     toolkit: ToolkitConfig = field(default_factory=ToolkitConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
 
     @property
     def secure_cookies(self) -> bool:
@@ -295,6 +305,8 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("media.codec: must be 'VP8' or 'H264'")
     if cfg.media.forwarding not in ("rtp", "frame"):
         raise ConfigError("media.forwarding: must be 'rtp' or 'frame'")
+    if cfg.cluster.router not in ("local",):
+        raise ConfigError("cluster.router: must be 'local' (the only router so far)")
     if cfg.sms.sender not in ("console", "http"):
         raise ConfigError("sms.sender: must be 'console' or 'http'")
     if cfg.sms.sender == "http" and not cfg.sms.http_url.startswith(("http://", "https://")):

@@ -34,8 +34,8 @@ from server.observe import logs, metrics, ops, report, webhooks
 from server.paths import WEB_DIR
 from server.privacy import dpo, receipt, retention
 from server.recording import api as recording
-from server.rooms.manager import ROOMS, LiveRooms
-from server.rooms.state import LocalRoomRegistry
+from server.rooms.manager import ROOMS, RoomManager
+from server.rooms.router import build_router
 from server.sessions import api, caller
 from server.sessions.sms import SMS, ConsoleSender, HttpSender, SmsSender
 from server.signalling import endpoints as signalling
@@ -161,7 +161,7 @@ def create_app(
     app[CLOCK] = clock
     app[DB] = db
     app[AUDIT] = Audit(db, clock)
-    app[ROOMS] = LiveRooms(config, LocalRoomRegistry(), db, clock, secrets.turn_secret)
+    app[ROOMS] = RoomManager(config, db, clock, build_router(config))
     app[SMS] = _sms_sender(config, secrets.sms_hmac_key)
     app[LINK_LIMITER] = KeyedLimiter(config.session.link_opens_per_minute)
     app[LOGIN_LIMITER] = KeyedLimiter(config.auth.login_attempts_per_minute)

@@ -34,8 +34,8 @@ from prometheus_client.registry import Collector
 from server.core.appkeys import CLOCK, DATA_DIR, DB
 from server.core.db import links, token_hash
 from server.media.peers import MediaRoom
-from server.rooms.manager import ROOMS, RoomEvent
-from server.rooms.state import END_REASONS
+from server.rooms.manager import ROOMS
+from server.rooms.state import END_REASONS, RoomEvent
 
 log = logging.getLogger(__name__)
 

@@ -19,9 +19,7 @@ import logging
 import os
 import statistics
 import time
-from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import sqlalchemy as sa
@@ -34,19 +32,17 @@ from server.core.phone import mask
 from server.http.auth import error
 from server.http.web_auth import TOKEN_KEY, USER_KEY, require_user
 from server.observe.metrics import METRICS
+from server.observe.room_sample import RoomSampler
 from server.observe.webhooks import WEBHOOKS
 from server.paths import WEB_DIR
-from server.rooms.manager import ROOMS, LiveRoom, RoomEvent
-from server.rooms.state import iso
+from server.recording.service import RECORDING
+from server.rooms.manager import ROOMS, LiveRoom
+from server.rooms.state import RoomEvent, iso
 from server.signalling import endpoints as signalling
 
 log = logging.getLogger(__name__)
 
 SAMPLE_INTERVAL_S = 1.0
-HISTORY_POINTS = 180  # three minutes of sparkline at one sample a second
-NO_FRAMES_WARN_S = 5.0
-HIGH_LOSS = 0.05  # share of packets lost over one sample
-MIN_PACKETS_FOR_LOSS = 20
 TODAY_REFRESH_S = 10.0
 STREAM_KEEPALIVE_S = 15.0
 STREAM_RECHECK_LOGIN_S = 60.0
@@ -55,38 +51,6 @@ STREAM_RECHECK_LOGIN_S = 60.0
 OPS_ROLES = ("supervisor",)
 # Steps at which a caller who never connected dropped out (see _today()).
 DROP_STEPS = ("link", "notice", "camera", "connection")
-
-
-def recording_off(room_id: str) -> dict[str, Any]:
-    """HOOK(recorder): the recorder replaces `app[OPS].recording_status` with its own
-    function returning {"state": "off"|"recording"|"uploading"|..., "spool_bytes": int}."""
-    return {"state": "off", "spool_bytes": 0}
-
-
-@dataclass
-class _PartPrev:
-    pc_id: int | None
-    bytes_received: int = 0
-    bytes_sent: int = 0
-    packets_received: int = 0
-    packets_lost: int = 0
-    frames_forwarded: int = 0
-
-
-@dataclass
-class _RoomState:
-    info: dict[str, Any] | None = None
-    prev_at: float | None = None
-    parts: dict[str, _PartPrev] = field(default_factory=dict)
-    tracks: dict[str, tuple[int, int]] = field(default_factory=dict)
-    last_frame_at: dict[str, float] = field(default_factory=dict)
-    history: deque[tuple[float, float, float]] = field(
-        default_factory=lambda: deque(maxlen=HISTORY_POINTS)
-    )
-
-
-def _kbps(delta_bytes: int, seconds: float) -> float:
-    return round(max(delta_bytes, 0) * 8 / seconds / 1000, 1) if seconds > 0 else 0.0
 
 
 class OpsMonitor:
@@ -102,11 +66,10 @@ class OpsMonitor:
     def __init__(self, app: web.Application) -> None:
         self.app = app
         self.interval_s = SAMPLE_INTERVAL_S
-        self.recording_status: Callable[[str], dict[str, Any]] = recording_off
         self.latest: dict[str, Any] | None = None
         self.bytes_sent_total = 0
         self.bytes_received_total = 0
-        self._rooms: dict[str, _RoomState] = {}
+        self._rooms: dict[str, RoomSampler] = {}
         self._subscribers: set[asyncio.Queue[dict[str, Any] | None]] = set()
         self._kick: asyncio.Event | None = None
         self._lock: asyncio.Lock | None = None
@@ -233,153 +196,53 @@ class OpsMonitor:
             "totals": totals,
             "today": await self._today_stats(now),
             "webhooks": webhooks,
-            "recording": {"state": "off"},  # HOOK(recorder): node-wide recorder state
+            "recording": self._node_recording(rooms_out),
             "warnings": warnings,
             "rooms": rooms_out,
         }
 
     async def _room(self, live: LiveRoom, now: float, mono: float) -> dict[str, Any]:
         room = live.room
-        st = self._rooms.setdefault(room.id, _RoomState())
-        if st.info is None:
+        sampler = self._rooms.setdefault(room.id, RoomSampler())
+        if sampler.info is None:
             row = await self.app[DB].get_session(room.id)
-            st.info = {
+            sampler.info = {
                 "phone": mask(row["phone"]) if row else "",
                 "reference": row["reference"] if row else "",
             }
-        seconds = mono - st.prev_at if st.prev_at is not None else 0.0
-        media = live.media
-        rtp = await media.rtp_stats()
+        view, totals = sampler.sample(
+            live, await live.media.rtp_stats(), now, mono, self.interval_s
+        )
+        self.bytes_received_total += totals.bytes_received
+        self.bytes_sent_total += totals.bytes_sent
+        view["recording"] = self._recording(live)
+        return view
 
-        # Tracks: frames and payload bytes the server received, and when the last came.
-        tracks = {}
-        warnings: list[dict[str, Any]] = []
-        for name, track in media.tracks.items():
-            frames, size = track.frames_in, track.bytes_in
-            prev_frames, prev_size = st.tracks.get(name, (frames, size))
-            if frames > prev_frames or name not in st.last_frame_at:
-                st.last_frame_at[name] = mono
-            st.tracks[name] = (frames, size)
-            silent = mono - st.last_frame_at[name]
-            tracks[name] = {
-                "live": bool(room.tracks.get(name)),
-                "publisher": track.live,
-                "subscribers": len(track.subscribers),
-                "fps": round((frames - prev_frames) / seconds, 1) if seconds else 0.0,
-                "kbps": _kbps(size - prev_size, seconds),
-                "frames": frames,
-                "seconds_since_frame": round(silent, 1),
-            }
-            paused = name == "camera" and room.caller_status == "paused"
-            if room.tracks.get(name) and not paused and silent >= NO_FRAMES_WARN_S:
-                warnings.append({"code": "no_frames", "track": name, "seconds": int(silent)})
-
-        participants = []
-        in_kbps = out_kbps = 0.0
-        for pid in sorted(set(rtp) | set(live.conns)):
-            r = rtp.get(pid)
-            conn = live.conns.get(pid)
-            role = r["role"] if r else conn.role if conn else "?"
-            prev = st.parts.get(pid)
-            if r is None or prev is None or prev.pc_id != r["pc_id"]:
-                prev = None  # a new peer connection: its counters start again
-            cur = _PartPrev(r["pc_id"] if r else None)
-            entry: dict[str, Any] = {
-                "id": pid,
-                "role": role,
-                "signalling": conn is not None,
-                "connection": r["connection_state"] if r else "none",
-                "ice": r["ice_state"] if r else "none",
-                "in": None,
-                "out": None,
-                "rtt_ms": None,
-            }
-            if r is not None:
-                transport = r["transport"] or {}
-                cur.bytes_received = transport.get("bytes_received", 0)
-                pub, rec = r["publish"], r["receive"]
-                if pub is not None:
-                    cur.packets_received = pub["packets_received"]
-                    cur.packets_lost = pub["packets_lost"]
-                    loss = 0.0
-                    kbps = 0.0
-                    if prev is not None and seconds:
-                        got = cur.packets_received - prev.packets_received
-                        lost = cur.packets_lost - prev.packets_lost
-                        if got + lost >= MIN_PACKETS_FOR_LOSS and lost > 0:
-                            loss = round(lost / (got + lost), 3)
-                        kbps = _kbps(cur.bytes_received - prev.bytes_received, seconds)
-                        self.bytes_received_total += max(
-                            cur.bytes_received - prev.bytes_received, 0
-                        )
-                    fps = tracks[pub["track"]]["fps"] if pub["current"] else 0.0
-                    if room.tracks.get(pub["track"]) or kbps >= 50:  # shown while it flows
-                        entry["in"] = {
-                            "track": pub["track"],
-                            "kbps": kbps,
-                            "fps": fps,
-                            "loss": loss,
-                        }
-                    in_kbps += kbps
-                    if loss >= HIGH_LOSS:
-                        warnings.append({"code": "high_loss", "participant": pid, "loss": loss})
-                if rec is not None:
-                    cur.bytes_sent = rec["bytes_sent"]
-                    cur.frames_forwarded = rec["frames_forwarded"]
-                    kbps = fps = 0.0
-                    if prev is not None and seconds:
-                        sent = cur.bytes_sent - prev.bytes_sent
-                        kbps = _kbps(sent, seconds)
-                        self.bytes_sent_total += max(sent, 0)
-                        fps = round((cur.frames_forwarded - prev.frames_forwarded) / seconds, 1)
-                    loss = round(rec["fraction_lost"], 3)
-                    if room.tracks.get(rec["track"]) or kbps >= 50:
-                        entry["out"] = {
-                            "track": rec["track"],
-                            "kbps": kbps,
-                            "fps": fps,
-                            "loss": loss,
-                        }
-                    out_kbps += kbps
-                    if rec["rtt_s"] is not None:
-                        entry["rtt_ms"] = round(rec["rtt_s"] * 1000, 1)
-                    if loss >= HIGH_LOSS and kbps > 0:
-                        warnings.append({"code": "high_loss", "participant": pid, "loss": loss})
-                st.parts[pid] = cur
-            participants.append(entry)
-        for gone in set(st.parts) - set(rtp):
-            st.parts.pop(gone, None)
-        if room.caller_status == "reconnecting":
-            warnings.append({"code": "caller_reconnecting"})
-        if seconds:
-            st.history.append((round(in_kbps, 1), tracks["camera"]["fps"], round(out_kbps, 1)))
-        st.prev_at = mono
-
+    def _recording(self, live: LiveRoom) -> dict[str, Any]:
+        """The room's recording, as its recorder participant says (docs/ops.md)."""
+        rec = live.room.recorder
+        if rec is None:
+            return {"state": "off", "spool_bytes": 0}
+        service = self.app.get(RECORDING)
+        spool = service.spool if service is not None else None
         return {
-            "id": room.id,
-            "agent": room.agent_name,
-            "agent_status": "connected" if room.agent_connected else "away",
-            "phone": st.info["phone"],
-            "reference": st.info["reference"],
-            "state": room.state,
-            "caller_status": room.caller_status,
-            "device": room.caller_device,
-            "created_at": iso(room.created_at),
-            "started_at": iso(room.started_at),
-            "age_s": round(now - room.created_at, 1),
-            "tracks": tracks,
-            "participants": participants,
-            "in_kbps": round(in_kbps, 1),
-            "out_kbps": round(out_kbps, 1),
-            "history": {
-                "in_kbps": [h[0] for h in st.history],
-                "fps": [h[1] for h in st.history],
-                "out_kbps": [h[2] for h in st.history],
-                "interval_s": self.interval_s,
-            },
-            "warnings": warnings,
-            "recording": self.recording_status(room.id),
-            "watchers": sum(1 for p in participants if p["role"] == "supervisor"),
+            "state": "recording",
+            "id": rec.recording_id,
+            "started_at": iso(rec.joined_at),
+            "warning": rec.warning,
+            "spool_bytes": spool.pending_bytes(f"recordings/{rec.recording_id}/") if spool else 0,
+        }
+
+    def _node_recording(self, rooms_out: list[dict[str, Any]]) -> dict[str, Any]:
+        service = self.app.get(RECORDING)
+        active = sum(1 for r in rooms_out if r["recording"]["state"] == "recording")
+        spool = service.spool if service is not None else None
+        return {
+            "state": "recording" if active else "off",
+            "rooms": active,
+            "mode": service.mode if service is not None else "off",
+            "spool_bytes": spool.size_bytes if spool else 0,
+            "spool_over_limit": bool(service and service.spool_over_limit),
         }
 
     def _cpu_percent(self, mono: float) -> float:

@@ -36,8 +36,8 @@ from server.core.config import WebhooksConfig
 from server.core.phone import mask
 from server.observe.metrics import METRICS
 from server.observe.report import session_report
-from server.rooms.manager import ROOMS, RoomEvent
-from server.rooms.state import iso
+from server.rooms.manager import ROOMS
+from server.rooms.state import RoomEvent, iso
 
 log = logging.getLogger(__name__)
 

@@ -45,7 +45,10 @@ from server.core.secrets import MissingSecret
 from server.observe.metrics import METRICS
 from server.privacy.subjects import recording_objected
 from server.recording.photos import CleanPhoto, PhotoRejected, clean_photo
-from server.rooms.manager import ROOMS, LiveRoom, LiveRooms, RoomEvent
+from server.rooms.manager import ROOMS, LiveRoom, RoomManager
+from server.rooms.participant import AGENT
+from server.rooms.state import RoomEvent
+from server.signalling import messages as M
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +155,11 @@ class ActiveRecording:
     started_at: float
     task: asyncio.Task[None] | None = None
 
+    @property
+    def participant_id(self) -> str:
+        """The recorder's id in its room's participant list."""
+        return f"recorder-{self.recorder.id}"
+
 
 @dataclass
 class RecordingCounters:
@@ -175,7 +183,7 @@ class RecordingService:
         self.config: Config = app[CONFIG]
         self.data_dir: Path = app[DATA_DIR]
         self.db: Database = app[DB]
-        self.rooms: LiveRooms = app[ROOMS]
+        self.rooms: RoomManager = app[ROOMS]
         self.clock = app[CLOCK]
         self.keyring: Keyring | None = None
         self.storage: Storage | None = None
@@ -302,9 +310,7 @@ class RecordingService:
             await self.start_recording(live, actor=("system", "system"))
         except RecordingStartError as exc:
             log.warning("room %s: automatic recording did not start: %s", room_id, exc)
-            agent = live.conns.get("agent")
-            if agent is not None:  # the agent sees why (e.g. do_not_record)
-                agent.send({"type": "error", "code": exc.code, "message": exc.message})
+            live.send(AGENT, M.error(exc.code, exc.message))  # the agent sees why
         except Exception:
             log.exception("room %s: automatic recording failed to start", room_id)
 
@@ -316,7 +322,7 @@ class RecordingService:
             "active": active is not None,
             "id": active.recorder.id if active else None,
             "mode": self.mode,
-            **live.room.to_message()["recording"],
+            **live.room.recording(),
         }
 
     async def start_recording(self, live: LiveRoom, actor: tuple[str, str]) -> dict[str, Any]:
@@ -361,10 +367,12 @@ class RecordingService:
             self.active[live.room.id] = active
             active.task = self._spawn(self._supervise(active))
             self.counters.started += 1
-            live.room.recording_active = True
-            live.room.recording_started_at = now
-            live.room.recording_warning = WARNING_SPOOL if self.spool_over_limit else None
-            self.rooms.notify(live)
+            # The recorder joins the room like any participant: the room's recording
+            # state (what pages and ops show) is its presence.
+            await self.rooms.join(
+                live, "recorder", active.participant_id, recording_id=rec.id,
+                warning=WARNING_SPOOL if self.spool_over_limit else None,
+            )  # fmt: skip
             log.info("room %s: recording %s started by %s", live.room.id, rec.id, actor[0])
             return self.state(live)
 
@@ -406,11 +414,8 @@ class RecordingService:
         if self.active.get(active.session_id) is active:
             del self.active[active.session_id]
         live = self.rooms.get(active.session_id)
-        if live is not None and not live.room.ended:
-            live.room.recording_active = False
-            live.room.recording_started_at = None
-            live.room.recording_warning = None
-            self.rooms.notify(live)
+        if live is not None:
+            await self.rooms.leave(live, active.participant_id)
         log.info("recording %s ended: %s, %d segments, %d frames (%d lost)",
                  summary.recording_id, status, summary.segments, summary.frames,
                  summary.frames_lost)  # fmt: skip
@@ -429,13 +434,11 @@ class RecordingService:
         self.spool_over_limit = over
         if over:
             self.counters.spool_over_limit += 1
-        for live in self.rooms.rooms():
-            if live.room.ended:
-                continue
-            warning = WARNING_SPOOL if over and live.room.recording_active else None
-            if live.room.recording_warning != warning:
-                live.room.recording_warning = warning
-                self.rooms.notify(live)
+        warning = WARNING_SPOOL if over else None
+        for room_id, active in list(self.active.items()):
+            live = self.rooms.get(room_id)
+            if live is not None:
+                self._spawn(self.rooms.set_warning(live, active.participant_id, warning))
 
     def _on_upload_error(self, key: str, exc: BaseException) -> None:
         self.counters.upload_failures += 1
@@ -481,7 +484,7 @@ class RecordingService:
                                       "wait for the snapshots already asked for")  # fmt: skip
         request_id = "snap-" + secrets.token_urlsafe(9)
         pending[request_id] = now + SNAPSHOT_TTL_S
-        caller.send({"type": "snapshot", "id": request_id})
+        caller.send(M.snapshot(request_id))
         return request_id
 
     def snapshot_failed(self, live: LiveRoom, request_id: str, reason: str) -> None:
@@ -492,7 +495,7 @@ class RecordingService:
     def tell_snapshot_failed(self, live: LiveRoom, request_id: str, reason: str) -> None:
         agent = live.conns.get("agent")
         if agent is not None:
-            agent.send({"type": "snapshot_failed", "id": request_id, "reason": reason[:64]})
+            agent.send(M.snapshot_failed(request_id, reason))
 
     def take_snapshot_request(self, live: LiveRoom, request_id: str) -> bool:
         expiry = self._snapshots.get(live.room.id, {}).pop(request_id, None)
@@ -551,7 +554,7 @@ class RecordingService:
                           snapshot_id)  # fmt: skip
         agent = live.conns.get("agent")
         if agent is not None:
-            agent.send({"type": "photo", "photo": view})
+            agent.send(M.photo(view))
         return view
 
 

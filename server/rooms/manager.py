@@ -1,118 +1,71 @@
-"""Live rooms on this node: participants' sockets, the room's media, and the room record.
+"""The room manager: the one writer of the rooms this node holds.
 
-Galène's rule: a slow peer never stalls a room. Every socket has a bounded outbox drained
-by its own writer task, so `send` never awaits; lists are copied before notifying.
+Every change to a room goes through a method here: it changes the pure state
+(server.rooms.state), which returns the events the change caused, and `_apply` then
+persists them (the session record), notifies the participants (`room` message) and tells
+the listeners (webhooks, metrics, ops, recording, toolkit) — in that order, in one place.
+Nothing else writes a `Room`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import WSCloseCode, web
+from aiohttp import web
 
 from server.core.config import Config
 from server.core.db import Database
 from server.media.peers import MediaEvent, MediaRoom
-from server.rooms.state import Room, RoomRegistry
+from server.rooms.connection import CLOSE_REPLACED, CLOSE_ROOM_ENDED
+from server.rooms.participant import CALLER, MessageSink, Participant
+from server.rooms.router import LocalRouter, Router
+from server.rooms.state import ParticipantState, Room, RoomEvent
+from server.signalling import messages as M
 
 log = logging.getLogger(__name__)
 
-CLOSE_ROOM_ENDED = 4000
-CLOSE_REPLACED = 4001
-
-
-class Connection:
-    """One participant's WebSocket, with a bounded outbox."""
-
-    def __init__(self, ws: web.WebSocketResponse, role: str, participant: str, size: int):
-        self.ws = ws
-        self.role = role
-        self.participant = participant
-        self._outbox: asyncio.Queue[str | None] = asyncio.Queue(maxsize=size)
-        self._writer = asyncio.create_task(self._write(), name=f"ws-writer-{participant}")
-        self.closing = False
-
-    def send(self, message: dict[str, Any]) -> None:
-        if self.closing:
-            return
-        try:
-            self._outbox.put_nowait(json.dumps(message, separators=(",", ":")))
-        except asyncio.QueueFull:
-            # The client does not read: drop it rather than buffer without bound. It will
-            # reconnect and get a fresh `welcome` with the current state.
-            log.warning("dropping slow %s connection", self.role)
-            self.close_soon(WSCloseCode.TRY_AGAIN_LATER, "slow consumer")
-
-    def close_soon(self, code: int, reason: str) -> None:
-        if self.closing:
-            return
-        self.closing = True
-        self._close_code = (code, reason)
-        with contextlib.suppress(asyncio.QueueFull):
-            self._outbox.put_nowait(None)
-        if self._outbox.full():
-            self._writer.cancel()
-            asyncio.ensure_future(self.ws.close(code=code, message=reason.encode()))
-
-    async def _write(self) -> None:
-        try:
-            while True:
-                item = await self._outbox.get()
-                if item is None:
-                    code, reason = self._close_code
-                    await self.ws.close(code=code, message=reason.encode())
-                    return
-                await self.ws.send_str(item)
-        except (ConnectionError, RuntimeError):
-            pass  # the socket went away; the reader side notices and cleans up
-
-    async def wait_closed(self) -> None:
-        self.close_soon(WSCloseCode.GOING_AWAY, "closing")
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await asyncio.wait_for(self._writer, 2)
-
-
-@dataclass(frozen=True)
-class RoomEvent:
-    """Something happened in a room. `kind` is one of: created, caller_status, track,
-    active, ended. Listeners get it synchronously and must not block (queue, then return)."""
-
-    kind: str
-    room: Room
-    data: dict[str, Any]
-
-
 RoomListener = Callable[[RoomEvent], None]
+# Participant events of these kinds change nothing the agent or caller is shown.
+_SILENT_KINDS = ("supervisor",)
 
 
-@dataclass
+@dataclass(eq=False)
 class LiveRoom:
+    """A room held by this node: its state, its media, its participants."""
+
     room: Room
     media: MediaRoom
-    conns: dict[str, Connection] = field(default_factory=dict)
+    participants: dict[str, Participant] = field(default_factory=dict)
+
+    @property
+    def conns(self) -> dict[str, MessageSink]:
+        """The participants that have a signalling socket, by participant id."""
+        return {pid: p.sink for pid, p in self.participants.items() if p.sink is not None}
+
+    def send(self, participant_id: str, message: dict[str, Any]) -> bool:
+        """Send to one participant; False when it is not connected."""
+        p = self.participants.get(participant_id)
+        return p is not None and p.send(message)
 
 
-class LiveRooms:
+class RoomManager:
     def __init__(
         self,
         config: Config,
-        registry: RoomRegistry,
         db: Database,
         clock: Callable[[], float] = time.time,
-        turn_secret: str | None = None,
+        router: Router | None = None,
     ) -> None:
         self.config = config
-        self.registry = registry
         self.db = db
         self.clock = clock
-        self.turn_secret = turn_secret
+        self.router: Router = router or LocalRouter(config.cluster.node_id)
+        self.router.deliver_to(self._deliver)
         self._live: dict[str, LiveRoom] = {}
         self._listeners: list[RoomListener] = []
 
@@ -121,20 +74,64 @@ class LiveRooms:
         self._listeners.append(listener)
 
     def emit(self, kind: str, room: Room, **data: Any) -> None:
-        event = RoomEvent(kind, room, data)
+        self._emit(RoomEvent(kind, room, data))
+
+    def _emit(self, event: RoomEvent) -> None:
         for listener in list(self._listeners):
             try:
                 listener(event)
             except Exception:  # a broken listener must not break the room
-                log.exception("room listener failed on %s", kind)
+                log.exception("room listener failed on %s", event.kind)
+
+    # --- applying changes --------------------------------------------------------------
+    async def _apply(
+        self, live: LiveRoom, events: list[RoomEvent], broadcast: bool = False
+    ) -> None:
+        for event in events:
+            await self._persist(event)
+        if broadcast or any(_visible(e) for e in events):
+            self._broadcast(live)
+        for event in events:
+            self._emit(event)
+
+    async def _persist(self, event: RoomEvent) -> None:
+        room, d, db = event.room, event.data, self.db
+        if event.kind == "caller_status":
+            await db.update_session(room.id, caller_status=d["status"])
+        elif event.kind == "notice":
+            await db.set_session_time_once(room.id, "accepted_at", self.clock())
+            await db.update_session(room.id, notice_version=d["version"])
+        elif event.kind == "device":
+            await db.update_session(room.id, device_type=d["device"])
+        elif event.kind == "track" and d["track"] == "camera" and d["live"]:
+            await db.set_session_time_once(room.id, "media_started_at", self.clock())
+        elif event.kind == "active":
+            await db.update_session(room.id, state="active")
+        elif event.kind == "ended":
+            await db.update_session(
+                room.id,
+                state="ended",
+                caller_status="ended",
+                ended_at=room.ended_at,
+                end_reason=d["reason"],
+            )
+
+    def _broadcast(self, live: LiveRoom) -> None:
+        message = M.room(live.room)
+        for p in list(live.participants.values()):
+            p.send(message)
+
+    def _deliver(self, room_id: str, participant_id: str, message: dict[str, Any]) -> bool:
+        live = self._live.get(room_id)
+        return live is not None and live.send(participant_id, message)
 
     # --- lifecycle ---------------------------------------------------------------------
-    def open(self, room: Room) -> LiveRoom:
+    async def open(self, room: Room) -> LiveRoom:
+        await self.router.claim(room.id)
         media = MediaRoom(
             room.id, self.config.media, on_event=lambda ev: self._on_media_event(room.id, ev)
         )
         live = LiveRoom(room=room, media=media)
-        self.registry.add(room)
         self._live[room.id] = live
         self.emit("created", room)
         return live
@@ -147,27 +144,26 @@ class LiveRooms:
 
     async def end(self, room_id: str, reason: str) -> bool:
         live = self._live.get(room_id)
-        if live is None or not live.room.end(reason, self.clock()):
+        if live is None:
+            return False
+        events = live.room.end(reason, self.clock())
+        if not events:
             return False
         log.info("room %s ended: %s", room_id, reason)
-        room = live.room
-        await self.db.update_session(
-            room_id,
-            state="ended",
-            caller_status="ended",
-            ended_at=room.ended_at,
-            end_reason=reason,
-        )
+        for event in events:
+            await self._persist(event)
         self._broadcast(live)
-        for conn in list(live.conns.values()):
-            conn.send({"type": "ended", "reason": reason})
-            conn.close_soon(CLOSE_ROOM_ENDED, "room ended")
+        for p in list(live.participants.values()):
+            p.send(M.ended(reason))
+            if p.sink is not None:
+                p.sink.close_soon(CLOSE_ROOM_ENDED, "room ended")
         await live.media.close()
         if live.room.started_at is not None:
             await self.db.set_session_time_once(room_id, "media_ended_at", self.clock())
         self._live.pop(room_id, None)
-        self.registry.remove(room_id)
-        self.emit("ended", room, reason=reason)
+        await self.router.release(room_id)
+        for event in events:
+            self._emit(event)
         return True
 
     async def reap(self) -> None:
@@ -184,46 +180,70 @@ class LiveRooms:
             await self.end(live.room.id, "shutdown")
 
     # --- participants ------------------------------------------------------------------
-    def attach(self, live: LiveRoom, conn: Connection) -> None:
-        old = live.conns.get(conn.participant)
-        if old is not None:
-            old.close_soon(CLOSE_REPLACED, "replaced by a newer connection")
-        live.conns[conn.participant] = conn
-        live.room.touch(self.clock())
-        if conn.role == "agent":
-            live.room.agent_connected = True
-        self._broadcast(live)
+    async def join(
+        self,
+        live: LiveRoom,
+        kind: str,
+        participant_id: str,
+        sink: MessageSink | None = None,
+        name: str | None = None,
+        **state: Any,
+    ) -> Participant:
+        """Add a participant (or replace its socket: a reconnect) and tell the room."""
+        old = live.participants.get(participant_id)
+        if old is not None and old.sink is not None and old.sink is not sink:
+            old.sink.close_soon(CLOSE_REPLACED, "replaced by a newer connection")
+        pstate = ParticipantState(participant_id, kind, self.clock(), name, **state)
+        participant = Participant(pstate, sink)
+        live.participants[participant_id] = participant
+        events = live.room.join(pstate)
+        if kind not in _SILENT_KINDS:
+            live.room.touch(self.clock())
+        # A reconnecting agent or caller changes no state, but the others' pages refresh.
+        await self._apply(live, events, broadcast=kind not in _SILENT_KINDS)
+        return participant
 
-    async def detach(self, live: LiveRoom, conn: Connection) -> None:
-        if live.conns.get(conn.participant) is not conn:
-            return  # already replaced by a newer socket
-        del live.conns[conn.participant]
-        if live.room.ended:
+    async def leave(
+        self, live: LiveRoom, participant_id: str, sink: MessageSink | None = None
+    ) -> None:
+        """A participant went (its socket closed, or the recorder stopped). With `sink`,
+        only if that is still the participant's socket (not replaced by a newer one)."""
+        p = live.participants.get(participant_id)
+        if p is None or (sink is not None and p.sink is not sink):
             return
-        if conn.role == "agent":
-            live.room.agent_connected = False
-            self._broadcast(live)
-        elif live.room.caller_status in ("live", "paused", "connecting"):
+        del live.participants[participant_id]
+        events = live.room.leave(participant_id)
+        if p.kind == "supervisor":
+            await live.media.drop(participant_id)
+        if participant_id == CALLER and live.room.caller_status in ("live", "paused", "connecting"):
             # The page went away without saying goodbye (network change, backgrounded):
             # keep the media a moment; the page reconnects by itself.
-            await self.set_caller_status(live, "reconnecting")
+            events += live.room.set_caller_status("reconnecting")
+        await self._apply(live, events)
 
+    async def set_warning(self, live: LiveRoom, participant_id: str, warning: str | None) -> None:
+        await self._apply(live, live.room.set_warning(participant_id, warning))
+
+    # --- the caller and the tracks -----------------------------------------------------
     async def set_caller_status(self, live: LiveRoom, status: str) -> None:
-        if live.room.set_caller_status(status):
-            await self.db.update_session(live.room.id, caller_status=status)
-            self._broadcast(live)
-            self.emit("caller_status", live.room, status=status)
+        await self._apply(live, live.room.set_caller_status(status))
+
+    async def set_device(self, live: LiveRoom, device: str) -> None:
+        await self._apply(live, live.room.set_device(device))
+
+    async def accept_notice(self, live: LiveRoom, version: str) -> None:
+        await self._apply(live, live.room.accept_notice(version))
+
+    async def set_track(self, live: LiveRoom, name: str, is_live: bool) -> None:
+        """What a publisher says of its track (the server cannot see a browser's
+        replaceTrack(null)): the page shows or hides the track's area."""
+        await self._apply(live, live.room.set_track(name, is_live, self.clock()), broadcast=True)
 
     def touch(self, live: LiveRoom) -> None:
         live.room.touch(self.clock())
 
     def notify(self, live: LiveRoom) -> None:
         self._broadcast(live)
-
-    def _broadcast(self, live: LiveRoom) -> None:
-        message = {"type": "room", "room": live.room.to_message()}
-        for conn in list(live.conns.values()):
-            conn.send(message)
 
     # --- media events ------------------------------------------------------------------
     def _on_media_event(self, room_id: str, event: MediaEvent) -> None:
@@ -235,31 +255,32 @@ class LiveRooms:
         live = self._live.get(room_id)
         if live is None or live.room.ended:
             return
+        room = live.room
         now = self.clock()
-        live.room.touch(now)
+        room.touch(now)
         if event.kind in ("track_live", "track_ended"):
             name = str(event.value)
             is_live = event.kind == "track_live"
-            was_waiting = live.room.state == "waiting"
-            if live.room.set_track(name, is_live, now):
-                if name == "camera" and is_live:
-                    await self.db.set_session_time_once(room_id, "media_started_at", now)
-                    if live.room.caller_status != "paused":
-                        await self.set_caller_status(live, "live")
-                if was_waiting and live.room.state == "active":
-                    await self.db.update_session(room_id, state="active")
-                    self.emit("active", live.room)
-                self._broadcast(live)
-                self.emit("track", live.room, track=name, live=is_live)
+            events = room.set_track(name, is_live, now)
+            if events and name == "camera" and is_live and room.caller_status != "paused":
+                events += room.set_caller_status("live")
+            await self._apply(live, events)
         elif (
             event.kind == "pc_state"
-            and event.participant_id == "caller"
+            and event.participant_id == CALLER
             and event.value in ("failed", "closed", "disconnected")
-            and live.room.caller_status in ("live", "paused", "connecting")
+            and room.caller_status in ("live", "paused", "connecting")
         ):
             # The caller's page sees this status and makes a new peer connection.
             await self.set_caller_status(live, "reconnecting")
 
 
+def _visible(event: RoomEvent) -> bool:
+    """Whether the event changes what the `room` message shows."""
+    if event.kind == "participant":
+        return event.data["kind"] not in _SILENT_KINDS
+    return event.kind != "created"
+
+
 # This feature's application key (docs/architecture.md).
-ROOMS = web.AppKey("rooms", LiveRooms)
+ROOMS = web.AppKey("rooms", RoomManager)

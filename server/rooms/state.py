@@ -1,15 +1,21 @@
-"""Rooms: the live part of a support session, as pure state plus a small registry interface.
+"""A room's state, pure: no I/O, no clock, no sockets.
 
-A room is `waiting` until media first flows, then `active`, then `ended` (for good). The
-registry is an interface so a Redis-backed one can replace the in-memory one for several
-nodes; nothing else in the server knows which one runs.
+A room is the live part of a support session (the session is its database record and
+has the same id). It is `waiting` until media first flows, then `active`, then `ended`
+(for good). Who is in it is its participant list: the agent, the caller, silent
+supervisors and the recorder (the recording state is derived from the recorder being
+there, not set by another module).
+
+Every change is a method that returns the events it caused (an empty list when nothing
+changed), so the one writer, `server.rooms.manager.RoomManager`, can persist them, tell
+the listeners and notify the participants in one place.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 ROOM_STATES = ("waiting", "active", "ended")
 CALLER_STATUSES = (
@@ -33,6 +39,31 @@ END_REASONS = (
     "restart",
 )
 TRACKS = ("camera", "screen")
+# Who can be in a room. A supervisor watches silently (the caller's notice says one may);
+# the recorder receives the camera and writes it, encrypted.
+PARTICIPANT_KINDS = ("agent", "caller", "supervisor", "recorder")
+
+# Event kinds (RoomEvent.kind) and what `data` holds:
+#   created                                 a room was opened
+#   participant  {id, kind, joined: bool}   someone joined or left
+#   caller_status {status}                  the caller's status changed
+#   notice       {version}                  the caller accepted the notice
+#   device       {device}                   the caller's device type is known
+#   track        {track, live: bool}        a track started or stopped
+#   active                                  media flowed for the first time
+#   recording    {active: bool, warning}    the recorder joined, left, or warns
+#   ended        {reason}                   the room ended
+EVENT_KINDS = (
+    "created",
+    "participant",
+    "caller_status",
+    "notice",
+    "device",
+    "track",
+    "active",
+    "recording",
+    "ended",
+)
 
 
 def iso(ts: float | None) -> str | None:
@@ -41,6 +72,31 @@ def iso(ts: float | None) -> str | None:
     return (
         dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
     )
+
+
+@dataclass(frozen=True)
+class RoomEvent:
+    """Something happened in a room. Listeners get it synchronously and must not block
+    (queue, then return)."""
+
+    kind: str
+    room: Room
+    data: dict[str, Any]
+
+
+@dataclass
+class ParticipantState:
+    """One participant as the room knows it; its socket and media leg are elsewhere
+    (server.rooms.participant)."""
+
+    id: str
+    kind: str
+    joined_at: float
+    name: str | None = None
+    # The recorder's: the recording's id, and a storage problem agents should know of
+    # (e.g. the spool is over its limit), None when all is well.
+    recording_id: str | None = None
+    warning: str | None = None
 
 
 @dataclass
@@ -53,54 +109,114 @@ class Room:
     state: str = "waiting"
     caller_status: str = "link_sent"
     caller_device: str | None = None
-    agent_connected: bool = False
     notice_accepted: bool = False
     tracks: dict[str, bool] = field(default_factory=lambda: dict.fromkeys(TRACKS, False))
+    participants: dict[str, ParticipantState] = field(default_factory=dict)
     started_at: float | None = None
     ended_at: float | None = None
     end_reason: str | None = None
-    # Set by server/recording/service.py: the camera is being recorded since recording_started_at;
-    # recording_warning names a storage problem agents should know of (e.g. the spool is
-    # over its limit), None when all is well.
-    recording_active: bool = False
-    recording_started_at: float | None = None
-    recording_warning: str | None = None
 
+    # --- derived -----------------------------------------------------------------------
     @property
     def ended(self) -> bool:
         return self.state == "ended"
 
+    @property
+    def agent_connected(self) -> bool:
+        return any(p.kind == "agent" for p in self.participants.values())
+
+    @property
+    def recorder(self) -> ParticipantState | None:
+        return next((p for p in self.participants.values() if p.kind == "recorder"), None)
+
+    def recording(self) -> dict[str, Any]:
+        rec = self.recorder
+        return {
+            "active": rec is not None,
+            "started_at": iso(rec.joined_at) if rec else None,
+            "warning": rec.warning if rec else None,
+        }
+
+    def _event(self, event_kind: str, **data: Any) -> RoomEvent:
+        return RoomEvent(event_kind, self, data)
+
+    # --- changes -----------------------------------------------------------------------
     def touch(self, now: float) -> None:
         self.last_activity = now
 
-    def set_caller_status(self, status: str) -> bool:
-        """Change the caller's status; False when nothing changed (or the room ended)."""
+    def join(self, participant: ParticipantState) -> list[RoomEvent]:
+        assert participant.kind in PARTICIPANT_KINDS, participant.kind
+        if self.ended:
+            return []
+        replaced = participant.id in self.participants
+        self.participants[participant.id] = participant
+        if replaced:  # a reconnect: the same participant, a new socket
+            return []
+        events = [self._event("participant", id=participant.id, kind=participant.kind, joined=True)]
+        if participant.kind == "recorder":
+            events.append(self._event("recording", active=True, warning=participant.warning))
+        return events
+
+    def leave(self, participant_id: str) -> list[RoomEvent]:
+        gone = self.participants.pop(participant_id, None)
+        if gone is None:
+            return []
+        events = [self._event("participant", id=gone.id, kind=gone.kind, joined=False)]
+        if gone.kind == "recorder" and not self.ended:
+            events.append(self._event("recording", active=False, warning=None))
+        return events
+
+    def set_warning(self, participant_id: str, warning: str | None) -> list[RoomEvent]:
+        p = self.participants.get(participant_id)
+        if p is None or self.ended or p.warning == warning:
+            return []
+        p.warning = warning
+        return [self._event("recording", active=True, warning=warning)]
+
+    def set_caller_status(self, status: str) -> list[RoomEvent]:
+        """Change the caller's status; no event when nothing changed (or the room ended)."""
         assert status in CALLER_STATUSES, status
         if self.ended or self.caller_status == status:
-            return False
+            return []
         self.caller_status = status
-        return True
+        return [self._event("caller_status", status=status)]
 
-    def set_track(self, name: str, live: bool, now: float) -> bool:
+    def set_device(self, device: str) -> list[RoomEvent]:
+        if self.ended or self.caller_device == device:
+            return []
+        self.caller_device = device
+        return [self._event("device", device=device)]
+
+    def accept_notice(self, version: str) -> list[RoomEvent]:
+        if self.ended or self.notice_accepted:
+            return []
+        self.notice_accepted = True
+        return [self._event("notice", version=version), *self.set_caller_status("accepted")]
+
+    def set_track(self, name: str, live: bool, now: float) -> list[RoomEvent]:
         if self.ended or self.tracks.get(name) == live:
-            return False
+            return []
         self.tracks[name] = live
+        events = [self._event("track", track=name, live=live)]
         if live and self.state == "waiting":
             self.state = "active"
             self.started_at = now
-        return True
+            events.append(self._event("active"))
+        return events
 
-    def end(self, reason: str, now: float) -> bool:
+    def end(self, reason: str, now: float) -> list[RoomEvent]:
         assert reason in END_REASONS, reason
         if self.ended:
-            return False
+            return []
         self.state = "ended"
         self.ended_at = now
         self.end_reason = reason
         self.caller_status = "ended"
         self.tracks = dict.fromkeys(TRACKS, False)
-        self.recording_active = False  # the recorder ends with the room's media
-        return True
+        # The recorder ends with the room's media; the others' sockets are closed by the
+        # manager after it told them.
+        self.participants = {k: p for k, p in self.participants.items() if p.kind != "recorder"}
+        return [self._event("ended", reason=reason)]
 
     def expired(self, now: float, inactivity_s: float, max_duration_s: float) -> str | None:
         """The end reason if a timeout has passed, else None."""
@@ -113,6 +229,7 @@ class Room:
         return None
 
     def to_message(self) -> dict[str, Any]:
+        """The `room` field of the signalling messages `welcome` and `room`."""
         return {
             "id": self.id,
             "state": self.state,
@@ -125,35 +242,5 @@ class Room:
             "started_at": iso(self.started_at),
             "ended_at": iso(self.ended_at),
             "end_reason": self.end_reason,
-            "recording": {
-                "active": self.recording_active,
-                "started_at": iso(self.recording_started_at),
-                "warning": self.recording_warning,
-            },
+            "recording": self.recording(),
         }
-
-
-class RoomRegistry(Protocol):
-    """Where rooms live. The in-memory one serves a single node."""
-
-    def add(self, room: Room) -> None: ...
-    def get(self, room_id: str) -> Room | None: ...
-    def remove(self, room_id: str) -> None: ...
-    def all(self) -> list[Room]: ...
-
-
-class LocalRoomRegistry:
-    def __init__(self) -> None:
-        self._rooms: dict[str, Room] = {}
-
-    def add(self, room: Room) -> None:
-        self._rooms[room.id] = room
-
-    def get(self, room_id: str) -> Room | None:
-        return self._rooms.get(room_id)
-
-    def remove(self, room_id: str) -> None:
-        self._rooms.pop(room_id, None)
-
-    def all(self) -> list[Room]:
-        return list(self._rooms.values())

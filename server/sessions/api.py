@@ -136,7 +136,7 @@ async def create_session(request: web.Request) -> web.StreamResponse:
         created_at=now,
         last_activity=now,
     )
-    request.app[ROOMS].open(room)
+    await request.app[ROOMS].open(room)
     link = await _issue_link(request, session_id)
     full = await request.app[DB].get_session(session_id)
     assert full is not None

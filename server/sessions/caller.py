@@ -67,8 +67,7 @@ async def open_link(request: web.Request) -> web.StreamResponse:
     if live is None:
         return link_invalid()
     device = device_type(request.headers.get("User-Agent", ""))
-    live.room.caller_device = device
-    await app[DB].update_session(session_id, device_type=device)
+    await app[ROOMS].set_device(live, device)
     await app[DB].set_session_time_once(session_id, "opened_at", now)
     await app[ROOMS].set_caller_status(live, "opened")
     cfg = app[CONFIG]

@@ -14,7 +14,8 @@ from server.http.auth import caller_cookie_name, error, origin_allowed
 from server.http.web_auth import current_user, deny
 from server.media.peers import ice_servers_for_client
 from server.recording.service import RECORDING
-from server.rooms.manager import ROOMS, Connection, LiveRoom
+from server.rooms.connection import Connection
+from server.rooms.manager import ROOMS, LiveRoom
 from server.signalling import messages as P
 from server.toolkit.messages import TYPES as TOOLKIT_TYPES
 from server.toolkit.service import TOOLKIT
@@ -56,7 +57,7 @@ async def agent_ws(request: web.Request) -> web.StreamResponse:
     await request.app[AUDIT].record(
         actor=user.username, role=user.role, action="media.view", object=live.room.id
     )
-    return await _serve(request, live, "agent", "agent")
+    return await _serve(request, live, "agent", "agent", user.username)
 
 
 async def caller_ws(request: web.Request) -> web.StreamResponse:
@@ -100,7 +101,7 @@ async def watch_ws(request: web.Request) -> web.StreamResponse:
     log.info("ops: supervisor %s started watching room %s", user.username, live.room.id)
     participant = f"supervisor-{user.id}-{secrets.token_hex(3)}"
     try:
-        return await _serve(request, live, "supervisor", participant)
+        return await _serve(request, live, "supervisor", participant, user.username)
     finally:
         log.info("ops: supervisor %s stopped watching room %s", user.username, live.room.id)
 
@@ -123,7 +124,7 @@ def _parse(raw: str, role: str) -> P.Message:
 
 
 async def _serve(
-    request: web.Request, live: LiveRoom, role: str, participant: str
+    request: web.Request, live: LiveRoom, role: str, participant: str, name: str | None = None
 ) -> web.StreamResponse:
     cfg = request.app[CONFIG]
     sig = cfg.signalling
@@ -137,28 +138,23 @@ async def _serve(
     sockets.add(ws)
     rooms = request.app[ROOMS]
     conn = Connection(ws, role, participant, sig.outbox_size)
-    welcome: dict[str, object] = {
-        "type": "welcome",
-        "v": P.VERSION,
-        "role": role,
-        "participant": participant,
-        "room": live.room.to_message(),
-        "iceServers": ice_servers_for_client(
-            cfg.media, request.app[SECRETS].turn_secret, time.time()
-        ),
-    }
+    notice = None
     if role == "caller":
-        welcome["notice"] = {
-            "version": cfg.session.notice_version,
-            "accepted": live.room.notice_accepted,
-        }
+        notice = {"version": cfg.session.notice_version, "accepted": live.room.notice_accepted}
+    conn.send(
+        P.welcome(
+            role,
+            participant,
+            live.room.to_message(),
+            ice_servers_for_client(cfg.media, request.app[SECRETS].turn_secret, time.time()),
+            notice=notice,
+            # docs/protocol.md, "Toolkit"; a silent watcher gets none
+            toolkit=request.app[TOOLKIT].settings() if role != "supervisor" else None,
+        )
+    )
+    # A supervisor gets `room`/`ended`; nobody is told it joined (a silent participant).
+    await rooms.join(live, role, participant, conn, name=name)
     if role != "supervisor":
-        welcome["toolkit"] = request.app[TOOLKIT].settings()  # docs/protocol.md, "Toolkit"
-    conn.send(welcome)
-    if role == "supervisor":
-        live.conns[participant] = conn  # gets `room`/`ended`; nobody is told it joined
-    else:
-        rooms.attach(live, conn)
         request.app[TOOLKIT].joined(live, conn)  # toolkit settings and what it missed
     bucket = TokenBucket(sig.rate_per_s, sig.burst, time.monotonic())
     strikes = 0
@@ -191,13 +187,7 @@ async def _serve(
                 break
     finally:
         sockets.discard(ws)
-        if role == "supervisor":
-            # A watcher leaving changes nothing in the room: no status, no broadcast.
-            if live.conns.get(participant) is conn:
-                del live.conns[participant]
-            await live.media.drop(participant)
-        else:
-            await rooms.detach(live, conn)
+        await rooms.leave(live, participant, conn)
         # Let the writer flush what is queued (e.g. `ended`) and the close frame before
         # aiohttp drops the transport.
         await conn.wait_closed()
@@ -209,7 +199,7 @@ async def _dispatch(request: web.Request, live: LiveRoom, conn: Connection, msg:
     cfg = request.app[CONFIG]
     room = live.room
     if msg.type == "ping":
-        conn.send({"type": "pong"})
+        conn.send(P.pong())
         return
     if room.ended:
         raise P.ProtocolError(P.ROOM_ENDED, "this session has ended", msg.type)
@@ -225,13 +215,7 @@ async def _dispatch(request: web.Request, live: LiveRoom, conn: Connection, msg:
             raise P.ProtocolError(
                 P.NOTICE_OUTDATED, "the notice has changed; reload the page", msg.type
             )
-        if not room.notice_accepted:
-            room.notice_accepted = True
-            now = rooms.clock()
-            db = request.app[DB]
-            await db.set_session_time_once(room.id, "accepted_at", now)
-            await db.update_session(room.id, notice_version=data["notice"])
-            await rooms.set_caller_status(live, "accepted")
+        await rooms.accept_notice(live, data["notice"])
         return
 
     if msg.type == "offer":
@@ -250,7 +234,7 @@ async def _dispatch(request: web.Request, live: LiveRoom, conn: Connection, msg:
             raise P.ProtocolError(
                 P.SDP_FAILED, f"the offer could not be answered: {exc}", "offer"
             ) from None
-        conn.send({"type": "answer", "pc": data["pc"], "sdp": answer})
+        conn.send(P.answer(data["pc"], answer))
         return
 
     if msg.type == "candidate":
@@ -266,11 +250,11 @@ async def _dispatch(request: web.Request, live: LiveRoom, conn: Connection, msg:
                 await rooms.set_caller_status(live, "paused")
             elif data["state"] == "live" and room.tracks.get("camera"):
                 await rooms.set_caller_status(live, "live")
+            rooms.notify(live)
         else:
             # The server cannot see a browser's replaceTrack(null): the agent's word is
             # what tells the caller's page to show or hide the screen area.
-            room.set_track("screen", data["state"] == "live", rooms.clock())
-        rooms.notify(live)
+            await rooms.set_track(live, "screen", data["state"] == "live")
         return
 
     if msg.type == "snapshot_failed":  # the caller's page could not take the still

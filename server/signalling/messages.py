@@ -1,15 +1,23 @@
-"""Signalling protocol v1: message parsing and validation (pure, no I/O).
+"""Signalling protocol v1: every message, both directions, defined once (pure, no I/O).
 
-docs/protocol.md is the specification; this module and that page change together.
+Client -> server: `parse` validates a frame for a role and returns a clean `Message`.
+Server -> client: the constructors below (`welcome`, `room`, `answer`, ...) are the only
+place a server message is built; toolkit messages one participant sends reach the other
+as their validated copy (`RELAYED`). docs/protocol.md is the specification; this module
+and that page change together (tests/test_messages.py checks both lists).
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from server.toolkit import messages as TK
+
+if TYPE_CHECKING:
+    from server.rooms.state import Room
+
 from server.toolkit.messages import BAD_URL, NOT_FOUND, PEER_ABSENT  # noqa: F401 (error codes)
 
 VERSION = 1
@@ -27,6 +35,11 @@ NOTICE_OUTDATED = "notice_outdated"
 SDP_FAILED = "sdp_failed"
 ROOM_ENDED = "room_ended"
 INTERNAL = "internal"
+ERROR_CODES = frozenset(
+    {BAD_JSON, BAD_MESSAGE, UNKNOWN_TYPE, TOO_LARGE, RATE_LIMITED, NOT_ALLOWED}
+    | {NOTICE_NOT_ACCEPTED, NOTICE_OUTDATED, SDP_FAILED, ROOM_ENDED, INTERNAL}
+    | {BAD_URL, NOT_FOUND, PEER_ABSENT}
+)
 
 # Which role may send which message type.
 ALLOWED: dict[str, frozenset[str]] = {
@@ -47,10 +60,7 @@ class ProtocolError(Exception):
         self.ref = ref
 
     def to_message(self) -> dict[str, Any]:
-        msg: dict[str, Any] = {"type": "error", "code": self.code, "message": self.message}
-        if self.ref:
-            msg["ref"] = self.ref
-        return msg
+        return error(self.code, self.message, self.ref)
 
 
 @dataclass(frozen=True)
@@ -136,3 +146,95 @@ def parse_candidate(cand: dict[str, Any]) -> dict[str, Any]:
         if isinstance(cand.get("sdpMLineIndex"), int)
         else None,
     }
+
+
+# --- server -> client ----------------------------------------------------------------------
+# Toolkit messages relayed from one participant to the other (validated copies, with the
+# fields the server adds: `src`, `id`, `from`, `by`, `n`, `at`; docs/protocol.md "Toolkit").
+RELAYED = frozenset(
+    {"pointer", "mark", "clear", "camera_request", "camera_result", "caps", "still"}
+    | {"push", "push_state", "chat", "chat_receipt", "netq"}
+)
+SERVER_TYPES = (
+    frozenset(
+        {"welcome", "room", "answer", "ended", "error", "pong"}
+        | {"frozen", "unfrozen", "freeze_request"}  # toolkit
+        | {"snapshot", "snapshot_failed", "photo"}  # recording
+    )
+    | RELAYED
+)
+
+
+def welcome(
+    role: str,
+    participant: str,
+    room_message: dict[str, Any],
+    ice_servers: list[dict[str, Any]],
+    *,
+    notice: dict[str, Any] | None = None,
+    toolkit: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    msg: dict[str, Any] = {
+        "type": "welcome",
+        "v": VERSION,
+        "role": role,
+        "participant": participant,
+        "room": room_message,
+        "iceServers": ice_servers,
+    }
+    if notice is not None:
+        msg["notice"] = notice
+    if toolkit is not None:
+        msg["toolkit"] = toolkit
+    return msg
+
+
+def room(state: Room) -> dict[str, Any]:
+    return {"type": "room", "room": state.to_message()}
+
+
+def answer(pc: int, sdp: str) -> dict[str, Any]:
+    return {"type": "answer", "pc": pc, "sdp": sdp}
+
+
+def ended(reason: str) -> dict[str, Any]:
+    return {"type": "ended", "reason": reason}
+
+
+def error(code: str, message: str, ref: str | None = None) -> dict[str, Any]:
+    msg: dict[str, Any] = {"type": "error", "code": code, "message": message}
+    if ref:
+        msg["ref"] = ref
+    return msg
+
+
+def pong() -> dict[str, Any]:
+    return {"type": "pong"}
+
+
+def frozen(frame: str, src: str, by: str, at: str | None) -> dict[str, Any]:
+    return {"type": "frozen", "frame": frame, "src": src, "by": by, "at": at}
+
+
+def unfrozen(by: str) -> dict[str, Any]:
+    return {"type": "unfrozen", "by": by}
+
+
+def freeze_request(sender: str) -> dict[str, Any]:
+    return {"type": "freeze_request", "from": sender}
+
+
+def chat_receipt(by: str, n: int, state: str) -> dict[str, Any]:
+    return {"type": "chat_receipt", "by": by, "n": n, "state": state}
+
+
+def snapshot(request_id: str) -> dict[str, Any]:
+    return {"type": "snapshot", "id": request_id}
+
+
+def snapshot_failed(request_id: str, reason: str) -> dict[str, Any]:
+    return {"type": "snapshot_failed", "id": request_id, "reason": reason[:64]}
+
+
+def photo(view: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "photo", "photo": view}

@@ -34,8 +34,9 @@ from server.http.auth import caller_cookie_name, error, origin_allowed
 from server.http.web_auth import USER_KEY, current_user, deny, require_user
 from server.paths import TUTORIALS as SAMPLE_TUTORIALS
 from server.recording.service import RECORDING
-from server.rooms.manager import ROOMS, Connection, LiveRoom, RoomEvent
-from server.rooms.state import iso
+from server.rooms.connection import Connection
+from server.rooms.manager import ROOMS, LiveRoom
+from server.rooms.state import RoomEvent, iso
 from server.signalling import messages as P
 from server.toolkit import messages as TK
 
@@ -155,7 +156,7 @@ class Toolkit:
         for state in ("delivered", "read"):
             if kit.receipts[other][state]:
                 n = kit.receipts[other][state]
-                conn.send({"type": "chat_receipt", "by": other, "n": n, "state": state})
+                conn.send(P.chat_receipt(other, n, state))
         if kit.frozen is not None:
             conn.send(kit.frozen)
         for mark in kit.marks.values():
@@ -220,7 +221,7 @@ class Toolkit:
             await self._freeze(live, conn, kit, peer, out)
         elif mtype == "unfreeze":
             if kit.frozen is None:
-                conn.send({"type": "unfrozen", "by": role})  # already gone: just agree
+                conn.send(P.unfrozen(role))  # already gone: just agree
                 return
             self._unfreeze(live, kit, role)
         elif mtype == "camera_request":
@@ -276,7 +277,7 @@ class Toolkit:
             # The agent's page takes the still from the video it receives, so both sides
             # end up showing the very same pixels.
             kit.freeze_asked_at = now
-            peer.send({"type": "freeze_request", "from": "caller"})
+            peer.send(P.freeze_request("caller"))
             return
         blob = kit.blobs.get(out["frame"])
         if blob is None or blob.kind != "frame":
@@ -287,13 +288,7 @@ class Toolkit:
         for mid, mark in list(kit.marks.items()):
             if mark["on"] == "freeze":
                 del kit.marks[mid]
-        kit.frozen = {
-            "type": "frozen",
-            "frame": blob.id,
-            "src": blob_url(live.room.id, blob.id),
-            "by": by,
-            "at": iso(now),
-        }
+        kit.frozen = P.frozen(blob.id, blob_url(live.room.id, blob.id), by, iso(now))
         for role in ("caller", "agent"):
             c = live.conns.get(role)
             if c is not None:
@@ -308,7 +303,7 @@ class Toolkit:
         for role in ("caller", "agent"):
             c = live.conns.get(role)
             if c is not None:
-                c.send({"type": "unfrozen", "by": by})
+                c.send(P.unfrozen(by))
 
     async def _push(
         self,
