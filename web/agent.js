@@ -7,6 +7,7 @@ import * as i18n from "./i18n.js";
 import STRINGS from "./strings/agent.js";
 import { forgetPcNumber } from "./rtc.js";
 import { api, showError, setCsrf, onUnauthorized } from "./lib/api.js";
+import { h } from "./lib/dom.js";
 import { st, STATUS_RANK } from "./agent-state.js";
 import * as card from "./agent-card.js";
 import { fmtTime } from "./agent-card.js";
@@ -199,24 +200,12 @@ async function loadRecent() {
   }
   const ul = el("recent-sessions");
   const items = list.slice(0, 10).map((s) => {
-    const li = document.createElement("li");
-    li.dataset.testid = "recent-session";
-    li.dataset.sessionId = s.id;
-    li.dataset.state = s.state;
-    const info = document.createElement("div");
-    info.className = "info";
-    const title = document.createElement("strong");
-    title.textContent = [s.phone_masked || s.phone, s.reference].filter(Boolean).join(" · ");
-    const sub = document.createElement("span");
-    sub.textContent = fmtTime(s.created_at) + " · " + t("a.state." + s.state);
-    info.append(title, sub);
-    li.append(info);
+    const li = h("li", { "data-testid": "recent-session", "data-session-id": s.id, "data-state": s.state },
+      h("div", { class: "info" },
+        h("strong", {}, [s.phone_masked || s.phone, s.reference].filter(Boolean).join(" · ")),
+        h("span", {}, fmtTime(s.created_at) + " · " + t("a.state." + s.state))));
     if (s.state !== "ended" && (!st.session || st.session.id !== s.id)) {
-      const open = document.createElement("button");
-      open.type = "button";
-      open.className = "btn btn-small";
-      open.dataset.testid = "recent-open";
-      open.textContent = t("a.recent.open");
+      const open = h("button", { type: "button", class: "btn btn-small", "data-testid": "recent-open" }, t("a.recent.open"));
       open.addEventListener("click", () => openSessionById(s.id));
       li.append(open);
     }

@@ -3,6 +3,7 @@
 
 import * as i18n from "./i18n.js";
 import { api } from "./lib/api.js";
+import { h } from "./lib/dom.js";
 import { state } from "./ops-state.js";
 import { num, rate, pct, duration } from "./ops-format.js";
 import { startWatch } from "./ops-watch.js";
@@ -145,33 +146,13 @@ function flow(dir, f) {
 function fillParticipants(box, participants) {
   box.replaceChildren(
     ...participants.map((p) => {
-      const row = document.createElement("div");
-      row.className = "part";
-      row.dataset.testid = "room-participant";
-      row.dataset.role = p.role;
-      row.dataset.connection = p.connection;
-      const who = document.createElement("span");
-      who.className = "part-who";
-      const dot = document.createElement("span");
-      dot.className = "ws-dot";
-      dot.dataset.on = String(p.signalling);
-      dot.title = t(p.signalling ? "part.ws" : "part.noWs");
-      who.append(dot, t(`role.${p.role}`));
-      const conn = document.createElement("span");
-      conn.className = "part-conn";
-      conn.dataset.state = p.connection;
-      conn.textContent = t(`conn.${p.connection}`);
-      const flows = document.createElement("span");
-      flows.className = "part-flows";
-      if (p.in) flows.append(flow("in", p.in));
-      if (p.out) flows.append(flow("out", p.out));
-      const rtt = document.createElement("span");
-      rtt.className = "part-rtt";
-      rtt.dataset.testid = "participant-rtt";
-      rtt.textContent =
-        p.rtt_ms === null ? "" : `${t("part.rtt")} ${num(p.rtt_ms, 0)} ${t("unit.ms")}`;
-      row.append(who, conn, rtt, flows);
-      return row;
+      const dot = h("span", { class: "ws-dot", "data-on": String(p.signalling), title: t(p.signalling ? "part.ws" : "part.noWs") });
+      const rtt = p.rtt_ms === null ? "" : `${t("part.rtt")} ${num(p.rtt_ms, 0)} ${t("unit.ms")}`;
+      return h("div", { class: "part", "data-testid": "room-participant", "data-role": p.role, "data-connection": p.connection },
+        h("span", { class: "part-who" }, dot, t(`role.${p.role}`)),
+        h("span", { class: "part-conn", "data-state": p.connection }, t(`conn.${p.connection}`)),
+        h("span", { class: "part-rtt", "data-testid": "participant-rtt" }, rtt),
+        h("span", { class: "part-flows" }, p.in && flow("in", p.in), p.out && flow("out", p.out)));
     }),
   );
 }

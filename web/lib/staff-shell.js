@@ -8,21 +8,11 @@
 import * as i18n from "../i18n.js";
 import STRINGS from "../strings/staff.js";
 import { api, setCsrf, onUnauthorized } from "./api.js";
+import { h } from "./dom.js";
 
 i18n.extend(STRINGS);
 
 const $ = (id) => document.getElementById(id);
-
-// h("p", {class: "alert", hidden: true}, "text", child…): attributes as given, text as text.
-function h(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (v === true) node.setAttribute(k, "");
-    else if (v !== false && v != null) node.setAttribute(k, v);
-  }
-  node.append(...children);
-  return node;
-}
 
 function header(page) {
   const langs = h("div", { class: "langs", role: "group", "data-i18n-label": "language" },
