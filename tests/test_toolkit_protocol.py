@@ -426,12 +426,14 @@ def test_broken_tutorials_are_left_out(tmp_path) -> None:  # type: ignore[no-unt
 # --- the pages ---------------------------------------------------------------------------------
 
 WEB = Path(__file__).resolve().parent.parent / "web"
-STATIC_IMPORT = re.compile(r"""^\s*import\s+(?:[^'"();]*?\s+from\s+)?["']\./([\w.-]+)["']""", re.M)
+STATIC_IMPORT = re.compile(
+    r"""^\s*import\s+(?:[^'"();]*?\s+from\s+)?["'](\.{1,2}/[\w./-]+)["']""", re.M
+)
 
 
 def _static_closure(names: list[str]) -> set[str]:
     """The files a page loads before any dynamic import(): its scripts and styles and
-    every module they import statically."""
+    every module they import statically (paths below web/, e.g. "lib/api.js")."""
     seen: set[str] = set()
     todo = list(names)
     while todo:
@@ -440,17 +442,20 @@ def _static_closure(names: list[str]) -> set[str]:
             continue
         seen.add(name)
         if name.endswith(".js"):
-            todo.extend(STATIC_IMPORT.findall((WEB / name).read_text(encoding="utf-8")))
+            here = (WEB / name).parent
+            for ref in STATIC_IMPORT.findall((WEB / name).read_text(encoding="utf-8")):
+                todo.append((here / ref).resolve().relative_to(WEB).as_posix())
     return seen
 
 
 def test_caller_page_weight_before_media() -> None:
     html = (WEB / "caller.html").read_text(encoding="utf-8")
-    assets = re.findall(r'(?:src|href)="/static/([\w.-]+\.(?:js|css))"', html)
+    assets = re.findall(r'(?:src|href)="/static/([\w./-]+\.(?:js|css))"', html)
     before = _static_closure(assets)
     size = sum((WEB / n).stat().st_size for n in before)
     # The toolkit comes with the camera (a dynamic import in caller.js), not before it.
-    assert not any(n.startswith(("toolkit", "overlay", "chat", "netq")) for n in before), before
+    later_only = ("toolkit", "overlay", "chat", "netq")
+    assert not any(Path(n).name.startswith(later_only) for n in before), before
     assert size < 100_000, (size, sorted(before))
     toolkit = _static_closure(["toolkit-caller.js"]) - before
     later = sum((WEB / n).stat().st_size for n in toolkit) + (WEB / "toolkit.css").stat().st_size
@@ -466,7 +471,7 @@ def _string_keys(path: Path) -> dict[str, list[str]]:
     }
 
 
-@pytest.mark.parametrize("name", ["toolkit-strings.js", "toolkit-agent-strings.js"])
+@pytest.mark.parametrize("name", ["strings/toolkit.js", "strings/toolkit-agent.js"])
 def test_toolkit_strings_in_three_languages(name: str) -> None:
     keys = _string_keys(WEB / name)
     assert set(keys) == {"lv", "en", "ru"}
@@ -474,9 +479,10 @@ def test_toolkit_strings_in_three_languages(name: str) -> None:
     assert len(set(keys["lv"])) == len(keys["lv"]), "duplicate keys"
     # Every key the toolkit's markup and code name is defined.
     used = set()
-    for page in ("caller.html", "agent.html", "toolkit-caller.js", "toolkit-agent.js", "chat.js"):
+    toolkit = sorted(p.name for p in WEB.glob("toolkit-*.js"))
+    for page in ("caller.html", "agent.html", *toolkit, "chat.js"):
         used |= set(re.findall(r'"(t[ka]\.[\w.]*\w)"', (WEB / page).read_text(encoding="utf-8")))
-    defined = set(_string_keys(WEB / "toolkit-strings.js")["en"]) | set(
-        _string_keys(WEB / "toolkit-agent-strings.js")["en"]
+    defined = set(_string_keys(WEB / "strings/toolkit.js")["en"]) | set(
+        _string_keys(WEB / "strings/toolkit-agent.js")["en"]
     )
     assert used - defined == set(), used - defined

@@ -4,63 +4,10 @@
 // it is not part of the page before media. Data: GET /api/caller/receipt (docs/protocol.md).
 
 import { extend, lang, onLangChange, t } from "./i18n.js";
+import STRINGS from "./strings/receipt.js";
+import { api } from "./lib/api.js";
 
-extend({
-  lv: {
-    "rc.title": "Jūsu privātuma kvīts",
-    "rc.kept": "Šajā sesijā saglabāts:",
-    "rc.record": "Sesijas ieraksts: tālruņa numurs {phone}, ierīces veids, laiks un ilgums",
-    "rc.snapshots": "Momentuzņēmumi no kameras: {n}",
-    "rc.uploads": "Jūsu nosūtītie fotoattēli: {n}",
-    "rc.recording.no": "Video ieraksts: nav",
-    "rc.recording.yes": "Video ieraksts: ir, {duration}",
-    "rc.nothing": "No šīs sesijas nav saglabāts neviens attēls vai video.",
-    "rc.until": "Glabāšanas termiņš:",
-    "rc.until.record": "sesijas ieraksts — līdz {date}",
-    "rc.until.recordings": "video — līdz {date}",
-    "rc.until.photos": "fotoattēli — līdz {date}",
-    "rc.until.after": "Pēc tam tie tiek dzēsti automātiski.",
-    "rc.rights": "Lai saņemtu šo datu kopiju vai lūgtu tos dzēst vai labot, rakstiet {contact} un norādiet savu tālruņa numuru un kodu {code}.",
-    "rc.min": "{m} min {s} s",
-    "rc.sec": "{s} s",
-  },
-  en: {
-    "rc.title": "Your privacy receipt",
-    "rc.kept": "What this session kept:",
-    "rc.record": "The session record: phone number {phone}, device type, time and duration",
-    "rc.snapshots": "Snapshots from your camera: {n}",
-    "rc.uploads": "Photos you sent: {n}",
-    "rc.recording.no": "Video recording: none",
-    "rc.recording.yes": "Video recording: yes, {duration}",
-    "rc.nothing": "No picture or video of this session was kept.",
-    "rc.until": "Kept until:",
-    "rc.until.record": "the session record — {date}",
-    "rc.until.recordings": "the video — {date}",
-    "rc.until.photos": "the photos — {date}",
-    "rc.until.after": "Then they are deleted automatically.",
-    "rc.rights": "For a copy of this data, or to have it corrected or deleted, write to {contact} and give your phone number and the code {code}.",
-    "rc.min": "{m} min {s} s",
-    "rc.sec": "{s} s",
-  },
-  ru: {
-    "rc.title": "Ваша квитанция о данных",
-    "rc.kept": "Что сохранено об этом сеансе:",
-    "rc.record": "Запись о сеансе: номер телефона {phone}, тип устройства, время и длительность",
-    "rc.snapshots": "Снимки с вашей камеры: {n}",
-    "rc.uploads": "Отправленные вами фото: {n}",
-    "rc.recording.no": "Видеозапись: нет",
-    "rc.recording.yes": "Видеозапись: да, {duration}",
-    "rc.nothing": "Ни одного изображения или видео этого сеанса не сохранено.",
-    "rc.until": "Срок хранения:",
-    "rc.until.record": "запись о сеансе — до {date}",
-    "rc.until.recordings": "видео — до {date}",
-    "rc.until.photos": "фото — до {date}",
-    "rc.until.after": "Затем они удаляются автоматически.",
-    "rc.rights": "Чтобы получить копию этих данных или попросить их исправить или удалить, напишите на {contact}, указав свой номер телефона и код {code}.",
-    "rc.min": "{m} мин {s} с",
-    "rc.sec": "{s} с",
-  },
-});
+extend(STRINGS);
 
 let data = null;
 let box = null;
@@ -156,9 +103,7 @@ export async function show() {
   box.setAttribute("aria-labelledby", "receipt-title");
   document.getElementById("view-end").append(box);
   try {
-    const res = await fetch("/api/caller/receipt", { credentials: "same-origin", cache: "no-store" });
-    if (!res.ok) throw new Error("HTTP " + res.status);
-    data = (await res.json()).receipt;
+    data = (await api("GET", "/api/caller/receipt")).receipt;
   } catch (err) {
     console.warn("privacy receipt not available", err);
     box.remove();

@@ -3,57 +3,9 @@
 // (docs/protocol.md, "Recording, snapshots and photos").
 
 import { extend, onLangChange, t, lang } from "./i18n.js";
+import STRINGS from "./strings/recording-agent.js";
 
-extend({
-  lv: {
-    "ar.record": "Sākt ierakstu",
-    "ar.record.stop": "Beigt ierakstu",
-    "ar.record.on": "Ieraksta kopš {time}",
-    "ar.record.off": "Netiek ierakstīts",
-    "ar.record.always": "Šajā pakalpojumā visas sesijas tiek ierakstītas",
-    "ar.record.disabled": "Ierakstīšana šajā pakalpojumā ir izslēgta",
-    "ar.record.warning.spool_over_limit": "Ieraksta krātuve nepaspēj: ieraksts turpinās, bet augšupielāde kavējas",
-    "ar.snapshot": "Uzņemt attēlu",
-    "ar.snapshot.asking": "Lūdz zvanītāja tālruni uzņemt attēlu…",
-    "ar.snapshot.failed": "Attēlu neizdevās uzņemt ({reason})",
-    "ar.photos.heading": "Fotoattēli",
-    "ar.photos.empty": "Vēl nav neviena fotoattēla.",
-    "ar.photo.snapshot": "Momentuzņēmums",
-    "ar.photo.upload": "Zvanītāja foto",
-  },
-  en: {
-    "ar.record": "Start recording",
-    "ar.record.stop": "Stop recording",
-    "ar.record.on": "Recording since {time}",
-    "ar.record.off": "Not recording",
-    "ar.record.always": "This service records every session",
-    "ar.record.disabled": "Recording is turned off on this service",
-    "ar.record.warning.spool_over_limit": "The recording storage is behind: recording goes on, uploads are delayed",
-    "ar.snapshot": "Take a snapshot",
-    "ar.snapshot.asking": "Asking the caller's phone for a picture…",
-    "ar.snapshot.failed": "The snapshot could not be taken ({reason})",
-    "ar.photos.heading": "Photos",
-    "ar.photos.empty": "No photos yet.",
-    "ar.photo.snapshot": "Snapshot",
-    "ar.photo.upload": "Caller's photo",
-  },
-  ru: {
-    "ar.record": "Начать запись",
-    "ar.record.stop": "Остановить запись",
-    "ar.record.on": "Запись с {time}",
-    "ar.record.off": "Запись не ведётся",
-    "ar.record.always": "В этом сервисе записываются все сеансы",
-    "ar.record.disabled": "Запись в этом сервисе отключена",
-    "ar.record.warning.spool_over_limit": "Хранилище записей не успевает: запись идёт, загрузка задерживается",
-    "ar.snapshot": "Сделать снимок",
-    "ar.snapshot.asking": "Запрос снимка у телефона звонящего…",
-    "ar.snapshot.failed": "Снимок не удалось сделать ({reason})",
-    "ar.photos.heading": "Фотографии",
-    "ar.photos.empty": "Фотографий пока нет.",
-    "ar.photo.snapshot": "Снимок",
-    "ar.photo.upload": "Фото звонящего",
-  },
-});
+extend(STRINGS);
 
 const el = (id) => document.getElementById(id);
 

@@ -10,45 +10,10 @@
 //   server checks, cleans (EXIF/GPS) and stores it, and says why when it refuses.
 
 import { extend, onLangChange, t } from "./i18n.js";
+import STRINGS from "./strings/recording-caller.js";
+import { api } from "./lib/api.js";
 
-extend({
-  lv: {
-    "c.rec.active": "Notiek ieraksts",
-    "c.rec.title": "Konsultants ieraksta jūsu kameras video",
-    "c.photo.send": "Nosūtīt fotoattēlu",
-    "c.photo.choose": "Izvēlēties fotoattēlu",
-    "c.photo.reminder_lead": "Pirms sūtāt:",
-    "c.photo.sending": "Sūta fotoattēlu…",
-    "c.photo.sent": "Fotoattēls nosūtīts konsultantam.",
-    "c.photo.failed": "Fotoattēls netika nosūtīts: {message}",
-    "c.photo.snapshot": "Konsultants uzņēma attēlu no jūsu kameras.",
-    "c.photo.snapshot_failed": "Konsultants lūdza attēlu, bet to neizdevās uzņemt.",
-  },
-  en: {
-    "c.rec.active": "Recording",
-    "c.rec.title": "The agent is recording your camera's video",
-    "c.photo.send": "Send a photo",
-    "c.photo.choose": "Choose a photo",
-    "c.photo.reminder_lead": "Before you send:",
-    "c.photo.sending": "Sending the photo…",
-    "c.photo.sent": "Photo sent to the agent.",
-    "c.photo.failed": "The photo was not sent: {message}",
-    "c.photo.snapshot": "The agent took a picture from your camera.",
-    "c.photo.snapshot_failed": "The agent asked for a picture, but it could not be taken.",
-  },
-  ru: {
-    "c.rec.active": "Идёт запись",
-    "c.rec.title": "Консультант записывает видео с вашей камеры",
-    "c.photo.send": "Отправить фото",
-    "c.photo.choose": "Выбрать фото",
-    "c.photo.reminder_lead": "Перед отправкой:",
-    "c.photo.sending": "Отправка фото…",
-    "c.photo.sent": "Фото отправлено консультанту.",
-    "c.photo.failed": "Фото не отправлено: {message}",
-    "c.photo.snapshot": "Консультант сделал снимок с вашей камеры.",
-    "c.photo.snapshot_failed": "Консультант запросил снимок, но его не удалось сделать.",
-  },
-});
+extend(STRINGS);
 
 const el = (id) => document.getElementById(id);
 const TAKE_PHOTO_TIMEOUT_MS = 4000;
@@ -105,17 +70,7 @@ export function setupRecording(st) {
     if (!snapshotId) setStatus("sending", "c.photo.sending");
     delete ui.status.dataset.code;
     try {
-      const res = await fetch(path, {
-        method: "POST",
-        body: blob,
-        credentials: "same-origin",
-        headers: { "Content-Type": blob.type || "application/octet-stream", Accept: "application/json" },
-      });
-      const data = await res.json().catch(() => null);
-      if (!res.ok) {
-        const err = (data && data.error) || {};
-        throw Object.assign(new Error(err.message || "HTTP " + res.status), { code: err.code || "http_" + res.status });
-      }
+      await api("POST", path, blob);
       if (snapshotId) setStatus("snapshot", "c.photo.snapshot");
       else setStatus("sent", "c.photo.sent");
     } catch (err) {

@@ -1,8 +1,10 @@
-// Small signalling client shared by the caller page and the agent console.
+// Small signalling client shared by the caller page, the agent console and the ops watch.
 // Speaks docs/protocol.md: JSON frames over one WebSocket with subprotocol
 // "callassist.v1". It reconnects by itself with backoff (0.5 s doubling to 5 s),
 // pings every 10 s and treats 25 s without any frame from the server as a dead
 // connection (mobile networks often drop a TCP connection silently).
+
+import { api } from "./lib/api.js";
 
 export const PROTOCOL = "callassist.v1";
 
@@ -27,16 +29,14 @@ export function wsUrl(path) {
 // subprotocol header (Sec-* headers are forbidden to scripts), so a server may answer
 // it with "version_unsupported" whatever the real reason is.
 export async function probeUpgradeUrl(path) {
-  const res = await fetch(path, {
-    cache: "no-store",
-    credentials: "same-origin",
-    headers: { Accept: "application/json" },
-  });
-  if (res.ok) return null;
-  const body = await res.json().catch(() => null);
-  const err = body && body.error;
-  if (!err || (err.code !== "room_ended" && err.code !== "not_authenticated")) return null;
-  return { status: res.status, code: err.code, message: String(err.message || "") };
+  try {
+    await api("GET", path, undefined, { quiet: true });
+    return null;
+  } catch (err) {
+    if (err.status === 0) throw err; // network down: keep retrying
+    if (err.code !== "room_ended" && err.code !== "not_authenticated") return null;
+    return { status: err.status, code: err.code, message: err.message };
+  }
 }
 
 export class Signal {

@@ -1,8 +1,6 @@
 // Strings of the visual-assist toolkit on the agent console, in lv/en/ru (same keys).
 
-import { extend } from "./i18n.js";
-
-extend({
+export default {
   lv: {
     "ta.tools": "Zīmēšanas rīki",
     "ta.tool.pointer": "Rādītājs",
@@ -198,4 +196,4 @@ extend({
     "ta.netq.caller": "Звонящий",
     "ta.netq.you": "Вы",
   },
-});
+};

@@ -1,9 +1,7 @@
 // Strings of the visual-assist toolkit used on the caller page (and the chat, on both
 // pages), in lv/en/ru with the same keys. Loaded with the toolkit, after the camera runs.
 
-import { extend } from "./i18n.js";
-
-extend({
+export default {
   lv: {
     "tk.chat.title": "Tērzēšana",
     "tk.chat.placeholder": "Rakstiet ziņu…",
@@ -151,4 +149,4 @@ extend({
     "tk.step": "Шаг {n} из {total}",
     "tk.netq": "Связь",
   },
-});
+};

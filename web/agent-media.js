@@ -1,0 +1,193 @@
+// Agent console: the open session's live side: its WebSocket (ws.js), the peer connection
+// (lib/pc-session.js: the caller's camera in, our screen out, replaced when it breaks) and
+// screen sharing. agent.js calls initMedia() once, connect() per session, disconnect() to
+// leave it.
+
+import { t } from "./i18n.js";
+import { Signal } from "./ws.js";
+import { showTrack } from "./rtc.js";
+import { PcSession } from "./lib/pc-session.js";
+import { api, showError } from "./lib/api.js";
+import { st } from "./agent-state.js";
+import { renderSession, renderSignal, renderVideo } from "./agent-card.js";
+import * as toolkit from "./toolkit-agent.js"; // pointer, drawing, freeze, chat, pushes, …
+import * as recording from "./recording-agent.js"; // record, snapshots, photos
+
+const el = (id) => document.getElementById(id);
+
+let hooks = null; // {onEnded(reason), showLogin(), loadRecent()} from agent.js
+
+const media = new PcSession({
+  role: "agent",
+  roomId: () => st.session.id,
+  signal: () => st.signal,
+  iceServers: () => st.iceServers,
+  ready: () => !st.ended && st.wsReady && !!st.session,
+  alive: () => !st.ended && !!st.session,
+  setup(pc) {
+    // Order matters (protocol): first the caller's camera (recvonly), then our screen (sendonly).
+    const cam = pc.addTransceiver("video", { direction: "recvonly" });
+    const screen = pc.addTransceiver(st.screenTrack || "video", { direction: "sendonly" });
+    st.screenSender = screen.sender;
+    showTrack(el("camera-video"), cam.receiver.track);
+    pc.addEventListener("track", (ev) => {
+      if (ev.transceiver === cam) showTrack(el("camera-video"), ev.track);
+    });
+  },
+  onStart: () => renderSignal(),
+  onChange: (state) => (document.body.dataset.pcState = state),
+  onAnswer: () => st.screenTrack && st.signal.send({ type: "media", track: "screen", state: "live" }),
+});
+media.expose(st);
+
+export function initMedia(h) {
+  hooks = h;
+  window.addEventListener("online", () => st.signal && st.signal.kick());
+}
+
+// Why did the upgrade fail? The session itself says whether it ended or we are logged out.
+async function probeSession(roomId) {
+  let session;
+  try {
+    session = (await api("GET", "/api/sessions/" + encodeURIComponent(roomId), undefined, { quiet: true })).session;
+  } catch (err) {
+    if (err.status === 0) throw err; // network down: keep retrying
+    if (err.status === 401) return { status: 401, code: "not_authenticated", message: "" };
+    if (err.status === 403 || err.status === 404) return { status: err.status, code: err.code, message: err.message };
+    return null;
+  }
+  if (session && session.state === "ended") {
+    return { status: 410, code: "room_ended", message: "", reason: session.end_reason };
+  }
+  return null;
+}
+
+export function connect(roomId) {
+  const signal = new Signal("/ws/agent/" + encodeURIComponent(roomId), { probe: () => probeSession(roomId) });
+  st.signal = signal;
+  st.everConnected = false;
+  toolkit.attach(signal);
+  recording.attach(signal);
+  signal.on("welcome", (msg) => {
+    st.wsReady = true;
+    st.everConnected = true;
+    st.iceServers = Array.isArray(msg.iceServers) ? msg.iceServers : [];
+    onRoom(msg);
+    // Every new socket gets a new peer connection (the old one may be gone server-side).
+    if (!st.ended) media.start();
+  });
+  signal.on("room", onRoom);
+  signal.on("answer", (msg) => media.answer(msg));
+  signal.on("ended", (msg) => hooks.onEnded(msg.reason));
+  signal.on("error", onServerError);
+  signal.on("refused", (r) => {
+    if (r.code === "not_authenticated") {
+      signal.close();
+      hooks.showLogin();
+    } else if (r.code === "room_ended") {
+      signal.close();
+      hooks.onEnded(r.reason || null);
+    } else {
+      signal.close(); // forbidden / not found: retrying cannot help
+      showError(el("session-error"), { message: r.message || r.code, code: r.code });
+    }
+  });
+  signal.on("close", (ev) => {
+    st.wsReady = false;
+    if (st.ended || signal !== st.signal) return;
+    if (ev.code === 4000) return hooks.onEnded(null);
+    if (ev.code === 4001) {
+      // Another window took over this session; do not fight over it.
+      signal.close();
+      showError(el("session-error"), { message: t("common.replaced"), code: "replaced" });
+    }
+    renderSession();
+  });
+  signal.connect();
+  renderSignal();
+}
+
+// Leave the session's live side (without ending the session): socket, media, sharing.
+export function disconnect() {
+  toolkit.detach();
+  if (st.signal) st.signal.close();
+  st.signal = null;
+  st.wsReady = false;
+  media.close();
+  stopShare({ silent: true });
+  el("camera-video").srcObject = null;
+}
+
+function onRoom(msg) {
+  if (!msg.room) return;
+  const before = st.room && st.room.state;
+  st.room = msg.room;
+  if (before && before !== st.room.state) hooks.loadRecent();
+  if (st.room.state === "ended") return hooks.onEnded(st.room.end_reason);
+  renderSession();
+}
+
+function onServerError(msg) {
+  console.warn("server error", msg.code, msg.message);
+  if (st.toolkitError && st.toolkitError(msg)) return; // shown by the toolkit
+  if (media.serverError(msg)) return; // sdp_failed, internal (offer): a new pc
+  switch (msg.code) {
+    case "room_ended":
+      return hooks.onEnded(null);
+    case "rate_limited":
+      return;
+  }
+  showError(el("session-error"), { message: msg.message || msg.code, code: msg.code });
+}
+
+export async function shareScreen() {
+  showError(el("share-error"), null);
+  const opts = window.callassistShareOptions || { video: true };
+  let stream;
+  try {
+    // Called straight from the click: browsers require a user gesture.
+    stream = await navigator.mediaDevices.getDisplayMedia(opts);
+  } catch (err) {
+    if (err && err.name === "NotAllowedError") return; // the agent cancelled the picker
+    showError(el("share-error"), { message: t("a.share.failed", { message: (err && err.message) || String(err) }), code: err && err.name });
+    return;
+  }
+  const track = stream.getVideoTracks()[0];
+  if (!track || st.ended) {
+    stream.getTracks().forEach((tr) => tr.stop());
+    return;
+  }
+  if ("contentHint" in track) track.contentHint = "detail"; // keep text sharp over smooth motion
+  stopShare({ silent: true });
+  st.screenTrack = track;
+  // The browser's own "Stop sharing" ends the track: behave as our Stop button.
+  track.addEventListener("ended", () => {
+    if (st.screenTrack === track) stopShare();
+  });
+  if (st.screenSender) {
+    try {
+      await st.screenSender.replaceTrack(track);
+    } catch (err) {
+      console.error("replaceTrack failed", err);
+      media.recover("replace_failed");
+    }
+  }
+  if (st.signal) st.signal.send({ type: "media", track: "screen", state: "live" });
+  renderVideo();
+}
+
+export function stopShare({ silent = false } = {}) {
+  const track = st.screenTrack;
+  st.screenTrack = null;
+  if (track) track.stop();
+  if (st.screenSender && st.pc && st.pc.signalingState !== "closed") {
+    st.screenSender.replaceTrack(null).catch(() => {});
+  }
+  if (track && !silent && st.signal) st.signal.send({ type: "media", track: "screen", state: "stopped" });
+  renderVideo();
+}
+
+export function toggleFullscreen() {
+  if (document.fullscreenElement) document.exitFullscreen().catch(() => {});
+  else el("camera-wrap").requestFullscreen().catch(() => {});
+}

@@ -1,0 +1,150 @@
+// Caller page: everything shown is derived from the state object `st` (caller.js) here, so
+// every event handler only updates `st` and calls render(). Also the shared screen's full
+// screen (element fullscreen, or a viewport-covering overlay on iPhone) and the toast.
+
+import { t } from "./i18n.js";
+import { helpKey } from "./caller-camera.js";
+
+const el = (id) => document.getElementById(id);
+const tid = (id) => document.querySelector(`[data-testid="${id}"]`);
+
+function callState(st) {
+  if (st.ended) return "ended";
+  if (st.fatal || st.cameraError) return "error";
+  if (!st.welcome) return "connecting";
+  if (!st.wsReady) return "reconnecting";
+  if (!st.accepted) return "notice";
+  if (!st.cameraTrack) return st.starting ? "starting" : "ready";
+  if (st.pcState === "connected") return st.paused ? "paused" : "live";
+  // Once media has flowed, any loss is shown as reconnecting (the page recovers by itself).
+  return st.recovering || st.everLive ? "reconnecting" : "connecting";
+}
+
+function currentView(st) {
+  if (st.ended || st.fatal) return "end";
+  if (!st.welcome) return "none";
+  if (!st.accepted) return "notice";
+  if (!st.cameraTrack) return "ready";
+  return "call";
+}
+
+export function render(st, zoom) {
+  const state = callState(st);
+  st.state = state;
+  const view = currentView(st);
+  document.body.dataset.view = view;
+  document.body.dataset.pc = String(st.pcNum);
+
+  const banner = tid("call-state");
+  banner.dataset.state = state;
+  let key = "c.state." + state;
+  if (state === "connecting" && st.cameraTrack) key = "c.state.connecting_media";
+  if (state === "error" && st.cameraError && !st.fatal) key = "c.state.camera_error";
+  el("state-text").textContent = t(key);
+
+  for (const v of ["notice", "ready", "call", "end"]) el("view-" + v).hidden = view !== v;
+
+  // The reminder stays visible from "ready" until the end of the call.
+  const reminder = el("reminder");
+  reminder.hidden = !(view === "ready" || view === "call");
+  reminder.textContent = (st.notice && st.notice.reminder) || t("c.reminder");
+
+  renderNotice(st);
+  renderReady(st);
+  renderCall(st, zoom);
+  renderEnd(st);
+}
+
+function renderNotice(st) {
+  el("notice-error").hidden = !st.noticeFailed;
+  tid("notice-accept").disabled = !st.notice || !st.wsReady;
+}
+
+function renderReady(st) {
+  const err = tid("camera-error");
+  err.hidden = !st.cameraError;
+  err.dataset.reason = st.cameraError || "";
+  if (st.cameraError) {
+    el("camera-error-title").textContent = t(`c.err.${st.cameraError}.title`);
+    el("camera-error-help").textContent = t(helpKey(st.cameraError));
+  }
+  el("camera-stopped").hidden = !st.cameraStopped || !!st.cameraError;
+  const start = el("start-camera");
+  start.disabled = st.starting;
+  start.hidden = !!(st.cameraError && st.canForce); // then "Try anyway" is the only action
+  start.textContent = t(st.cameraError && !st.canForce ? "common.retry" : "c.start_camera");
+  el("camera-try-anyway").hidden = !(st.cameraError && st.canForce);
+}
+
+function renderCall(st, zoom) {
+  const screenOn = !!(st.room && st.room.tracks && st.room.tracks.screen);
+  el("stage").classList.toggle("has-screen", screenOn);
+  el("stage").dataset.screen = screenOn ? "on" : "off";
+  el("screen-placeholder").hidden = screenOn;
+  if (!screenOn) {
+    exitFullscreen();
+    if (zoom) zoom.reset();
+  }
+  el("pause-camera").hidden = st.paused;
+  el("resume-camera").hidden = !st.paused;
+  el("paused-tag").hidden = !st.paused;
+  el("preview-wrap").classList.toggle("paused", st.paused);
+  el("fullscreen-screen").textContent = t(isFullscreen() ? "common.exit_fullscreen" : "common.fullscreen");
+}
+
+function renderEnd(st) {
+  el("use-here").hidden = st.fatal !== "replaced";
+  el("reload").hidden = st.fatal !== "outdated";
+  if (st.fatal) {
+    el("end-title").textContent = t("c.state.error");
+    el("end-message").textContent =
+      st.fatal === "replaced" ? t("common.replaced") : st.fatal === "outdated" ? t("c.err.outdated") : t("c.err.generic", { message: st.fatalMessage || "" });
+    el("end-footer").textContent = "";
+  } else if (st.ended) {
+    el("end-title").textContent = t("c.state.ended");
+    const reason = st.invalid ? "invalid" : st.endReason;
+    const known = ["agent_ended", "caller_left", "inactive", "max_duration", "invalid"];
+    el("end-message").textContent = t("c.end." + (known.includes(reason) ? reason : "default"));
+    el("end-footer").textContent = t("c.end.footer");
+  }
+  tid("end-message").dataset.reason = st.invalid ? "invalid" : st.endReason || "";
+}
+
+let toastTimer = null;
+export function toast(text) {
+  const box = el("toast");
+  box.textContent = text;
+  box.hidden = false;
+  clearTimeout(toastTimer);
+  toastTimer = setTimeout(() => (box.hidden = true), 8000);
+}
+
+// ---------------------------------------------------------------- full screen
+
+export function isFullscreen() {
+  return !!document.fullscreenElement || el("screen-wrap").classList.contains("pseudo-fs");
+}
+
+export function exitFullscreen() {
+  el("screen-wrap").classList.remove("pseudo-fs");
+  document.body.classList.remove("no-scroll");
+  if (document.fullscreenElement) document.exitFullscreen().catch(() => {});
+}
+
+// iPhone Safari has no element fullscreen: fall back to covering the viewport.
+export function toggleFullscreen(render) {
+  const wrap = el("screen-wrap");
+  if (isFullscreen()) {
+    exitFullscreen();
+  } else if (wrap.requestFullscreen) {
+    wrap.requestFullscreen().catch(() => {
+      wrap.classList.add("pseudo-fs");
+      document.body.classList.add("no-scroll");
+      render();
+    });
+  } else {
+    wrap.classList.add("pseudo-fs");
+    document.body.classList.add("no-scroll");
+  }
+  render();
+}

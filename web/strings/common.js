@@ -1,0 +1,47 @@
+// Strings every page shares (language names, common buttons and errors), in lv/en/ru with
+// the same keys. web/i18n.js starts with these; pages add their own with extend().
+
+export default {
+  lv: {
+    "lang.name": "Latviešu",
+    "app.name": "Zvana asistents",
+    "common.retry": "Mēģināt vēlreiz",
+    "common.reload": "Pārlādēt lapu",
+    "common.cancel": "Atcelt",
+    "common.fullscreen": "Pilnekrāns",
+    "common.exit_fullscreen": "Aizvērt pilnekrānu",
+    "common.network_error": "Neizdevās sazināties ar serveri. Pārbaudiet interneta savienojumu.",
+    "common.error_code": "Kods: {code}",
+    "common.replaced": "Šī sesija ir atvērta citā cilnē vai logā.",
+    "common.use_here": "Turpināt šeit",
+    "common.language": "Valoda",
+  },
+  en: {
+    "lang.name": "English",
+    "app.name": "Call assist",
+    "common.retry": "Try again",
+    "common.reload": "Reload page",
+    "common.cancel": "Cancel",
+    "common.fullscreen": "Full screen",
+    "common.exit_fullscreen": "Exit full screen",
+    "common.network_error": "Could not reach the server. Check your internet connection.",
+    "common.error_code": "Code: {code}",
+    "common.replaced": "This session is open in another tab or window.",
+    "common.use_here": "Continue here",
+    "common.language": "Language",
+  },
+  ru: {
+    "lang.name": "Русский",
+    "app.name": "Ассистент звонка",
+    "common.retry": "Попробовать снова",
+    "common.reload": "Перезагрузить страницу",
+    "common.cancel": "Отмена",
+    "common.fullscreen": "Во весь экран",
+    "common.exit_fullscreen": "Выйти из полноэкранного режима",
+    "common.network_error": "Не удалось связаться с сервером. Проверьте подключение к интернету.",
+    "common.error_code": "Код: {code}",
+    "common.replaced": "Этот сеанс открыт в другой вкладке или окне.",
+    "common.use_here": "Продолжить здесь",
+    "common.language": "Язык",
+  },
+};

@@ -1,0 +1,41 @@
+// Strings of the caller page's recording badge and photo uploads (web/recording-caller.js),
+// in lv/en/ru with the same keys.
+
+export default {
+  lv: {
+    "c.rec.active": "Notiek ieraksts",
+    "c.rec.title": "Konsultants ieraksta jūsu kameras video",
+    "c.photo.send": "Nosūtīt fotoattēlu",
+    "c.photo.choose": "Izvēlēties fotoattēlu",
+    "c.photo.reminder_lead": "Pirms sūtāt:",
+    "c.photo.sending": "Sūta fotoattēlu…",
+    "c.photo.sent": "Fotoattēls nosūtīts konsultantam.",
+    "c.photo.failed": "Fotoattēls netika nosūtīts: {message}",
+    "c.photo.snapshot": "Konsultants uzņēma attēlu no jūsu kameras.",
+    "c.photo.snapshot_failed": "Konsultants lūdza attēlu, bet to neizdevās uzņemt.",
+  },
+  en: {
+    "c.rec.active": "Recording",
+    "c.rec.title": "The agent is recording your camera's video",
+    "c.photo.send": "Send a photo",
+    "c.photo.choose": "Choose a photo",
+    "c.photo.reminder_lead": "Before you send:",
+    "c.photo.sending": "Sending the photo…",
+    "c.photo.sent": "Photo sent to the agent.",
+    "c.photo.failed": "The photo was not sent: {message}",
+    "c.photo.snapshot": "The agent took a picture from your camera.",
+    "c.photo.snapshot_failed": "The agent asked for a picture, but it could not be taken.",
+  },
+  ru: {
+    "c.rec.active": "Идёт запись",
+    "c.rec.title": "Консультант записывает видео с вашей камеры",
+    "c.photo.send": "Отправить фото",
+    "c.photo.choose": "Выбрать фото",
+    "c.photo.reminder_lead": "Перед отправкой:",
+    "c.photo.sending": "Отправка фото…",
+    "c.photo.sent": "Фото отправлено консультанту.",
+    "c.photo.failed": "Фото не отправлено: {message}",
+    "c.photo.snapshot": "Консультант сделал снимок с вашей камеры.",
+    "c.photo.snapshot_failed": "Консультант запросил снимок, но его не удалось сделать.",
+  },
+};
