@@ -39,7 +39,7 @@ from server.rooms.router import build_router
 from server.sessions import api, caller
 from server.sessions.sms import SMS, ConsoleSender, HttpSender, SmsSender
 from server.signalling import endpoints as signalling
-from server.toolkit import service as toolkit
+from server.toolkit import api as toolkit
 
 log = logging.getLogger(__name__)
 
@@ -204,7 +204,7 @@ def create_app(
     # recording before the rooms end.
     recording.setup(app)
 
-    # Visual-assist toolkit (server/toolkit/service.py): uploads for freeze/push/photo-burst,
+    # Visual-assist toolkit (server/toolkit/api.py): uploads for freeze/push/photo-burst,
     # tutorials, the kept chat.
     toolkit.setup(app)
 
