@@ -29,9 +29,7 @@ async def exposition(server: Any) -> str:
 def check_unique(text: str) -> dict[str, dict[tuple, float]]:
     """Fails naming any metric served twice; {sample name: {labels: value}} otherwise."""
     for kind in ("# TYPE ", "# HELP "):
-        names = Counter(
-            line.split(" ")[2] for line in text.splitlines() if line.startswith(kind)
-        )
+        names = Counter(line.split(" ")[2] for line in text.splitlines() if line.startswith(kind))
         twice = sorted(n for n, k in names.items() if k > 1)
         assert not twice, f"{kind.strip()} line more than once for {twice}"
     families = list(text_string_to_metric_families(text))
