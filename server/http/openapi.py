@@ -1,252 +1,200 @@
-"""The OpenAPI 3.1 description of the REST API, served at /api/openapi.json."""
+"""The OpenAPI 3.1 description of every HTTP route, served at /api/openapi.json.
+
+The routes are one table (server/http/openapi_routes.py and openapi_routes_staff.py, in
+the vocabulary of server/http/openapi_spec.py); this module turns it into the document:
+path parameters from the path, security and the errors every login route has from who
+may call it, `x-roles` (the allowed cells of docs/security.md's role matrix).
+tests/test_openapi.py checks the table against `app.router` and the matrix.
+"""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-ERROR = {"$ref": "#/components/schemas/Error"}
+from server.http.openapi_routes import ROUTES as CONSOLE_ROUTES
+from server.http.openapi_routes_staff import ROUTES as STAFF_ROUTES
+from server.http.openapi_spec import (
+    COMPONENTS,
+    STAFF_ROLES,
+    Body,
+    Reply,
+    Route,
+    ref,
+)
+
+ROUTES: tuple[Route, ...] = (*CONSOLE_ROUTES, *STAFF_ROUTES)
+
+CODES = {
+    400: "invalid input (`code` says which)",
+    401: "`not_authenticated`: log in first",
+    403: "refused: wrong role, origin or CSRF token",
+    404: "`not_found`",
+    409: "conflict (`code` says which)",
+    413: "`too_large`",
+    415: "not an image this route takes",
+    429: "`rate_limited`: try again later",
+}
+TAGS = {
+    "pages": "HTML pages",
+    "health": "Health, metrics and this document",
+    "auth": "Staff login",
+    "caller": "The caller's link, page and notice",
+    "sessions": "Support sessions (agent)",
+    "recording": "Recording, snapshots and photos",
+    "toolkit": "Visual-assist toolkit: images, chat, tutorials",
+    "signalling": "WebSockets (docs/protocol.md)",
+    "ops": "Ops console and reports (supervisor)",
+    "dpo": "Data-subject requests (dpo)",
+    "admin": "Accounts and configuration status (admin)",
+}
+_PARAM = re.compile(r"\{(\w+)\}")
 
 
-def _resp(desc: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
-    body: dict[str, Any] = {"description": desc}
-    if schema is not None:
-        body["content"] = {"application/json": {"schema": schema}}
-    return body
+def _who(roles: dict[str, str]) -> str:
+    if "anonymous" in roles:
+        return "anyone"
+    return ", ".join(f"{r} (own sessions/rooms only)" if v == "own" else r
+                     for r, v in roles.items())  # fmt: skip
 
 
-def _err(desc: str) -> dict[str, Any]:
-    return _resp(desc, ERROR)
+def _security(route: Route) -> list[dict[str, list[str]]]:
+    if "anonymous" in route.roles:
+        return []
+    options = []
+    if any(r in STAFF_ROLES for r in route.roles):
+        login: dict[str, list[str]] = {"login": []}
+        if route.method != "GET":
+            login["csrf"] = []
+        options.append(login)
+    if "caller" in route.roles:
+        options.append({"caller": []})
+    return options
 
 
-def _post(summary: str, body: dict[str, Any] | None, ok: dict[str, Any], *codes: int):
-    op: dict[str, Any] = {
-        "summary": summary,
-        "security": [{"login": [], "csrf": []}],
-        "responses": {**ok, **{str(c): _err(_CODES[c]) for c in codes}},
+def _implied_errors(route: Route) -> dict[int, str]:
+    """The answers every route of this kind gives (server/http/web_auth.py, require_user)."""
+    roles = route.roles
+    if "anonymous" in roles or "caller" in roles:
+        return {}
+    out = {401: CODES[401]}
+    refused = []
+    if set(STAFF_ROLES) - set(roles):
+        refused.append("`forbidden`: your role may not do this")
+    if route.method != "GET":
+        refused.append("`origin_not_allowed` or `csrf` (send X-CSRF-Token)")
+    if refused:
+        out[403] = "; ".join(refused)
+    if "own" in roles.values() and route.reply.status != 101:
+        out[404] = "`not_found`: no such session, or not yours (the same answer)"
+    return out
+
+
+def _response(reply: Reply, error: bool = False) -> dict[str, Any]:
+    out: dict[str, Any] = {"description": reply.description}
+    if reply.schema is not None:
+        out["content"] = {"application/json": {"schema": reply.schema}}
+    elif reply.media is not None:
+        out["content"] = {reply.media: {"schema": {"type": "string"}}}
+    elif error:
+        out["content"] = {"application/json": {"schema": ref("Error")}}
+    return out
+
+
+def _operation_id(route: Route) -> str:
+    """`get_api_sessions_session_id_photos_photo_id`: unique, as OpenAPI wants."""
+    words = re.findall(r"\w+", route.path.replace("openapi.json", "openapi"))
+    return "_".join([route.method.lower(), *words]) if words else "get_root"
+
+
+def operation(route: Route) -> dict[str, Any]:
+    responses = {str(route.reply.status): _response(route.reply)}
+    errors: dict[int, Reply] = {
+        status: Reply(status, text) for status, text in _implied_errors(route).items()
     }
-    if body is not None:
-        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
+    for e in route.errors:
+        if isinstance(e, Reply):
+            errors[e.status] = e
+        elif isinstance(e, tuple):
+            errors[e[0]] = Reply(e[0], e[1])
+        else:
+            errors[e] = Reply(e, CODES[e])
+    for status in sorted(errors):
+        responses[str(status)] = _response(errors[status], error=True)
+    params = [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+              for name in _PARAM.findall(route.path)]  # fmt: skip
+    params += [{"name": q.name, "in": "query", "required": q.required, "schema": q.schema,
+                "description": q.description} for q in route.query]  # fmt: skip
+    who = f"Who may call it: {_who(route.roles)}."
+    op: dict[str, Any] = {
+        "summary": route.summary,
+        "description": f"{route.description} {who}".strip(),
+        "tags": [route.tag],
+        "operationId": _operation_id(route),
+        "security": _security(route),
+        "x-roles": dict(route.roles),
+        "responses": responses,
+    }
+    if params:
+        op["parameters"] = params
+    if isinstance(route.body, Body):
+        op["requestBody"] = {
+            "required": True,
+            "description": route.body.description,
+            "content": {route.body.media: {"schema": {"type": "string", "format": "binary"}}},
+        }
+    elif route.body is not None:
+        op["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": route.body}},
+        }
     return op
 
 
-_CODES = {
-    400: "invalid input (code says which)",
-    401: "not logged in",
-    403: "wrong role, origin or CSRF token",
-    404: "no such session (or not yours)",
-    409: "the session has ended or the link was used",
-    429: "rate limited",
-    502: "the SMS gateway failed (message says why)",
-}
-
-SESSION = {
-    "type": "object",
-    "properties": {
-        "id": {"type": "string"},
-        "phone": {"type": "string", "description": "E.164"},
-        "phone_masked": {"type": "string"},
-        "reference": {"type": "string"},
-        "state": {"enum": ["waiting", "active", "ended"]},
-        "caller_status": {
-            "enum": [
-                "link_sent",
-                "opened",
-                "accepted",
-                "connecting",
-                "live",
-                "paused",
-                "reconnecting",
-                "left",
-                "ended",
-            ]
-        },
-        "device_type": {"type": ["string", "null"]},
-        "created_at": {"type": "string", "format": "date-time"},
-        "ended_at": {"type": ["string", "null"], "format": "date-time"},
-        "end_reason": {"type": ["string", "null"]},
-    },
-}
-LINK = {
-    "type": "object",
-    "properties": {
-        "link": {"type": "string", "format": "uri"},
-        "qr_svg": {"type": "string", "description": "SVG document of the link's QR code"},
-        "expires_at": {"type": "string", "format": "date-time"},
-    },
-}
-
-
 def openapi_document(public_url: str) -> dict[str, Any]:
-    sid = {"name": "session_id", "in": "path", "required": True, "schema": {"type": "string"}}
+    paths: dict[str, dict[str, Any]] = {}
+    for route in ROUTES:
+        methods = paths.setdefault(route.path, {})
+        assert route.method.lower() not in methods, f"{route.method} {route.path} twice"
+        methods[route.method.lower()] = operation(route)
     return {
         "openapi": "3.1.0",
         "info": {
             "title": "callassist API",
             "version": "1",
-            "description": "Agent console API. Signalling is a WebSocket: see docs/protocol.md.",
+            "description": (
+                "Every HTTP route of the server (static files under /static aside). Errors "
+                'are `{"error": {"code", "message"}}` (components/schemas/Error). '
+                "`x-roles` of an operation: the roles that may call it, `own` meaning "
+                "their own sessions/rooms only (docs/security.md). Signalling messages: "
+                "docs/protocol.md."
+            ),
         },
         "servers": [{"url": public_url}],
+        "tags": [{"name": name, "description": text} for name, text in TAGS.items()],
         "components": {
             "securitySchemes": {
-                "login": {"type": "apiKey", "in": "cookie", "name": "ca_login"},
-                "csrf": {"type": "apiKey", "in": "header", "name": "X-CSRF-Token"},
-            },
-            "schemas": {
-                "Error": {
-                    "type": "object",
-                    "properties": {
-                        "error": {
-                            "type": "object",
-                            "properties": {
-                                "code": {"type": "string"},
-                                "message": {"type": "string"},
-                            },
-                        }
-                    },
+                "login": {
+                    "type": "apiKey",
+                    "in": "cookie",
+                    "name": "ca_login",
+                    "description": "`__Host-ca_login` when served over HTTPS",
                 },
-                "Session": SESSION,
-                "Link": LINK,
-            },
-        },
-        "paths": {
-            "/api/login": {
-                "post": {
-                    "summary": "Log in (sets the login cookie)",
-                    "requestBody": {
-                        "required": True,
-                        "content": {
-                            "application/json": {
-                                "schema": {
-                                    "type": "object",
-                                    "required": ["username", "password"],
-                                    "properties": {
-                                        "username": {"type": "string"},
-                                        "password": {"type": "string"},
-                                    },
-                                }
-                            }
-                        },
-                    },
-                    "responses": {
-                        "200": _resp(
-                            "logged in; `csrf` goes in X-CSRF-Token",
-                            {
-                                "type": "object",
-                                "properties": {
-                                    "user": {"type": "object"},
-                                    "csrf": {"type": "string"},
-                                },
-                            },
-                        ),
-                        "401": _err("wrong user name or password"),
-                        "429": _err(_CODES[429]),
-                    },
-                }
-            },
-            "/api/logout": {"post": _post("Log out", None, {"204": _resp("logged out")}, 401)},
-            "/api/me": {
-                "get": {
-                    "summary": "The logged-in user and CSRF token",
-                    "security": [{"login": []}],
-                    "responses": {"200": _resp("the user"), "401": _err("not logged in")},
-                }
-            },
-            "/api/sessions": {
-                "post": _post(
-                    "Start a support session and issue its one-time link",
-                    {
-                        "type": "object",
-                        "required": ["phone"],
-                        "properties": {
-                            "phone": {"type": "string", "description": "E.164 or local"},
-                            "reference": {"type": "string", "maxLength": 128},
-                        },
-                    },
-                    {
-                        "201": _resp(
-                            "created",
-                            {
-                                "allOf": [
-                                    LINK,
-                                    {"type": "object", "properties": {"session": SESSION}},
-                                ]
-                            },
-                        )
-                    },
-                    400,
-                    401,
-                    403,
-                ),
-                "get": {
-                    "summary": "The agent's recent sessions",
-                    "security": [{"login": []}],
-                    "responses": {
-                        "200": _resp(
-                            "sessions",
-                            {
-                                "type": "object",
-                                "properties": {"sessions": {"type": "array", "items": SESSION}},
-                            },
-                        ),
-                        "401": _err(_CODES[401]),
-                    },
+                "csrf": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "X-CSRF-Token",
+                    "description": "from /api/login or /api/me; with an allowed Origin",
                 },
-            },
-            "/api/sessions/{session_id}": {
-                "get": {
-                    "summary": "One session",
-                    "parameters": [sid],
-                    "security": [{"login": []}],
-                    "responses": {"200": _resp("the session"), "404": _err(_CODES[404])},
-                }
-            },
-            "/api/sessions/{session_id}/link": {
-                "post": {
-                    **_post(
-                        "Issue a new link (revokes the old one)",
-                        None,
-                        {"200": _resp("new link", LINK)},
-                        401,
-                        403,
-                        404,
-                        409,
-                    ),
-                    "parameters": [sid],
-                }
-            },
-            "/api/sessions/{session_id}/sms": {
-                "post": {
-                    **_post(
-                        "Send the current link by SMS",
-                        {
-                            "type": "object",
-                            "required": ["link"],
-                            "properties": {"link": {"type": "string"}},
-                        },
-                        {"200": _resp("sent")},
-                        400,
-                        401,
-                        403,
-                        404,
-                        502,
-                    ),
-                    "parameters": [sid],
-                }
-            },
-            "/api/sessions/{session_id}/end": {
-                "post": {
-                    **_post("End the session", None, {"200": _resp("ended")}, 401, 403, 404),
-                    "parameters": [sid],
-                }
-            },
-            "/api/caller/notice": {
-                "get": {
-                    "summary": "The service notice and privacy summary for callers",
-                    "parameters": [
-                        {"name": "lang", "in": "query", "schema": {"enum": ["lv", "en", "ru"]}}
-                    ],
-                    "responses": {"200": _resp("notice")},
-                }
-            },
+                "caller": {
+                    "type": "apiKey",
+                    "in": "cookie",
+                    "name": "ca_caller",
+                    "description": "set by opening the one-time link "
+                    "(`__Host-ca_caller` over HTTPS)",
+                },
+            },  # fmt: skip
+            "schemas": COMPONENTS,
         },
+        "paths": paths,
     }

@@ -3,7 +3,9 @@
 Every app has its own `CollectorRegistry` (no module-level global registry), so several
 apps in one process, as in the tests, never clash. Counters that follow events are
 ordinary prometheus-client objects; everything that is state (rooms, participants, media
-counters of live rooms, webhook queue) is read from the app when Prometheus scrapes.
+counters of live rooms) is read from the app when Prometheus scrapes. Each metric has one
+owner: this module serves the room, link, media and event-loop metrics; other features
+(ops, webhooks, recording) own theirs and hand them in with `Metrics.add_collector`.
 docs/ops.md lists every metric.
 """
 
@@ -87,33 +89,23 @@ class Metrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
             registry=r,
         )
-        # HOOK(recorder): declared for the recorder (being built in parallel); 0 until it
-        # updates them through app[METRICS].recording_*.
-        self.recording_bytes = Counter(
-            "callassist_recording_bytes", "Encrypted recording bytes written.", registry=r
-        )
-        self.recording_spool = Gauge(
-            "callassist_recording_spool_bytes",
-            "Recording bytes in the local spool, not yet uploaded.",
-            registry=r,
-        )
-        self.recording_s3_errors = Counter(
-            "callassist_recording_s3_errors", "Failed S3 requests of the recorder.", registry=r
-        )
-        self.recording_s3_retries = Counter(
-            "callassist_recording_s3_retries", "Retried S3 requests of the recorder.", registry=r
-        )
         ProcessCollector(registry=r)
-        r.register(_StateCollector(self))
         # Media counters of ended rooms (a live room's are read from its MediaRoom).
         self.media_done: dict[tuple[str, str], int] = Tally()
         self.failures_done: dict[str, int] = Tally()
         self._media: dict[str, MediaRoom] = {}
         self._connected: set[str] = set()
+        r.register(_StateCollector(self))
 
     def add_collector(self, collect: Callable[[], Iterable[Metric]]) -> None:
-        """Serve what another feature measures (ops, webhooks): each feature owns its own
-        families and registers them here, so this module imports none of them."""
+        """Serve what another feature measures (ops, webhooks, recording): each feature owns
+        its own families and registers them here, so this module imports none of them.
+
+        `collect` runs once right here (the registry's auto-describe): a family name that
+        another collector already serves raises `ValueError` now, at `create_app`, instead
+        of a second `# TYPE` line for one name that breaks the exposition format. So
+        `collect` must yield every family it will ever yield, with zero values before
+        the feature runs."""
         self.registry.register(_Collector(collect))
 
     # --- room events ---------------------------------------------------------------------
@@ -157,8 +149,8 @@ class _StateCollector(Collector):
     def __init__(self, metrics: Metrics) -> None:
         self.m = metrics
 
-    def describe(self) -> list[Any]:
-        return []  # collected lazily: the app's state exists only once it runs
+    # No describe(): the registry's auto-describe calls collect() at registration (the app's
+    # rooms exist, empty), so every name is checked against the other collectors.
 
     def collect(self) -> Iterator[Any]:
         app = self.m.app
@@ -241,6 +233,7 @@ class _StateCollector(Collector):
         for kind in ("ice", "dtls", "timeout"):
             failures.add_metric([kind], self.m.failures_done[kind] + failures_live[kind])
         yield failures
+
 
 # --- link outcomes -------------------------------------------------------------------------
 

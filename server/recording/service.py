@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from recorder import RegionNotAllowed, StorageError
 from recorder.crypto import (
@@ -36,7 +37,7 @@ from recorder.keys import ENV_VAR, Keyring, KmsKeyring, MasterKeyring
 from recorder.mux import container_for
 from recorder.participant import RecorderParticipant, RecordingSummary
 from recorder.recovery import ObjectSource, recover
-from recorder.spool import Spool
+from recorder.spool import Spool, SpoolStats
 from recorder.storage import LocalStorage, S3Storage, Storage
 from server.core.appkeys import CLOCK, CONFIG, DATA_DIR, DB, SECRETS
 from server.core.config import Config
@@ -175,6 +176,7 @@ class RecordingCounters:
     photos_refused: Counter[str] = field(default_factory=Counter)
     upload_failures: int = 0
     spool_over_limit: int = 0
+    bytes: int = 0  # ciphertext written by recordings that ended (live ones: their stats)
 
 
 class RecordingService:
@@ -220,9 +222,6 @@ class RecordingService:
         self.source = ObjectSource(storage, self.spool.directory)
         await self.spool.start()
         self.rooms.listen(self._on_room_event)
-        metrics = self.app.get(METRICS)
-        if metrics is not None:
-            metrics.registry.register(_Collector(self))
         self._spawn(self._recover_interrupted())
 
     async def close(self) -> None:
@@ -411,6 +410,9 @@ class RecordingService:
         except Exception:
             log.exception("recording %s: could not update its database row",
                           summary.recording_id)  # fmt: skip
+        # No await between these two: a scrape counts the recorder's bytes once, either
+        # live (in self.active) or here.
+        self.counters.bytes += summary.bytes
         if self.active.get(active.session_id) is active:
             del self.active[active.session_id]
         live = self.rooms.get(active.session_id)
@@ -571,70 +573,64 @@ def photo_view(
     }  # fmt: skip
 
 
-# --- metrics (registered in the app's registry when server/observe/metrics.py is set up)
+# --- metrics: this feature owns every callassist_recording*/callassist_photos* family;
+# setup() hands collect_metrics to server/observe/metrics.py (Metrics.add_collector).
 
 
-class _Collector:
-    def __init__(self, service: RecordingService) -> None:
-        self.s = service
-
-    def describe(self) -> list[Any]:
-        return []
-
-    def collect(self) -> Iterator[Any]:
-        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-
-        s, c = self.s, self.s.counters
-        g = GaugeMetricFamily("callassist_recordings_active", "Recordings in progress.")
-        g.add_metric([], len(s.active))
-        yield g
-        rec = CounterMetricFamily("callassist_recordings", "Recordings by outcome.",
-                                  labels=["outcome"])  # fmt: skip
-        for outcome, n in (("started", c.started), ("completed", c.completed),
-                           ("failed", c.failed), ("recovered", c.recovered)):  # fmt: skip
-            rec.add_metric([outcome], n)
-        yield rec
-        for name, doc, value in (
-            ("callassist_recording_segments", "Segments stored (spooled).", c.segments),
-            ("callassist_recording_segments_lost", "Segments that could not be stored.",
-             c.segments_lost),
-            ("callassist_recording_frames", "Video frames recorded.", c.frames),
-            ("callassist_recording_frames_lost", "Video frames lost by the recorder.",
-             c.frames_lost),
-            ("callassist_recording_upload_failures", "Failed upload attempts (retried).",
-             c.upload_failures),
-            ("callassist_recording_spool_over_limit", "Times the spool went over its limit.",
-             c.spool_over_limit),
-        ):  # fmt: skip
-            fam = CounterMetricFamily(name, doc)
-            fam.add_metric([], value)
-            yield fam
-        if s.spool is not None:
-            st = s.spool.stats
-            for name, doc, value in (
-                ("callassist_recording_spool_bytes", "Ciphertext waiting in the spool.",
-                 st.size_bytes),
-                ("callassist_recording_spool_objects", "Objects waiting for upload.", st.pending),
-                ("callassist_recording_spool_over", "1 while the spool is over its limit.",
-                 int(st.over_limit)),
-            ):  # fmt: skip
-                gauge = GaugeMetricFamily(name, doc)
-                gauge.add_metric([], value)
-                yield gauge
-            up = CounterMetricFamily("callassist_recording_uploaded_bytes",
-                                     "Ciphertext bytes uploaded to the storage.")  # fmt: skip
-            up.add_metric([], st.uploaded_bytes)
-            yield up
-        photos = CounterMetricFamily("callassist_photos", "Photos stored, by kind.",
-                                     labels=["kind"])  # fmt: skip
-        for kind in ("snapshot", "upload"):
-            photos.add_metric([kind], c.photos[kind])
-        yield photos
-        refused = CounterMetricFamily("callassist_photos_refused", "Photo uploads refused.",
-                                      labels=["code"])  # fmt: skip
-        for code, n in sorted(c.photos_refused.items()):
-            refused.add_metric([code], n)
-        yield refused
+def collect_metrics(s: RecordingService) -> Iterator[Metric]:
+    """Read at scrape time. Every family is always there (zeros before the service starts),
+    because add_collector checks the names once at registration."""
+    c = s.counters
+    g = GaugeMetricFamily("callassist_recordings_active", "Recordings in progress.")
+    g.add_metric([], len(s.active))
+    yield g
+    rec = CounterMetricFamily("callassist_recordings", "Recordings by outcome.",
+                              labels=["outcome"])  # fmt: skip
+    for outcome, n in (("started", c.started), ("completed", c.completed),
+                       ("failed", c.failed), ("recovered", c.recovered)):  # fmt: skip
+        rec.add_metric([outcome], n)
+    yield rec
+    written = c.bytes + sum(a.recorder.stats.bytes_cipher for a in list(s.active.values()))
+    st = s.spool.stats if s.spool is not None else SpoolStats()
+    for name, doc, value in (
+        ("callassist_recording_bytes", "Encrypted recording bytes written to the spool "
+         "(header, segments, manifest).", written),
+        ("callassist_recording_segments", "Segments stored (spooled).", c.segments),
+        ("callassist_recording_segments_lost", "Segments that could not be stored.",
+         c.segments_lost),
+        ("callassist_recording_frames", "Video frames recorded.", c.frames),
+        ("callassist_recording_frames_lost", "Video frames lost by the recorder.",
+         c.frames_lost),
+        ("callassist_recording_upload_failures", "Failed upload attempts to the storage "
+         "(S3); each is retried.", c.upload_failures),
+        ("callassist_recording_spool_over_limit", "Times the spool went over its limit.",
+         c.spool_over_limit),
+        ("callassist_recording_uploaded_bytes", "Ciphertext bytes uploaded to the storage.",
+         st.uploaded_bytes),
+    ):  # fmt: skip
+        fam = CounterMetricFamily(name, doc)
+        fam.add_metric([], value)
+        yield fam
+    for name, doc, value in (
+        ("callassist_recording_spool_bytes", "Ciphertext waiting in the spool.",
+         st.size_bytes),
+        ("callassist_recording_spool_objects", "Objects waiting for upload.", st.pending),
+        ("callassist_recording_spool_over", "1 while the spool is over its limit.",
+         int(st.over_limit)),
+    ):  # fmt: skip
+        gauge = GaugeMetricFamily(name, doc)
+        gauge.add_metric([], value)
+        yield gauge
+    photos = CounterMetricFamily("callassist_photos", "Photos stored, by kind.",
+                                 labels=["kind"])  # fmt: skip
+    for kind in ("snapshot", "upload"):
+        photos.add_metric([kind], c.photos[kind])
+    yield photos
+    refused = CounterMetricFamily("callassist_photos_refused", "Photo uploads refused.",
+                                  labels=["code"])  # fmt: skip
+    for code, n in sorted(c.photos_refused.items()):
+        refused.add_metric([code], n)
+    yield refused
 
 
 # --- setup
@@ -655,6 +651,8 @@ def setup(app: web.Application) -> None:
     # `serve` names them like every other missing secret.
     service.keyring = build_keyring(app[CONFIG], app[DATA_DIR])
     app[RECORDING] = service
+    if METRICS in app:
+        app[METRICS].add_collector(lambda: collect_metrics(service))
     app.cleanup_ctx.append(_service)
 
 

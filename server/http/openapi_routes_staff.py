@@ -1,0 +1,137 @@
+"""The route table for OpenAPI, part 2: the supervisor (ops console, reports, silent
+watch), the data-protection officer and the administrator. Part 1 and the rules:
+server/http/openapi_routes.py.
+"""
+
+from __future__ import annotations
+
+from server.http.openapi_spec import (
+    ADMIN,
+    ANY_OBJ,
+    BOOL,
+    DPO,
+    INT,
+    NUM,
+    STR,
+    SUPERVISOR,
+    TIME,
+    WEBSOCKET,
+    Query,
+    Route,
+    arr,
+    binary,
+    enum,
+    obj,
+    ok,
+    opt,
+    ref,
+)
+
+REPORT = obj(
+    session_id=STR, reference=STR, agent=opt(STR), phone_masked=STR, device_type=opt(STR),
+    notice_version=opt(STR), state=STR, end_reason=opt(STR),
+    timeline=arr(obj(event=enum("created", "link_sent", "opened", "accepted", "connected",
+                                "media_ended", "ended"), at=TIME)),
+    durations_s=obj(to_open=opt(NUM), to_accept=opt(NUM), to_connect=opt(NUM),
+                    media=opt(NUM), total=opt(NUM)),
+    connected=BOOL, snapshots=arr(ANY_OBJ), recording=opt(ANY_OBJ),
+)  # fmt: skip
+OPS_SNAPSHOT = obj(
+    type=enum("snapshot"), at=TIME,
+    totals=obj(("rooms",), rooms=INT, rooms_active=INT, rooms_waiting=INT, participants=INT,
+               in_kbps=NUM, out_kbps=NUM, cpu_percent=opt(NUM), memory_bytes=INT,
+               event_loop_lag_ms=NUM),
+    today=ANY_OBJ, webhooks=ANY_OBJ, recording=ANY_OBJ,
+    warnings=arr(obj(("code",), code=STR)),
+    rooms=arr({"type": "object", "description": "one live room: masked number, "
+               "participants, per-track numbers, warnings (docs/ops.md)"}),
+)  # fmt: skip
+PHONE_BODY = {"phone": "the subject's number (E.164 or local); never in a URL",
+              "reason": "optional, e.g. the request's ticket (at most 200 characters)"}  # fmt: skip
+MIN_10_CHARS = {"type": "string", "minLength": 10}
+DPO_ERRORS = ((400, "`bad_phone`, `bad_reason` or `bad_request`"),)
+
+SUPERVISION = (
+    Route("GET", "/api/sessions/{session_id}/report", "The post-session report (masked number)",
+          {"agent": "own", "supervisor": "yes"}, ok("the report", obj(report=REPORT)),
+          "ops", errors=((404, "`not_found`: no such session (or not the agent's)"),)),
+    Route("GET", "/api/ops/snapshot", "Live rooms and totals, masked numbers", SUPERVISOR,
+          ok("the newest snapshot", OPS_SNAPSHOT), "ops"),
+    Route("GET", "/api/ops/stream", "The same snapshots as server-sent events", SUPERVISOR,
+          binary("`event: snapshot` with the snapshot as `data`, about once a second",
+                 "text/event-stream"), "ops"),
+    Route("POST", "/api/ops/rooms/{room_id}/end", "End a live room with a reason", SUPERVISOR,
+          ok("ended (`false`: it had already ended)", obj(ended=BOOL, room=STR)), "ops",
+          body=obj(reason={"type": "string", "maxLength": 500}),
+          errors=((400, "`bad_reason`"), (404, "`not_found`: no such live room")),
+          description="Audited `ops.room_end`."),
+    Route("GET", "/ws/watch/{room_id}", "Silent watch of a live room", SUPERVISOR, WEBSOCKET,
+          "signalling", errors=((400, "`version_unsupported`"), (410, "`room_ended`")),
+          description="Receive-only; audited `media.watch`."),
+)  # fmt: skip
+
+PRIVACY = (
+    Route("POST", "/api/dpo/search", "A number's sessions", DPO, ok("the subject", obj(
+              phone=STR, do_not_record=BOOL, sessions=arr(ref("SubjectSession")))), "dpo",
+          body=obj(("phone",), **PHONE_BODY), errors=DPO_ERRORS,
+          description="Audited `subject.search`."),
+    Route("POST", "/api/dpo/export", "Everything about a number, decrypted, as one archive",
+          DPO, binary("a ZIP: records, media, manifest", "application/zip"), "dpo",
+          body=obj(("phone",), **PHONE_BODY),
+          errors=(*DPO_ERRORS, (503, "`keys_unavailable`")),
+          description="Audited `subject.export`, and `recording.export` per file."),
+    Route("POST", "/api/dpo/erase", "Erase a number's sessions, recordings and photos", DPO,
+          ok("what was deleted", obj(erased=obj(sessions=INT, recordings=INT, objects=INT))),
+          "dpo", body=obj(("phone", "confirm"), confirm="the same number again",
+                          **PHONE_BODY),
+          errors=((400, "`bad_phone`, `bad_reason`, `not_confirmed` or `bad_request`"),
+                  (409, "`session_live`: a session of this number is still open")),
+          description="Audited `subject.erase`."),
+    Route("POST", "/api/dpo/objection", "Set or clear the do-not-record flag of a number", DPO,
+          ok("the flag", obj(phone=STR, do_not_record=BOOL)), "dpo",
+          body=obj(("phone", "do_not_record"), do_not_record=BOOL, **PHONE_BODY),
+          errors=DPO_ERRORS, description="Audited `subject.objection`."),
+    Route("POST", "/api/dpo/sessions/{session_id}/rectify",
+          "Correct a session's number or reference", DPO,
+          ok("the corrected session", obj(session=ref("Session"), changed=arr(STR))), "dpo",
+          body=obj(("reason",), phone=STR, reference=STR, reason="why (required)"),
+          errors=((400, "`bad_phone`, `bad_reference`, `bad_reason`, `nothing_to_change`"),
+                  (404, "`not_found`")),
+          description="Audited `session.rectify`."),
+    Route("GET", "/api/dpo/audit", "The audit log (newest first) and its verification", DPO,
+          ok("records", obj(
+              records=arr(obj(seq=INT, at=TIME, actor=STR, role=STR, action=STR, object=STR,
+                              reason=STR, result=STR, hash=STR)),
+              verify=obj(ok=BOOL, count=INT, head=opt(STR), problem=opt(STR),
+                         pruned_through=opt(INT)))), "dpo",
+          query=(Query("limit", "1-500, default 100", {"type": "integer"}),
+                 Query("before", "records with a smaller seq", {"type": "integer"})),
+          errors=((400, "`bad_request`: limit and before are numbers"),),
+          description="Audited `audit.view`."),
+)  # fmt: skip
+
+ADMINISTRATION = (
+    Route("GET", "/api/admin/users", "Accounts", ADMIN,
+          ok("accounts", obj(users=arr(ref("User")))), "admin"),
+    Route("POST", "/api/admin/users", "Create an account", ADMIN,
+          ok("created", obj(user=ref("User")), 201), "admin",
+          body=obj(username="1-64 printable characters", password=MIN_10_CHARS,
+                   role=enum("agent", "supervisor", "dpo", "admin")),
+          errors=((400, "`bad_username`, `bad_role`, `bad_password` or `bad_request`"),
+                  (409, "`user_exists`")),
+          description="Audited `user.create`."),
+    Route("POST", "/api/admin/users/{username}", "Disable/enable, change role or password",
+          ADMIN, ok("the account", obj(user=ref("User"))), "admin",
+          body=obj((), disabled=BOOL, role=enum("agent", "supervisor", "dpo", "admin"),
+                   password=STR),
+          errors=((400, "`bad_role`, `bad_password`, `own_account`, `nothing_to_change` or "
+                   "`bad_request`"), (404, "`not_found`")),
+          description="Audited `user.update`; ends the account's logins."),
+    Route("GET", "/api/admin/status", "Configuration status (no secrets, no personal data)",
+          ADMIN, ok("status", obj(
+              environment=STR, public_url=STR, database=ANY_OBJ, recording=ANY_OBJ,
+              retention=ANY_OBJ, sms=ANY_OBJ, webhooks=ANY_OBJ, live_rooms=INT,
+              audit=obj(ok=BOOL, records=INT, problem=opt(STR)), at=TIME)), "admin"),
+)  # fmt: skip
+
+ROUTES: tuple[Route, ...] = (*SUPERVISION, *PRIVACY, *ADMINISTRATION)
