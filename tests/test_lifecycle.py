@@ -6,13 +6,14 @@ The clock is the server's injected FakeClock (tests/conftest.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import time
 from pathlib import Path
 from typing import Any
 
-from server.core.appkeys import AUDIT
+from server.core.appkeys import AUDIT, SECRETS
 from server.core.audit import Audit
 from server.core.config import from_dict
 from server.core.db import Database, logins, recordings, sessions
@@ -20,20 +21,36 @@ from server.privacy.cli import EXIT_INCOMPLETE
 from server.privacy.retention import RETENTION
 from server.privacy.ropa import ropa_markdown
 from server.recording.service import RECORDING
+from tests.conftest import free_port
 from tests.privacy_helpers import make_subject
 from tests.test_cli import run
 from tests.test_retention import count, swept
+from tests.test_webhooks import Receiver
 
 DAY = 86_400.0
 
 
 async def test_report_lists_snapshots_and_recording(make_server: Any) -> None:
-    server = await make_server(recording={"segment_s": 1.0})
-    agent = await server.agent("anna")
-    made = await make_subject(server, agent, "+37120000001", "red", photos=2, video_s=1.2)
-    status, body = await agent.get(f"/api/sessions/{made.session_id}/report")
-    assert status == 200, body
+    port = free_port()
+    server = await make_server(recording={"segment_s": 1.0},
+                               webhooks={"urls": [f"http://127.0.0.1:{port}/hook"]})  # fmt: skip
+    receiver = Receiver(port, server.app[SECRETS].webhook_key)
+    await receiver.start()
+    try:
+        agent = await server.agent("anna")
+        made = await make_subject(server, agent, "+37120000001", "red", photos=2, video_s=1.2)
+        status, body = await agent.get(f"/api/sessions/{made.session_id}/report")
+        assert status == 200, body
+        deadline = time.monotonic() + 10
+        while not [e for e in receiver.events if e["type"] == "session.ended"]:
+            assert time.monotonic() < deadline, receiver.events
+            await asyncio.sleep(0.05)
+    finally:
+        await receiver.stop()
     report = body["report"]
+    (ended,) = [e for e in receiver.events if e["type"] == "session.ended"]
+    hooked = ended["data"]["report"]  # what the CRM gets: the same photos and recording
+    assert (hooked["snapshots"], hooked["recording"]) == (report["snapshots"], report["recording"])
     assert sorted(p["id"] for p in report["snapshots"]) == sorted(made.photo_ids)
     assert {p["kind"] for p in report["snapshots"]} == {"upload"}
     assert all(p["at"] and p["status"] == "complete" for p in report["snapshots"])

@@ -213,7 +213,11 @@ async def _object(ctx: _Ctx, args: argparse.Namespace) -> int:
 async def _retention(ctx: _Ctx, args: argparse.Namespace) -> int:
     from server.privacy.retention import sweep
 
-    result = await sweep(ctx.db, ctx.audit, ctx.media(), ctx.cfg, time.time())
+    try:
+        result = await sweep(ctx.db, ctx.audit, ctx.media(), ctx.cfg, time.time())
+    except Exception as exc:  # e.g. the database: storage failures are handled in sweep()
+        return _fail(f"retention: the sweep stopped ({type(exc).__name__}: {exc}); what it had "
+                     "not deleted yet is still there: run it again")  # fmt: skip
     if not result.anything:
         print("retention: nothing is past its retention")
         return EXIT_OK

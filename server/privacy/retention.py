@@ -10,8 +10,16 @@ session the data belongs to:
 - audit log (`audit_days`): the oldest audit records; the chain goes on from a checkpoint
   (server/core/audit.py).
 
+- staff logins (`logins_days`): counted from the login's expiry.
+
 Device cookies and links of sessions that ended more than a day ago go at once (nothing
 needs them: the caller's privacy receipt is read when the session ends).
+
+A storage failure midway never crashes the sweep or orphans anything: the media part stops,
+what could not be deleted keeps its row and its session record (`SweepResult.failed`), the
+rest goes on, and the next sweep finishes the job. Empty folders named by a recording id that
+is gone are removed afterwards, also after a failure. docs/security.md has the table of
+categories and `callassist retention run`'s exit codes.
 
 The sweeper runs in the server every `sweep_interval_s` (and once at start), and as
 `callassist retention run`. Media objects are deleted header first, exactly like an erasure
