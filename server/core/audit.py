@@ -131,7 +131,18 @@ class Audit:
                     .limit(1)
                 )
             ).first()
-            seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
+            if last is None:
+                # Empty log: retention may have removed every record; the chain goes on from
+                # the checkpoint, so nothing written later can pass for the first record.
+                cp = (
+                    await conn.execute(
+                        sa.select(audit_checkpoint.c.seq, audit_checkpoint.c.hash).where(
+                            audit_checkpoint.c.id == 1
+                        )
+                    )
+                ).first()
+                last = (cp[0], cp[1]) if cp else (0, GENESIS)
+            seq, prev = last[0] + 1, last[1]
             row = {
                 "seq": seq,
                 "at": round(self.clock(), 3),
@@ -176,17 +187,16 @@ class Audit:
 
     async def prune(self, written_before: float) -> int:
         """Remove the records written before `written_before` (retention.audit_days), oldest
-        first, and move the checkpoint to the last one removed. The newest record always
-        stays, so the chain keeps a head."""
+        first, and move the checkpoint to the last one removed. Every record past the cut-off
+        goes, the newest too (the same cut-off as every other category): the checkpoint then
+        holds the chain's head, and `record` goes on from it."""
         async with self._lock, self.db.engine.begin() as conn:
             if conn.dialect.name == "postgresql":
                 await conn.execute(sa.text("LOCK TABLE audit_log IN EXCLUSIVE MODE"))
-            newest = (await conn.execute(sa.select(sa.func.max(audit_log.c.seq)))).scalar()
             last = (
                 await conn.execute(
                     sa.select(audit_log.c.seq, audit_log.c.hash, audit_log.c.at)
                     .where(audit_log.c.at < written_before)
-                    .where(audit_log.c.seq < (newest or 0))
                     .order_by(audit_log.c.seq.desc())
                     .limit(1)
                 )

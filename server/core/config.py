@@ -122,6 +122,8 @@ class RetentionConfig:
     recordings_days: int = 30
     media_days: int = 30
     audit_days: int = 730
+    # Days a staff login (account, login and expiry time) is kept after it expired.
+    logins_days: int = 1
     # How often the background sweeper runs, in seconds.
     sweep_interval_s: int = 3600
 
@@ -313,7 +315,7 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("sms.http_url: required (http:// or https://) when sms.sender = 'http'")
     if not cfg.session.default_country_code.startswith("+"):
         raise ConfigError("session.default_country_code: must start with '+', e.g. '+371'")
-    for name in ("sessions_days", "recordings_days", "media_days", "audit_days"):
+    for name in ("sessions_days", "recordings_days", "media_days", "audit_days", "logins_days"):
         if getattr(cfg.retention, name) < 1:
             raise ConfigError(f"retention.{name}: must be at least 1 day")
     if cfg.retention.sweep_interval_s < 1:

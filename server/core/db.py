@@ -240,6 +240,13 @@ class Database:
         async with self.engine.begin() as conn:
             await conn.execute(logins.delete().where(logins.c.token_hash == token_hash(token)))
 
+    # retention of staff logins (server/privacy/retention.py, retention.logins_days)
+    async def delete_expired_logins(self, expired_before: float) -> int:
+        """Drop the logins that expired before `expired_before`; returns how many."""
+        async with self.engine.begin() as conn:
+            result = await conn.execute(logins.delete().where(logins.c.expires_at < expired_before))
+            return int(result.rowcount or 0)
+
     # --- sessions ----------------------------------------------------------------------
     async def add_session(self, **values: Any) -> None:
         async with self.engine.begin() as conn:
@@ -264,15 +271,20 @@ class Database:
             ).all()
         return [dict(r._mapping) for r in rows]
 
-    async def end_open_sessions(self, now: float) -> int:
-        """End every session a previous process left open (rooms live in memory)."""
+    async def end_open_sessions(self, now: float) -> list[str]:
+        """End every session a previous process left open (rooms live in memory); returns
+        their ids, so each end can be audited like any other (retention counts from it)."""
         async with self.engine.begin() as conn:
-            result = await conn.execute(
-                sessions.update()
-                .where(sessions.c.state != "ended")
-                .values(state="ended", caller_status="ended", ended_at=now, end_reason="restart")
-            )
-            return int(result.rowcount or 0)
+            ids = [str(r[0]) for r in (await conn.execute(
+                sa.select(sessions.c.id).where(sessions.c.state != "ended"))).all()]  # fmt: skip
+            if ids:
+                await conn.execute(
+                    sessions.update()
+                    .where(sessions.c.id.in_(ids))
+                    .values(state="ended", caller_status="ended", ended_at=now,
+                            end_reason="restart")  # fmt: skip
+                )
+            return ids
 
     async def update_session(self, session_id: str, **values: Any) -> None:
         async with self.engine.begin() as conn:

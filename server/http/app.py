@@ -95,7 +95,11 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     db = app[DB]
     await db.create_schema()
     # Rooms live in memory: sessions left open by a previous process cannot come back.
-    await db.end_open_sessions(app[CLOCK]())
+    # Each such end is audited like any other (`session.end`, reason `restart`): retention
+    # counts from this time (docs/security.md).
+    for session_id in await db.end_open_sessions(app[CLOCK]()):
+        await app[AUDIT].record(actor="server", role="system", action="session.end",
+                                object=session_id, reason="restart")  # fmt: skip
     reaper = asyncio.create_task(_reap(app), name="room-reaper")
     yield
     reaper.cancel()

@@ -1,8 +1,9 @@
 """Post-session report: the timeline of one support session, from its database row.
 
 `GET /api/sessions/{id}/report` (the owning agent; supervisors too, with the masked number) and the
-`report` of the `session.ended` webhook. Snapshots and recordings join the timeline when
-those features exist (`snapshots: []`, `recording: null` until then).
+`report` of the `session.ended` webhook. `snapshots` lists the session's photos (agent
+snapshots and caller uploads) and `recording` its camera recordings (null when the camera was
+not recorded), from the recordings table: what was taken, when, never the media.
 """
 
 from __future__ import annotations
@@ -36,7 +37,37 @@ def _span(row: dict[str, Any], start: str, end: str) -> float | None:
     return round(max(b - a, 0.0), 3)
 
 
-def build_report(row: dict[str, Any], agent_name: str | None) -> dict[str, Any]:
+def _seconds(start: float | None, end: float | None) -> float | None:
+    return None if start is None or end is None else round(max(end - start, 0.0), 1)
+
+
+def media_summary(recordings: list[dict[str, Any]]) -> dict[str, Any]:
+    """The report's `snapshots` and `recording` from the session's recording rows."""
+    photos = [
+        {"id": r["id"], "kind": r["kind"], "at": iso(r["started_at"]), "status": r["status"]}
+        for r in recordings
+        if r["kind"] != "video"
+    ]
+    videos = [r for r in recordings if r["kind"] == "video"]
+    recording = None
+    if videos:
+        parts = [
+            {"id": r["id"], "status": r["status"], "started_at": iso(r["started_at"]),
+             "ended_at": iso(r["ended_at"]), "seconds": _seconds(r["started_at"], r["ended_at"]),
+             "segments": r["segments"]}
+            for r in videos
+        ]  # fmt: skip
+        recording = {
+            "count": len(parts),
+            "seconds": round(sum(p["seconds"] or 0.0 for p in parts), 1),
+            "recordings": parts,
+        }
+    return {"snapshots": photos, "recording": recording}
+
+
+def build_report(
+    row: dict[str, Any], agent_name: str | None, recordings: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     timeline = [
         {"event": name, "at": iso(row[column])} for name, column in STEPS if row.get(column)
     ]
@@ -59,9 +90,7 @@ def build_report(row: dict[str, Any], agent_name: str | None) -> dict[str, Any]:
             "total": _span(row, "created_at", "ended_at"),
         },
         "connected": row.get("media_started_at") is not None,
-        # Later: snapshots taken and the recording, when those features exist.
-        "snapshots": [],
-        "recording": None,
+        **media_summary(recordings or []),
     }
 
 
@@ -70,7 +99,7 @@ async def session_report(db: Database, session_id: str) -> dict[str, Any] | None
     if row is None:
         return None
     agent = await db.user_by_id(row["agent_id"])
-    return build_report(row, agent.username if agent else None)
+    return build_report(row, agent.username if agent else None, await db.list_recordings(row["id"]))
 
 
 @require_user("agent", "supervisor")  # admins manage accounts, not sessions
@@ -81,8 +110,10 @@ async def report_handler(request: web.Request) -> web.StreamResponse:
     if row is None or (user.role == "agent" and row["agent_id"] != user.id):
         # The same answer for "not yours" and "does not exist" (as the sessions API).
         return await deny(request, user, 404, "not_found", "no such session")
-    agent = await db.user_by_id(row["agent_id"])
-    return web.json_response({"report": build_report(row, agent.username if agent else None)})
+    report = await session_report(db, row["id"])
+    if report is None:  # erased between the two reads
+        return await deny(request, user, 404, "not_found", "no such session")
+    return web.json_response({"report": report})
 
 
 def setup(app: web.Application) -> None:

@@ -37,6 +37,9 @@ from server.privacy.subjects import (
 )
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+# `retention run`: the sweep ran, but the storage failed and some media (with their session
+# records) are still there; running it again when the storage is back finishes the job.
+EXIT_INCOMPLETE = 3
 
 
 def _fail(message: str, code: int = EXIT_FAILED) -> int:
@@ -210,10 +213,23 @@ async def _object(ctx: _Ctx, args: argparse.Namespace) -> int:
 async def _retention(ctx: _Ctx, args: argparse.Namespace) -> int:
     from server.privacy.retention import sweep
 
-    result = await sweep(ctx.db, ctx.audit, ctx.media(), ctx.cfg, time.time())
-    print("retention: deleted " + result.describe() if result.anything
-          else "retention: nothing is past its retention")  # fmt: skip
-    return EXIT_OK
+    try:
+        result = await sweep(ctx.db, ctx.audit, ctx.media(), ctx.cfg, time.time())
+    except Exception as exc:  # e.g. the database: storage failures are handled in sweep()
+        return _fail(f"retention: the sweep stopped ({type(exc).__name__}: {exc}); what it had "
+                     "not deleted yet is still there: run it again")  # fmt: skip
+    if not result.anything:
+        print("retention: nothing is past its retention")
+        return EXIT_OK
+    print("retention: deleted " + ", ".join(f"{k}={getattr(result, k)}" for k in result.COUNTS))
+    if result.complete:
+        return EXIT_OK
+    print(f"callassist: retention: could not delete {len(result.failed)} recording(s)/photo(s) "
+          f"({result.error or 'the storage failed before them'}): "
+          f"{' '.join(result.failed)}; they and their session records are kept. Run "
+          "`callassist retention run` again when the storage works (the server's sweeper also "
+          "retries).", file=sys.stderr)  # fmt: skip
+    return EXIT_INCOMPLETE
 
 
 def add_parsers(

@@ -10,8 +10,16 @@ session the data belongs to:
 - audit log (`audit_days`): the oldest audit records; the chain goes on from a checkpoint
   (server/core/audit.py).
 
+- staff logins (`logins_days`): counted from the login's expiry.
+
 Device cookies and links of sessions that ended more than a day ago go at once (nothing
 needs them: the caller's privacy receipt is read when the session ends).
+
+A storage failure midway never crashes the sweep or orphans anything: the media part stops,
+what could not be deleted keeps its row and its session record (`SweepResult.failed`), the
+rest goes on, and the next sweep finishes the job. Empty folders named by a recording id that
+is gone are removed afterwards, also after a failure. docs/security.md has the table of
+categories and `callassist retention run`'s exit codes.
 
 The sweeper runs in the server every `sweep_interval_s` (and once at start), and as
 `callassist retention run`. Media objects are deleted header first, exactly like an erasure
@@ -25,15 +33,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
-from recorder.storage import S3Storage, Storage
+from recorder.storage import LocalStorage, S3Storage, Storage
 from server.core.appkeys import AUDIT, CLOCK, CONFIG, DB
 from server.core.audit import Audit
-from server.core.config import Config
+from server.core.config import Config, RetentionConfig
 from server.core.db import Database
 from server.privacy.subjects import Media, delete_recording_objects
 from server.recording.service import RECORDING
@@ -51,43 +62,145 @@ class SweepResult:
     sessions: int = 0
     objects: int = 0
     devices: int = 0
+    logins: int = 0
     audit: int = 0
+    folders: int = 0  # empty folders named by a recording id that is gone
+    # What could not be deleted (the storage failed): recording ids, and the first error.
+    # They stay, with their session records, for the next sweep (safe to run again).
+    failed: list[str] = field(default_factory=list)
+    error: str = ""
+
+    COUNTS = ("recordings", "photos", "sessions", "objects", "devices", "logins", "audit",
+              "folders")  # fmt: skip
 
     @property
     def anything(self) -> bool:
-        return any(asdict(self).values())
+        return any(getattr(self, k) for k in self.COUNTS) or bool(self.failed)
+
+    @property
+    def complete(self) -> bool:
+        return not self.failed
 
     def describe(self) -> str:
-        return ", ".join(f"{k}={v}" for k, v in asdict(self).items())
+        done = ", ".join(f"{k}={getattr(self, k)}" for k in self.COUNTS)
+        return done + (f", not_deleted={len(self.failed)}" if self.failed else "")
+
+
+async def _drop_media(media: Media, row: dict[str, Any], result: SweepResult) -> bool:
+    """Delete one recording's or photo's objects; False (and noted) when the storage failed.
+    After the first failure the rest is left alone: the storage is most likely down, and
+    every try would only wait for its timeouts."""
+    if result.failed:
+        result.failed.append(row["id"])
+        return False
+    try:
+        result.objects += await delete_recording_objects(media, row["id"])
+    except Exception as exc:  # StorageError, OSError, botocore's: all mean "try again later"
+        result.failed.append(row["id"])
+        result.error = f"{type(exc).__name__}: {exc}"[:200]
+        log.warning("retention: could not delete recording %s (%s); left for the next sweep",
+                    row["id"], result.error)  # fmt: skip
+        return False
+    return True
 
 
 async def sweep(db: Database, audit: Audit, media: Media, cfg: Config, now: float) -> SweepResult:
-    """Delete what is past its retention at `now`; returns what was deleted."""
+    """Delete what is past its retention at `now`; returns what was deleted and what could
+    not be (a storage failure stops the media part, never the rest, and loses nothing: a
+    session record goes only with all of its media)."""
     rc = cfg.retention
     result = SweepResult()
-    for kinds, days, counter in (
-        (("video",), rc.recordings_days, "recordings"),
-        (("snapshot", "upload"), rc.media_days, "photos"),
-    ):
-        for row in await db.expired_recordings(kinds, now - days * DAY):
-            result.objects += await delete_recording_objects(media, row["id"])
-            await db.delete_recording_rows([row["id"]])
-            setattr(result, counter, getattr(result, counter) + 1)
-    expired = await db.expired_session_ids(now - rc.sessions_days * DAY)
-    for session_id in expired:
-        for row in await db.list_recordings(session_id):
-            result.objects += await delete_recording_objects(media, row["id"])
-            result.recordings += row["kind"] == "video"
-            result.photos += row["kind"] != "video"
-    result.sessions = await db.delete_sessions(expired)
-    result.devices = await db.forget_devices(now - DAY)
-    result.audit = await audit.prune(now - rc.audit_days * DAY)
+    touched: set[str] = set()
+    try:
+        for kinds, days, counter in (
+            (("video",), effective_days(rc.recordings_days, rc), "recordings"),
+            (("snapshot", "upload"), effective_days(rc.media_days, rc), "photos"),
+        ):
+            for row in await db.expired_recordings(kinds, now - days * DAY):
+                touched.add(row["id"])
+                if await _drop_media(media, row, result):
+                    await db.delete_recording_rows([row["id"]])
+                    setattr(result, counter, getattr(result, counter) + 1)
+        expired = await db.expired_session_ids(now - rc.sessions_days * DAY)
+        # Device cookies and links first: when they go with their sessions they are counted.
+        result.devices = await db.forget_devices(now - DAY)
+        whole: list[str] = []
+        for session_id in expired:
+            rows = await db.list_recordings(session_id)
+            left = False
+            for row in rows:
+                touched.add(row["id"])
+                if await _drop_media(media, row, result):
+                    await db.delete_recording_rows([row["id"]])
+                    result.recordings += row["kind"] == "video"
+                    result.photos += row["kind"] != "video"
+                else:
+                    left = True
+            if not left:
+                whole.append(session_id)
+        result.sessions = await db.delete_sessions(whole)
+        result.logins = await db.delete_expired_logins(now - rc.logins_days * DAY)
+        result.audit = await audit.prune(now - rc.audit_days * DAY)
+    finally:
+        # Also after a failure: what an interrupted run (or upload) left must not stay.
+        try:
+            result.folders = await remove_empty_folders(db, media, touched)
+        except Exception as exc:  # never hides the error that stopped the sweep
+            log.warning("retention: could not look for empty recording folders (%s)", exc)
     if result.anything:
         # No phone number, no session id: only how much went.
         await audit.record(actor="retention", role="system", action="retention.sweep",
-                           reason=result.describe())  # fmt: skip
+                           reason=result.describe(),
+                           result="ok" if result.complete else "partial")  # fmt: skip
         log.info("retention sweep deleted %s", result.describe())
     return result
+
+
+def effective_days(days: int, rc: RetentionConfig) -> int:
+    """Media never outlive their session record: the period really applied to them."""
+    return min(days, rc.sessions_days)
+
+
+# Folders younger than this may be a write that is just starting (the spool makes the folder,
+# then the file): never touched.
+FOLDER_GRACE_S = 60.0
+
+
+async def remove_empty_folders(db: Database, media: Media, touched: set[str]) -> int:
+    """Remove the empty folders named by a recording id (in the spool and a local storage)
+    whose recording has no row any more, or that this sweep worked on; returns how many."""
+    roots = [Path(media.spool_dir)] if media.spool_dir is not None else []
+    if isinstance(media.storage, LocalStorage):
+        roots.append(media.storage.directory)
+
+    def empty_candidates() -> list[Path]:
+        found = []
+        for root in roots:
+            base = root / "recordings"
+            if not base.is_dir():
+                continue
+            for folder in base.iterdir():
+                if folder.is_dir() and not any(p.is_file() for p in folder.rglob("*")):
+                    found.append(folder)
+        return found
+
+    def remove(folder: Path) -> bool:
+        try:
+            if time.time() - folder.stat().st_mtime < FOLDER_GRACE_S and folder.name not in touched:
+                return False
+            for sub in sorted(folder.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+                sub.rmdir()  # only directories are left: fails (and stops) if a file appeared
+            folder.rmdir()
+        except OSError:
+            return False
+        return True
+
+    removed = 0
+    for folder in await asyncio.to_thread(empty_candidates):
+        if folder.name not in touched and await db.get_recording(folder.name) is not None:
+            continue  # a live recording's folder (e.g. all its segments uploaded)
+        removed += await asyncio.to_thread(remove, folder)
+    return removed
 
 
 # --- S3: lifecycle rules as a second net ------------------------------------------------------

@@ -6,8 +6,19 @@ from __future__ import annotations
 from server.core.config import Config
 
 
+def days(n: int) -> str:
+    return f"{n} day" if n == 1 else f"{n} days"
+
+
 def ropa_markdown(cfg: Config) -> str:
     s, r = cfg.session, cfg.retention
+    # The periods the sweeper really applies (server/privacy/retention.py): media never
+    # outlive their session record.
+    rec_days, media_days = (
+        min(r.recordings_days, r.sessions_days),
+        min(r.media_days, r.sessions_days),
+    )
+    chat = cfg.toolkit.keep_chat
     recipients = [
         f"the support agents of {s.operator_name} (the caller's own session only)",
         "supervisors (live rooms, masked phone numbers; no media downloads)",
@@ -39,7 +50,13 @@ def ropa_markdown(cfg: Config) -> str:
         "- device type (operating system, browser, device class)",
         "- time and duration of use (link sent, opened, notice accepted, media start and end)",
         "- images and video the caller submits (live camera, recordings, snapshots, photos)",
-        "- for staff: account name, role, audit records of their actions",
+        "- chat messages between the caller and the agent (`toolkit.keep_chat` is on)"
+        if chat
+        else "- chat messages are not stored (they live only as long as the call)",
+        "- the caller's device cookie and the one-time link (stored only as hashes)",
+        "- the do-not-record flag of a phone number that objected (stored as a keyed hash)",
+        "- for staff: account name, role, logins (login and expiry time), audit records of "
+        "their actions",
         "",
         "No IP addresses are stored (used only in memory for rate limiting); phone numbers are "
         "masked in logs, metrics and operations views.",
@@ -52,11 +69,20 @@ def ropa_markdown(cfg: Config) -> str:
         "service refuses to start otherwise.",
         "",
         "## Retention (deleted automatically by the retention sweeper)",
-        f"- session records: {r.sessions_days} days after the session ended",
-        f"- recordings: {r.recordings_days} days",
-        f"- snapshots and uploaded photos: {r.media_days} days",
-        f"- audit records (no phone numbers in clear): {r.audit_days} days",
-        f"- unopened links expire after {s.link_ttl_s // 60} minutes",
+        "A caller's data is counted from the end of the session (a session cut off by a server "
+        "stop ends at the next start); media never outlive their session record.",
+        "",
+        f"- session records: {days(r.sessions_days)} after the session ended",
+        f"- recordings: {days(rec_days)}",
+        f"- snapshots and uploaded photos: {days(media_days)}",
+        *([f"- chat messages: {days(r.sessions_days)}, with the session record"] if chat else []),
+        "- device cookies and links: 1 day (unopened links stop working after "
+        f"{s.link_ttl_s // 60} minutes)",
+        f"- staff logins: {days(r.logins_days)} after the login expired",
+        f"- audit records (no phone numbers in clear): {days(r.audit_days)} after they were "
+        "written",
+        "- staff accounts: as long as the account exists (an administrator disables it)",
+        "- do-not-record flags: until the objection is withdrawn",
         "",
         "## Security measures",
         "- media encrypted in transit (DTLS-SRTP), pages and API over TLS",
