@@ -120,3 +120,83 @@ async def test_capacity_baseline_server_process() -> None:
     info, reply = await _server_summary("--server", "baseline")
     assert set(info) == {"port"}
     assert reply == {"id": 1, "result": {"rooms": 0}}
+
+
+def _measure(rooms: int, cores_per_room: float) -> dict[str, Any]:
+    return {
+        "rooms": rooms,
+        "window_s": 5.0,
+        "server_cores": cores_per_room * rooms,
+        "server_user_system": [0.1, 0.02],
+        "cores_per_room": cores_per_room,
+        "client_cores": {"callers": 0.3, "agents": 0.4},
+        "server_rss_mb": 100.0,
+        "mem_mb_per_room": 15.2,
+        "fps_mean": 29.97,
+        "fps_min": 29.5,
+        "loss": 0.0,
+        "latency_ms": {"p50": 3.5, "p95": 7.8, "p99": 70.0, "samples": 1000},
+        "anchored_rooms": rooms,
+    }
+
+
+def test_capacity_summary_keys_and_ratio() -> None:
+    from bench.capacity_parts.report import summary_json, table
+
+    result: dict[str, Any] = {
+        "load_before": [0.5, 1.0, 2.0],
+        "load_after": [1.5, 1.0, 2.0],
+        "baseline": {"measure": _measure(1, 1.69)},
+        "project": {
+            "measure": _measure(10, 0.0186),
+            "steps": [_measure(10, 0.0186), _measure(20, 0.0166)],
+            "max_rooms_per_process": 20,
+            "stopped_by": "max_rooms",
+            "server": {"recorder": "included", "forwarding": "rtp"},
+        },
+        "elapsed_s": 70.3,
+    }
+    s = summary_json(result)
+    # docs/media-performance.md quotes this object: its keys are part of the bench's output.
+    assert set(s) == {"baseline", "project", "ratio", "load", "elapsed_s"}
+    assert set(s["baseline"]) == {
+        "cores_per_room",
+        "mem_mb_per_room",
+        "p95_added_latency_ms",
+        "fps",
+        "loss",
+        "rooms_measured",
+    }
+    assert set(s["project"]) == {
+        "cores_per_room",
+        "mem_mb_per_room",
+        "p95_added_latency_ms",
+        "max_rooms_per_process",
+        "rooms_per_core",
+        "rooms_measured",
+        "fps",
+        "loss",
+        "forwarding",
+        "recorder",
+        "stopped_by",
+    }
+    assert s["ratio"] == 90.9 and s["project"]["rooms_per_core"] == 53.8
+    assert "baseline/project CPU per room: 90.9x" in table(result)
+    del result["baseline"]
+    s = summary_json(result)
+    assert s["baseline"] is None and s["ratio"] is None
+    assert "baseline/project" not in table(result)
+
+
+def test_media_internals_imported_in_one_place() -> None:
+    """server/media/ changes are adapted in bench/lib/media.py alone."""
+    importers = sorted(
+        str(p.relative_to(BENCH))
+        for p in BENCH.rglob("*.py")
+        if any(
+            f"{kw} server.{mod}" in p.read_text()
+            for kw in ("from", "import")
+            for mod in ("media", "core.config")
+        )
+    )
+    assert importers == ["lib/media.py"]
