@@ -10,10 +10,7 @@ measure from that moment to the first frame the agent's aiortc client decodes.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
-import logging
 import statistics
 import sys
 import time
@@ -21,16 +18,18 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-# The clients are the same browser-shaped aiortc peers the media tests use.
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT)]
 
-from media_helpers import BLUE, RED, Client, loopback_config, wait_for  # noqa: E402
+from bench.lib import cli  # noqa: E402
+from bench.lib.media import MediaRoom, loopback  # noqa: E402
+from bench.lib.stats import percentile  # noqa: E402
 
-from server.media.peers import MediaRoom  # noqa: E402
+# The clients are the same browser-shaped aiortc peers the media tests use (they decode).
+from tests.media_helpers import BLUE, RED, Client, wait_for  # noqa: E402
 
 
 async def one_session(index: int, codec: str) -> dict[str, float]:
-    room = MediaRoom(f"bench-{index}", loopback_config(codec=codec), on_event=lambda e: None)
+    room = MediaRoom(f"bench-{index}", loopback(codec=codec), on_event=lambda e: None)
     agent, caller = Client("agent", BLUE), Client("caller", RED)
     try:
         await agent.connect(room, "agent", 1)
@@ -50,15 +49,6 @@ async def one_session(index: int, codec: str) -> dict[str, float]:
         await room.close()
 
 
-def percentile(values: list[float], q: float) -> float:
-    """Linear interpolation between closest ranks (numpy's default)."""
-    ordered = sorted(values)
-    pos = (len(ordered) - 1) * q
-    lo = int(pos)
-    hi = min(lo + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
-
-
 async def run(runs: int, codec: str) -> dict[str, Any]:
     samples = [await one_session(i, codec) for i in range(runs)]
     first = [s["camera_to_agent_s"] for s in samples]
@@ -76,21 +66,9 @@ async def run(runs: int, codec: str) -> dict[str, Any]:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=10)
-    parser.add_argument("--codec", choices=["VP8", "H264"], default="VP8")
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
-    args = parser.parse_args()
-    if args.runs < 1:
-        parser.error("--runs must be at least 1")
-    logging.basicConfig(level=logging.ERROR)
-    result = asyncio.run(run(args.runs, args.codec))
-    if args.json:
-        print(json.dumps(result))
-        return
+def summary(result: dict[str, Any]) -> str:
     goal = "meets" if result["median_s"] < 0.3 else "MISSES"
-    print(
+    return (
         f"first frame at the agent, {result['runs']} sessions, {result['codec']}, loopback:\n"
         f"  camera start -> decoded: median {result['median_s'] * 1000:.0f} ms, "
         f"p95 {result['p95_s'] * 1000:.0f} ms "
@@ -100,6 +78,17 @@ def main() -> None:
         f"{result['offer_to_first_frame_median_s'] * 1000:.0f} ms, "
         f"p95 {result['offer_to_first_frame_p95_s'] * 1000:.0f} ms"
     )
+
+
+def main() -> None:
+    parser = cli.parser(__doc__)
+    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--codec", choices=["VP8", "H264"], default="VP8")
+    args = parser.parse_args()
+    if args.runs < 1:
+        parser.error("--runs must be at least 1")
+    cli.quiet_logs()
+    cli.emit(asyncio.run(run(args.runs, args.codec)), args.json, summary)
 
 
 if __name__ == "__main__":

@@ -25,27 +25,27 @@ from __future__ import annotations
 import argparse
 import asyncio
 import fractions
-import json
 import os
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+sys.path[:0] = [str(ROOT)]
 
 import av  # noqa: E402
 from aiortc.contrib.media import MediaRecorder  # noqa: E402
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack  # noqa: E402
 
+from bench.encrypt import raw_aesgcm_seconds, segment_writer_seconds  # noqa: E402
+from bench.lib import cli  # noqa: E402
+from bench.lib.recording import local_spool, memory_keyring  # noqa: E402
+from bench.lib.stats import ratio  # noqa: E402
+from bench.lib.usage import spent  # noqa: E402
 from recorder.crypto import DEFAULT_CHUNK_SIZE, new_recording  # noqa: E402
-from recorder.keys import MasterKeyring  # noqa: E402
 from recorder.participant import RecorderParticipant  # noqa: E402
-from recorder.spool import Spool  # noqa: E402
-from recorder.storage import LocalStorage  # noqa: E402
 
 WIDTH, HEIGHT, FPS = 640, 480, 30
 CLOCK = 90000
@@ -123,21 +123,23 @@ class Source:
 
 async def run_ours(packets: list[Packet], segment_s: float) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-rec-") as tmp:
-        ring = MasterKeyring({"mk-0001": os.urandom(32)})
-        storage = LocalStorage(Path(tmp) / "store")
-        spool = Spool(Path(tmp) / "spool", storage)
-        await spool.start()
-        cpu0, wall0 = time.process_time(), time.perf_counter()
-        recorder = RecorderParticipant(Source(packets), new_recording(ring), spool,
-                                       segment_s=segment_s)  # fmt: skip
-        await recorder.start()
-        summary = await recorder.wait()
-        await spool.drain()
-        cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+        ring = memory_keyring()
+        spool = await local_spool(Path(tmp))
+        with spent() as cost:
+            recorder = RecorderParticipant(Source(packets), new_recording(ring), spool,
+                                           segment_s=segment_s)  # fmt: skip
+            await recorder.start()
+            summary = await recorder.wait()
+            await spool.drain()
         await spool.stop()
         stored = sum(p.stat().st_size for p in (Path(tmp) / "store").rglob("*") if p.is_file())
     assert summary.complete and summary.frames == len(packets), summary
-    return {"cpu_s": cpu, "wall_s": wall, "segments": summary.segments, "stored_bytes": stored}
+    return {
+        "cpu_s": cost.cpu_s,
+        "wall_s": cost.wall_s,
+        "segments": summary.segments,
+        "stored_bytes": stored,
+    }
 
 
 class FrameTrack(MediaStreamTrack):
@@ -178,18 +180,16 @@ async def run_mediarecorder(
         track = FrameTrack(None if frames is not None else packets, frames)
         rec = MediaRecorder(str(Path(tmp) / "out.webm"))
         rec.addTrack(track)
-        cpu0, wall0 = time.process_time(), time.perf_counter()
-        await rec.start()
-        await track.done.wait()
-        await rec.stop()
-        cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+        with spent() as cost:
+            await rec.start()
+            await track.done.wait()
+            await rec.stop()
         size = (Path(tmp) / "out.webm").stat().st_size
-    return {"cpu_s": cpu, "wall_s": wall, "frames": track.count, "stored_bytes": size}
+    return {"cpu_s": cost.cpu_s, "wall_s": cost.wall_s, "frames": track.count,
+            "stored_bytes": size}  # fmt: skip
 
 
 def encryption(mb: int) -> tuple[float, float]:
-    from encrypt import raw_aesgcm_seconds, segment_writer_seconds
-
     data = os.urandom(mb * 1024 * 1024)
     writer = min(segment_writer_seconds(data, 16384) for _ in range(3))
     raw = min(raw_aesgcm_seconds(data, DEFAULT_CHUNK_SIZE) for _ in range(3))
@@ -214,9 +214,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "recorder_cores_per_stream": round(ours_cores, 5),
         "mediarecorder_cores_per_stream": round(mr_cores, 4),
-        "ratio": round(mr_cores / ours_cores, 1),
+        "ratio": ratio(mr_cores, ours_cores),
         "mediarecorder_encode_only_cores_per_stream": round(mr_enc_cores, 4),
-        "ratio_encode_only": round(mr_enc_cores / ours_cores, 1),
+        "ratio_encode_only": ratio(mr_enc_cores, ours_cores),
         "recorder_us_per_frame": round(ours_cpu / len(packets) * 1e6, 1),
         "encrypt_mb_s": round(enc_mb_s, 1),
         "raw_aesgcm_mb_s": round(raw_mb_s, 1),
@@ -229,30 +229,31 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def summary(result: dict[str, Any]) -> str:
+    i = result["input"]
+    return "\n".join([
+        f"input: {i['seconds']} s of VP8 {i['width']}x{i['height']} @ {i['fps']} fps, "
+        f"{i['kbps']} kbit/s ({i['frames']} frames)",
+        f"  ours (mux + encrypt + spool + store):  {result['recorder_cores_per_stream']:.5f} "
+        f"cores/stream ({result['recorder_us_per_frame']} µs CPU per frame)",
+        f"  aiortc MediaRecorder (decode+encode): {result['mediarecorder_cores_per_stream']:.4f}"
+        f" cores/stream -> ratio {result['ratio']}x",
+        f"  aiortc MediaRecorder (encode only):   "
+        f"{result['mediarecorder_encode_only_cores_per_stream']:.4f} cores/stream -> ratio "
+        f"{result['ratio_encode_only']}x",
+        f"  encryption: SegmentWriter {result['encrypt_mb_s']} MB/s, raw AES-256-GCM "
+        f"{result['raw_aesgcm_mb_s']} MB/s (one core)",
+    ])  # fmt: skip
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = cli.parser(__doc__)
     parser.add_argument("--seconds", type=float, default=20.0, help="seconds of video")
     parser.add_argument("--segment-s", type=float, default=10.0, help="recorder segment length")
     parser.add_argument("--rounds", type=int, default=3, help="runs of ours (median)")
     parser.add_argument("--encrypt-mb", type=int, default=32, help="MiB for the AES-GCM part")
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
-    result = asyncio.run(main_async(args))
-    if args.json:
-        print(json.dumps(result))
-        return
-    i = result["input"]
-    print(f"input: {i['seconds']} s of VP8 {i['width']}x{i['height']} @ {i['fps']} fps, "
-          f"{i['kbps']} kbit/s ({i['frames']} frames)")  # fmt: skip
-    print(f"  ours (mux + encrypt + spool + store):  {result['recorder_cores_per_stream']:.5f} "
-          f"cores/stream ({result['recorder_us_per_frame']} µs CPU per frame)")  # fmt: skip
-    print(f"  aiortc MediaRecorder (decode+encode): {result['mediarecorder_cores_per_stream']:.4f}"
-          f" cores/stream -> ratio {result['ratio']}x")  # fmt: skip
-    print(f"  aiortc MediaRecorder (encode only):   "
-          f"{result['mediarecorder_encode_only_cores_per_stream']:.4f} cores/stream -> ratio "
-          f"{result['ratio_encode_only']}x")  # fmt: skip
-    print(f"  encryption: SegmentWriter {result['encrypt_mb_s']} MB/s, raw AES-256-GCM "
-          f"{result['raw_aesgcm_mb_s']} MB/s (one core)")  # fmt: skip
+    cli.emit(asyncio.run(main_async(args)), args.json, summary)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,133 @@
+"""One path measured: a server process with its two client processes (callers, agents),
+rooms added in batches, then server CPU, memory, frame rate, loss and latency over a
+window. Frames are matched by RTP timestamp, anchored once per room by the frame number
+drawn into the picture."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.lib.rpc import Child
+from bench.lib.stats import percentile
+from bench.lib.usage import cpu_seconds, cpu_times, rss_mb
+
+SCRIPT = Path(__file__).resolve().parent.parent / "capacity.py"  # every role is a process of it
+
+
+class Run:
+    """One server process (one path) with its two client processes."""
+
+    def __init__(self, label: str, server_args: list[str]) -> None:
+        self.label = label
+        self.server_args = server_args
+        self.rooms = 0
+        self.offsets: dict[str, int] = {}  # room -> agent rtp ts - 3000 * caller frame
+        self.info: dict[str, Any] = {}
+
+    async def __aenter__(self) -> Run:
+        self.server = await Child.start(SCRIPT, "--role", "server", *self.server_args)
+        self.info = await self.server.line()
+        port = str(self.info["port"])
+        self.callers = await Child.start(SCRIPT, "--role", "callers", "--port", port)
+        self.agents = await Child.start(SCRIPT, "--role", "agents", "--port", port)
+        await asyncio.sleep(1.0)
+        self.base_rss = rss_mb(self.server.pid)
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        for p in (self.callers, self.agents):
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(p.call(op="close"), 10)
+        for p in (self.callers, self.agents, self.server):
+            await p.stop()
+
+    async def grow(self, rooms: int) -> None:
+        names = [f"r{i}" for i in range(self.rooms, rooms)]
+        # Agents first, as in the product (the agent waits for the caller's camera).
+        for i in range(0, len(names), 10):
+            await self.agents.call(op="add", rooms=names[i : i + 10])
+            await self.callers.call(op="add", rooms=names[i : i + 10])
+        self.rooms = rooms
+
+    async def calibrate(self) -> None:
+        anchors = await self.agents.call(op="anchors")
+        todo = {n: a for n, a in anchors.items() if n not in self.offsets}
+        if not todo:
+            return
+        t0 = min(a[2] for a in todo.values()) - 5
+        sent = await self.callers.call(
+            op="sent", since=t0, until=time.monotonic(), rooms=list(todo)
+        )
+        for name, (ts, pos, arrival) in todo.items():
+            cands = [n for n, p, t in sent.get(name, []) if p == pos and t <= arrival]
+            if cands:
+                self.offsets[name] = (ts - 3000 * max(cands)) & 0xFFFFFFFF
+
+    async def measure(self, warmup: float, window: float) -> dict[str, Any]:
+        await asyncio.sleep(warmup)
+        await self.calibrate()
+        pids = {"server": self.server.pid, "callers": self.callers.pid, "agents": self.agents.pid}
+        s0 = cpu_times(self.server.pid)
+        c0 = {k: cpu_seconds(p) for k, p in pids.items()}
+        t0 = time.monotonic()
+        await asyncio.sleep(window)
+        t1 = time.monotonic()
+        c1 = {k: cpu_seconds(p) for k, p in pids.items()}
+        s1 = cpu_times(self.server.pid)
+        rss = rss_mb(self.server.pid)
+        await asyncio.sleep(0.5)
+        frames = await self.agents.call(op="frames", since=t0, until=t1 + 0.5)
+        sent = await self.callers.call(op="sent", since=t0 - 2, until=t1)
+        cores = {k: (c1[k] - c0[k]) / (t1 - t0) for k in pids}
+        latencies: list[float] = []
+        fps: list[float] = []
+        expected = delivered = 0
+        for name, got in frames.items():
+            fps.append(sum(1 for _, t in got if t <= t1) / (t1 - t0))
+            off = self.offsets.get(name)
+            table = {n: t for n, _, t in sent.get(name, [])}
+            want = {n for n, t in table.items() if t0 <= t <= t1 - 0.3}
+            if off is None:
+                continue
+            have = set()
+            for ts, t in got:
+                d = (ts - off) & 0xFFFFFFFF
+                # The baseline's frames can be a few ms off: MediaRecorder's encoder rebases
+                # the shared VideoFrame's pts to its own time base before the agent's does.
+                n = (d + 1500) // 3000
+                if abs(d - n * 3000) > 450:
+                    continue
+                have.add(n)
+                if n in table and t0 <= t <= t1:
+                    latencies.append((t - table[n]) * 1000)
+            expected += len(want)
+            delivered += len(want & have)
+        loss = 1 - delivered / expected if expected else float("nan")
+        return {
+            "rooms": self.rooms,
+            "window_s": round(t1 - t0, 2),
+            "server_cores": round(cores["server"], 4),
+            "server_user_system": [round((s1[i] - s0[i]) / (t1 - t0), 4) for i in (0, 1)],
+            "cores_per_room": round(cores["server"] / self.rooms, 4),
+            "client_cores": {
+                "callers": round(cores["callers"], 3),
+                "agents": round(cores["agents"], 3),
+            },
+            "server_rss_mb": round(rss, 1),
+            "mem_mb_per_room": round((rss - self.base_rss) / self.rooms, 2),
+            "fps_mean": round(statistics.fmean(fps), 2) if fps else 0.0,
+            "fps_min": round(min(fps), 2) if fps else 0.0,
+            "loss": round(loss, 5),
+            "latency_ms": {
+                "p50": round(percentile(latencies, 0.5), 2),
+                "p95": round(percentile(latencies, 0.95), 2),
+                "p99": round(percentile(latencies, 0.99), 2),
+                "samples": len(latencies),
+            },
+            "anchored_rooms": len(self.offsets),
+        }

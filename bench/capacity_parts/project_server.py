@@ -1,0 +1,88 @@
+"""The project's server process: one server.media.MediaRoom per room with the configured
+`media.forwarding` (+ the recorder participant, if recorder/ is there)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench.lib.media import MediaConfig, MediaRoom, camera_source, loopback
+from bench.lib.rpc import serve_rpc
+
+
+async def run_server_project(forwarding: str | None, with_recorder: bool) -> None:
+    config = loopback(forwarding=forwarding or MediaConfig().forwarding)
+    rooms: dict[str, MediaRoom] = {}
+    recorders: dict[str, Any] = {}
+    recorder_status = "off"
+    make_recorder: Callable[[MediaRoom], Any] | None = None
+    if with_recorder:
+        try:
+            from bench.lib.recording import local_spool
+            from recorder.crypto import new_recording
+            from recorder.keys import MasterKeyring
+            from recorder.participant import RecorderParticipant
+
+            tmp = Path(tempfile.mkdtemp(prefix="callassist-rec-"))
+            ring = MasterKeyring.from_directory(tmp / "keys")
+            spool = await local_spool(tmp)
+
+            def make_recorder(room: MediaRoom) -> Any:
+                return RecorderParticipant(
+                    camera_source(room), new_recording(ring), spool, codec=config.codec
+                )
+
+            recorder_status = "included"
+        except Exception as exc:  # recorder/ missing or broken: measured without it
+            recorder_status = f"unavailable: {type(exc).__name__}: {exc}"
+
+    # Memory diagnosis: CAPACITY_TRACEMALLOC=1 (or "top") in the environment, then the
+    # "tracemalloc" request returns (or prints) the largest growth since the last one.
+    snapshots: list[Any] = []
+    if os.environ.get("CAPACITY_TRACEMALLOC"):
+        import tracemalloc
+
+        tracemalloc.start(5)
+
+    async def handle(msg: dict[str, Any]) -> Any:
+        if msg["op"] == "tracemalloc":  # debugging memory: top growth since the last call
+            import tracemalloc
+
+            if not tracemalloc.is_tracing():
+                tracemalloc.start(5)
+            snap = tracemalloc.take_snapshot()
+            top = []
+            if os.environ.get("CAPACITY_TRACEMALLOC") == "top":
+                for st in snap.statistics("lineno")[:12]:
+                    print(st, file=sys.stderr)
+            if snapshots:
+                stats = snap.compare_to(snapshots[-1], "traceback")[:8]
+                top = [[str(s.size_diff), *s.traceback.format()[-6:]] for s in stats]
+            snapshots[:] = [snap]
+            return top
+        if msg["op"] == "summary":
+            out: dict[str, Any] = {"recorder": recorder_status, "forwarding": config.forwarding}
+            if recorders:
+                recorded = [r.stats.frames_received for r in recorders.values()]
+                out["recorder_frames_received"] = sum(recorded)
+                out["recorder_segments"] = sum(r.stats.segments for r in recorders.values())
+                out["recorder_frames_lost"] = sum(r.stats.frames_lost for r in recorders.values())
+            return out
+        name = msg["room"]
+        room = rooms.get(name)
+        if room is None:
+            room = rooms[name] = MediaRoom(name, config, on_event=lambda e: None)
+            if make_recorder is not None:
+                rec = recorders[name] = make_recorder(room)
+                await rec.start()
+        return await room.handle_offer(msg["participant"], msg["role"], 1, msg["sdp"])
+
+    port = await serve_rpc(handle)
+    print(json.dumps({"port": port, "forwarding": config.forwarding}), flush=True)
+    await asyncio.Event().wait()

@@ -1,0 +1,87 @@
+"""A capacity run's summary: one JSON object (`--json`; docs/media-performance.md quotes
+it) or a table with the baseline/project ratio."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.capacity_parts.room import HOLD_FPS
+from bench.lib.stats import ratio
+
+
+def summary_json(result: dict[str, Any]) -> dict[str, Any]:
+    p = result["project"]
+    pm = p["measure"]
+    obj: dict[str, Any] = {
+        "baseline": None,
+        "project": {
+            "cores_per_room": pm["cores_per_room"],
+            "mem_mb_per_room": pm["mem_mb_per_room"],
+            "p95_added_latency_ms": pm["latency_ms"]["p95"],
+            "max_rooms_per_process": p["max_rooms_per_process"],
+            "rooms_per_core": ratio(1, pm["cores_per_room"]),
+            "rooms_measured": pm["rooms"],
+            "fps": pm["fps_mean"],
+            "loss": pm["loss"],
+            "forwarding": p["server"].get("forwarding"),
+            "recorder": p["server"].get("recorder"),
+            "stopped_by": p["stopped_by"],
+        },
+        "ratio": None,
+        "load": {"before": result["load_before"], "after": result["load_after"]},
+        "elapsed_s": result.get("elapsed_s"),
+    }
+    if "baseline" in result:
+        bm = result["baseline"]["measure"]
+        obj["baseline"] = {
+            "cores_per_room": bm["cores_per_room"],
+            "mem_mb_per_room": bm["mem_mb_per_room"],
+            "p95_added_latency_ms": bm["latency_ms"]["p95"],
+            "fps": bm["fps_mean"],
+            "loss": bm["loss"],
+            "rooms_measured": bm["rooms"],
+        }
+        obj["ratio"] = ratio(bm["cores_per_room"], pm["cores_per_room"])
+    return obj
+
+
+def table(result: dict[str, Any]) -> str:
+    rows = [("path", "rooms", "cores/room", "MB/room", "fps", "loss %", "p50 ms", "p95 ms")]
+
+    def row(label: str, m: dict[str, Any]) -> None:
+        rows.append(
+            (
+                label,
+                str(m["rooms"]),
+                f"{m['cores_per_room']:.4f}",
+                f"{m['mem_mb_per_room']:.2f}",
+                f"{m['fps_mean']:.1f}",
+                f"{m['loss'] * 100:.2f}",
+                f"{m['latency_ms']['p50']:.1f}",
+                f"{m['latency_ms']['p95']:.1f}",
+            )
+        )
+
+    if "baseline" in result:
+        row("baseline (MediaRelay+MediaRecorder)", result["baseline"]["measure"])
+    p = result["project"]
+    fw = p["server"].get("forwarding")
+    for i, m in enumerate(p["steps"]):
+        row(
+            f"project ({fw}, recorder {p['server'].get('recorder', '?')[:8]})"
+            if i == 0
+            else "  ramp",
+            m,
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    s = summary_json(result)
+    lines.append("")
+    if s["ratio"] is not None:
+        lines.append(f"baseline/project CPU per room: {s['ratio']}x")
+    lines.append(
+        f"max rooms in one server process at >= {HOLD_FPS:.0f} fps and < 1% loss: "
+        f"{p['max_rooms_per_process']} (stopped by: {p['stopped_by']})"
+    )
+    lines.append(f"load average before/after: {result['load_before']} / {result['load_after']}")
+    return "\n".join(lines)

@@ -1,0 +1,143 @@
+"""What a capacity run does, in order: the baseline (one room: it cannot hold more), the
+project's path ramped up until a step no longer holds (or the clients, the server's one
+core, the room limit or the time budget stop it), or instead a memory soak."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.capacity_parts.measure import Run
+from bench.capacity_parts.room import CAMERA, SCREEN, holds
+from bench.lib.clips import clip_bitrate, make_clip
+from bench.lib.rpc import RpcClient
+from bench.lib.usage import loadavg, rss_mb
+
+
+async def run_baseline(quick: bool) -> dict[str, Any]:
+    async with Run("baseline", ["--server", "baseline"]) as run:
+        await run.grow(1)
+        m = await run.measure(warmup=3 if quick else 4, window=5 if quick else 10)
+        return {"measure": m}
+
+
+def project_args(forwarding: str | None, recorder: bool) -> list[str]:
+    args = ["--server", "project"]
+    if forwarding:
+        args += ["--forwarding", forwarding]
+    if not recorder:
+        args.append("--no-recorder")
+    return args
+
+
+async def run_project(
+    quick: bool,
+    args: list[str],
+    max_rooms: int,
+    deadline: float,
+    profile: str | None,
+) -> dict[str, Any]:
+    async with Run("project", args) as run:
+        first = 4 if quick else 10
+        await run.grow(first)
+        spy = None
+        if profile:
+            fmt = {".json": "speedscope", ".txt": "raw"}.get(Path(profile).suffix, "flamegraph")
+            exe = Path(sys.executable).with_name("py-spy")
+            spy_exe = str(exe) if exe.exists() else "py-spy"
+            spy = await asyncio.create_subprocess_exec(
+                spy_exe, "record", "--pid", str(run.server.pid), "--duration", "14",
+                "--rate", "1000", "--format", fmt,
+                "-o", profile, "--nonblocking",
+                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+            )  # fmt: skip
+        main = await run.measure(warmup=3 if quick else 4, window=5 if quick else 10)
+        if spy is not None:
+            await spy.wait()
+        steps = [main]
+        step = 4 if quick else 10
+        limit = "max_rooms"
+        while run.rooms + step <= max_rooms:
+            if time.monotonic() > deadline:
+                limit = "time"
+                break
+            last = steps[-1]
+            if not holds(last):
+                limit = "fps/loss"
+                break
+            if max(last["client_cores"].values()) > 0.9:
+                limit = "client processes"
+                break
+            if last["server_cores"] > 0.95:
+                limit = "server process (one core)"
+                break
+            await run.grow(run.rooms + step)
+            steps.append(await run.measure(warmup=2, window=4 if quick else 6))
+        held = [s["rooms"] for s in steps if holds(s)]
+        rpc = await RpcClient.connect(run.info["port"])
+        info = await rpc.call(op="summary")
+        rpc.close()
+        return {
+            "measure": main,
+            "steps": steps,
+            "max_rooms_per_process": max(held) if held else 0,
+            "stopped_by": limit if held and max(held) == steps[-1]["rooms"] else "fps/loss",
+            "server": info,
+        }
+
+
+async def run_soak(args: list[str], seconds: float, rooms: int) -> dict[str, Any]:
+    async with Run("soak", args) as run:
+        await run.grow(rooms)
+        samples = []
+        start = time.monotonic()
+        while time.monotonic() - start < seconds:
+            await asyncio.sleep(min(30.0, seconds / 10))
+            samples.append((round(time.monotonic() - start, 1), round(rss_mb(run.server.pid), 1)))
+        m = await run.measure(warmup=0, window=5)
+        first, last = samples[len(samples) // 4], samples[-1]
+        growth = (last[1] - first[1]) / max(1e-9, (last[0] - first[0]) / 60) / rooms
+        return {
+            "rooms": rooms,
+            "seconds": seconds,
+            "rss_mb": samples,
+            "base_rss_mb": round(run.base_rss, 1),
+            "mem_mb_per_room": round((samples[-1][1] - run.base_rss) / rooms, 2),
+            "growth_mb_per_room_per_min": round(growth, 4),
+            "final": m,
+        }
+
+
+async def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
+    started = time.monotonic()
+    camera, screen = make_clip(CAMERA), make_clip(SCREEN)  # before the clocks start
+    out: dict[str, Any] = {
+        "load_before": loadavg(),
+        "clips": {
+            "camera_kbps": round(clip_bitrate(camera, CAMERA["fps"]) / 1000),
+            "screen_kbps": round(clip_bitrate(screen, SCREEN["fps"]) / 1000),
+        },
+    }
+    if args.soak:
+        out["soak"] = await run_soak(
+            project_args(args.forwarding, not args.no_recorder), args.soak, args.soak_rooms
+        )
+        out["load_after"] = loadavg()
+        return out
+    if not args.skip_baseline:
+        out["baseline"] = await run_baseline(args.quick)
+    budget = 75 if args.quick else 170
+    out["project"] = await run_project(
+        args.quick,
+        project_args(args.forwarding, not args.no_recorder),
+        args.max_rooms,
+        started + budget - 20,
+        args.profile,
+    )
+    out["load_after"] = loadavg()
+    out["elapsed_s"] = round(time.monotonic() - started, 1)
+    return out

@@ -1,0 +1,173 @@
+"""aiortc client peers for load benches: a publisher sends a pre-encoded clip (aiortc
+packetizes it, nothing is encoded in the client) and remembers when each frame left; a
+subscriber counts complete VP8 frames at the RTP level (no jitter buffer, no decoding,
+except one keyframe to read the frame number the clip draws into its pictures).
+
+`client_peer` lays the peer out as docs/protocol.md asks of browsers, so the server under
+test negotiates with it exactly as with a phone or the agent's console.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+import time
+from array import array
+from collections.abc import Awaitable, Callable
+
+import av
+from aiortc import RTCConfiguration, RTCPeerConnection
+from aiortc.mediastreams import MediaStreamTrack
+
+from bench.lib.clips import CLOCK, TB, read_index
+from bench.lib.media import aiortc_hooks, rtp_hooks
+
+HDR = struct.Struct("!BBHII")  # RTP: V/P/X/CC, M/PT, sequence, timestamp, SSRC
+
+
+class Sent:
+    """When the caller's sender took frame n (clip position pos)."""
+
+    def __init__(self) -> None:
+        self.times = array("d")
+        self.positions = array("H")
+
+    def add(self, pos: int, t: float) -> None:
+        self.times.append(t)
+        self.positions.append(pos)
+
+    def between(self, t0: float, t1: float) -> list[tuple[int, int, float]]:
+        return [(n, self.positions[n], t) for n, t in enumerate(self.times) if t0 <= t <= t1]
+
+
+class ClipTrack(MediaStreamTrack):
+    """Pre-encoded frames at `fps`; a keyframe request restarts the clip (frame 0 is its
+    keyframe)."""
+
+    kind = "video"
+
+    def __init__(self, clip: list[bytes], fps: int, sent: Sent | None) -> None:
+        super().__init__()
+        self.clip, self.fps, self.sent = clip, fps, sent
+        self.n = 0
+        self.pos = 0
+        self.start: float | None = None
+
+    def keyframe(self) -> None:
+        self.pos = 0
+
+    async def recv(self) -> av.Packet:
+        now = time.monotonic()
+        if self.start is None:
+            self.start = now
+        due = self.start + self.n / self.fps
+        if due > now:
+            await asyncio.sleep(due - now)
+        elif now - due > 1.0:  # stalled: do not burst to catch up
+            self.start = now - self.n / self.fps
+        packet = av.Packet(self.clip[self.pos])
+        packet.pts = self.n * (CLOCK // self.fps)
+        packet.time_base = TB
+        if self.sent is not None:
+            self.sent.add(self.pos, time.monotonic())
+        self.n += 1
+        self.pos = (self.pos + 1) % len(self.clip)
+        return packet
+
+
+class FrameCounter:
+    """Counts complete VP8 frames at the RTP level (an rtp_hooks tap: no jitter buffer, no
+    decoding); decodes the first keyframe once to read the frame number in the picture."""
+
+    def __init__(self, anchor: bool) -> None:
+        self.frames: list[tuple[int, float]] = []  # (rtp timestamp, arrival)
+        self.packets = 0
+        self.media_pt: int | None = None
+        self._ts: int | None = None
+        self._first = 0
+        self._count = 0
+        self._start = False
+        self._parts: list[bytes] = []
+        self.want_anchor = anchor
+        self.anchor: tuple[int, int, float] | None = None  # (rtp ts, clip position, arrival)
+
+    async def __call__(self, data: bytes, arrival_ms: int) -> None:
+        t = time.monotonic()
+        b0, b1, seq, ts, _ = HDR.unpack_from(data)
+        pt = b1 & 0x7F
+        if self.media_pt is None:
+            self.media_pt = pt
+        if pt != self.media_pt:
+            return  # retransmissions (not asked for here)
+        self.packets += 1
+        off = 12 + 4 * (b0 & 0x0F)
+        if b0 & 0x10:
+            off += 4 + 4 * ((data[off + 2] << 8) | data[off + 3])
+        end = len(data) - data[-1] if b0 & 0x20 else len(data)
+        if off >= end:
+            return
+        d0 = data[off]
+        if ts != self._ts:
+            self._ts, self._first, self._count = ts, seq, 0
+            self._start = d0 & 0x17 == 0x10
+            self._parts = []
+        self._count += 1
+        if self.want_anchor:
+            pos = off + 1
+            if d0 & 0x80:
+                x = data[pos]
+                pos += 1
+                if x & 0x80:
+                    pos += 2 if data[pos] & 0x80 else 1
+                pos += bool(x & 0x40) + bool(x & 0x30)
+            self._parts.append(data[pos:end])
+        if b1 & 0x80 and self._start and self._count == ((seq - self._first) & 0xFFFF) + 1:
+            self.frames.append((ts, t))
+            if self.want_anchor and self._parts and not self._parts[0][0] & 1:
+                self._read_anchor(ts, t)
+
+    def _read_anchor(self, ts: int, t: float) -> None:
+        try:
+            decoder = av.CodecContext.create("libvpx", "r")
+            frames = decoder.decode(av.Packet(b"".join(self._parts)))
+        except av.FFmpegError:
+            return
+        for frame in frames:
+            pos = read_index(frame)
+            if pos is not None:
+                self.anchor = (ts, pos, t)
+                self.want_anchor = False
+                self._parts = []
+
+    def between(self, t0: float, t1: float) -> list[tuple[int, float]]:
+        return [(ts, t) for ts, t in self.frames if t0 <= t <= t1]
+
+    def trim(self, before: float) -> None:
+        self.frames = [f for f in self.frames if f[1] >= before]
+
+
+Tap = Callable[[bytes, int], Awaitable[None]]
+
+
+def client_peer(publisher: bool, track: ClipTrack, counter: Tap) -> RTCPeerConnection:
+    """A caller (`publisher`: sends the camera, receives the screen) or an agent (receives
+    the camera first, sends the screen), VP8 only, counting what it receives with
+    `counter`; the track restarts its clip when the server asks for a keyframe."""
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    # docs/protocol.md: the caller's send transceiver first, the agent's receive first
+    if publisher:
+        send_t = pc.addTransceiver(track, direction="sendonly")
+        recv_t = pc.addTransceiver("video", direction="recvonly")
+    else:
+        recv_t = pc.addTransceiver("video", direction="recvonly")
+        send_t = pc.addTransceiver(track, direction="sendonly")
+    for t in (send_t, recv_t):
+        prefs = [
+            c
+            for c in t.sender.getCapabilities("video").codecs
+            if c.mimeType in ("video/VP8", "video/rtx")
+        ]
+        t.setCodecPreferences(prefs)
+    aiortc_hooks.on_keyframe_request(send_t.sender, track.keyframe)
+    rtp_hooks.tap_rtp(recv_t.receiver, counter)
+    return pc

@@ -1,0 +1,202 @@
+"""The benches still run and print the JSON objects docs/ and README describe (keys, not
+numbers: speed is the benches' business, never a test's). Small sizes, real processes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+
+
+def run_json(script: str, *args: str) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, str(BENCH / script), "--json", *args],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=110,
+    )
+    lines = out.stdout.strip().splitlines()
+    assert len(lines) == 1, out.stdout  # one JSON object, nothing else on stdout
+    return json.loads(lines[0])
+
+
+def test_encrypt_json_keys() -> None:
+    result = run_json("encrypt.py", "--mb", "1", "--rounds", "1")
+    assert set(result) == {"encrypt_mb_s", "raw_aesgcm_mb_s", "ratio"}
+    assert result["encrypt_mb_s"] > 0 and result["raw_aesgcm_mb_s"] > 0
+
+
+def test_recorder_json_keys() -> None:
+    result = run_json(
+        "recorder.py", "--seconds", "2", "--segment-s", "1", "--rounds", "1", "--encrypt-mb", "1"
+    )
+    assert set(result) == {
+        "recorder_cores_per_stream",
+        "mediarecorder_cores_per_stream",
+        "ratio",
+        "mediarecorder_encode_only_cores_per_stream",
+        "ratio_encode_only",
+        "recorder_us_per_frame",
+        "encrypt_mb_s",
+        "raw_aesgcm_mb_s",
+        "input",
+        "recorder",
+        "mediarecorder",
+    }
+    assert result["input"]["frames"] == 60
+    assert result["recorder"]["segments"] == 2
+    assert set(result["mediarecorder"]) == {"cpu_s", "frames", "stored_bytes"}
+
+
+def test_first_frame_json_keys() -> None:
+    result = run_json("first_frame.py", "--runs", "1")
+    assert set(result) == {
+        "runs",
+        "codec",
+        "median_s",
+        "p95_s",
+        "min_s",
+        "max_s",
+        "offer_to_first_frame_median_s",
+        "offer_to_first_frame_p95_s",
+        "samples_s",
+    }
+    assert result["runs"] == 1 and len(result["samples_s"]) == 1
+
+
+def test_first_frame_rejects_zero_runs() -> None:
+    out = subprocess.run(
+        [sys.executable, str(BENCH / "first_frame.py"), "--runs", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2 and "--runs must be at least 1" in out.stderr
+
+
+async def _server_summary(*args: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Start one capacity server process, ask it for its summary over its RPC port."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(BENCH / "capacity.py"),
+        "--role",
+        "server",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        info = json.loads(await asyncio.wait_for(proc.stdout.readline(), 60))
+        reader, writer = await asyncio.open_connection("127.0.0.1", info["port"])
+        writer.write(json.dumps({"id": 1, "op": "summary"}).encode() + b"\n")
+        await writer.drain()
+        reply = json.loads(await asyncio.wait_for(reader.readline(), 30))
+        writer.close()
+        return info, reply
+    finally:
+        proc.terminate()
+        await proc.wait()
+
+
+async def test_capacity_project_server_process() -> None:
+    info, reply = await _server_summary("--server", "project", "--no-recorder")
+    assert info["forwarding"] == "rtp"  # as shipped
+    assert reply == {"id": 1, "result": {"recorder": "off", "forwarding": "rtp"}}
+
+
+async def test_capacity_project_server_with_recorder() -> None:
+    info, reply = await _server_summary("--server", "project")
+    assert reply["result"]["recorder"] == "included", reply
+
+
+async def test_capacity_baseline_server_process() -> None:
+    info, reply = await _server_summary("--server", "baseline")
+    assert set(info) == {"port"}
+    assert reply == {"id": 1, "result": {"rooms": 0}}
+
+
+def _measure(rooms: int, cores_per_room: float) -> dict[str, Any]:
+    return {
+        "rooms": rooms,
+        "window_s": 5.0,
+        "server_cores": cores_per_room * rooms,
+        "server_user_system": [0.1, 0.02],
+        "cores_per_room": cores_per_room,
+        "client_cores": {"callers": 0.3, "agents": 0.4},
+        "server_rss_mb": 100.0,
+        "mem_mb_per_room": 15.2,
+        "fps_mean": 29.97,
+        "fps_min": 29.5,
+        "loss": 0.0,
+        "latency_ms": {"p50": 3.5, "p95": 7.8, "p99": 70.0, "samples": 1000},
+        "anchored_rooms": rooms,
+    }
+
+
+def test_capacity_summary_keys_and_ratio() -> None:
+    from bench.capacity_parts.report import summary_json, table
+
+    result: dict[str, Any] = {
+        "load_before": [0.5, 1.0, 2.0],
+        "load_after": [1.5, 1.0, 2.0],
+        "baseline": {"measure": _measure(1, 1.69)},
+        "project": {
+            "measure": _measure(10, 0.0186),
+            "steps": [_measure(10, 0.0186), _measure(20, 0.0166)],
+            "max_rooms_per_process": 20,
+            "stopped_by": "max_rooms",
+            "server": {"recorder": "included", "forwarding": "rtp"},
+        },
+        "elapsed_s": 70.3,
+    }
+    s = summary_json(result)
+    # docs/media-performance.md quotes this object: its keys are part of the bench's output.
+    assert set(s) == {"baseline", "project", "ratio", "load", "elapsed_s"}
+    assert set(s["baseline"]) == {
+        "cores_per_room",
+        "mem_mb_per_room",
+        "p95_added_latency_ms",
+        "fps",
+        "loss",
+        "rooms_measured",
+    }
+    assert set(s["project"]) == {
+        "cores_per_room",
+        "mem_mb_per_room",
+        "p95_added_latency_ms",
+        "max_rooms_per_process",
+        "rooms_per_core",
+        "rooms_measured",
+        "fps",
+        "loss",
+        "forwarding",
+        "recorder",
+        "stopped_by",
+    }
+    assert s["ratio"] == 90.9 and s["project"]["rooms_per_core"] == 53.8
+    assert "baseline/project CPU per room: 90.9x" in table(result)
+    del result["baseline"]
+    s = summary_json(result)
+    assert s["baseline"] is None and s["ratio"] is None
+    assert "baseline/project" not in table(result)
+
+
+def test_media_internals_imported_in_one_place() -> None:
+    """server/media/ changes are adapted in bench/lib/media.py alone."""
+    importers = sorted(
+        str(p.relative_to(BENCH))
+        for p in BENCH.rglob("*.py")
+        if any(
+            f"{kw} server.{mod}" in p.read_text()
+            for kw in ("from", "import")
+            for mod in ("media", "core.config")
+        )
+    )
+    assert importers == ["lib/media.py"]
