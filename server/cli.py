@@ -10,7 +10,9 @@ import logging
 import os
 import socket
 import sys
+import tempfile
 import time
+import tomllib
 from pathlib import Path
 
 from server.core import config as config_mod
@@ -52,40 +54,161 @@ def _lan_address() -> str:
             return "127.0.0.1"
 
 
+def _public_url_set(path: Path | None) -> bool:
+    """Whether the configuration file sets http.public_url (even to the default value)."""
+    if path is None:
+        return False
+    with open(path, "rb") as fh:
+        return "public_url" in tomllib.load(fh).get("http", {})
+
+
+def _links(cfg: Config, args: argparse.Namespace, scheme: str) -> tuple[Config, str, str]:
+    """(config, host for a self-signed certificate, which source wins, in words).
+
+    Links and printed URLs follow --host/--port unless http.public_url is set explicitly."""
+    wildcard = args.host in ("0.0.0.0", "::")  # noqa: S104 - a comparison, not a bind
+    host = _lan_address() if wildcard else args.host
+    if _public_url_set(args.config):
+        return cfg, host, f"http.public_url in {args.config} wins over --host/--port"
+    shown = f"[{host}]" if ":" in host else host
+    url = f"{scheme}://{shown}:{args.port}"
+    cfg = dataclasses.replace(cfg, http=dataclasses.replace(cfg.http, public_url=url))
+    return cfg, host, "from --host/--port; set http.public_url to override"
+
+
+async def _account_count(cfg: Config, data_dir: Path) -> int:
+    db = _db(cfg, data_dir)
+    try:
+        await db.create_schema()
+        return len(await db.list_users())
+    finally:
+        await db.close()
+
+
+def _first_accounts_on_terminal(cfg: Config, data_dir: Path) -> bool:
+    """Ask for the first administrator and agent; False if the newcomer skips (Ctrl-C/D)."""
+    print(
+        "callassist: no accounts yet. Create the first administrator and agent now\n"
+        "            (Ctrl-C skips: the console then gets a one-time setup link).",
+        flush=True,
+    )
+    try:
+        accounts = []
+        for role, default in (("admin", "admin"), ("agent", "")):
+            while True:
+                hint = f" [{default}]" if default else ""
+                name = input(f"{role} user name{hint}: ").strip() or default
+                if name and name.isprintable() and len(name) <= 64 and name not in accounts:
+                    break
+                print("callassist: a new name of 1-64 printable characters, please")
+            while True:
+                password = getpass.getpass("password (at least 10 characters): ")
+                if getpass.getpass("again: ") != password:
+                    print("callassist: the passwords differ; again")
+                    continue
+                try:
+                    hashed = hash_password(password)
+                    break
+                except ValueError as exc:
+                    print(f"callassist: {exc}")
+            accounts.append((name, hashed, role))
+    except (EOFError, KeyboardInterrupt):
+        print()
+        return False
+
+    async def add() -> None:
+        db = _db(cfg, data_dir)
+        try:
+            for name, hashed, role in accounts:
+                await db.add_user(name, hashed, role, time.time())
+        finally:
+            await db.close()
+
+    asyncio.run(add())
+    for name, _, role in accounts:
+        print(f"callassist: user '{name}' created with role {role}")
+    return True
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from server.http.app import create_app
     from server.observe.logs import setup_logging
+    from server.preflight import preflight
 
     setup_logging(args.log_format, os.environ.get("CALLASSIST_LOG_LEVEL", "INFO"))
     cfg = _load(args)
+    demo_dir: tempfile.TemporaryDirectory[str] | None = None
+    if args.demo:
+        from server import demo
+
+        cfg = demo.configure(cfg)  # ConfigError in production
+        # A demo keeps nothing: its data directory is removed when it stops.
+        demo_dir = tempfile.TemporaryDirectory(prefix="callassist-demo-")
+        args.data_dir = Path(demo_dir.name)
+    try:
+        return _serve(args, cfg, web, create_app, preflight)
+    finally:
+        if demo_dir is not None:
+            demo_dir.cleanup()
+
+
+def _serve(args, cfg, web, create_app, preflight) -> int:  # type: ignore[no-untyped-def]
+    scheme = "https" if args.tls_self_signed else "http"
+    cfg, cert_host, which = _links(cfg, args, scheme)
+    problems = asyncio.run(preflight(cfg, args.data_dir))
+    if problems:
+        for problem in problems:
+            print(f"callassist: {problem}", file=sys.stderr)
+        print("callassist: not starting (`callassist config check` runs these checks)",
+              file=sys.stderr)  # fmt: skip
+        return 2
     ssl_ctx = None
     if args.tls_self_signed:
         from server.http.tls import self_signed_context
 
-        wildcard = args.host in ("0.0.0.0", "::")  # noqa: S104 - a comparison, not a bind
-        lan = _lan_address() if wildcard else args.host
-        if cfg.http.public_url == config_mod.HttpConfig().public_url:
-            cfg = dataclasses.replace(
-                cfg, http=dataclasses.replace(cfg.http, public_url=f"https://{lan}:{args.port}")
-            )
-        ssl_ctx = self_signed_context(args.data_dir, [lan])
+        ssl_ctx = self_signed_context(args.data_dir, [cert_host])
     from recorder import KeyringError, StorageError
 
+    accounts = asyncio.run(_account_count(cfg, args.data_dir))
+    if not accounts and not args.demo and sys.stdin.isatty() and sys.stdout.isatty():
+        accounts = int(_first_accounts_on_terminal(cfg, args.data_dir))
     try:
         app = create_app(cfg, args.data_dir)
     except (MissingSecret, KeyringError) as exc:  # KeyringError: recording master keys
         print(f"callassist: {exc}", file=sys.stderr)
         return 2
-    scheme = "https" if ssl_ctx else "http"
-    print(
-        f"callassist: serving on {scheme}://{args.host}:{args.port} (links use "
-        f"{cfg.http.public_url}); agent console: {cfg.http.public_url.rstrip('/')}/agent\n"
-        f"callassist: data directory {args.data_dir.resolve()}; create an account with\n"
-        f"    callassist user add NAME --role agent --data-dir {args.data_dir}",
-        flush=True,
-    )
+    base = cfg.http.public_url.rstrip("/")
+    lines = [
+        f"callassist: serving on {scheme}://{args.host}:{args.port}",
+        f"callassist: links use {base} ({which})",
+        f"callassist: agent console: {base}/agent",
+        f"callassist: data directory {args.data_dir.resolve()}",
+    ]
+    if args.demo:
+        from server import demo
+
+        demo.install(app, demo.new_password())
+        lines.append("callassist: DEMO mode: a built-in test caller, nothing is sent anywhere; "
+                     "the data directory is removed at exit")  # fmt: skip
+    elif not accounts:
+        from server.http import setup
+
+        token = setup.offer(app)
+        lines += [
+            "callassist: no accounts yet. On this machine, open within "
+            f"{setup.SETUP_TTL_S // 60} minutes (works once):",
+            f"    {base}/setup/{token}",
+            "callassist: or create them with",
+            f"    callassist user add NAME --role agent --data-dir {args.data_dir}",
+        ]
+    else:
+        lines.append(
+            f"callassist: more accounts: callassist user add NAME --role agent "
+            f"--data-dir {args.data_dir}"
+        )
+    print("\n".join(lines), flush=True)
     try:
         web.run_app(
             app,
@@ -102,6 +225,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    args.demo = True
+    return cmd_serve(args)
+
+
 def _redacting_logger_class():  # built lazily: aiohttp's logger base class
     from aiohttp.web_log import AccessLogger
 
@@ -110,6 +238,8 @@ def _redacting_logger_class():  # built lazily: aiohttp's logger base class
             # One-time link tokens must never reach a log file.
             if request.path.startswith("/j/"):
                 request = request.clone(rel_url="/j/<token>")
+            elif request.path.startswith("/setup/"):  # the one-time first-run token
+                request = request.clone(rel_url="/setup/<token>")
             super().log(request, response, time)
 
     return Redacting
@@ -213,19 +343,24 @@ def cmd_ropa(args: argparse.Namespace) -> int:
 
 
 def cmd_config(args: argparse.Namespace) -> int:
-    cfg = _load(args)
-    print(f"configuration OK (environment = {cfg.environment}, public_url = {cfg.http.public_url})")
+    from server.preflight import preflight
+
+    cfg = _load(args)  # ConfigError: main() names the key
+    problems = asyncio.run(preflight(cfg, args.data_dir))
+    for problem in problems:
+        print(f"callassist: {problem}", file=sys.stderr)
+    if problems:
+        print(f"callassist: configuration refused: {len(problems)} problem(s); "
+              "`callassist serve` would not start", file=sys.stderr)  # fmt: skip
+        return 2
+    print(
+        f"configuration OK: serve would start (environment = {cfg.environment}, "
+        f"public_url = {cfg.http.public_url} unless --host/--port change it)"
+    )
     return 0
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="callassist", description="Visual support during a phone call."
-    )
-    sub = p.add_subparsers(dest="command", required=True)
-
-    s = sub.add_parser("serve", help="run the service")
-    _common(s)
+def _serve_options(s: argparse.ArgumentParser) -> None:
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8080)
     s.add_argument(
@@ -239,7 +374,28 @@ def parser() -> argparse.ArgumentParser:
         default=os.environ.get("CALLASSIST_LOG_FORMAT", "text"),
         help="log lines as text or as one JSON object per line (default: text)",
     )
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="callassist", description="Visual support during a phone call."
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("serve", help="run the service")
+    _common(s)
+    _serve_options(s)
+    s.add_argument(
+        "--demo",
+        action="store_true",
+        help="demo mode: a built-in test caller, a throwaway data directory (not in production)",
+    )
     s.set_defaults(func=cmd_serve)
+
+    d = sub.add_parser("demo", help="a first look: the service with a built-in test caller")
+    d.add_argument("--config", type=Path, help="configuration file (TOML); default: built-in")
+    _serve_options(d)
+    d.set_defaults(func=cmd_demo, data_dir=None)
 
     u = sub.add_parser("user", help="manage console accounts")
     usub = u.add_subparsers(dest="action", required=True)
@@ -284,7 +440,9 @@ def parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("config", help="check a configuration file")
     csub = c.add_subparsers(dest="action", required=True)
-    chk = csub.add_parser("check", help="load and validate the configuration")
+    chk = csub.add_parser(
+        "check", help="run every start check of `serve` without starting anything"
+    )
     _common(chk)
     chk.set_defaults(func=cmd_config)
     return p

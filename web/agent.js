@@ -7,6 +7,7 @@ import { Signal } from "./ws.js";
 import { sendOffer, watchConnection, closePc, showTrack, nextPcNumber, forgetPcNumber } from "./rtc.js";
 import * as toolkit from "./toolkit-agent.js"; // pointer, drawing, freeze, chat, pushes, …
 import * as recording from "./recording-agent.js"; // record, snapshots, photos
+import * as smsPreview from "./sms-preview.js"; // SMS language and segment count
 
 const CONNECT_TIMEOUT_MS = 15000;
 const STEPS = ["link_sent", "opened", "accepted", "live", "ended"];
@@ -204,7 +205,7 @@ async function onCreate(ev) {
     const data = await api("POST", "/api/sessions", { phone, reference });
     el("new-session-phone").value = "";
     el("new-session-reference").value = "";
-    openSession(data.session, { link: data.link, qr_svg: data.qr_svg, expires_at: data.expires_at });
+    openSession(data.session, { link: data.link, qr_svg: data.qr_svg, expires_at: data.expires_at, sms: data.sms });
     loadRecent();
   } catch (err) {
     showError(el("new-session-error"), err);
@@ -249,6 +250,7 @@ function openSession(session, link) {
   showError(el("session-error"), null);
   showError(el("share-error"), null);
   renderLink();
+  smsPreview.show(link && link.sms, { newSession: true });
   renderSession();
   recording.open(session.id);
   if (!st.ended) connect(session.id);
@@ -372,8 +374,9 @@ async function newLink() {
   el("new-link").disabled = true;
   try {
     const data = await api("POST", `/api/sessions/${encodeURIComponent(s.id)}/link`);
-    st.link = { link: data.link, qr_svg: data.qr_svg, expires_at: data.expires_at };
+    st.link = { link: data.link, qr_svg: data.qr_svg, expires_at: data.expires_at, sms: data.sms };
     renderLink();
+    smsPreview.show(data.sms);
     el("sms-status").textContent = "";
     el("sms-status").dataset.state = "";
     setText(el("send-sms"), "a.sms.send");
@@ -394,7 +397,7 @@ async function sendSms() {
   status.dataset.state = "sending";
   status.textContent = t("a.sms.sending");
   try {
-    const data = await api("POST", `/api/sessions/${encodeURIComponent(s.id)}/sms`, { link: st.link.link });
+    const data = await api("POST", `/api/sessions/${encodeURIComponent(s.id)}/sms`, { link: st.link.link, lang: smsPreview.lang() });
     const sms = (data && data.sms) || {};
     status.dataset.state = sms.status || "sent";
     status.textContent = t("a.sms.sent", { to: sms.to || "" });
@@ -759,6 +762,7 @@ async function boot() {
   wire();
   toolkit.init(st);
   recording.init(st, api, showError);
+  smsPreview.init();
   try {
     loggedIn(await api("GET", "/api/me"));
   } catch (err) {

@@ -72,6 +72,11 @@ LINK = {
         "link": {"type": "string", "format": "uri"},
         "qr_svg": {"type": "string", "description": "SVG document of the link's QR code"},
         "expires_at": {"type": "string", "format": "date-time"},
+        "sms": {
+            "type": "object",
+            "description": "per language (lv, en, ru): encoding (GSM-7 or UCS-2), characters, "
+            "segments and per_segment of the SMS that would carry this link",
+        },
     },
 }
 
@@ -221,7 +226,10 @@ def openapi_document(public_url: str) -> dict[str, Any]:
                         {
                             "type": "object",
                             "required": ["link"],
-                            "properties": {"link": {"type": "string"}},
+                            "properties": {
+                                "link": {"type": "string"},
+                                "lang": {"enum": ["lv", "en", "ru"], "default": "lv"},
+                            },
                         },
                         {"200": _resp("sent")},
                         400,
