@@ -247,3 +247,33 @@ def test_printed_urls_say_whether_public_url_or_port_wins(tmp_path: Path, explic
         assert "agent console: https://support.example.eu/agent" in out
     else:
         assert f"links use http://127.0.0.1:{port} (from --host/--port" in out
+
+
+def test_readme_first_screen_is_what_serve_prints(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = readme.split("```text\n", 1)[1].split("```", 1)[0].splitlines()
+    port, data = free_port(), tmp_path / "data"
+    proc = subprocess.Popen(
+        [*CLI, "serve", "--port", str(port), "--data-dir", str(data)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    printed: list[str] = []
+    try:
+        while len(printed) < len(block):
+            line = proc.stdout.readline()  # type: ignore[union-attr]
+            assert line, printed
+            if not re.match(r"\d{4}-\d\d-\d\d ", line):  # log lines are not the screen
+                printed.append(line.rstrip("\n"))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(20)
+    for want, got in zip(block, printed, strict=True):
+        want = (
+            want.replace("8080", str(port))
+            .replace("/root/callassist/data", str(data.resolve()))
+            .replace("--data-dir data", f"--data-dir {data}")
+        )
+        if "/setup/" in want:  # the token differs every time
+            assert re.fullmatch(re.escape(want.split("/setup/")[0]) + r"/setup/[\w-]{43}", got)
+        else:
+            assert got == want
