@@ -4,20 +4,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import getpass
 import logging
 import os
-import socket
 import sys
 import tempfile
 import time
-import tomllib
 from pathlib import Path
 
+from server import firstrun
 from server.core import config as config_mod
 from server.core.config import Config, ConfigError
-from server.core.db import Database
 from server.core.secrets import MissingSecret
 from server.http.auth import ROLES, hash_password
 
@@ -38,125 +35,33 @@ def _load(args: argparse.Namespace) -> Config:
     return config_mod.load(args.config)
 
 
-def _db(cfg: Config, data_dir: Path) -> Database:
-    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    url = cfg.storage.database_url or f"sqlite+aiosqlite:///{data_dir / 'callassist.db'}"
-    return Database(url)
-
-
-def _lan_address() -> str:
-    # The address a phone on the same network would reach; no packet is sent.
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        try:
-            s.connect(("192.0.2.1", 9))  # TEST-NET-1: routing lookup only
-            return str(s.getsockname()[0])
-        except OSError:
-            return "127.0.0.1"
-
-
-def _public_url_set(path: Path | None) -> bool:
-    """Whether the configuration file sets http.public_url (even to the default value)."""
-    if path is None:
-        return False
-    with open(path, "rb") as fh:
-        return "public_url" in tomllib.load(fh).get("http", {})
-
-
-def _links(cfg: Config, args: argparse.Namespace, scheme: str) -> tuple[Config, str, str]:
-    """(config, host for a self-signed certificate, which source wins, in words).
-
-    Links and printed URLs follow --host/--port unless http.public_url is set explicitly."""
-    wildcard = args.host in ("0.0.0.0", "::")  # noqa: S104 - a comparison, not a bind
-    host = _lan_address() if wildcard else args.host
-    if _public_url_set(args.config):
-        return cfg, host, f"http.public_url in {args.config} wins over --host/--port"
-    shown = f"[{host}]" if ":" in host else host
-    url = f"{scheme}://{shown}:{args.port}"
-    cfg = dataclasses.replace(cfg, http=dataclasses.replace(cfg.http, public_url=url))
-    return cfg, host, "from --host/--port; set http.public_url to override"
-
-
-async def _account_count(cfg: Config, data_dir: Path) -> int:
-    db = _db(cfg, data_dir)
-    try:
-        await db.create_schema()
-        return len(await db.list_users())
-    finally:
-        await db.close()
-
-
-def _first_accounts_on_terminal(cfg: Config, data_dir: Path) -> bool:
-    """Ask for the first administrator and agent; False if the newcomer skips (Ctrl-C/D)."""
-    print(
-        "callassist: no accounts yet. Create the first administrator and agent now\n"
-        "            (Ctrl-C skips: the console then gets a one-time setup link).",
-        flush=True,
-    )
-    try:
-        accounts = []
-        for role, default in (("admin", "admin"), ("agent", "")):
-            while True:
-                hint = f" [{default}]" if default else ""
-                name = input(f"{role} user name{hint}: ").strip() or default
-                if name and name.isprintable() and len(name) <= 64 and name not in accounts:
-                    break
-                print("callassist: a new name of 1-64 printable characters, please")
-            while True:
-                password = getpass.getpass("password (at least 10 characters): ")
-                if getpass.getpass("again: ") != password:
-                    print("callassist: the passwords differ; again")
-                    continue
-                try:
-                    hashed = hash_password(password)
-                    break
-                except ValueError as exc:
-                    print(f"callassist: {exc}")
-            accounts.append((name, hashed, role))
-    except (EOFError, KeyboardInterrupt):
-        print()
-        return False
-
-    async def add() -> None:
-        db = _db(cfg, data_dir)
-        try:
-            for name, hashed, role in accounts:
-                await db.add_user(name, hashed, role, time.time())
-        finally:
-            await db.close()
-
-    asyncio.run(add())
-    for name, _, role in accounts:
-        print(f"callassist: user '{name}' created with role {role}")
-    return True
+_db = firstrun.database  # the database of the configuration, in data_dir by default
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from aiohttp import web
-
-    from server.http.app import create_app
     from server.observe.logs import setup_logging
-    from server.preflight import preflight
 
     setup_logging(args.log_format, os.environ.get("CALLASSIST_LOG_LEVEL", "INFO"))
     cfg = _load(args)
-    demo_dir: tempfile.TemporaryDirectory[str] | None = None
-    if args.demo:
-        from server import demo
+    if not args.demo:
+        return _serve(args, cfg)
+    from server import demo
 
-        cfg = demo.configure(cfg)  # ConfigError in production
-        # A demo keeps nothing: its data directory is removed when it stops.
-        demo_dir = tempfile.TemporaryDirectory(prefix="callassist-demo-")
-        args.data_dir = Path(demo_dir.name)
-    try:
-        return _serve(args, cfg, web, create_app, preflight)
-    finally:
-        if demo_dir is not None:
-            demo_dir.cleanup()
+    cfg = demo.configure(cfg)  # ConfigError in production
+    # A demo keeps nothing: its data directory is removed when it stops.
+    with tempfile.TemporaryDirectory(prefix="callassist-demo-") as scratch:
+        args.data_dir = Path(scratch)
+        return _serve(args, cfg)
 
 
-def _serve(args, cfg, web, create_app, preflight) -> int:  # type: ignore[no-untyped-def]
+def _serve(args: argparse.Namespace, cfg: Config) -> int:
+    from aiohttp import web
+
+    from server.http.app import create_app
+    from server.preflight import preflight
+
     scheme = "https" if args.tls_self_signed else "http"
-    cfg, cert_host, which = _links(cfg, args, scheme)
+    cfg, cert_host, which = firstrun.links(cfg, args, scheme)
     problems = asyncio.run(preflight(cfg, args.data_dir))
     if problems:
         for problem in problems:
@@ -171,9 +76,9 @@ def _serve(args, cfg, web, create_app, preflight) -> int:  # type: ignore[no-unt
         ssl_ctx = self_signed_context(args.data_dir, [cert_host])
     from recorder import KeyringError, StorageError
 
-    accounts = asyncio.run(_account_count(cfg, args.data_dir))
+    accounts = asyncio.run(firstrun.account_count(cfg, args.data_dir))
     if not accounts and not args.demo and sys.stdin.isatty() and sys.stdout.isatty():
-        accounts = int(_first_accounts_on_terminal(cfg, args.data_dir))
+        accounts = int(firstrun.first_accounts_on_terminal(cfg, args.data_dir))
     try:
         app = create_app(cfg, args.data_dir)
     except (MissingSecret, KeyringError) as exc:  # KeyringError: recording master keys
