@@ -48,7 +48,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from server import demo
 
     cfg = demo.configure(cfg)  # ConfigError in production
-    # A demo keeps nothing: its data directory is removed when it stops.
+    if args.data_dir is not None:  # `callassist demo --data-dir DIR`: kept there
+        return _serve(args, cfg)
+    # Otherwise a demo keeps nothing: its data directory is removed when it stops.
     with tempfile.TemporaryDirectory(prefix="callassist-demo-") as scratch:
         args.data_dir = Path(scratch)
         return _serve(args, cfg)
@@ -132,6 +134,13 @@ def _serve(args: argparse.Namespace, cfg: Config) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     args.demo = True
+    return cmd_serve(args)
+
+
+def cmd_serve_demo_flag(args: argparse.Namespace) -> int:
+    # `serve --demo`: never the service's real data directory (its default is ./data).
+    if args.demo:
+        args.data_dir = None
     return cmd_serve(args)
 
 
@@ -295,12 +304,18 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="demo mode: a built-in test caller, a throwaway data directory (not in production)",
     )
-    s.set_defaults(func=cmd_serve)
+    s.set_defaults(func=cmd_serve_demo_flag)
 
     d = sub.add_parser("demo", help="a first look: the service with a built-in test caller")
     d.add_argument("--config", type=Path, help="configuration file (TOML); default: built-in")
+    d.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="keep the demo's data here (default: a throwaway directory, removed at exit)",
+    )
     _serve_options(d)
-    d.set_defaults(func=cmd_demo, data_dir=None)
+    d.set_defaults(func=cmd_demo)
 
     u = sub.add_parser("user", help="manage console accounts")
     usub = u.add_subparsers(dest="action", required=True)
