@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import getpass
 import logging
 import os
-import socket
 import sys
+import tempfile
 import time
 from pathlib import Path
 
+from server import firstrun
 from server.core import config as config_mod
 from server.core.config import Config, ConfigError
-from server.core.db import Database
 from server.core.secrets import MissingSecret
 from server.http.auth import ROLES, hash_password
 
@@ -36,56 +35,87 @@ def _load(args: argparse.Namespace) -> Config:
     return config_mod.load(args.config)
 
 
-def _db(cfg: Config, data_dir: Path) -> Database:
-    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    url = cfg.storage.database_url or f"sqlite+aiosqlite:///{data_dir / 'callassist.db'}"
-    return Database(url)
-
-
-def _lan_address() -> str:
-    # The address a phone on the same network would reach; no packet is sent.
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        try:
-            s.connect(("192.0.2.1", 9))  # TEST-NET-1: routing lookup only
-            return str(s.getsockname()[0])
-        except OSError:
-            return "127.0.0.1"
+_db = firstrun.database  # the database of the configuration, in data_dir by default
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from aiohttp import web
-
-    from server.http.app import create_app
     from server.observe.logs import setup_logging
 
     setup_logging(args.log_format, os.environ.get("CALLASSIST_LOG_LEVEL", "INFO"))
     cfg = _load(args)
+    if not args.demo:
+        return _serve(args, cfg)
+    from server import demo
+
+    cfg = demo.configure(cfg)  # ConfigError in production
+    if args.data_dir is not None:  # `callassist demo --data-dir DIR`: kept there
+        return _serve(args, cfg)
+    # Otherwise a demo keeps nothing: its data directory is removed when it stops.
+    with tempfile.TemporaryDirectory(prefix="callassist-demo-") as scratch:
+        args.data_dir = Path(scratch)
+        return _serve(args, cfg)
+
+
+def _serve(args: argparse.Namespace, cfg: Config) -> int:
+    from aiohttp import web
+
+    from server.http.app import create_app
+    from server.preflight import preflight
+
+    scheme = "https" if args.tls_self_signed else "http"
+    cfg, cert_host, which = firstrun.links(cfg, args, scheme)
+    problems = asyncio.run(preflight(cfg, args.data_dir))
+    if problems:
+        for problem in problems:
+            print(f"callassist: {problem}", file=sys.stderr)
+        print("callassist: not starting (`callassist config check` runs these checks)",
+              file=sys.stderr)  # fmt: skip
+        return 2
     ssl_ctx = None
     if args.tls_self_signed:
         from server.http.tls import self_signed_context
 
-        wildcard = args.host in ("0.0.0.0", "::")  # noqa: S104 - a comparison, not a bind
-        lan = _lan_address() if wildcard else args.host
-        if cfg.http.public_url == config_mod.HttpConfig().public_url:
-            cfg = dataclasses.replace(
-                cfg, http=dataclasses.replace(cfg.http, public_url=f"https://{lan}:{args.port}")
-            )
-        ssl_ctx = self_signed_context(args.data_dir, [lan])
+        ssl_ctx = self_signed_context(args.data_dir, [cert_host])
     from recorder import KeyringError, StorageError
 
+    accounts = asyncio.run(firstrun.account_count(cfg, args.data_dir))
+    if not accounts and not args.demo and sys.stdin.isatty() and sys.stdout.isatty():
+        accounts = int(firstrun.first_accounts_on_terminal(cfg, args.data_dir))
     try:
         app = create_app(cfg, args.data_dir)
     except (MissingSecret, KeyringError) as exc:  # KeyringError: recording master keys
         print(f"callassist: {exc}", file=sys.stderr)
         return 2
-    scheme = "https" if ssl_ctx else "http"
-    print(
-        f"callassist: serving on {scheme}://{args.host}:{args.port} (links use "
-        f"{cfg.http.public_url}); agent console: {cfg.http.public_url.rstrip('/')}/agent\n"
-        f"callassist: data directory {args.data_dir.resolve()}; create an account with\n"
-        f"    callassist user add NAME --role agent --data-dir {args.data_dir}",
-        flush=True,
-    )
+    base = cfg.http.public_url.rstrip("/")
+    lines = [
+        f"callassist: serving on {scheme}://{args.host}:{args.port}",
+        f"callassist: links use {base} ({which})",
+        f"callassist: agent console: {base}/agent",
+        f"callassist: data directory {args.data_dir.resolve()}",
+    ]
+    if args.demo:
+        from server import demo
+
+        demo.install(app, demo.new_password())
+        lines.append("callassist: DEMO mode: a built-in test caller, nothing is sent anywhere; "
+                     "the data directory is removed at exit")  # fmt: skip
+    elif not accounts:
+        from server.http import setup
+
+        token = setup.offer(app)
+        lines += [
+            "callassist: no accounts yet. On this machine, open within "
+            f"{setup.SETUP_TTL_S // 60} minutes (works once):",
+            f"    {base}/setup/{token}",
+            "callassist: or create them with",
+            f"    callassist user add NAME --role agent --data-dir {args.data_dir}",
+        ]
+    else:
+        lines.append(
+            f"callassist: more accounts: callassist user add NAME --role agent "
+            f"--data-dir {args.data_dir}"
+        )
+    print("\n".join(lines), flush=True)
     try:
         web.run_app(
             app,
@@ -102,6 +132,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    args.demo = True
+    return cmd_serve(args)
+
+
+def cmd_serve_demo_flag(args: argparse.Namespace) -> int:
+    # `serve --demo`: never the service's real data directory (its default is ./data).
+    if args.demo:
+        args.data_dir = None
+    return cmd_serve(args)
+
+
 def _redacting_logger_class():  # built lazily: aiohttp's logger base class
     from aiohttp.web_log import AccessLogger
 
@@ -110,6 +152,8 @@ def _redacting_logger_class():  # built lazily: aiohttp's logger base class
             # One-time link tokens must never reach a log file.
             if request.path.startswith("/j/"):
                 request = request.clone(rel_url="/j/<token>")
+            elif request.path.startswith("/setup/"):  # the one-time first-run token
+                request = request.clone(rel_url="/setup/<token>")
             super().log(request, response, time)
 
     return Redacting
@@ -213,19 +257,24 @@ def cmd_ropa(args: argparse.Namespace) -> int:
 
 
 def cmd_config(args: argparse.Namespace) -> int:
-    cfg = _load(args)
-    print(f"configuration OK (environment = {cfg.environment}, public_url = {cfg.http.public_url})")
+    from server.preflight import preflight
+
+    cfg = _load(args)  # ConfigError: main() names the key
+    problems = asyncio.run(preflight(cfg, args.data_dir))
+    for problem in problems:
+        print(f"callassist: {problem}", file=sys.stderr)
+    if problems:
+        print(f"callassist: configuration refused: {len(problems)} problem(s); "
+              "`callassist serve` would not start", file=sys.stderr)  # fmt: skip
+        return 2
+    print(
+        f"configuration OK: serve would start (environment = {cfg.environment}, "
+        f"public_url = {cfg.http.public_url} unless --host/--port change it)"
+    )
     return 0
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="callassist", description="Visual support during a phone call."
-    )
-    sub = p.add_subparsers(dest="command", required=True)
-
-    s = sub.add_parser("serve", help="run the service")
-    _common(s)
+def _serve_options(s: argparse.ArgumentParser) -> None:
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8080)
     s.add_argument(
@@ -239,7 +288,34 @@ def parser() -> argparse.ArgumentParser:
         default=os.environ.get("CALLASSIST_LOG_FORMAT", "text"),
         help="log lines as text or as one JSON object per line (default: text)",
     )
-    s.set_defaults(func=cmd_serve)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="callassist", description="Visual support during a phone call."
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("serve", help="run the service")
+    _common(s)
+    _serve_options(s)
+    s.add_argument(
+        "--demo",
+        action="store_true",
+        help="demo mode: a built-in test caller, a throwaway data directory (not in production)",
+    )
+    s.set_defaults(func=cmd_serve_demo_flag)
+
+    d = sub.add_parser("demo", help="a first look: the service with a built-in test caller")
+    d.add_argument("--config", type=Path, help="configuration file (TOML); default: built-in")
+    d.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="keep the demo's data here (default: a throwaway directory, removed at exit)",
+    )
+    _serve_options(d)
+    d.set_defaults(func=cmd_demo)
 
     u = sub.add_parser("user", help="manage console accounts")
     usub = u.add_subparsers(dest="action", required=True)
@@ -284,7 +360,9 @@ def parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("config", help="check a configuration file")
     csub = c.add_subparsers(dest="action", required=True)
-    chk = csub.add_parser("check", help="load and validate the configuration")
+    chk = csub.add_parser(
+        "check", help="run every start check of `serve` without starting anything"
+    )
     _common(chk)
     chk.set_defaults(func=cmd_config)
     return p

@@ -50,6 +50,7 @@ EMPTY: dict[tuple[str, ...], tuple[list[str], int, str]] = {
     ("subject", "object"): (["--phone", "20000012"], 0, "will not be recorded"),
     ("retention", "run"): ([], 0, "nothing is past its retention"),
     ("serve",): ([], 0, "serving on"),  # below: a real process, stopped with SIGTERM
+    ("demo",): ([], 0, "DEMO mode"),  # a real process: tests/test_demo.py
 }
 
 
@@ -71,7 +72,9 @@ def test_every_command_takes_config_and_data_dir() -> None:
         assert {"--config", "--data-dir"} <= options, name
 
 
-@pytest.mark.parametrize("command", [c for c in EMPTY if c != ("serve",)], ids=" ".join)
+@pytest.mark.parametrize(
+    "command", [c for c in EMPTY if c not in (("serve",), ("demo",))], ids=" ".join
+)
 def test_on_an_empty_data_directory(
     command: tuple[str, ...], tmp_path: Path, capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,

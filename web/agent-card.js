@@ -6,6 +6,7 @@ import * as i18n from "./i18n.js";
 import { t } from "./i18n.js";
 import { api, showError } from "./lib/api.js";
 import { st, STEPS, STATUS_RANK } from "./agent-state.js";
+import * as smsPreview from "./sms-preview.js";
 
 const el = (id) => document.getElementById(id);
 
@@ -134,8 +135,9 @@ export async function newLink() {
   el("new-link").disabled = true;
   try {
     const data = await api("POST", `/api/sessions/${encodeURIComponent(s.id)}/link`);
-    st.link = { link: data.link, qr_svg: data.qr_svg, expires_at: data.expires_at };
+    st.link = { link: data.link, qr_svg: data.qr_svg, expires_at: data.expires_at, sms: data.sms };
     renderLink();
+    smsPreview.show(data.sms);
     resetSms();
     el("new-link-status").textContent = t("a.link.renewed");
   } catch (err) {
@@ -154,7 +156,7 @@ export async function sendSms() {
   status.dataset.state = "sending";
   status.textContent = t("a.sms.sending");
   try {
-    const data = await api("POST", `/api/sessions/${encodeURIComponent(s.id)}/sms`, { link: st.link.link });
+    const data = await api("POST", `/api/sessions/${encodeURIComponent(s.id)}/sms`, { link: st.link.link, lang: smsPreview.lang() });
     const sms = (data && data.sms) || {};
     status.dataset.state = sms.status || "sent";
     status.textContent = t("a.sms.sent", { to: sms.to || "" });

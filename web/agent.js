@@ -14,6 +14,7 @@ import { fmtTime } from "./agent-card.js";
 import { initMedia, connect, disconnect, shareScreen, stopShare, toggleFullscreen } from "./agent-media.js";
 import * as toolkit from "./toolkit-agent.js"; // pointer, drawing, freeze, chat, pushes, …
 import * as recording from "./recording-agent.js"; // record, snapshots, photos
+import * as smsPreview from "./sms-preview.js"; // SMS language and segment count
 
 i18n.extend(STRINGS);
 const t = i18n.t;
@@ -106,7 +107,7 @@ async function onCreate(ev) {
     const data = await api("POST", "/api/sessions", { phone, reference });
     el("new-session-phone").value = "";
     el("new-session-reference").value = "";
-    openSession(data.session, { link: data.link, qr_svg: data.qr_svg, expires_at: data.expires_at });
+    openSession(data.session, { link: data.link, qr_svg: data.qr_svg, expires_at: data.expires_at, sms: data.sms });
     loadRecent();
   } catch (err) {
     showError(el("new-session-error"), err);
@@ -149,6 +150,7 @@ function openSession(session, link) {
   showError(el("session-error"), null);
   showError(el("share-error"), null);
   card.renderLink();
+  smsPreview.show(link && link.sms, { newSession: true });
   card.renderSession();
   recording.open(session.id);
   if (!st.ended) connect(session.id);
@@ -250,6 +252,7 @@ async function boot() {
   initMedia({ onEnded, showLogin, loadRecent });
   toolkit.init(st);
   recording.init(st, api, showError);
+  smsPreview.init();
   try {
     loggedIn(await api("GET", "/api/me"));
   } catch (err) {

@@ -93,8 +93,9 @@ AUTH = (
 SESSION_REPLY = obj(session=ref("Session"))
 SESSIONS = (
     Route("POST", "/api/sessions", "Start a support session and issue its one-time link",
-          AGENT, ok("created", obj(session=ref("Session"), link=STR, qr_svg=STR,
-                                   expires_at=TIME), 201), "sessions",
+          AGENT, ok("created", obj(("session", "link", "qr_svg", "expires_at"),
+                                   session=ref("Session"), link=STR, qr_svg=STR,
+                                   expires_at=TIME, sms=ANY_OBJ), 201), "sessions",
           body=obj(("phone",), phone="E.164, or local with the default country code",
                    reference={"type": "string", "maxLength": 128}),
           errors=((400, "`bad_phone`, `bad_reference` or `bad_request`"),)),
@@ -107,7 +108,8 @@ SESSIONS = (
           errors=((409, "`room_ended`, or `link_used`: the caller has opened it"),)),
     Route("POST", "/api/sessions/{session_id}/sms", "Send the current link by SMS", AGENT_OWN,
           ok("sent", obj(sms=obj(status=enum("sent"), to="masked number"))), "sessions",
-          body=obj(link="the session's current link (nothing else can be sent)"),
+          body=obj(("link",), link="the session's current link (nothing else can be sent)",
+                   lang=enum("lv", "en", "ru")),
           errors=((400, "`bad_link` or `bad_request`"),
                   (502, "`sms_failed`: the SMS gateway failed (message says why)"))),
     Route("POST", "/api/sessions/{session_id}/end", "End the session", AGENT_OWN,

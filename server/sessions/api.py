@@ -18,7 +18,7 @@ from server.http.auth import error
 from server.http.web_auth import USER_KEY, deny, require_user
 from server.rooms.manager import ROOMS
 from server.rooms.state import Room, iso
-from server.sessions.sms import SMS, SmsError
+from server.sessions.sms import DEFAULT_LANG, LANGS, SMS, SmsError, compose, previews
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,13 @@ async def _issue_link(request: web.Request, session_id: str) -> dict[str, Any]:
     token = new_link_token()
     await request.app[DB].add_link(token, session_id, now, cfg.session.link_ttl_s)
     link = cfg.http.public_url.rstrip("/") + "/j/" + token
-    return {"link": link, "qr_svg": qr_svg(link), "expires_at": iso(now + cfg.session.link_ttl_s)}
+    return {
+        "link": link,
+        "qr_svg": qr_svg(link),
+        "expires_at": iso(now + cfg.session.link_ttl_s),
+        # Encoding and segment count of the SMS per language, shown before sending.
+        "sms": previews(cfg.session.operator_name, link),
+    }
 
 
 async def _own_session(request: web.Request) -> dict[str, Any]:
@@ -193,18 +199,18 @@ async def send_sms(request: web.Request) -> web.StreamResponse:
         or not await db.link_matches(link[len(prefix) :], row["id"], now)
     ):
         return error(400, "bad_link", "this link is not this session's current link")
-    text = (
-        f"{cfg.session.operator_name}: open this link to show your camera to the support "
-        f"agent (this call only): {link}"
-    )
+    lang = body.get("lang", DEFAULT_LANG)
+    if lang not in LANGS:
+        return error(400, "bad_lang", f"the SMS language must be one of {', '.join(LANGS)}")
+    sms = compose(lang, cfg.session.operator_name, link)
     try:
-        await request.app[SMS].send(row["phone"], text)
+        await request.app[SMS].send(row["phone"], sms.text)
     except SmsError as exc:
         await audit(request, "sms.send", row["id"], result="failed")
         return error(502, "sms_failed", str(exc))
     await db.update_session(row["id"], link_sent_at=now)
     await audit(request, "sms.send", row["id"])
-    return web.json_response({"sms": {"status": "sent", "to": mask(row["phone"])}})
+    return web.json_response({"sms": {"status": "sent", "to": mask(row["phone"]), **sms.view()}})
 
 
 @require_user("agent")
