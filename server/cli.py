@@ -12,11 +12,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from server import firstrun
 from server.core import config as config_mod
 from server.core.config import Config, ConfigError
 from server.core.secrets import MissingSecret
 from server.http.auth import ROLES, hash_password
+from server.startup import firstrun
 
 DEFAULT_DATA_DIR = "data"
 
@@ -45,7 +45,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     cfg = _load(args)
     if not args.demo:
         return _serve(args, cfg)
-    from server import demo
+    from server.startup import demo
 
     cfg = demo.configure(cfg)  # ConfigError in production
     if args.data_dir is not None:  # `callassist demo --data-dir DIR`: kept there
@@ -60,7 +60,7 @@ def _serve(args: argparse.Namespace, cfg: Config) -> int:
     from aiohttp import web
 
     from server.http.app import create_app
-    from server.preflight import preflight
+    from server.startup.preflight import preflight
 
     scheme = "https" if args.tls_self_signed else "http"
     cfg, cert_host, which = firstrun.links(cfg, args, scheme)
@@ -94,7 +94,7 @@ def _serve(args: argparse.Namespace, cfg: Config) -> int:
         f"callassist: data directory {args.data_dir.resolve()}",
     ]
     if args.demo:
-        from server import demo
+        from server.startup import demo
 
         demo.install(app, demo.new_password())
         lines.append("callassist: DEMO mode: a built-in test caller, nothing is sent anywhere; "
@@ -257,7 +257,7 @@ def cmd_ropa(args: argparse.Namespace) -> int:
 
 
 def cmd_config(args: argparse.Namespace) -> int:
-    from server.preflight import preflight
+    from server.startup.preflight import preflight
 
     cfg = _load(args)  # ConfigError: main() names the key
     problems = asyncio.run(preflight(cfg, args.data_dir))

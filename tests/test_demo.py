@@ -12,7 +12,7 @@ from pathlib import Path
 
 from playwright.async_api import expect
 
-from server.demo import BARS
+from server.startup.demo import BARS
 from tests.conftest import free_port
 from tests.test_browser_e2e import start_session, wait_colours
 

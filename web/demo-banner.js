@@ -1,4 +1,4 @@
-// In demo mode (`callassist demo`, server/demo.py) the server answers /api/demo, and every
+// In demo mode (`callassist demo`, server/startup/demo.py) the server answers /api/demo, and every
 // page that loads this script says so at the top: the caller is a built-in test pattern.
 
 import { extend, t, onLangChange } from "./i18n.js";
