@@ -162,6 +162,18 @@ class Audit:
             result = await conn.execute(sa.select(audit_log).order_by(audit_log.c.seq))
             return [dict(r._mapping) for r in result.all()]
 
+    @staticmethod
+    async def rows_about(db: Database, objects: set[str]) -> list[dict[str, Any]]:
+        """The records about these objects (sessions, recordings), oldest first."""
+        query = (
+            sa.select(audit_log.c.at, audit_log.c.role, audit_log.c.action, audit_log.c.object,
+                      audit_log.c.result)
+            .where(audit_log.c.object.in_(sorted(objects)))
+            .order_by(audit_log.c.seq)
+        )  # fmt: skip
+        async with db.engine.connect() as conn:
+            return [dict(r._mapping) for r in (await conn.execute(query)).all()]
+
     async def page(self, limit: int = 100, before_seq: int | None = None) -> list[dict[str, Any]]:
         """The newest `limit` records (before `before_seq`), newest first."""
         query = sa.select(audit_log).order_by(audit_log.c.seq.desc()).limit(limit)

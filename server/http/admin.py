@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import sqlalchemy as sa
 from aiohttp import web
 
 from server.core.appkeys import AUDIT, CLOCK, CONFIG, DB
@@ -118,13 +117,10 @@ async def status(request: web.Request) -> web.StreamResponse:
     app = request.app
     cfg = app[CONFIG]
     db = app[DB]
-    async with db.engine.connect() as conn:
-        try:
-            revision = (
-                await conn.execute(sa.text("SELECT version_num FROM alembic_version"))
-            ).scalar()
-        except Exception:
-            revision = None
+    try:
+        revision = await db.revision()
+    except Exception:  # the status page still answers when the database does not
+        revision = None
     verdict = await app[AUDIT].verify()
     service = app.get(RECORDING)
     storage: dict[str, Any] = {"kind": cfg.recording.storage}

@@ -19,7 +19,6 @@ from collections import Counter as Tally
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from typing import Any
 
-import sqlalchemy as sa
 from aiohttp import web
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -34,7 +33,6 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from server.core.appkeys import CLOCK, DATA_DIR, DB
-from server.core.db import links, token_hash
 from server.media.peers import MediaRoom
 from server.rooms.manager import ROOMS
 from server.rooms.state import END_REASONS, RoomEvent
@@ -244,13 +242,9 @@ async def _link_outcome(request: web.Request, status: int) -> str:
     if status in (302, 303):
         return "opened"
     token = request.match_info.get("token", "")
-    async with request.app[DB].engine.connect() as conn:
-        row = (
-            await conn.execute(sa.select(links).where(links.c.token_hash == token_hash(token)))
-        ).first()
-    if row is None:
+    m = await request.app[DB].link_row(token)
+    if m is None:
         return "invalid"
-    m = row._mapping
     if m["consumed_at"] is not None:
         return "reused"
     if m["revoked"]:
@@ -292,8 +286,7 @@ async def metrics_handler(request: web.Request) -> web.StreamResponse:
 
 
 async def _check_database(app: web.Application) -> None:
-    async with app[DB].engine.connect() as conn:
-        await conn.execute(sa.text("SELECT 1"))
+    await app[DB].ping()
 
 
 def _check_storage(app: web.Application) -> None:

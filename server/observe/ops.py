@@ -22,12 +22,11 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-import sqlalchemy as sa
 from aiohttp import web
 from prometheus_client.core import CounterMetricFamily, Metric
 
 from server.core.appkeys import AUDIT, CLOCK, DB
-from server.core.db import User, sessions
+from server.core.db import User
 from server.core.phone import mask
 from server.http.auth import error
 from server.http.web_auth import TOKEN_KEY, USER_KEY, require_user
@@ -262,12 +261,7 @@ class OpsMonitor:
             .astimezone()
             .replace(hour=0, minute=0, second=0, microsecond=0)
         ).timestamp()
-        s = sessions.c
-        query = sa.select(
-            s.id, s.created_at, s.opened_at, s.accepted_at, s.media_started_at, s.state
-        ).where(s.created_at >= midnight)
-        async with self.app[DB].engine.connect() as conn:
-            rows = [r._mapping for r in (await conn.execute(query)).all()]
+        rows = await self.app[DB].sessions_created_since(midnight)
         connect_times = [
             r["media_started_at"] - r["created_at"] for r in rows if r["media_started_at"]
         ]

@@ -35,7 +35,7 @@ from recorder.keys import Keyring, MasterKeyring
 from recorder.recovery import ObjectSource, export
 from recorder.spool import Spool
 from recorder.storage import LocalStorage, Storage
-from server.core.audit import Audit, audit_log
+from server.core.audit import Audit
 from server.core.db import Database
 from server.core.phone import BadPhone, normalise
 from server.rooms.state import iso
@@ -205,20 +205,10 @@ async def _access_log(db: Database, objects: set[str]) -> list[dict[str, Any]]:
     """Who (by role) did what with these sessions and recordings, from the audit log."""
     if not objects:
         return []
-    import sqlalchemy as sa
-
-    query = (
-        sa.select(audit_log.c.at, audit_log.c.role, audit_log.c.action, audit_log.c.object,
-                  audit_log.c.result)
-        .where(audit_log.c.object.in_(sorted(objects)))
-        .order_by(audit_log.c.seq)
-    )  # fmt: skip
-    async with db.engine.connect() as conn:
-        rows = (await conn.execute(query)).all()
     return [
-        {"at": iso(r.at), "role": r.role, "action": r.action, "object": r.object,
-         "result": r.result}
-        for r in rows
+        {"at": iso(r["at"]), "role": r["role"], "action": r["action"], "object": r["object"],
+         "result": r["result"]}
+        for r in await Audit.rows_about(db, objects)
     ]  # fmt: skip
 
 

@@ -1,0 +1,1 @@
+"""SQL, one module per aggregate; `server.core.db.Database` is all of them on one engine."""

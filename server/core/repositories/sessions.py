@@ -1,0 +1,191 @@
+"""Sessions (the record of a room), their one-time links, caller devices and kept chat."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from server.core.schema import caller_devices, chat_messages, links, sessions, token_hash
+
+
+class SessionsRepository:
+    """Part of `server.core.db.Database` (which holds the engine)."""
+
+    engine: AsyncEngine
+
+    async def link_row(self, token: str) -> dict[str, Any] | None:
+        """The link of a token, whatever its state (for counting open outcomes)."""
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(sa.select(links).where(links.c.token_hash == token_hash(token)))
+            ).first()
+        return dict(row._mapping) if row else None
+
+    async def sessions_created_since(self, since: float) -> list[dict[str, Any]]:
+        """When each session since `since` got to each step (the ops console's today)."""
+        s = sessions.c
+        query = sa.select(
+            s.id, s.created_at, s.opened_at, s.accepted_at, s.media_started_at, s.state
+        ).where(s.created_at >= since)
+        async with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in (await conn.execute(query)).all()]
+
+    # --- sessions ----------------------------------------------------------------------
+    async def add_session(self, **values: Any) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(sessions.insert().values(**values))
+
+    async def get_session(self, session_id: str) -> dict[str, Any] | None:
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(sa.select(sessions).where(sessions.c.id == session_id))
+            ).first()
+        return dict(row._mapping) if row else None
+
+    async def list_sessions(self, agent_id: int, limit: int = 20) -> list[dict[str, Any]]:
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    sa.select(sessions)
+                    .where(sessions.c.agent_id == agent_id)
+                    .order_by(sessions.c.created_at.desc())
+                    .limit(limit)
+                )
+            ).all()
+        return [dict(r._mapping) for r in rows]
+
+    async def end_open_sessions(self, now: float) -> list[str]:
+        """End every session a previous process left open (rooms live in memory); returns
+        their ids, so each end can be audited like any other (retention counts from it)."""
+        async with self.engine.begin() as conn:
+            ids = [str(r[0]) for r in (await conn.execute(
+                sa.select(sessions.c.id).where(sessions.c.state != "ended"))).all()]  # fmt: skip
+            if ids:
+                await conn.execute(
+                    sessions.update()
+                    .where(sessions.c.id.in_(ids))
+                    .values(
+                        state="ended", caller_status="ended", ended_at=now, end_reason="restart"
+                    )  # fmt: skip
+                )
+            return ids
+
+    async def update_session(self, session_id: str, **values: Any) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                sessions.update().where(sessions.c.id == session_id).values(**values)
+            )
+
+    async def set_session_time_once(self, session_id: str, column: str, now: float) -> None:
+        """Record the first time something happened (opened, accepted, media started)."""
+        col = sessions.c[column]
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                sessions.update()
+                .where(sessions.c.id == session_id)
+                .where(col.is_(None))
+                .values({column: now})
+            )
+
+    # --- links -------------------------------------------------------------------------
+    async def add_link(self, token: str, session_id: str, now: float, ttl: float) -> None:
+        async with self.engine.begin() as conn:
+            # A new link revokes every earlier unused one: only one link per call works.
+            await conn.execute(
+                links.update()
+                .where(links.c.session_id == session_id)
+                .where(links.c.consumed_at.is_(None))
+                .values(revoked=True)
+            )
+            await conn.execute(
+                links.insert().values(
+                    token_hash=token_hash(token),
+                    session_id=session_id,
+                    created_at=now,
+                    expires_at=now + ttl,
+                    revoked=False,
+                )
+            )
+
+    async def link_matches(self, token: str, session_id: str, now: float) -> bool:
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(links.c.session_id)
+                    .where(links.c.token_hash == token_hash(token))
+                    .where(links.c.session_id == session_id)
+                    .where(links.c.consumed_at.is_(None))
+                    .where(links.c.revoked == sa.false())
+                    .where(links.c.expires_at > now)
+                )
+            ).first()
+        return row is not None
+
+    async def consume_link(self, token: str, cookie: str, now: float) -> str | None:
+        """Atomically trade a valid, unused link for a device cookie; return the session id.
+
+        The single conditional UPDATE is what makes a link single-use even when two
+        browsers open it at the same instant: only one of them changes the row.
+        """
+        digest = token_hash(token)
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                links.update()
+                .where(links.c.token_hash == digest)
+                .where(links.c.consumed_at.is_(None))
+                .where(links.c.revoked == sa.false())
+                .where(links.c.expires_at > now)
+                .values(consumed_at=now)
+            )
+            if result.rowcount != 1:
+                return None
+            session_id = (
+                await conn.execute(
+                    sa.select(links.c.session_id).where(links.c.token_hash == digest)
+                )
+            ).scalar_one()
+            state = (
+                await conn.execute(sa.select(sessions.c.state).where(sessions.c.id == session_id))
+            ).scalar_one_or_none()
+            if state in (None, "ended"):
+                return None
+            await conn.execute(
+                caller_devices.insert().values(
+                    cookie_hash=token_hash(cookie), session_id=session_id, created_at=now
+                )
+            )
+            return str(session_id)
+
+    # --- chat (only with toolkit.keep_chat) ----------------------------------------------
+    async def add_chat_message(
+        self, session_id: str, n: int, sender: str, text: str, at: float
+    ) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                chat_messages.insert().values(
+                    session_id=session_id, n=n, sender=sender, text=text, at=at
+                )
+            )
+
+    async def chat_messages(self, session_id: str) -> list[dict[str, Any]]:
+        query = (
+            sa.select(chat_messages)
+            .where(chat_messages.c.session_id == session_id)
+            .order_by(chat_messages.c.n)
+        )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [dict(r._mapping) for r in rows]
+
+    async def session_for_device(self, cookie: str) -> str | None:
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(caller_devices.c.session_id).where(
+                        caller_devices.c.cookie_hash == token_hash(cookie)
+                    )
+                )
+            ).first()
+        return str(row[0]) if row else None

@@ -1,0 +1,129 @@
+"""The database schema: every table (SQLAlchemy Core), for SQLite and PostgreSQL alike.
+
+Migrations (server/migrations) create it; tests check the migrated schema equals this
+metadata. Tokens and cookies are stored only as SHA-256 hashes (`token_hash`): a copy of
+the database gives no usable link, login or caller cookie.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+# The revision a database made by metadata.create_all (before migrations existed) is at.
+BASELINE_REVISION = "0001"
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("username", sa.String(64), nullable=False, unique=True),
+    sa.Column("password_hash", sa.String(256), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("disabled", sa.Boolean, nullable=False, default=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+logins = sa.Table(
+    "logins",
+    metadata,
+    sa.Column("token_hash", sa.String(64), primary_key=True),
+    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False),
+)
+
+# One row per support session (one phone call). The live part is the room with the same id.
+sessions = sa.Table(
+    "sessions",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("agent_id", sa.Integer, sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("phone", sa.String(32), nullable=False, index=True),  # E.164
+    sa.Column("reference", sa.String(128), nullable=False, default=""),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("caller_status", sa.String(16), nullable=False),
+    sa.Column("device_type", sa.String(128), nullable=False, default=""),
+    sa.Column("notice_version", sa.String(32), nullable=False, default=""),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("link_sent_at", sa.Float),
+    sa.Column("opened_at", sa.Float),
+    sa.Column("accepted_at", sa.Float),
+    sa.Column("media_started_at", sa.Float),
+    sa.Column("media_ended_at", sa.Float),
+    sa.Column("ended_at", sa.Float),
+    sa.Column("end_reason", sa.String(32)),
+)
+
+links = sa.Table(
+    "links",
+    metadata,
+    sa.Column("token_hash", sa.String(64), primary_key=True),
+    sa.Column("session_id", sa.String(32), sa.ForeignKey("sessions.id"), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False),
+    sa.Column("consumed_at", sa.Float),
+    sa.Column("revoked", sa.Boolean, nullable=False, default=False),
+)
+
+# The device-bound cookie a caller's browser got when it opened the link.
+caller_devices = sa.Table(
+    "caller_devices",
+    metadata,
+    sa.Column("cookie_hash", sa.String(64), primary_key=True),
+    sa.Column("session_id", sa.String(32), sa.ForeignKey("sessions.id"), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+
+# Recordings of a session's camera and its photos (snapshots, uploads), all stored encrypted
+# under `storage_key` (recorder/, docs/recording-format.md). The media itself is never here.
+recordings = sa.Table(
+    "recordings",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),  # the recording id (hex)
+    sa.Column(
+        "session_id", sa.String(32), sa.ForeignKey("sessions.id"), nullable=False, index=True
+    ),  # fmt: skip
+    sa.Column("kind", sa.String(16), nullable=False),  # video | snapshot | upload
+    # recording (in progress) | complete | incomplete (recovered after a crash) | failed
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("started_at", sa.Float, nullable=False),
+    sa.Column("ended_at", sa.Float),
+    sa.Column("storage_key", sa.String(128), nullable=False),
+    sa.Column("bytes", sa.Integer, nullable=False, default=0),  # ciphertext, all objects
+    sa.Column("segments", sa.Integer, nullable=False, default=0),
+    sa.Column("frames", sa.Integer, nullable=False, default=0),
+    sa.Column("container", sa.String(16), nullable=False, default=""),  # webm | mkv | jpeg
+    sa.Column("error", sa.String(256)),
+)
+
+# Chat of a session, kept only when `toolkit.keep_chat` is true (server/toolkit/service.py).
+chat_messages = sa.Table(
+    "chat_messages",
+    metadata,
+    sa.Column("session_id", sa.String(32), sa.ForeignKey("sessions.id"), primary_key=True),
+    sa.Column("n", sa.Integer, primary_key=True),  # the message's number in the session
+    sa.Column("sender", sa.String(16), nullable=False),  # caller | agent
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("at", sa.Float, nullable=False),
+)
+
+
+# Objections to recording (GDPR Art. 21), one row per phone number that must not be
+# recorded. The number itself is not stored: `phone_key` is an HMAC of it under the server
+# key (server/privacy/subjects.py), so the list names nobody to whoever reads the database.
+recording_objections = sa.Table(
+    "recording_objections",
+    metadata,
+    sa.Column("phone_key", sa.String(64), primary_key=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+
+def token_hash(token: str) -> str:
+    # Tokens carry >= 128 random bits, so a plain (unsalted) SHA-256 is enough to make the
+    # stored value useless while still allowing an indexed lookup.
+    return hashlib.sha256(token.encode()).hexdigest()
