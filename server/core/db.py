@@ -134,6 +134,22 @@ recording_objections = sa.Table(
 )
 
 
+# --- recording keys (server/recording/keystore.py; docs/recording-format.md, "Keys") ------
+# One row per recording: its recording key wrapped by a master key (local or KMS). The
+# media in the store are unreadable without it, so deleting the row crypto-shreds the
+# recording; rows go in the same transaction as the recording and session rows.
+recording_keys = sa.Table(
+    "recording_keys",
+    metadata,
+    sa.Column("recording_id", sa.String(32), primary_key=True),
+    sa.Column("session_id", sa.String(32), nullable=False, index=True),
+    sa.Column("alg", sa.Integer, nullable=False),  # 1 = local master key, 2 = AWS KMS
+    sa.Column("key_id", sa.String(255), nullable=False),  # mk-NNNN or the KMS key ARN
+    sa.Column("wrapped", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+
 def token_hash(token: str) -> str:
     # Tokens carry >= 128 random bits, so a plain (unsalted) SHA-256 is enough to make the
     # stored value useless while still allowing an indexed lookup.
@@ -443,7 +459,8 @@ class Database:
         if not session_ids:
             return 0
         async with self.engine.begin() as conn:
-            for table in (chat_messages, recordings, caller_devices, links):
+            # The recording keys too, in this transaction: media gone beyond use with the rows.
+            for table in (recording_keys, chat_messages, recordings, caller_devices, links):
                 await conn.execute(table.delete().where(table.c.session_id.in_(session_ids)))
             result = await conn.execute(sessions.delete().where(sessions.c.id.in_(session_ids)))
             return int(result.rowcount or 0)
@@ -451,6 +468,8 @@ class Database:
     async def delete_recording_rows(self, recording_ids: list[str]) -> None:
         if recording_ids:
             async with self.engine.begin() as conn:
+                keys = recording_keys.c.recording_id.in_(recording_ids)
+                await conn.execute(recording_keys.delete().where(keys))  # crypto-shredding
                 await conn.execute(recordings.delete().where(recordings.c.id.in_(recording_ids)))
 
     async def expired_recordings(
@@ -511,6 +530,37 @@ class Database:
                 return False
             await conn.execute(obj.insert().values(phone_key=phone_key, created_at=now))
             return True
+
+    # --- recording keys (owner: recordings; server/recording/keystore.py) ---------------
+    async def add_recording_key(self, recording_id: str, session_id: str, alg: int,
+                                key_id: str, wrapped: bytes, now: float) -> None:  # fmt: skip
+        async with self.engine.begin() as conn:
+            await conn.execute(recording_keys.insert().values(
+                recording_id=recording_id, session_id=session_id, alg=alg, key_id=key_id,
+                wrapped=wrapped, created_at=now))  # fmt: skip
+
+    async def get_recording_key(self, recording_id: str) -> dict[str, Any] | None:
+        query = sa.select(recording_keys).where(recording_keys.c.recording_id == recording_id)
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return dict(row._mapping) if row else None
+
+    async def list_recording_keys(self) -> list[dict[str, Any]]:
+        query = sa.select(recording_keys).order_by(recording_keys.c.created_at)
+        async with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in (await conn.execute(query)).all()]
+
+    async def rewrap_recording_key(self, recording_id: str, old_wrapped: bytes, alg: int,
+                                   key_id: str, wrapped: bytes) -> bool:  # fmt: skip
+        """Replace a wrapped key only if it is still `old_wrapped` (no lost update)."""
+        k = recording_keys.c
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                recording_keys.update()
+                .where(k.recording_id == recording_id, k.wrapped == old_wrapped)
+                .values(alg=alg, key_id=key_id, wrapped=wrapped)
+            )
+            return bool(result.rowcount)
 
 
 def alembic_config(connection: Any = None) -> Any:
