@@ -9,14 +9,147 @@ directory, moto's S3 server with versioning, subprocesses for kill -9 and for me
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
+import sys
+import zipfile
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from recorder.recovery import verify
+from server.cli import main
+from server.recording.keystore import database_keys
 from server.recording.service import RECORDING
 from tests.media_helpers import wait_for
+from tests.privacy_helpers import aws_env, backend_for, make_subject, s3_server  # noqa: F401
 from tests.test_recorder import caller_with_camera, wait_recording
+
+A_PHONE, B_PHONE = "+37120000031", "+37120000032"
+CLI = [sys.executable, "-m", "server"]
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out + err
+
+
+async def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    return await asyncio.to_thread(run_cli, capsys, *args)
+
+
+def rec_dir(server: Any, rid: str) -> Path:
+    return server.data_dir / "store" / "recordings" / rid
+
+
+def copy_over(server: Any, src: str, dst: str) -> None:
+    """Every object of recording `src` in place of recording `dst`'s (the review's attack)."""
+    target = rec_dir(server, dst)
+    shutil.rmtree(target)
+    shutil.copytree(rec_dir(server, src), target)
+
+
+async def two_subjects(make_server: Any, **recording: Any) -> tuple[Any, Any, Any]:
+    server = await make_server(recording={"segment_s": 1.0, **recording})
+    agent = await server.agent("anna")
+    a = await make_subject(server, agent, A_PHONE, "red", photos=1, video_s=5.3)
+    b = await make_subject(server, agent, B_PHONE, "blue", photos=1, video_s=5.3)
+    assert await server.app[RECORDING].spool.drain(10)
+    return server, a, b
+
+
+# --- 1. substitution
+
+
+async def test_whole_recording_substitution_is_refused(make_server, capsys, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Review: B's header, segments and manifest copied over A's; `verify A` said OK,
+    `decrypt A` wrote B's video and `subject export` put B's video in A's archive."""
+    server, a, b = await two_subjects(make_server)
+    data = ["--data-dir", str(server.data_dir)]
+    (va,), (vb,) = a.video_ids, b.video_ids
+    code, out = await cli(capsys, "recording", "verify", va, *data)
+    assert code == 0, out
+    copy_over(server, vb, va)
+    code, out = await cli(capsys, "recording", "verify", va, *data)
+    assert code == 1 and "WrongRecording" in out and f"belongs to recording {vb}" in out, out
+    out_file = tmp_path / "out" / "a.webm"
+    out_file.parent.mkdir()
+    code, out = await cli(capsys, "recording", "decrypt", va, "-o", str(out_file), *data)
+    assert code == 1 and "WrongRecording" in out, out
+    assert list(out_file.parent.iterdir()) == []  # not even a partial file
+    archive = tmp_path / "a.zip"
+    code, out = await cli(capsys, "subject", "export", "--phone", A_PHONE, "-o", str(archive),
+                          *data)  # fmt: skip
+    assert code == 0, out
+    with zipfile.ZipFile(archive) as z:
+        names = z.namelist()
+        manifest = json.loads(z.read("manifest.json"))
+    assert not [n for n in names if n.endswith(".webm")], names  # B's video is not A's
+    (missing,) = manifest["not_exported"]
+    assert missing["recording_id"] == va and "WrongRecording" in missing["reason"]
+
+
+async def test_a_photo_copied_over_another_is_refused(make_server, capsys, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    server, a, b = await two_subjects(make_server)
+    (pa,), (pb,) = a.photo_ids, b.photo_ids
+    copy_over(server, pb, pa)
+    agent = await server.agent("anna")
+    status, body = await agent.get(f"/api/sessions/{a.session_id}/photos/{pa}")
+    assert status == 500 and "belongs to recording" in body["error"]["message"], body
+    code, out = await cli(capsys, "recording", "decrypt", pa, "-o", str(tmp_path / "p.jpg"),
+                          "--data-dir", str(server.data_dir))  # fmt: skip
+    assert code == 1 and "WrongRecording" in out and not (tmp_path / "p.jpg").exists()
+
+
+async def _reseal(server: Any, rid: str, **change: Any) -> None:
+    """What a holder of the recording's keys can do: seal a new, authentic manifest."""
+    from recorder.crypto import open_recording
+
+    service = server.app[RECORDING]
+    keys = database_keys(server.db, service.keyring)
+    header = (rec_dir(server, rid) / "header").read_bytes()
+    rec = open_recording(header, keys.keyring, await keys.record(rid), expected_id=rid)
+    manifest = rec.open_manifest((rec_dir(server, rid) / "manifest").read_bytes())
+    entries = list(manifest.segments[: change.pop("keep", len(manifest.segments))])
+    meta = {**manifest.metadata, **change}
+    for extra in manifest.segments[len(entries) :]:
+        (rec_dir(server, rid) / f"segment-{extra.index:06d}").unlink()
+    sealed = rec.seal_manifest(entries, complete=True, metadata=meta)
+    (rec_dir(server, rid) / "manifest").write_bytes(sealed)
+
+
+async def test_a_key_holder_cannot_drop_segments_or_move_a_recording(make_server, capsys) -> None:  # type: ignore[no-untyped-def]
+    """Review: a forged "complete" manifest dropping 2 of 5 segments verified although the
+    database says 5; the manifest's session id was never compared with the row."""
+    server, a, b = await two_subjects(make_server)
+    data = ["--data-dir", str(server.data_dir)]
+    (va,), (vb,) = a.video_ids, b.video_ids
+    row = await server.db.get_recording(va)
+    assert row["segments"] >= 5, row
+    await _reseal(server, va, keep=row["segments"] - 2)
+    code, out = await cli(capsys, "recording", "verify", va, *data)
+    assert code == 1 and "RecordingMismatch" in out, out
+    assert f"lists {row['segments'] - 2} segment(s), the database says {row['segments']}" in out
+    await _reseal(server, vb, session_id=a.session_id)  # B's recording passed off as A's
+    code, out = await cli(capsys, "recording", "verify", vb, *data)
+    assert code == 1 and "RecordingMismatch" in out and "of session" in out, out
+
+
+# --- 4. the end of a finished recording
+
+
+async def test_deleting_the_manifest_and_trailing_segments_is_damage(make_server, capsys) -> None:  # type: ignore[no-untyped-def]
+    """Review: `verify` said "interrupted" (exit 3) instead of "damaged" (exit 1)."""
+    server, a, _ = await two_subjects(make_server)
+    (va,) = a.video_ids
+    row = await server.db.get_recording(va)
+    (rec_dir(server, va) / "manifest").unlink()
+    for i in (row["segments"] - 1, row["segments"] - 2):
+        (rec_dir(server, va) / f"segment-{i:06d}").unlink()
+    code, out = await cli(capsys, "recording", "verify", va, "--data-dir", str(server.data_dir))
+    assert code == 1 and "FAILED" in out and "manifest is missing" in out, out
 
 # --- a second recording in the same session (review: timestamps 0, 1, ..., 149 ms)
 
@@ -47,5 +180,3 @@ async def test_a_second_recording_in_a_session_keeps_real_time(make_server) -> N
     assert all(d > 1500 for d in durations), durations
     await caller.close()
 
-
-_ = (shutil, Path, Any)
