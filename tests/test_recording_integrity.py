@@ -18,7 +18,12 @@ from typing import Any
 
 import pytest
 
+from recorder.crypto import header_object
+from recorder.header import commitment, encode_v1_header, v1_prefix
+from recorder.keys import MasterKeyring
+from recorder.reading import ObjectSource
 from recorder.recovery import verify
+from recorder.storage import LocalStorage
 from server.cli import main
 from server.recording.keystore import database_keys
 from server.recording.service import RECORDING
@@ -180,3 +185,141 @@ async def test_a_second_recording_in_a_session_keeps_real_time(make_server) -> N
     assert all(d > 1500 for d in durations), durations
     await caller.close()
 
+
+
+# --- 2. crypto-shredding; rotation and migration on a versioned bucket
+
+
+def _cli_conf(tmp_path: Path, backend: Any, name: str = "cli.toml") -> Path:
+    conf = tmp_path / name
+    s3 = backend.sections["recording"]["s3"]
+    conf.write_text(f'[recording]\nstorage = "s3"\n[recording.s3]\nbucket = "{s3["bucket"]}"\n'
+                    f'endpoint_url = "{s3["endpoint_url"]}"\nregion = "eu-north-1"\n')  # fmt: skip
+    return conf
+
+
+def _versions(client: Any, bucket: str) -> list[dict[str, Any]]:
+    pages = client.get_paginator("list_object_versions").paginate(Bucket=bucket)
+    return [v for page in pages for v in page.get("Versions", []) + page.get("DeleteMarkers", [])]
+
+
+async def test_erasure_shreds_a_copy_of_every_version(
+    request: Any, make_server: Any, capsys: Any, tmp_path: Path
+) -> None:
+    """Review: a copy of the bucket taken before erasure decrypted fully with the live
+    keyring. Now the copy (every version, headers included) is useless once the subject's
+    rows, and with them the recording keys, are gone; other subjects still decrypt."""
+    backend = backend_for(request, "sqlite", "s3")
+    client = backend.s3.client()
+    client.put_bucket_versioning(Bucket=backend.bucket,
+                                 VersioningConfiguration={"Status": "Enabled"})  # fmt: skip
+    server = await make_server(**backend.sections)
+    agent = await server.agent("anna")
+    a = await make_subject(server, agent, A_PHONE, "red", photos=1, video_s=2.2)
+    b = await make_subject(server, agent, B_PHONE, "blue", photos=1, video_s=2.2)
+    assert await server.app[RECORDING].spool.drain(10)
+    common = ["--config", str(_cli_conf(tmp_path, backend)), "--data-dir", str(server.data_dir)]
+
+    # Rotation re-wraps recording keys in the database: no object gets a second version.
+    code, out = await cli(capsys, "keys", "rotate", *common)
+    assert code == 0 and "rewrapped 4 recording key(s)" in out, out
+    versions = _versions(client, backend.bucket)
+    assert len({v["Key"] for v in versions}) == len(versions)  # one version per object
+
+    backup = tmp_path / "backup"  # the whole store, every version
+    for v in versions:
+        body = client.get_object(Bucket=backend.bucket, Key=v["Key"], VersionId=v["VersionId"])
+        (backup / v["Key"]).parent.mkdir(parents=True, exist_ok=True)
+        (backup / v["Key"]).write_bytes(body["Body"].read())
+    code, out = await cli(capsys, "subject", "erase", "--phone", A_PHONE, "--yes", *common)
+    assert code == 0, out
+    assert await server.db.get_recording_key(a.video_ids[0]) is None
+
+    on_backup = tmp_path / "backup.toml"
+    on_backup.write_text(f'[recording]\nstorage = "local"\nlocal_dir = "{backup}"\n')
+    for rid in a.video_ids + a.photo_ids:
+        assert (backup / header_object(rid)).is_file()
+        code, out = await cli(capsys, "recording", "verify", rid, "--config", str(on_backup),
+                              "--data-dir", str(server.data_dir))  # fmt: skip
+        assert code == 1 and "KeyErased" in out, out
+        # Even with the rows put back from a database backup minus the key: still erased.
+        service = server.app[RECORDING]
+        keys = database_keys(server.db, service.keyring)
+        report = await verify(ObjectSource(LocalStorage(backup)), keys, rid)
+        assert not report.ok and "KeyErased" in report.errors[0], report.errors
+    for rid in b.video_ids + b.photo_ids:
+        code, out = await cli(capsys, "recording", "verify", rid, "--config", str(on_backup),
+                              "--data-dir", str(server.data_dir))  # fmt: skip
+        assert code == 0, out
+
+
+async def test_format_1_recordings_migrate_leaving_no_old_header(
+    request: Any, make_server: Any, capsys: Any, tmp_path: Path
+) -> None:
+    """A recording written by format 1 (data key wrapped by the master key in the header):
+    `recording migrate` moves its key to the database and leaves no version of the old
+    header behind; a copy of the old header put back later is refused."""
+    from recorder.crypto import open_recording
+    from server.core.db import recording_keys
+
+    backend = backend_for(request, "sqlite", "s3")
+    client = backend.s3.client()
+    client.put_bucket_versioning(Bucket=backend.bucket,
+                                 VersioningConfiguration={"Status": "Enabled"})  # fmt: skip
+    server = await make_server(**backend.sections)
+    agent = await server.agent("anna")
+    a = await make_subject(server, agent, A_PHONE, "red", photos=0, video_s=2.2)
+    service = server.app[RECORDING]
+    assert await service.spool.drain(10)
+    (rid,) = a.video_ids
+    ring, key = service.keyring, header_object(rid)
+    v2 = client.get_object(Bucket=backend.bucket, Key=key)["Body"].read()
+    rec = open_recording(v2, ring, await database_keys(server.db, ring).record(rid),
+                         expected_id=rid)  # fmt: skip
+    # What the format 1 recorder wrote: the same data key, wrapped in the header itself.
+    v1 = encode_v1_header(rec.recording_id, commitment(rec._data_key, rec.recording_id),
+                          ring.wrap(rec._data_key, v1_prefix(rec.recording_id)))  # fmt: skip
+    for v in _versions(client, backend.bucket):
+        if v["Key"] == key:
+            client.delete_object(Bucket=backend.bucket, Key=key, VersionId=v["VersionId"])
+    client.put_object(Bucket=backend.bucket, Key=key, Body=v1)
+    async with server.db.engine.begin() as conn:
+        await conn.execute(recording_keys.delete())
+    row = await server.db.get_recording(rid)
+    await server.db.update_recording(rid, bytes=row["bytes"] + len(v1) - len(v2))
+    common = ["--config", str(_cli_conf(tmp_path, backend)), "--data-dir", str(server.data_dir)]
+    code, out = await cli(capsys, "recording", "verify", rid, *common)
+    assert code == 0, out  # format 1 still reads until it is migrated
+
+    code, out = await cli(capsys, "recording", "migrate", *common)
+    assert code == 0 and "migrated 1 format 1 header(s)" in out, out
+    headers = [v for v in _versions(client, backend.bucket) if v["Key"] == key]
+    assert len(headers) == 1  # the format 1 version is gone, not kept as noncurrent
+    now = client.get_object(Bucket=backend.bucket, Key=key)["Body"].read()
+    assert now[4] == 2 and len(now) == 113
+    assert (await server.db.get_recording_key(rid))["key_id"] == ring.current_key_id
+    code, out = await cli(capsys, "recording", "verify", rid, *common)
+    assert code == 0, out
+    code, out = await cli(capsys, "recording", "migrate", *common)
+    assert code == 0 and "migrated 0" in out  # nothing left to do
+
+    client.put_object(Bucket=backend.bucket, Key=key, Body=v1)  # an old copy put back
+    code, out = await cli(capsys, "recording", "verify", rid, *common)
+    assert code == 1 and "old format 1 header" in out, out
+
+
+def test_keys_rotate_refuses_a_us_bucket_before_creating_a_key(
+    s3_server: Any, aws_env: Any, tmp_path: Path, capsys: Any  # noqa: F811
+) -> None:
+    """Review: `keys rotate` created mk-0002, then refused the bucket."""
+    bucket = s3_server.create_bucket("us-east-1")
+    data_dir = tmp_path / "data"
+    keys_dir = data_dir / "recording-keys"
+    MasterKeyring.from_directory(keys_dir)  # an installation with its first key
+    conf = tmp_path / "c.toml"
+    conf.write_text(f'[recording]\nstorage = "s3"\n[recording.s3]\nbucket = "{bucket}"\n'
+                    f'endpoint_url = "{s3_server.endpoint_url}"\nregion = "eu-north-1"\n')  # fmt: skip
+    for args in (["keys", "rotate"], ["recording", "migrate"]):
+        code, out = run_cli(capsys, *args, "--config", str(conf), "--data-dir", str(data_dir))
+        assert code == 1 and "region 'us-east-1'" in out, out
+        assert sorted(p.name for p in keys_dir.iterdir()) == ["mk-0001.key"]
