@@ -317,8 +317,9 @@ def test_keys_rotate_refuses_a_us_bucket_before_creating_a_key(
     keys_dir = data_dir / "recording-keys"
     MasterKeyring.from_directory(keys_dir)  # an installation with its first key
     conf = tmp_path / "c.toml"
+    url = s3_server.endpoint_url
     conf.write_text(f'[recording]\nstorage = "s3"\n[recording.s3]\nbucket = "{bucket}"\n'
-                    f'endpoint_url = "{s3_server.endpoint_url}"\nregion = "eu-north-1"\n')  # fmt: skip
+                    f'endpoint_url = "{url}"\nregion = "eu-north-1"\n')  # fmt: skip
     for args in (["keys", "rotate"], ["recording", "migrate"]):
         code, out = run_cli(capsys, *args, "--config", str(conf), "--data-dir", str(data_dir))
         assert code == 1 and "region 'us-east-1'" in out, out
