@@ -10,8 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
+import signal
+import stat
+import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -324,3 +329,109 @@ def test_keys_rotate_refuses_a_us_bucket_before_creating_a_key(
         code, out = run_cli(capsys, *args, "--config", str(conf), "--data-dir", str(data_dir))
         assert code == 1 and "region 'us-east-1'" in out, out
         assert sorted(p.name for p in keys_dir.iterdir()) == ["mk-0001.key"]
+
+
+# --- 3. bounded memory; 4. kill -9 during decrypt
+
+MiB = 1024 * 1024
+MEASURE = ("import resource, sys\nfrom server.cli import main\ncode = main(sys.argv[1:])\n"
+           "print('MAXRSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, code)")
+
+
+async def craft_big(server: Any, session_id: str, size: int) -> str:
+    """A complete recording with one `size`-byte segment, written the way a key holder
+    would (the recorder never cuts one this big, which is the point)."""
+    from recorder.crypto import new_recording
+    from server.recording.keystore import store_key
+
+    rec = new_recording(server.app[RECORDING].keyring)
+    now = time.time()
+    await store_key(server.db, rec, session_id, now)
+    folder = rec_dir(server, rec.id)
+    folder.mkdir(parents=True)
+    (folder / "header").write_bytes(rec.header)
+    writer, block = rec.segment_writer(0), bytes(MiB)
+    with (folder / "segment-000000").open("wb") as out:  # a test helper: blocking is fine
+        for _ in range(size // MiB):
+            out.write(writer.write(block))
+        out.write(writer.close())
+    assert writer.entry is not None
+    meta = {"kind": "video", "session_id": session_id, "container": "webm"}
+    manifest = rec.seal_manifest([writer.entry], metadata=meta)
+    (folder / "manifest").write_bytes(manifest)
+    total = len(rec.header) + writer.entry.ciphertext_size + len(manifest)
+    await server.db.add_recording(
+        id=rec.id, session_id=session_id, kind="video", status="complete", started_at=now,
+        ended_at=now, storage_key=f"recordings/{rec.id}/", bytes=total, segments=1, frames=0,
+        container="webm",
+    )  # fmt: skip
+    return rec.id
+
+
+def peak_kb(*args: str) -> tuple[int, int, str]:
+    """Peak RSS (kB) of a `callassist` command run in a fresh process, its exit code and
+    output."""
+    r = subprocess.run([sys.executable, "-c", MEASURE, *args], capture_output=True, text=True,
+                       timeout=600)  # fmt: skip
+    line = [x for x in r.stdout.splitlines() if x.startswith("MAXRSS_KB")][-1]
+    _, kb, code = line.split()
+    return int(kb), int(code), r.stdout
+
+
+async def test_verify_of_a_300_mib_tampered_segment_stays_in_bounded_memory(
+    make_server: Any, tmp_path: Path
+) -> None:
+    """Review: a 300 MiB segment took `verify` to 721 MB RSS. Now it streams: one block and
+    one chunk at a time, and only segments under recorder.recovery.PROBE_LIMIT are demuxed."""
+    server = await make_server(recording={"segment_s": 1.0})
+    agent = await server.agent("anna")
+    a = await make_subject(server, agent, A_PHONE, "red", photos=0, video_s=1.5)
+    assert await server.app[RECORDING].spool.drain(10)
+    big = await craft_big(server, a.session_id, 300 * MiB)
+    segment = rec_dir(server, big) / "segment-000000"
+    with segment.open("r+b") as fh:  # one flipped bit in the last chunk
+        fh.seek(-100, os.SEEK_END)
+        byte = fh.read(1)
+        fh.seek(-100, os.SEEK_END)
+        fh.write(bytes([byte[0] ^ 1]))
+    data = ["--data-dir", str(server.data_dir)]
+    base_kb, code, _ = await asyncio.to_thread(
+        peak_kb, "recording", "verify", a.video_ids[0], *data
+    )
+    assert code == 0
+    big_kb, code, out = await asyncio.to_thread(peak_kb, "recording", "verify", big, *data)
+    assert code == 1 and "ChunkTampered" in out and "chunk 4799" in out, out  # the last one
+    print(f"verify peak RSS: {base_kb} kB baseline, {big_kb} kB on a 300 MiB segment")
+    assert big_kb - base_kb < 64 * 1024, (base_kb, big_kb)
+
+
+async def test_a_killed_decrypt_leaves_nothing_for_the_next_run(
+    make_server: Any, capsys: Any, tmp_path: Path
+) -> None:
+    """Review: `kill -9` during `decrypt` left `.x.webm.partial-XXXX` (playable, 0600) and
+    the next run did not clean it up."""
+    server = await make_server(recording={"segment_s": 1.0})
+    agent = await server.agent("anna")
+    a = await make_subject(server, agent, A_PHONE, "red", photos=0, video_s=1.5)
+    assert await server.app[RECORDING].spool.drain(10)
+    big = await craft_big(server, a.session_id, 300 * MiB)
+    out = tmp_path / "x.webm"
+    data = ["--data-dir", str(server.data_dir)]
+    proc = await asyncio.create_subprocess_exec(
+        *CLI, "recording", "decrypt", big, "-o", str(out), *data,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while not any(p.stat().st_size > MiB for p in tmp_path.glob(".x.webm.partial-*")):
+            assert proc.returncode is None and time.monotonic() < deadline, "no partial seen"
+            await asyncio.sleep(0.02)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)  # this test's own child, by its pid
+        await proc.wait()
+    left = list(tmp_path.glob(".x.webm.partial-*"))
+    assert left and all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in left)
+    code, text = await cli(capsys, "recording", "decrypt", a.video_ids[0], "-o", str(out), *data)
+    assert code == 0, text
+    assert list(tmp_path.glob(".x.webm.partial-*")) == []  # the dead run's plaintext is gone
+    assert out.is_file()
