@@ -423,7 +423,10 @@ async def test_a_killed_decrypt_leaves_nothing_for_the_next_run(
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 120
-        while not any(p.stat().st_size > MiB for p in tmp_path.glob(".x.webm.partial-*")):
+        def growing() -> bool:
+            return any(p.stat().st_size > MiB for p in tmp_path.glob(".x.webm.partial-*"))
+
+        while not await asyncio.to_thread(growing):
             assert proc.returncode is None and time.monotonic() < deadline, "no partial seen"
             await asyncio.sleep(0.02)
     finally:
