@@ -421,20 +421,20 @@ async def test_a_killed_decrypt_leaves_nothing_for_the_next_run(
         *CLI, "recording", "decrypt", big, "-o", str(out), *data,
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
+    def partials() -> list[Path]:
+        return list(tmp_path.glob(".x.webm.partial-*"))
+
     try:
         deadline = time.monotonic() + 120
-        def growing() -> bool:
-            return any(p.stat().st_size > MiB for p in tmp_path.glob(".x.webm.partial-*"))
-
-        while not await asyncio.to_thread(growing):
+        while not any(p.stat().st_size > MiB for p in await asyncio.to_thread(partials)):
             assert proc.returncode is None and time.monotonic() < deadline, "no partial seen"
             await asyncio.sleep(0.02)
     finally:
         os.kill(proc.pid, signal.SIGKILL)  # this test's own child, by its pid
         await proc.wait()
-    left = list(tmp_path.glob(".x.webm.partial-*"))
+    left = await asyncio.to_thread(partials)
     assert left and all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in left)
     code, text = await cli(capsys, "recording", "decrypt", a.video_ids[0], "-o", str(out), *data)
     assert code == 0, text
-    assert list(tmp_path.glob(".x.webm.partial-*")) == []  # the dead run's plaintext is gone
+    assert await asyncio.to_thread(partials) == []  # the dead run's plaintext is gone
     assert out.is_file()
