@@ -481,10 +481,9 @@ def test_env_keyring(tmp_path: Path, keyring: MasterKeyring):
             MasterKeyring.from_env(environ={ENV_VAR: bad})
 
 
-def test_vector_in_the_format_doc_decrypts():
-    """docs/recording-format.md's test vector: the spec and the code cannot drift apart."""
+def _vector(section: str) -> dict[str, str]:
     doc = (Path(__file__).parent.parent / "docs" / "recording-format.md").read_text()
-    block = doc.split("## Test vector", 1)[1].split("```text\n", 1)[1].split("```", 1)[0]
+    block = doc.split(f"## {section}\n", 1)[1].split("```text\n", 1)[1].split("```", 1)[0]
     fields: dict[str, str] = {}
     label = ""
     for line in block.splitlines():
@@ -493,14 +492,55 @@ def test_vector_in_the_format_doc_decrypts():
             fields[label] = ""
         else:
             fields[label] += line
+    return fields
+
+
+def test_vector_in_the_format_doc_decrypts():
+    """docs/recording-format.md's test vector: the spec and the code cannot drift apart."""
+    fields = _vector("Test vector")
     ring = MasterKeyring({"mk-0001": bytes.fromhex(fields["master key mk-0001"])})
-    rec = open_recording(bytes.fromhex(fields["header"]), ring)
-    assert rec.id == fields["recording id"]
+    rid = fields["recording id"]
+    record = KeyRecord(rid, 1, "mk-0001", bytes.fromhex(fields["key record"]))
+    rec = _open_recording(bytes.fromhex(fields["header"]), ring, record, expected_id=rid)
+    assert rec.id == rid and rec._data_key.hex() == fields["data key"]
+    from recorder.keys import open_recording_key
+
+    assert open_recording_key(record, ring, rid).hex() == fields["recording key"]
     manifest = rec.open_manifest(bytes.fromhex(fields["manifest"]))
-    assert manifest.complete and manifest.metadata == {"container": "webm"}
+    assert manifest.complete and manifest.metadata == {
+        "container": "webm", "kind": "video", "session_id": "s-vector"}  # fmt: skip
     segment = bytes.fromhex(fields["segment 0, chunk size 1024"])
     plain = b"".join(rec.decrypt_segment(0, [segment], expect=manifest.segments[0]))
     assert plain == fields["segment 0 plaintext"].encode()
+    with pytest.raises(KeyErased):  # the header alone is useless: the key is in the database
+        _open_recording(bytes.fromhex(fields["header"]), ring, None, expected_id=rid)
+    with pytest.raises(WrongRecording):
+        _open_recording(bytes.fromhex(fields["header"]), ring, record, expected_id="0" * 32)
+
+
+def test_format_1_vector_still_opens_and_migrates():
+    """Recordings written before format 2 read (until migrated) and migrate to format 2
+    with their segments and manifest as they are."""
+    from recorder.header import migrate_v1_header
+
+    fields = _vector("Format 1 test vector")
+    ring = MasterKeyring({"mk-0001": bytes.fromhex(fields["master key mk-0001"])})
+    rid = fields["recording id"]
+    v1 = bytes.fromhex(fields["header"])
+    segment = bytes.fromhex(fields["segment 0, chunk size 1024"])
+    manifest_blob = bytes.fromhex(fields["manifest"])
+    old = _open_recording(v1, ring, None, expected_id=rid)
+    v2, record = migrate_v1_header(v1, ring, rid)
+    assert v2[4] == 2 and len(v2) == 113 and record.recording_id == rid
+    rec = _open_recording(v2, ring, record, expected_id=rid)
+    assert rec._data_key == old._data_key
+    manifest = rec.open_manifest(manifest_blob)
+    plain = b"".join(rec.decrypt_segment(0, [segment], expect=manifest.segments[0]))
+    assert plain == fields["segment 0 plaintext"].encode()
+    with pytest.raises(HeaderTampered, match="old format 1 header"):
+        _open_recording(v1, ring, record, expected_id=rid)  # an older copy, once migrated
+    again, same = migrate_v1_header(v1, ring, rid, record)  # an interrupted run, retried
+    assert same == record and _open_recording(again, ring, record, expected_id=rid)
 
 
 async def test_a_whole_recording_copied_over_another_is_refused(tmp_path: Path, keyring, plain):
