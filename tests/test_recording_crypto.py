@@ -242,6 +242,10 @@ CASES: dict[str, tuple[Tamper, type[RecordingError], str]] = {
             MasterKeyring.from_directory(d.parent / "keys")).header),
         WrongRecording, "header belongs to recording",
     ),
+    "a huge manifest (review: 200 MiB took 717 MB)": (
+        lambda d, r: (d / manifest_object(r)).write_bytes(b"CAMF\x01" + bytes(5 * 2**20)),
+        ManifestTampered, "larger than 4194304 bytes: refused before reading it all",
+    ),
     "a huge header": (
         lambda d, r: (d / header_object(r)).write_bytes(b"CARH\x02" + bytes(10**6)),
         HeaderTampered, "too large",
