@@ -89,12 +89,12 @@ def check_manifest(rid: str, manifest: Manifest, expect: Expected | None) -> Non
                                 f"segment(s), the database says {expect.segments}")  # fmt: skip
 
 
-def check_sizes(rid: str, header: int, manifest: int, manifest_: Manifest,
+def check_sizes(rid: str, header_size: int, manifest_size: int, manifest: Manifest,
                 expect: Expected | None) -> None:  # fmt: skip
     """Header + segments + manifest must add up to the bytes the database recorded."""
     if expect is None or not expect.finished or not expect.bytes:
         return
-    total = header + manifest + sum(e.ciphertext_size for e in manifest_.segments)
+    total = header_size + manifest_size + sum(e.ciphertext_size for e in manifest.segments)
     if total != expect.bytes:
         raise RecordingMismatch(f"recording {rid}: its objects hold {total} bytes, the "
                                 f"database says {expect.bytes}")  # fmt: skip
