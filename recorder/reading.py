@@ -69,10 +69,11 @@ class ObjectSource:
     async def get_limited(self, key: str, limit: int) -> bytes:
         """A small object, refused (ObjectTooLarge) once it passes `limit` bytes."""
         out = bytearray()
-        async for block in self.iter(key):
-            out += block
-            if len(out) > limit:
-                raise ObjectTooLarge(key, limit)
+        async with contextlib.aclosing(self.iter(key)) as blocks:
+            async for block in blocks:
+                out += block
+                if len(out) > limit:
+                    raise ObjectTooLarge(key, limit)
         return bytes(out)
 
     async def get(self, key: str) -> bytes:
@@ -112,17 +113,18 @@ async def decrypt_stream_to_file(
     fd = os.open(tmp, flags, 0o600)
     size = 0
     try:
-        with os.fdopen(fd, "wb") as out:
-            async for block in blocks:
-                plain = await asyncio.to_thread(reader.feed, block)
-                out.write(plain)
-                size += len(plain)
-            last = reader.finish()
-            out.write(last)
-            size += len(last)
-            out.flush()
-            if atomic:
-                os.fsync(out.fileno())
+        async with contextlib.aclosing(blocks):  # closed (file, S3 body) even on error
+            with os.fdopen(fd, "wb") as out:
+                async for block in blocks:
+                    plain = await asyncio.to_thread(reader.feed, block)
+                    out.write(plain)
+                    size += len(plain)
+                last = reader.finish()
+                out.write(last)
+                size += len(last)
+                out.flush()
+                if atomic:
+                    os.fsync(out.fileno())
         if atomic:
             os.replace(tmp, dest)
     except BaseException:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Callable
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -185,12 +186,13 @@ async def _check_segment(
     keep = media and (expect is None or expect.plaintext_size <= PROBE_LIMIT)
     plain = bytearray()
     try:
-        async for block in source.iter(segment_object(rec.id, index)):
-            out = await asyncio.to_thread(reader.feed, block)
-            if keep:
-                plain += out
-                if len(plain) > PROBE_LIMIT:
-                    keep, plain = False, bytearray()
+        async with aclosing(source.iter(segment_object(rec.id, index))) as blocks:
+            async for block in blocks:
+                out = await asyncio.to_thread(reader.feed, block)
+                if keep:
+                    plain += out
+                    if len(plain) > PROBE_LIMIT:
+                        keep, plain = False, bytearray()
     except ObjectNotFound:
         raise SegmentMissing(index) from None
     last = reader.finish()
@@ -380,8 +382,9 @@ async def read_photo(
     reader = rec.segment_reader(0, entry)
     plain = bytearray()
     try:
-        async for block in source.iter(segment_object(rid, 0)):
-            plain += await asyncio.to_thread(reader.feed, block)
+        async with aclosing(source.iter(segment_object(rid, 0))) as blocks:
+            async for block in blocks:
+                plain += await asyncio.to_thread(reader.feed, block)
     except ObjectNotFound:
         raise SegmentMissing(0) from None
     plain += reader.finish()
