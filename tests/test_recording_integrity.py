@@ -137,7 +137,8 @@ async def test_a_key_holder_cannot_drop_segments_or_move_a_recording(make_server
     data = ["--data-dir", str(server.data_dir)]
     (va,), (vb,) = a.video_ids, b.video_ids
     row = await server.db.get_recording(va)
-    assert row["segments"] >= 5, row
+    # Cuts follow keyframes the (rate-limited) source delivers: 3..6 segments of ~1 s.
+    assert row["segments"] >= 3, row
     await _reseal(server, va, keep=row["segments"] - 2)
     code, out = await cli(capsys, "recording", "verify", va, *data)
     assert code == 1 and "RecordingMismatch" in out, out
