@@ -20,6 +20,11 @@ class HeaderTampered(RecordingError):
     """A recording or segment header is malformed, edited or belongs to something else."""
 
 
+class WrongRecording(HeaderTampered):
+    """An object (header, segment, manifest, key record) belongs to another recording than
+    the one asked for: a substitution."""
+
+
 class UnsupportedFormat(HeaderTampered):
     """Wrong magic or an unknown version/algorithm: not something this code wrote."""
 
@@ -34,6 +39,16 @@ class WrongKey(RecordingError):
 
 class UnknownMasterKey(WrongKey):
     """The header names a master key id the keyring does not hold (retired or foreign)."""
+
+
+class KeyErased(RecordingError):
+    """The recording's key is not in the database: it was erased (crypto-shredded) with the
+    recording, or never stored. Its media can no longer be decrypted by anyone."""
+
+
+class RecordingMismatch(RecordingError):
+    """The recording's objects disagree with its database row (session, kind, state,
+    segment count, sizes): authentic objects, but not the recording the database lists."""
 
 
 class ChunkTampered(RecordingError):

@@ -1,10 +1,14 @@
-"""Recording encryption format v1: pure logic (bytes in, bytes out; no files, no network).
+"""Recording encryption format 2: pure logic (bytes in, bytes out; no files, no network).
 
 The byte layouts, key derivations and checks are specified in docs/recording-format.md;
-keep the two in step. In short: one random data key per recording, wrapped by a keyring;
-every segment is an AES-256-GCM STREAM (nonce = prefix || chunk counter || last flag)
+keep the two in step. In short: one random data key per recording, sealed in the header
+under a per-recording key that the database keeps wrapped by a master key; every segment
+is an AES-256-GCM STREAM (nonce = prefix || chunk counter || last flag)
 under a key derived from the data key, the recording id, the segment index and a random
 salt; the manifest is AES-GCM-sealed and lists every segment's sizes and SHA-256.
+
+Over 400 lines: the segment writer and reader are the two halves of one STREAM
+construction and stay next to the key derivations they share.
 """
 
 from __future__ import annotations
@@ -24,25 +28,38 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from recorder import (
     ChunkTampered,
     HeaderTampered,
+    KeyErased,
     ManifestTampered,
     SegmentOutOfOrder,
     SegmentTampered,
     Truncated,
     UnsupportedFormat,
+    WrongRecording,
+)
+from recorder.header import (
+    HEADER_V1,
+    create_header,
+    header_version,
+    open_header,
+    open_v1_header,
 )
 from recorder.keys import (
-    FORMAT_VERSION,
     INFO_PREFIX,
     RECORDING_ID_LEN,
+    KeyRecord,
     Keyring,
-    create_header,
-    header_key_id,
     hkdf_sha256,
-    open_header,
+    open_recording_key,
 )
 
 MAGIC_SEGMENT = b"CASG"
 MAGIC_MANIFEST = b"CAMF"
+# Segments and manifests kept their format 1 layout in format 2 (only the header changed),
+# so a migrated recording's media objects are used as they are.
+FORMAT_VERSION = 1
+# A manifest lists ~100 bytes per segment (entry + metadata): 4 MiB is days of video. A
+# reader refuses a bigger one before reading it.
+MAX_MANIFEST_SIZE = 4 * 1024 * 1024
 TAG_LEN = 16
 DEFAULT_CHUNK_SIZE = 64 * 1024
 MIN_CHUNK_SIZE = 1024
@@ -85,18 +102,24 @@ class Recording:
     memory; drop the object when the recording is closed.
     """
 
-    def __init__(self, recording_id: bytes, data_key: bytes, header: bytes) -> None:
+    def __init__(
+        self, recording_id: bytes, data_key: bytes, header: bytes,
+        key_record: KeyRecord | None = None,
+    ) -> None:  # fmt: skip
         self.recording_id = recording_id
         self.id = recording_id.hex()
         self.header = header
+        # A new recording's key record: the caller stores it (the database) before the header.
+        self.key_record = key_record
         self._data_key = data_key
         salt = recording_id
         self._seg_mac_key = hkdf_sha256(data_key, salt, INFO_PREFIX + b"segment-mac")
         self._manifest = AESGCM(hkdf_sha256(data_key, salt, INFO_PREFIX + b"manifest"))
 
     @property
-    def key_id(self) -> str:
-        return header_key_id(self.header)
+    def key_id(self) -> str | None:
+        """The master key (or KMS key) wrapping the recording key, when known here."""
+        return self.key_record.key_id if self.key_record is not None else None
 
     # segment header: written by SegmentWriter, checked by SegmentReader
     def _segment_header(self, index: int, chunk_size: int, salt: bytes, prefix: bytes) -> bytes:
@@ -117,7 +140,7 @@ class Recording:
         if version != FORMAT_VERSION:
             raise UnsupportedFormat(f"segment {index}: version {version} is not supported")
         if rid != self.recording_id:
-            raise HeaderTampered(f"segment {index} belongs to recording {rid.hex()}, not {self.id}")
+            raise WrongRecording(f"segment {index} belongs to recording {rid.hex()}, not {self.id}")
         body = hdr[: _SEG_BODY.size]
         mac = hmac.digest(self._seg_mac_key, body, "sha256")
         if not hmac.compare_digest(mac, hdr[_SEG_BODY.size : SEGMENT_HEADER_LEN]):
@@ -186,6 +209,9 @@ class Recording:
         return clear + self._manifest.encrypt(clear[21:33], body, clear)
 
     def open_manifest(self, data: bytes) -> Manifest:
+        if len(data) > MAX_MANIFEST_SIZE:
+            raise ManifestTampered(f"manifest is {len(data)} bytes, over the limit of "
+                                   f"{MAX_MANIFEST_SIZE}")  # fmt: skip
         if len(data) < 33 + TAG_LEN or data[:4] != MAGIC_MANIFEST or data[4] != FORMAT_VERSION:
             raise ManifestTampered("not a version 1 callassist manifest (bad magic or version)")
         if data[5:21] != self.recording_id:
@@ -213,16 +239,35 @@ class Recording:
 
 
 def new_recording(keyring: Keyring, recording_id: bytes | None = None) -> Recording:
-    """A fresh recording: a new random id (unless given) and a new data key from the keyring."""
+    """A fresh recording: a new random id (unless given), a new recording key from the
+    keyring and a new data key. Store `rec.key_record` (the database) before the header."""
     rid = recording_id if recording_id is not None else os.urandom(RECORDING_ID_LEN)
-    data_key, header = create_header(keyring, rid)
-    return Recording(rid, data_key, header)
+    data_key, header, record = create_header(keyring, rid)
+    return Recording(rid, data_key, header, record)
 
 
-def open_recording(header: bytes, keyring: Keyring) -> Recording:
-    """Verify a header and unwrap its data key. Nothing is decrypted before this succeeds."""
-    rid, data_key = open_header(header, keyring)
-    return Recording(rid, data_key, bytes(header))
+def open_recording(
+    header: bytes, keyring: Keyring, key_record: KeyRecord | None, *, expected_id: str
+) -> Recording:
+    """Verify the header of recording `expected_id` and unwrap its data key. Nothing is
+    decrypted before this succeeds.
+
+    Format 2 needs the recording's key record (KeyErased without it). A format 1 header
+    (not migrated yet) carries its own wrapped key and is accepted only while there is no
+    key record: once migrated, an old format 1 copy (a backup) is refused.
+    """
+    if header_version(header) == HEADER_V1:
+        if key_record is not None:
+            raise HeaderTampered(f"recording {expected_id} was migrated to format 2, but "
+                                 "this is its old format 1 header (an older copy): refused")
+        data_key = open_v1_header(header, keyring, expected_id)
+    else:
+        if key_record is None:
+            raise KeyErased(f"recording {expected_id}: its key is not in the database (erased, "
+                            "or never stored): the media cannot be decrypted")  # fmt: skip
+        recording_key = open_recording_key(key_record, keyring, expected_id)
+        data_key = open_header(header, recording_key, expected_id)
+    return Recording(bytes.fromhex(expected_id), data_key, bytes(header), key_record)
 
 
 class SegmentWriter:
@@ -315,6 +360,11 @@ class SegmentReader:
             raise ValueError("segment reader is finished")
         self._hash.update(data)
         self._ct_size += len(data)
+        exp = self._expect
+        if exp is not None and self._ct_size > exp.ciphertext_size:
+            # Refused before it is buffered: a huge replacement object costs no memory.
+            raise SegmentTampered(self._index, f"is over {self._ct_size} bytes, manifest says "
+                                  f"{exp.ciphertext_size}")  # fmt: skip
         self._buf += data
         cipher = self._cipher
         if cipher is None:
@@ -370,6 +420,11 @@ class SegmentReader:
                     "fails authentication as the final chunk (edited, or cut off inside the chunk)",
                 ) from None
             raise Truncated(idx, f"chunk {self._counter} is not the final chunk") from None
+        if not last and self._counter > 0:
+            # Canonical encoding only (as age): an empty final chunk is valid only as the
+            # sole chunk of an empty segment; otherwise the previous chunk is the last one.
+            raise ChunkTampered(idx, self._counter, "is an empty final chunk after full "
+                                "chunks (not a canonical encoding)")  # fmt: skip
         self._pt_size += len(last)
         entry = SegmentEntry(idx, self._pt_size, self._ct_size, self._hash.digest())
         if exp is not None and (exp.sha256, exp.plaintext_size) != (

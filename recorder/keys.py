@@ -1,10 +1,11 @@
-"""Data keys and master keys: the recording header (the data-key envelope) and the keyrings.
+"""Master keys and recording keys (docs/recording-format.md, "Keys").
 
-A recording's header holds its data key wrapped by a master key plus a commitment to the
-data key (docs/recording-format.md, "Recording header"). Keyrings wrap and unwrap:
-`MasterKeyring` with versioned local AES-256 keys (files or an environment variable),
-`KmsKeyring` with AWS KMS. Crypto-shredding: delete every copy of a recording's header and
-its media can never be decrypted again, whatever happens to the master keys.
+The key hierarchy: a master key (versioned, local or AWS KMS) wraps one random **recording
+key** per recording, kept as a `KeyRecord` in the database, never beside the media; the
+recording key wraps the recording's data key in its header (recorder.header). Keyrings wrap
+and unwrap: `MasterKeyring` with versioned local AES-256 keys (files or an environment
+variable), `KmsKeyring` with AWS KMS. Crypto-shredding: delete a recording's key record and
+no copy of its objects (backup, replica, old S3 version) can be decrypted again.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import binascii
 import hmac
 import os
 import re
-import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,16 +26,15 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from recorder import (
-    HeaderTampered,
     KeyringError,
     UnknownMasterKey,
-    UnsupportedFormat,
     WrappedKeyTampered,
     WrongKey,
+    WrongRecording,
 )
 
-FORMAT_VERSION = 1
-MAGIC_HEADER = b"CARH"
+MAGIC_KEY_RECORD = b"CARK"
+KEY_RECORD_VERSION = 2
 RECORDING_ID_LEN = 16
 DATA_KEY_LEN = 32
 INFO_PREFIX = b"callassist/rec/v1 "  # every HKDF info string starts with this
@@ -67,88 +66,62 @@ class Keyring(Protocol):
     def rewrap(self, wrapped: WrappedKey) -> WrappedKey: ...
 
 
-# --- the recording header: magic, version, recording id, commitment, wrapped data key
+# --- recording keys: the per-recording key-encryption key, stored in the database
 
 
 @dataclass(frozen=True)
-class HeaderFields:
-    recording_id: bytes
-    commitment: bytes
-    wrapped: WrappedKey
+class KeyRecord:
+    """A recording key (KEK) wrapped by a master key: what the database stores per recording.
 
-
-def header_prefix(recording_id: bytes) -> bytes:
-    return MAGIC_HEADER + bytes([FORMAT_VERSION]) + recording_id
-
-
-def commitment(data_key: bytes, recording_id: bytes) -> bytes:
-    return hkdf_sha256(data_key, recording_id, INFO_PREFIX + b"commitment")
-
-
-def encode_header(recording_id: bytes, commit: bytes, wrapped: WrappedKey) -> bytes:
-    kid = wrapped.key_id.encode("ascii")
-    if not 1 <= len(kid) <= 255 or not 1 <= len(wrapped.blob) <= 65535:
-        raise ValueError("key id must be 1..255 bytes and the wrapped key 1..65535 bytes")
-    head = header_prefix(recording_id) + commit + bytes([wrapped.alg, len(kid)]) + kid
-    return head + struct.pack(">H", len(wrapped.blob)) + wrapped.blob
-
-
-def parse_header(data: bytes) -> HeaderFields:
-    """Split a header into its fields; checks only the layout (no key needed)."""
-    if len(data) < 58 or data[:4] != MAGIC_HEADER:
-        raise UnsupportedFormat("not a callassist recording header (bad magic or too short)")
-    if data[4] != FORMAT_VERSION:
-        raise UnsupportedFormat(f"recording header version {data[4]} is not supported")
-    rid, commit, alg, kid_len = bytes(data[5:21]), bytes(data[21:53]), data[53], data[54]
-    if alg not in WRAP_ALGORITHMS:
-        raise UnsupportedFormat(f"unknown key-wrapping algorithm {alg} in recording header")
-    end_kid = 55 + kid_len
-    if kid_len == 0 or len(data) < end_kid + 2:
-        raise HeaderTampered("recording header: key id length is inconsistent")
-    (blob_len,) = struct.unpack_from(">H", data, end_kid)
-    if blob_len == 0 or len(data) != end_kid + 2 + blob_len:
-        raise HeaderTampered("recording header: length fields do not match its size")
-    try:
-        key_id = bytes(data[55:end_kid]).decode("ascii")
-    except UnicodeDecodeError:
-        raise HeaderTampered("recording header: key id is not ASCII") from None
-    wrapped = WrappedKey(alg, key_id, bytes(data[end_kid + 2 :]), header_prefix(rid))
-    return HeaderFields(rid, commit, wrapped)
-
-
-def header_key_id(header: bytes) -> str:
-    """The master key id a header is wrapped under (a rotation job skips current ones)."""
-    return parse_header(header).wrapped.key_id
-
-
-def create_header(keyring: Keyring, recording_id: bytes) -> tuple[bytes, bytes]:
-    """A fresh data key from the keyring and the header holding it: (data_key, header)."""
-    if len(recording_id) != RECORDING_ID_LEN:
-        raise ValueError("recording id must be 16 bytes")
-    data_key, wrapped = keyring.generate(header_prefix(recording_id))
-    if len(data_key) != DATA_KEY_LEN:
-        raise ValueError("keyring returned a data key that is not 256 bits")
-    return data_key, encode_header(recording_id, commitment(data_key, recording_id), wrapped)
-
-
-def open_header(header: bytes, keyring: Keyring) -> tuple[bytes, bytes]:
-    """Verify a header and unwrap its data key: (recording_id, data_key)."""
-    fields = parse_header(header)
-    data_key = keyring.unwrap(fields.wrapped)  # WrongKey, UnknownMasterKey, WrappedKeyTampered
-    expected = commitment(data_key, fields.recording_id)
-    if len(data_key) != DATA_KEY_LEN or not hmac.compare_digest(expected, fields.commitment):
-        raise HeaderTampered("recording header: data key commitment does not match")
-    return fields.recording_id, data_key
-
-
-def rewrap_header(header: bytes, keyring: Keyring) -> bytes:
-    """The same header with the data key wrapped under the keyring's newest key.
-
-    Media is untouched: segment keys derive from the data key, which does not change.
+    Destroying this record makes the recording's media unreadable whatever copies of the
+    objects exist (docs/recording-format.md, "Erasure").
     """
-    open_header(header, keyring)  # verify before vouching for it under a new key
-    fields = parse_header(header)
-    return encode_header(fields.recording_id, fields.commitment, keyring.rewrap(fields.wrapped))
+
+    recording_id: str  # hex
+    alg: int  # WRAP_LOCAL_AES256GCM or WRAP_AWS_KMS
+    key_id: str  # the master key id (mk-NNNN) or KMS key ARN that wraps it
+    wrapped: bytes
+
+
+def key_context(recording_id: bytes) -> bytes:
+    """What wrapping a recording key authenticates: "CARK" || u8(2) || R."""
+    return MAGIC_KEY_RECORD + bytes([KEY_RECORD_VERSION]) + recording_id
+
+
+def new_recording_key(keyring: Keyring, recording_id: bytes) -> tuple[bytes, KeyRecord]:
+    """A fresh recording key from the keyring: (key, the record to store)."""
+    key, wrapped = keyring.generate(key_context(recording_id))
+    if len(key) != DATA_KEY_LEN:
+        raise ValueError("keyring returned a key that is not 256 bits")
+    return key, KeyRecord(recording_id.hex(), wrapped.alg, wrapped.key_id, wrapped.blob)
+
+
+def _wrapped(record: KeyRecord) -> WrappedKey:
+    try:
+        rid = bytes.fromhex(record.recording_id)
+    except ValueError:
+        rid = b""
+    if len(rid) != RECORDING_ID_LEN or record.alg not in WRAP_ALGORITHMS or not record.wrapped:
+        raise WrappedKeyTampered(f"key record of recording {record.recording_id} is malformed")
+    return WrappedKey(record.alg, record.key_id, record.wrapped, key_context(rid))
+
+
+def open_recording_key(record: KeyRecord, keyring: Keyring, expected_id: str) -> bytes:
+    """Unwrap a recording key; the record must be the expected recording's."""
+    if record.recording_id != expected_id:
+        raise WrongRecording(f"key record belongs to recording {record.recording_id}, "
+                             f"not {expected_id}")  # fmt: skip
+    key = keyring.unwrap(_wrapped(record))  # WrongKey, UnknownMasterKey, WrappedKeyTampered
+    if len(key) != DATA_KEY_LEN:
+        raise WrappedKeyTampered(f"recording key of {expected_id} is not 256 bits")
+    return key
+
+
+def rewrap_key_record(record: KeyRecord, keyring: Keyring) -> KeyRecord:
+    """The same recording key wrapped under the keyring's newest key (master-key rotation):
+    only this database record changes, no stored object does."""
+    wrapped = keyring.rewrap(_wrapped(record))
+    return KeyRecord(record.recording_id, wrapped.alg, wrapped.key_id, wrapped.blob)
 
 
 # --- local master keys
@@ -386,7 +359,9 @@ class KmsKeyring:
         from botocore.exceptions import ClientError
 
         # KMS logs the encryption context (CloudTrail): it names the recording, nothing more.
-        ctx = {"callassist:recording-header": context.hex()}
+        # A recording key ("CARK...") or a format 1 header's data key ("CARH...").
+        label = "recording-key" if context[:4] == MAGIC_KEY_RECORD else "recording-header"
+        ctx = {f"callassist:{label}": context.hex()}
         if op == "re_encrypt":
             kwargs.update(SourceEncryptionContext=ctx, DestinationEncryptionContext=ctx)
         else:

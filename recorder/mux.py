@@ -188,9 +188,10 @@ class Concatenator:
         self._last: int | None = None
         self.frames = 0
 
-    def add(self, data: bytes) -> int:
+    def add(self, data: bytes | Path) -> int:
+        """One segment file, in memory or on disk (a big one: bounded memory)."""
         added = 0
-        with av.open(io.BytesIO(data)) as inp:
+        with av.open(io.BytesIO(data) if isinstance(data, bytes) else str(data)) as inp:
             src = inp.streams.video[0]
             if self._stream is None:
                 # The codec parameters as they are (H264: the avcC extradata), not rebuilt.

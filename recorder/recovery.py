@@ -3,7 +3,12 @@
 Objects are read from the spool first (committed but not uploaded yet) and then from the
 storage, so these work whether or not the uploader has caught up. Nothing here writes
 plaintext except `export`, which writes a temporary file (0600) next to the destination
-and renames it only once every segment verified.
+and renames it only once every segment verified. Every read is for one recording id and,
+given its database row (`Expected`), checked against it; memory stays bounded whatever
+the objects' sizes (recorder.reading streams them).
+
+Over 400 lines: verify, recover and export share the report, the opening and the per
+segment checks; split up, one reading procedure would be spread over several modules.
 """
 
 from __future__ import annotations
@@ -11,19 +16,24 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Callable
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from recorder import (
     HeaderMissing,
+    HeaderTampered,
     ManifestMissing,
+    ManifestTampered,
     ObjectNotFound,
     RecordingError,
     RecordingIncomplete,
+    RecordingMismatch,
     SegmentMissing,
 )
 from recorder.crypto import (
+    MAX_MANIFEST_SIZE,
     Manifest,
     Recording,
     SegmentEntry,
@@ -32,49 +42,25 @@ from recorder.crypto import (
     open_recording,
     segment_object,
 )
-from recorder.keys import Keyring, header_key_id
+from recorder.header import MAX_HEADER_LEN
 from recorder.mux import BY_NAME, Concatenator, probe
-from recorder.storage import Storage, validate_key
+from recorder.reading import ObjectSource, decrypt_stream_to_file
+from recorder.storage import ObjectTooLarge
+from recorder.vault import Expected, Keys, check_manifest, check_sizes
+
+__all__ = ["ObjectSource", "Report", "SegmentReport", "Exported", "verify", "recover",
+           "read_photo", "export"]  # fmt: skip
 
 # A pause longer than this between two segments is reported (the caller's camera was off
 # or reconnecting); it is not an error.
 GAP_REPORT_MS = 2000
 KIND_VIDEO = "video"
 PHOTO_KINDS = ("snapshot", "upload")
-
-
-class ObjectSource:
-    """Reads objects from the spool directory (if given and present) or else the storage."""
-
-    def __init__(self, storage: Storage, spool_dir: Path | None = None) -> None:
-        self.storage = storage
-        self.spool_dir = spool_dir
-
-    def _spooled(self, key: str) -> Path | None:
-        if self.spool_dir is None:
-            return None
-        path = self.spool_dir / validate_key(key)
-        return path if path.is_file() else None
-
-    async def get(self, key: str) -> bytes:
-        path = await asyncio.to_thread(self._spooled, key)
-        if path is not None:
-            try:
-                return await asyncio.to_thread(path.read_bytes)
-            except FileNotFoundError:
-                pass  # uploaded (and removed) meanwhile: the storage has it
-        return await self.storage.get(key)
-
-    async def exists(self, key: str) -> bool:
-        if await asyncio.to_thread(self._spooled, key) is not None:
-            return True
-        return await self.storage.exists(key)
-
-    async def recording_ids(self) -> list[str]:
-        ids = {k.split("/")[1] for k in await self.storage.list("recordings/") if k.count("/") == 2}
-        if self.spool_dir is not None and (self.spool_dir / "recordings").is_dir():
-            ids.update(p.name for p in (self.spool_dir / "recordings").iterdir() if p.is_dir())
-        return sorted(ids)
+# verify demuxes a segment (frame count, time span) only if its plaintext fits in this much
+# memory; the recorder cuts segments far smaller. Bigger ones are still fully authenticated.
+PROBE_LIMIT = 32 * 1024 * 1024
+# A photo is decrypted into memory (the agent's view): a bigger "photo" is refused.
+PHOTO_LIMIT = 32 * 1024 * 1024
 
 
 @dataclass
@@ -166,34 +152,57 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-async def _open(source: ObjectSource, keyring: Keyring, rid: str) -> tuple[Recording, bytes]:
+async def _open(source: ObjectSource, keys: Keys, rid: str) -> tuple[Recording, bytes]:
+    """The header of recording `rid`, checked to be rid's, and its data key."""
     try:
-        header = await source.get(header_object(rid))
+        header = await source.get_limited(header_object(rid), MAX_HEADER_LEN)
     except ObjectNotFound:
         raise HeaderMissing(f"recording {rid} has no header (shredded, or never stored)") from None
-    rec = await asyncio.to_thread(open_recording, header, keyring)  # a KMS keyring blocks
+    except ObjectTooLarge:
+        raise HeaderTampered(f"recording {rid}: the header is larger than any header") from None
+    record = await keys.record(rid)
+    rec = await asyncio.to_thread(  # a KMS keyring blocks
+        open_recording, header, keys.keyring, record, expected_id=rid
+    )
     return rec, header
 
 
-async def _manifest(source: ObjectSource, rec: Recording) -> Manifest | None:
+async def _manifest(source: ObjectSource, rec: Recording) -> tuple[Manifest, int] | None:
     try:
-        data = await source.get(manifest_object(rec.id))
+        data = await source.get_limited(manifest_object(rec.id), MAX_MANIFEST_SIZE)
     except ObjectNotFound:
         return None
-    return rec.open_manifest(data)
+    except ObjectTooLarge as exc:
+        raise ManifestTampered(str(exc)) from None
+    return rec.open_manifest(data), len(data)
 
 
-def _check_segment(
-    rec: Recording, index: int, data: bytes, expect: SegmentEntry | None, media: bool
-) -> tuple[SegmentEntry, bytes, SegmentReport]:
+async def _check_segment(
+    source: ObjectSource, rec: Recording, index: int, expect: SegmentEntry | None, media: bool
+) -> tuple[SegmentEntry, SegmentReport]:
+    """Authenticate one segment as it streams in (one block + one chunk in memory). The
+    plaintext is kept, to demux it, only while it stays under PROBE_LIMIT."""
     reader = rec.segment_reader(index, expect)
-    plain = reader.feed(data) + reader.finish()
+    keep = media and (expect is None or expect.plaintext_size <= PROBE_LIMIT)
+    plain = bytearray()
+    try:
+        async with aclosing(source.iter(segment_object(rec.id, index))) as blocks:
+            async for block in blocks:
+                out = await asyncio.to_thread(reader.feed, block)
+                if keep:
+                    plain += out
+                    if len(plain) > PROBE_LIMIT:
+                        keep, plain = False, bytearray()
+    except ObjectNotFound:
+        raise SegmentMissing(index) from None
+    last = reader.finish()
     assert reader.entry is not None
-    report = SegmentReport(index, True, ciphertext_size=len(data))
-    if media:
-        p = probe(plain)
+    report = SegmentReport(index, True, ciphertext_size=reader.entry.ciphertext_size)
+    if keep:
+        plain += last
+        p = await asyncio.to_thread(probe, bytes(plain))
         report.frames, report.start_ms, report.end_ms = p.frames, p.first_ms, p.last_ms
-    return reader.entry, plain, report
+    return reader.entry, report
 
 
 def _gaps(report: Report) -> None:
@@ -213,35 +222,35 @@ def _gaps(report: Report) -> None:
 
 
 async def verify(
-    source: ObjectSource, keyring: Keyring, rid: str, *, media: bool = True
-) -> Report:
-    """Check a recording end to end without releasing plaintext. Never raises for
-    recording problems: they are in the report (`ok`, `errors`)."""
+    source: ObjectSource, keys: Keys, rid: str, *, media: bool = True,
+    expect: Expected | None = None,
+) -> Report:  # fmt: skip
+    """Check recording `rid` end to end without releasing plaintext, against its database
+    row when given (`expect`). Never raises for recording problems: they are in the report
+    (`ok`, `errors`)."""
     report = Report(rid)
     try:
-        rec, header = await _open(source, keyring, rid)
-        report.key_id = header_key_id(header)
-        manifest = await _manifest(source, rec)
+        rec, header = await _open(source, keys, rid)
+        report.key_id = rec.key_id
+        opened = await _manifest(source, rec)
+        if opened is not None:
+            check_manifest(rid, opened[0], expect)
     except RecordingError as exc:
         report.errors.append(_describe(exc))
         return report
-    if manifest is not None:
+    if opened is not None:
+        manifest, manifest_size = opened
         report.manifest = "complete" if manifest.complete else "recovery"
         report.metadata = manifest.metadata
         report.kind = str(manifest.metadata.get("kind", KIND_VIDEO))
+        try:
+            check_sizes(rid, len(header), manifest_size, manifest, expect)
+        except RecordingMismatch as exc:
+            report.errors.append(_describe(exc))
         is_video = report.kind == KIND_VIDEO
         for entry in manifest.segments:
             try:
-                data = await source.get(segment_object(rid, entry.index))
-            except ObjectNotFound:
-                report.segments.append(SegmentReport(entry.index, False, _describe(
-                    SegmentMissing(entry.index))))  # fmt: skip
-                report.errors.append(_describe(SegmentMissing(entry.index)))
-                continue
-            try:
-                _, _, seg = await asyncio.to_thread(
-                    _check_segment, rec, entry.index, data, entry, is_video
-                )
+                _, seg = await _check_segment(source, rec, entry.index, entry, is_video)
             except RecordingError as exc:
                 report.segments.append(SegmentReport(entry.index, False, _describe(exc)))
                 report.errors.append(_describe(exc))
@@ -258,10 +267,17 @@ async def verify(
     else:
         report.manifest = "missing"
         await _scan(source, rec, report)
-        report.notes.append(
-            "no manifest: the recording was interrupted and has not been recovered yet "
-            f"(the server seals a recovery manifest at its next start); {_end(report)}"
-        )
+        if expect is not None and expect.status in ("complete", "incomplete"):
+            # The database knows the recording was closed: a missing manifest is damage
+            # (deleted, with any trailing segments), not an interruption.
+            report.errors.append(_describe(ManifestMissing(
+                f"recording {rid} is {expect.status} in the database ({expect.segments} "
+                "segments) but its manifest is missing: deleted")))  # fmt: skip
+        else:
+            report.notes.append(
+                "no manifest: the recording was interrupted and has not been recovered yet "
+                f"(the server seals a recovery manifest at its next start); {_end(report)}"
+            )
     _gaps(report)
     return report
 
@@ -282,11 +298,9 @@ async def _scan(
     index = 0
     while True:
         try:
-            data = await source.get(segment_object(rec.id, index))
-        except ObjectNotFound:
+            entry, seg = await _check_segment(source, rec, index, None, True)
+        except SegmentMissing:
             return
-        try:
-            entry, _, seg = await asyncio.to_thread(_check_segment, rec, index, data, None, True)
         except RecordingError as exc:
             report.notes.append(f"segment {index} is not usable ({_describe(exc)}); "
                                 "recovery stops before it")  # fmt: skip
@@ -302,7 +316,7 @@ async def _scan(
 
 async def recover(
     source: ObjectSource,
-    keyring: Keyring,
+    keys: Keys,
     rid: str,
     put: Callable[[str, bytes], Any],
     metadata: dict[str, Any] | None = None,
@@ -313,11 +327,11 @@ async def recover(
     awaitable, e.g. Spool.put) stores it. A recording that has a manifest is left alone.
     """
     report = Report(rid)
-    rec, header = await _open(source, keyring, rid)
-    report.key_id = header_key_id(header)
+    rec, _ = await _open(source, keys, rid)
+    report.key_id = rec.key_id
     existing = await _manifest(source, rec)
     if existing is not None:
-        report.manifest = "complete" if existing.complete else "recovery"
+        report.manifest = "complete" if existing[0].complete else "recovery"
         return report
     entries: list[SegmentEntry] = []
     await _scan(source, rec, report, entries)
@@ -343,62 +357,102 @@ class Exported:
     bytes: int
 
 
-async def read_photo(source: ObjectSource, keyring: Keyring, rid: str) -> tuple[bytes, dict]:
+async def _checked_manifest(
+    source: ObjectSource, rec: Recording, expect: Expected | None, what: str
+) -> Manifest:
+    opened = await _manifest(source, rec)
+    if opened is None:
+        raise ManifestMissing(f"{what} {rec.id} has no manifest")
+    check_manifest(rec.id, opened[0], expect)
+    check_sizes(rec.id, len(rec.header), opened[1], opened[0], expect)
+    return opened[0]
+
+
+async def read_photo(
+    source: ObjectSource, keys: Keys, rid: str, expect: Expected | None = None
+) -> tuple[bytes, dict]:
     """A photo's JPEG bytes and metadata, verified (the agent console's on-the-fly GET)."""
-    rec, _ = await _open(source, keyring, rid)
-    manifest = await _manifest(source, rec)
-    if manifest is None:
-        raise ManifestMissing(f"photo {rid} has no manifest")
+    rec, _ = await _open(source, keys, rid)
+    manifest = await _checked_manifest(source, rec, expect, "photo")
     if manifest.metadata.get("kind") not in PHOTO_KINDS or len(manifest.segments) != 1:
         raise RecordingError(f"{rid} is not a photo")
+    entry = manifest.segments[0]
+    if entry.plaintext_size > PHOTO_LIMIT:
+        raise RecordingError(f"photo {rid} is {entry.plaintext_size} bytes, over the limit")
+    reader = rec.segment_reader(0, entry)
+    plain = bytearray()
     try:
-        data = await source.get(segment_object(rid, 0))
+        async with aclosing(source.iter(segment_object(rid, 0))) as blocks:
+            async for block in blocks:
+                plain += await asyncio.to_thread(reader.feed, block)
     except ObjectNotFound:
         raise SegmentMissing(0) from None
-    _, plain, _ = await asyncio.to_thread(
-        _check_segment, rec, 0, data, manifest.segments[0], False
-    )
-    return plain, manifest.metadata
+    plain += reader.finish()
+    return bytes(plain), manifest.metadata
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
+
+
+def _remove_stale_partials(dest: Path) -> int:
+    """Plaintext left by an export that was killed (kill -9, power loss): its temp files
+    are `.<dest>.partial-<pid>-<random>[-segment]`; those of a process that is gone are
+    deleted, and so are any of the older naming without a pid."""
+    prefix, removed = f".{dest.name}.partial-", 0
+    for path in dest.parent.iterdir():
+        if not path.name.startswith(prefix):
+            continue
+        parts = path.name[len(prefix) :].split("-")
+        if len(parts) >= 2 and parts[0].isdigit() and _alive(int(parts[0])):
+            continue  # an export under way (this or another live process)
+        path.unlink(missing_ok=True)
+        removed += 1
+    return removed
 
 
 async def export(
-    source: ObjectSource, keyring: Keyring, rid: str, dest: Path, *,
-    allow_incomplete: bool = False,
+    source: ObjectSource, keys: Keys, rid: str, dest: Path, *,
+    allow_incomplete: bool = False, expect: Expected | None = None,
 ) -> Exported:  # fmt: skip
-    """Decrypt a recording into one playable file at `dest` (WebM/MKV, or the JPEG of a
-    photo). All or nothing: on any error no file is left at `dest` or beside it."""
-    rec, _ = await _open(source, keyring, rid)
-    manifest = await _manifest(source, rec)
-    if manifest is None:
-        raise ManifestMissing(f"recording {rid} has no manifest (not recovered yet)")
+    """Decrypt recording `rid` into one playable file at `dest` (WebM/MKV, or the JPEG of a
+    photo), checked against its database row when given. All or nothing: on any error no
+    file is left at `dest` or beside it. Memory stays bounded: each segment is decrypted
+    chunk by chunk into a temporary file (0600) beside `dest` before it is joined."""
+    dest = Path(dest)
+    await asyncio.to_thread(_remove_stale_partials, dest)
+    rec, _ = await _open(source, keys, rid)
+    manifest = await _checked_manifest(source, rec, expect, "recording")
     if not manifest.complete and not allow_incomplete:
         raise RecordingIncomplete(
             f"recording {rid} has only a recovery manifest (it was interrupted); "
             "use --allow-incomplete to export what was stored"
         )
     kind = str(manifest.metadata.get("kind", KIND_VIDEO))
-    dest = Path(dest)
-    tmp = dest.with_name(f".{dest.name}.partial-{os.urandom(4).hex()}")
+    stem = f".{dest.name}.partial-{os.getpid()}-{os.urandom(4).hex()}"
+    tmp = dest.with_name(stem)
+    seg_tmp = dest.with_name(stem + "-segment")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     os.close(fd)
     try:
         frames = 0
         if kind in PHOTO_KINDS:
-            plain, _ = await read_photo(source, keyring, rid)
-            await asyncio.to_thread(tmp.write_bytes, plain)
+            if len(manifest.segments) != 1:
+                raise RecordingError(f"{rid} is not a photo")
+            await _segment_to(source, rec, manifest.segments[0], tmp)
         else:
             fmt = BY_NAME.get(str(manifest.metadata.get("container", "webm")), BY_NAME["webm"])
             joined = await asyncio.to_thread(Concatenator, str(tmp), fmt.format)
             try:
                 for entry in manifest.segments:
-                    try:
-                        data = await source.get(segment_object(rid, entry.index))
-                    except ObjectNotFound:
-                        raise SegmentMissing(entry.index) from None
-                    _, plain, _ = await asyncio.to_thread(
-                        _check_segment, rec, entry.index, data, entry, False
-                    )
-                    frames += await asyncio.to_thread(joined.add, plain)
+                    await _segment_to(source, rec, entry, seg_tmp)
+                    frames += await asyncio.to_thread(joined.add, seg_tmp)
             finally:
                 await asyncio.to_thread(joined.close)
         size = tmp.stat().st_size
@@ -406,4 +460,16 @@ async def export(
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    finally:
+        seg_tmp.unlink(missing_ok=True)
     return Exported(dest, kind, len(manifest.segments), frames, size)
+
+
+async def _segment_to(source: ObjectSource, rec: Recording, entry: SegmentEntry,
+                      dest: Path) -> None:  # fmt: skip
+    try:
+        blocks = source.iter(segment_object(rec.id, entry.index))
+        await decrypt_stream_to_file(rec, entry.index, blocks, dest, entry, atomic=False)
+    except ObjectNotFound:
+        raise SegmentMissing(entry.index) from None
+

@@ -3,6 +3,10 @@
 Only ciphertext passes through here (recorder.crypto encrypts first). Both backends share
 one small async interface; S3's blocking boto3 calls run in worker threads. `put` returns
 only once the stored object has been verified, so a caller may then delete its local copy.
+Readers stream (`iter`), so no object is ever held whole in memory.
+
+Over 400 lines because both backends and S3's upload verification, multipart, version and
+lifecycle handling belong together; reading recordings back is in recorder.reading.
 """
 
 from __future__ import annotations
@@ -13,31 +17,17 @@ import hashlib
 import logging
 import os
 import re
-import shutil
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from recorder import (
-    HeaderMissing,
-    ManifestMissing,
     ObjectNotFound,
-    RecordingIncomplete,
     RegionNotAllowed,
-    SegmentMissing,
     StorageError,
     UploadVerificationFailed,
 )
-from recorder.crypto import (
-    Recording,
-    SegmentEntry,
-    header_object,
-    manifest_object,
-    open_recording,
-    segment_object,
-)
-from recorder.keys import Keyring
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +57,17 @@ class ObjectInfo:
 class Storage(Protocol):
     async def put(self, key: str, data: bytes | Path) -> ObjectInfo: ...
     async def get(self, key: str) -> bytes: ...
+    # Readers stream (bounded memory, whatever an object's size): blocks of at most `block`.
+    def iter(self, key: str, block: int = MiB) -> AsyncIterator[bytes]: ...
     async def delete(self, key: str) -> None: ...
     async def list(self, prefix: str = "") -> list[str]: ...
     async def exists(self, key: str) -> bool: ...
+
+
+class ObjectTooLarge(StorageError):
+    def __init__(self, key: str, limit: int) -> None:
+        super().__init__(f"{key} is larger than {limit} bytes: refused before reading it all")
+        self.key, self.limit = key, limit
 
 
 def validate_key(key: str) -> str:
@@ -151,6 +149,17 @@ class LocalStorage:
             return await asyncio.to_thread(self._path(key).read_bytes)
         except FileNotFoundError:
             raise ObjectNotFound(key) from None
+
+    async def iter(self, key: str, block: int = MiB) -> AsyncIterator[bytes]:
+        try:
+            fh = await asyncio.to_thread(open, self._path(key), "rb")
+        except FileNotFoundError:
+            raise ObjectNotFound(key) from None
+        try:
+            while data := await asyncio.to_thread(fh.read, block):
+                yield data
+        finally:
+            fh.close()
 
     async def delete(self, key: str) -> None:
         await asyncio.to_thread(self._path(key).unlink, True)
@@ -322,6 +331,49 @@ class S3Storage:
         await self._ready()
         return await asyncio.to_thread(self._get, validate_key(key))
 
+    def _open_body(self, key: str) -> Any:
+        from botocore.exceptions import ClientError
+
+        try:
+            return self._client.get_object(Bucket=self.bucket, Key=key)["Body"]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                raise ObjectNotFound(key) from None
+            raise
+
+    async def iter(self, key: str, block: int = MiB) -> AsyncIterator[bytes]:
+        await self._ready()
+        body = await asyncio.to_thread(self._open_body, validate_key(key))
+        try:
+            while data := await asyncio.to_thread(body.read, block):
+                yield data
+        finally:
+            body.close()
+
+    def _purge_noncurrent(self, key: str) -> int:
+        pages = self._client.get_paginator("list_object_versions").paginate(
+            Bucket=self.bucket, Prefix=key
+        )
+        old = [
+            {"Key": key, "VersionId": v["VersionId"]}
+            for page in pages
+            for v in page.get("Versions", []) + page.get("DeleteMarkers", [])
+            if v["Key"] == key and not v.get("IsLatest")
+        ]
+        for start in range(0, len(old), 1000):
+            r = self._client.delete_objects(
+                Bucket=self.bucket, Delete={"Objects": old[start : start + 1000], "Quiet": True}
+            )
+            if r.get("Errors"):
+                raise StorageError(f"{key}: could not delete old versions: {r['Errors'][0]}")
+        return len(old)
+
+    async def purge_noncurrent(self, key: str) -> int:
+        """Delete every older version of `key` (versioned bucket), keep the current one:
+        a replaced header must leave no older, still decryptable copy behind."""
+        await self._ready()
+        return await asyncio.to_thread(self._purge_noncurrent, validate_key(key))
+
     def _delete(self, key: str) -> None:
         # Every version and delete marker: on a versioned bucket a plain DeleteObject only
         # hides the data, and crypto-shredding a header must really destroy it.
@@ -403,53 +455,3 @@ class S3Storage:
         (their parts are billed until then). Returns whether the rule had to be written."""
         await self._ready()
         return await asyncio.to_thread(self._ensure_abort_rule, days)
-
-
-# --- reading a recording back: plaintext files appear only when everything verified
-
-
-def decrypt_segment_to_file(
-    rec: Recording, index: int, pieces: Iterable[bytes], dest: Path,
-    expect: SegmentEntry | None = None,
-) -> int:  # fmt: skip
-    """Decrypt one segment into `dest` (0600); on any error no file is left. Returns its size."""
-    return write_atomic(dest, rec.decrypt_segment(index, pieces, expect)).size
-
-
-async def decrypt_recording(
-    storage: Storage, recording_id: str, keyring: Keyring, out_dir: str | Path, *,
-    allow_incomplete: bool = False, suffix: str = ".webm",
-) -> list[Path]:  # fmt: skip
-    """Verify and decrypt a whole recording into `out_dir/segment-NNNNNN<suffix>`.
-
-    All or nothing: segments are staged in a hidden directory and moved into place only
-    after the header, the manifest and every segment verified.
-    """
-    try:
-        header = await storage.get(header_object(recording_id))
-    except ObjectNotFound:
-        raise HeaderMissing(f"recording {recording_id} has no header (shredded?)") from None
-    rec = await asyncio.to_thread(open_recording, header, keyring)  # a KMS keyring blocks
-    try:
-        manifest = rec.open_manifest(await storage.get(manifest_object(recording_id)))
-    except ObjectNotFound:
-        raise ManifestMissing(f"recording {recording_id} has no manifest") from None
-    if not manifest.complete and not allow_incomplete:
-        raise RecordingIncomplete(f"recording {recording_id} has only a recovery manifest")
-    out = Path(out_dir)
-    staging = out / f".partial-{recording_id}-{os.urandom(4).hex()}"
-    await asyncio.to_thread(staging.mkdir, 0o700, True)
-    try:
-        names = []
-        for entry in manifest.segments:
-            try:
-                data = await storage.get(segment_object(recording_id, entry.index))
-            except ObjectNotFound:
-                raise SegmentMissing(entry.index) from None
-            names.append(f"segment-{entry.index:06d}{suffix}")
-            dest = staging / names[-1]
-            await asyncio.to_thread(decrypt_segment_to_file, rec, entry.index, [data], dest, entry)
-        await asyncio.to_thread(lambda: [os.replace(staging / n, out / n) for n in names])
-        return [out / name for name in names]
-    finally:
-        await asyncio.to_thread(shutil.rmtree, staging, True)

@@ -26,10 +26,13 @@ from recorder.participant import RecorderParticipant
 from recorder.recovery import ObjectSource, export, recover, verify
 from recorder.spool import Spool
 from recorder.storage import LocalStorage
+from recorder.vault import Keys
 from server.core import config as config_mod
 from server.core.appkeys import DB
+from server.core.db import Database
 from server.http.app import create_app
 from server.media.relay import RoomTrack
+from server.recording.keystore import database_keys
 from server.recording.service import RECORDING
 from server.rooms.manager import ROOMS
 from tests.conftest import free_port
@@ -49,14 +52,16 @@ def decode(path: Path | bytes) -> list[av.VideoFrame]:
 
 async def local_recorder(
     tmp_path: Path, track: RoomTrack, codec: str = "VP8", segment_s: float = 1.0
-) -> tuple[RecorderParticipant, Spool, LocalStorage, MasterKeyring]:
-    ring = MasterKeyring.from_directory(tmp_path / "keys")
+) -> tuple[RecorderParticipant, Spool, LocalStorage, Keys]:
+    """The recorder on its own; the returned Keys hold its key record (as the database)."""
+    ring = Keys(MasterKeyring.from_directory(tmp_path / "keys"))
     storage = LocalStorage(tmp_path / "store")
     spool = Spool(tmp_path / "spool", storage)
     await spool.start()
     recorder = RecorderParticipant(
-        track, new_recording(ring), spool, codec=codec, segment_s=segment_s
-    )
+        track, ring.remember(new_recording(ring.keyring)), spool, codec=codec,
+        segment_s=segment_s,
+    )  # fmt: skip
     await recorder.start()
     return recorder, spool, storage, ring
 
@@ -84,7 +89,8 @@ async def test_segments_start_at_keyframes_and_export_plays(tmp_path: Path, code
     rec_header = await storage.get(header_object(recorder.id))
     from recorder.crypto import open_recording
 
-    rec = open_recording(rec_header, ring)
+    rec = open_recording(rec_header, ring.keyring, await ring.record(recorder.id),
+                         expected_id=recorder.id)  # fmt: skip
     manifest = rec.open_manifest(await storage.get(manifest_object(recorder.id)))
     for entry in manifest.segments:
         blob = await storage.get(segment_object(recorder.id, entry.index))
@@ -156,14 +162,15 @@ class DownStorage:
 
 
 async def test_spool_hard_limit_loses_segments_but_never_the_manifest(tmp_path: Path) -> None:
-    ring = MasterKeyring.from_directory(tmp_path / "keys")
+    ring = Keys(MasterKeyring.from_directory(tmp_path / "keys"))
     crossings: list[bool] = []
     spool = Spool(tmp_path / "spool", DownStorage(), limit_bytes=8_000,  # type: ignore[arg-type]
                   hard_limit_bytes=20_000, on_limit=lambda over, *_: crossings.append(over),
                   backoff_initial=10)  # fmt: skip
     await spool.start()
     track = RoomTrack("camera", keyframe_min_interval_s=0.0)
-    recorder = RecorderParticipant(track, new_recording(ring), spool, segment_s=0.5)
+    recorder = RecorderParticipant(track, ring.remember(new_recording(ring.keyring)), spool,
+                                   segment_s=0.5)  # fmt: skip
     await recorder.start()
     await SyntheticCamera(track).run(6.0, realtime=False)
     summary = await recorder.stop()
@@ -277,7 +284,7 @@ async def test_agent_starts_and_stops_recording(make_server) -> None:  # type: i
     assert row["frames"] == recorder.stats.frames_received
     assert row["storage_key"] == f"recordings/{row['id']}/"
     await service.spool.drain(5)
-    report = await verify(service.source, service.keyring, row["id"])
+    report = await verify(service.source, service.keys, row["id"])
     assert report.complete and report.frames == row["frames"], report.lines()
 
     # Prometheus sees the recorder (server/observe/metrics.py's registry).
@@ -344,7 +351,12 @@ async def test_shutdown_finishes_the_recording(tmp_path: Path) -> None:
     # A new process on the same data directory sees a complete recording.
     storage = LocalStorage(data_dir / "store")
     ring = MasterKeyring.from_directory(data_dir / "recording-keys", create=False)
-    report = await verify(ObjectSource(storage, data_dir / "spool"), ring, summary.recording_id)
+    db = Database(f"sqlite+aiosqlite:///{data_dir / 'callassist.db'}")
+    try:
+        report = await verify(ObjectSource(storage, data_dir / "spool"), database_keys(db, ring),
+                              summary.recording_id)  # fmt: skip
+    finally:
+        await db.close()
     assert report.complete and report.frames == summary.frames
 
 
@@ -422,7 +434,7 @@ async def test_restart_recovers_an_interrupted_recording(tmp_path: Path) -> None
     assert row["frames"] >= frames and row["ended_at"] > row["started_at"]
     svc2 = app2[RECORDING]
     await svc2.spool.drain(5)
-    report = await verify(svc2.source, svc2.keyring, rid)
+    report = await verify(svc2.source, svc2.keys, rid)
     assert report.manifest == "recovery" and report.ok and report.frames == row["frames"]
     await runner2.cleanup()
 
@@ -512,14 +524,14 @@ async def test_s3_outage_loses_nothing(s3: S3TestServer, aws_env: None, make_ser
     assert recorder.subscription is not None and recorder.subscription.resets == 0
     # Everything is in the bucket now, read back without the spool.
     only_s3 = ObjectSource(service.storage)
-    report = await verify(only_s3, service.keyring, summary.recording_id)
+    report = await verify(only_s3, service.keys, summary.recording_id)
     assert report.complete, report.lines()
     assert report.frames == recorder.stats.frames_received == summary.frames
     keys = await service.storage.list(f"recordings/{summary.recording_id}/")
     assert len(keys) == summary.segments + 2  # header + segments + manifest
     # 0 frames lost: the video runs on without a hole, at the camera's 30 fps.
     out = server.data_dir / "export.webm"
-    await export(only_s3, service.keyring, summary.recording_id, out)
+    await export(only_s3, service.keys, summary.recording_id, out)
     with av.open(str(out)) as inp:
         times = [float(p.pts * p.time_base) for p in inp.demux(video=0) if p.pts is not None]
     assert len(times) == summary.frames

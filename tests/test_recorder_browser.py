@@ -85,10 +85,10 @@ async def test_browser_camera_is_recorded_and_decrypts_to_the_same_picture(
     if storage == "s3":
         keys = s3.client().list_objects_v2(Bucket=section["s3"]["bucket"])["Contents"]
         assert len(keys) == summary.segments + 2
-    report = await verify(source, service.keyring, summary.recording_id)
+    report = await verify(source, service.keys, summary.recording_id)
     assert report.complete, report.lines()
     out = tmp_path / "camera.webm"
-    exported = await export(source, service.keyring, summary.recording_id, out)
+    exported = await export(source, service.keys, summary.recording_id, out)
     assert exported.frames == summary.frames
 
     with av.open(str(out)) as inp:

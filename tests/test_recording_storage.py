@@ -11,6 +11,7 @@ import hashlib
 import os
 import stat
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -31,7 +32,8 @@ from recorder.crypto import (
     open_recording,
     segment_object,
 )
-from recorder.keys import KmsKeyring, MasterKeyring, encode_header, parse_header, rewrap_header
+from recorder.keys import KeyRecord, KmsKeyring, MasterKeyring, rewrap_key_record
+from recorder.reading import decrypt_recording
 from recorder.spool import Spool
 from recorder.storage import (
     EU_EEA_REGIONS,
@@ -39,8 +41,8 @@ from recorder.storage import (
     MiB,
     S3Storage,
     check_region,
-    decrypt_recording,
 )
+from recorder.vault import Keys
 from tests.s3_server import S3TestServer
 
 
@@ -199,7 +201,9 @@ async def test_outage_spools_then_uploads_everything(s3: S3TestServer, tmp_path:
     await spool.stop()
     keys = await storage.list(f"recordings/{rec.id}/")
     assert len(keys) == len(segments) + 2
-    paths = await decrypt_recording(storage, rec.id, keyring, tmp_path / "out")
+    keys = Keys(keyring)
+    keys.remember(rec)
+    paths = await decrypt_recording(storage, rec.id, keys, tmp_path / "out")
     assert [p.read_bytes() for p in paths] == [plain for plain, _ in segments]
 
 
@@ -269,30 +273,34 @@ async def test_kms_keyring(s3: S3TestServer, tmp_path: Path):
         return KmsKeyring(key, session=s3.session(), endpoint_url=s3.endpoint_url, max_attempts=1)
 
     rec = await asyncio.to_thread(new_recording, ring(key1))
-    assert rec.key_id == key1
+    record = rec.key_record
+    assert record is not None and rec.key_id == key1 and record.key_id == key1
+    assert key1.encode() not in rec.header  # the ARN (account id) is in the database only
     storage = LocalStorage(tmp_path / "store")
     await storage.put(header_object(rec.id), rec.header)
     ((plain, blob),) = encrypted_segments(rec, [100_000])
     await storage.put(segment_object(rec.id, 0), blob)
     await storage.put(manifest_object(rec.id), rec.seal_manifest([rec.verify_segment(0, blob)]))
-    # Rotation to another KMS key: ReEncrypt, the media is untouched.
-    rewrapped = await asyncio.to_thread(rewrap_header, rec.header, ring(key2))
-    assert parse_header(rewrapped).wrapped.key_id == key2
-    await storage.put(header_object(rec.id), rewrapped)
-    (path,) = await decrypt_recording(storage, rec.id, ring(key2), tmp_path / "out")
+    # Rotation to another KMS key: ReEncrypt of the key record; no object changes.
+    rewrapped = await asyncio.to_thread(rewrap_key_record, record, ring(key2))
+    assert rewrapped.key_id == key2
+    keys = Keys(ring(key2))
+    keys.store.add(rewrapped)  # type: ignore[attr-defined]
+    (path,) = await decrypt_recording(storage, rec.id, keys, tmp_path / "out")
     assert path.read_bytes() == plain
-    fields = parse_header(rec.header)
-    edited = bytearray(fields.wrapped.blob)
+    edited = bytearray(record.wrapped)
     edited[-1] ^= 1
-    tampered = encode_header(fields.recording_id, fields.commitment,
-                             fields.wrapped.__class__(fields.wrapped.alg, key1, bytes(edited),
-                                                      fields.wrapped.context))  # fmt: skip
+    tampered = KeyRecord(rec.id, record.alg, key1, bytes(edited))
     with pytest.raises(WrappedKeyTampered):
-        await asyncio.to_thread(open_recording, tampered, ring(key1))
-    other_id = bytes(16)  # another recording's context: KMS refuses to unwrap
-    moved = encode_header(other_id, fields.commitment, fields.wrapped)
+        await asyncio.to_thread(partial(open_recording, rec.header, ring(key1), tampered,
+                                        expected_id=rec.id))  # fmt: skip
+    other = await asyncio.to_thread(new_recording, ring(key1))
+    assert other.key_record is not None  # another recording's record: KMS context differs
+    moved = KeyRecord(rec.id, other.key_record.alg, key1, other.key_record.wrapped)
     with pytest.raises(WrappedKeyTampered):
-        await asyncio.to_thread(open_recording, moved, ring(key1))
+        await asyncio.to_thread(partial(open_recording, rec.header, ring(key1), moved,
+                                        expected_id=rec.id))  # fmt: skip
     with pytest.raises(WrongKey, match="wrapped by AWS KMS"):
-        open_recording(rec.header, MasterKeyring.from_directory(tmp_path / "keys"))
+        open_recording(rec.header, MasterKeyring.from_directory(tmp_path / "keys"), record,
+                       expected_id=rec.id)  # fmt: skip
     assert not issubclass(WrongKey, UnknownMasterKey)

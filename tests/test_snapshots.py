@@ -182,7 +182,7 @@ async def test_agent_snapshot_round_trip(server) -> None:  # type: ignore[no-unt
     shown = await agent_sig.expect("photo")
     assert shown["photo"]["snapshot_id"] == request_id and shown["photo"]["width"] == 640
     service = server.app[RECORDING]
-    jpeg, meta = await read_photo(service.source, service.keyring, shown["photo"]["id"])
+    jpeg, meta = await read_photo(service.source, service.keys, shown["photo"]["id"])
     assert meta["kind"] == "snapshot" and b"GPS" not in jpeg
 
     # A request id is single use.

@@ -26,6 +26,7 @@ from server.core.schema import (  # noqa: F401 (re-exported: the tables are the 
     links,
     logins,
     metadata,
+    recording_keys,
     recording_objections,
     recordings,
     sessions,

@@ -123,6 +123,22 @@ recording_objections = sa.Table(
 )
 
 
+# --- recording keys (server/recording/keystore.py; docs/recording-format.md, "Keys") ------
+# One row per recording: its recording key wrapped by a master key (local or KMS). The
+# media in the store are unreadable without it, so deleting the row crypto-shreds the
+# recording; rows go in the same transaction as the recording and session rows.
+recording_keys = sa.Table(
+    "recording_keys",
+    metadata,
+    sa.Column("recording_id", sa.String(32), primary_key=True),
+    sa.Column("session_id", sa.String(32), nullable=False, index=True),
+    sa.Column("alg", sa.Integer, nullable=False),  # 1 = local master key, 2 = AWS KMS
+    sa.Column("key_id", sa.String(255), nullable=False),  # mk-NNNN or the KMS key ARN
+    sa.Column("wrapped", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+
 def token_hash(token: str) -> str:
     # Tokens carry >= 128 random bits, so a plain (unsalted) SHA-256 is enough to make the
     # stored value useless while still allowing an indexed lookup.

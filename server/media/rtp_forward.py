@@ -143,6 +143,9 @@ class RtpPublisher:
         self._pli_pending = False  # asked for a keyframe before the first packet
         self._remb_value = 0
         self._assembler: _FrameAssembler | None = None
+        # The assembler's RTP timestamp base outlives it: pts must continue when a frame
+        # subscriber (a second recording) comes back, not restart at 0.
+        self._ts_clock: tuple[int | None, int, int] = (None, 0, 0)
         self._closed = False
         # counters
         self.packets_in = 0
@@ -346,7 +349,7 @@ class RtpPublisher:
         if rt.frame_subscribers:
             assembler = self._assembler
             if assembler is None:
-                assembler = self._assembler = _FrameAssembler(self.codec)
+                assembler = self._assembler = _FrameAssembler(self.codec, self._ts_clock)
             for frame, keyframe, pts in assembler.add(pkt, data, off, end, now):
                 if frame is None:
                     rt.frame_gap()
@@ -356,6 +359,7 @@ class RtpPublisher:
                 packet.time_base = aiortc_hooks.VIDEO_TIME_BASE
                 rt._fan_out(self.upstream, packet, keyframe)
         elif self._assembler is not None:
+            self._ts_clock = self._assembler.clock
             self._assembler = None
 
 
@@ -366,7 +370,7 @@ class _FrameAssembler:
     ASSEMBLY_MAX_WAIT_S / ASSEMBLY_MAX_PACKETS, then the frames it spoils are skipped and a
     `(None, False, 0)` tells the track to resume its frame subscribers at a keyframe."""
 
-    def __init__(self, codec: str) -> None:
+    def __init__(self, codec: str, clock: tuple[int | None, int, int] = (None, 0, 0)) -> None:
         self.codec = codec
         self._vp8 = codec == "VP8"
         self._packets: dict[
@@ -374,9 +378,12 @@ class _FrameAssembler:
         ] = {}  # ext -> ts, marker, start, data
         self._next: int | None = None  # ext seq of the first packet of the next frame
         self._hole_since: float | None = None
-        self._ts_base: int | None = None
-        self._ts_last = 0
-        self._ts_cycles = 0
+        self._ts_base, self._ts_last, self._ts_cycles = clock
+
+    @property
+    def clock(self) -> tuple[int | None, int, int]:
+        """The RTP timestamp mapping (base, last, wrap cycles), for a successor."""
+        return self._ts_base, self._ts_last, self._ts_cycles
 
     def _depayload(self, pkt: _Packet, data: bytes, off: int, end: int) -> tuple[bool, bytes]:
         if self._vp8:

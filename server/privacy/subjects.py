@@ -4,10 +4,12 @@
 - A subject is a phone number in E.164. Everything is found through `sessions.phone` and
   then by session id, so one person's export or erasure never reaches another's data, even
   when both used the same device type with the same agent.
-- Media are erased by deleting every object of the recording in the storage (local or S3,
-  all versions) and in the upload spool, the header FIRST: the header holds the recording's
-  wrapped data key, so once it is gone any copy of a segment left in a backup, a spool or
-  anywhere else can no longer be decrypted (crypto-shredding).
+- Media are erased by crypto-shredding: each recording's key lives only in the database
+  (`recording_keys`, docs/recording-format.md), and is deleted in the same transaction as
+  the subject's session and recording rows, so no copy of the objects (a backup, a replica,
+  an old S3 version) can be decrypted afterwards, whatever master keys survive. The objects
+  themselves are deleted too (storage limitation): every version in the storage and the
+  upload spool, the header first.
 - The audit log never holds a phone number in clear: a subject is named by an HMAC of the
   number under the server key (`subject_ref`). The do-not-record list stores only that
   HMAC as well.
@@ -38,6 +40,7 @@ from recorder.storage import LocalStorage, Storage
 from server.core.audit import Audit
 from server.core.db import Database
 from server.core.phone import BadPhone, normalise
+from server.recording.keystore import database_keys, expected
 from server.rooms.state import iso
 
 log = logging.getLogger(__name__)
@@ -306,7 +309,11 @@ async def export_subject(
                 await asyncio.to_thread(out.parent.mkdir, 0o700, True, True)
                 assert keyring is not None
                 try:
-                    await export(media.source, keyring, rec["id"], out, allow_incomplete=True)
+                    # Checked against the row: another recording's objects copied over this
+                    # one are refused, never exported as this subject's.
+                    await export(media.source, database_keys(db, keyring), rec["id"], out,
+                                 allow_incomplete=True,
+                                 expect=await expected(db, rec["id"]))  # fmt: skip
                 except (RecordingError, OSError) as exc:
                     log.warning("export: recording %s not exported: %s", rec["id"], exc)
                     reason = f"{type(exc).__name__}: {exc}"
@@ -423,6 +430,8 @@ async def erase_subject(db: Database, media: Media, phone: str) -> Erased:
             objects += await delete_recording_objects(media, rec["id"])
             recordings += 1
     # Media first: if the storage fails half-way the rows are still there to retry with.
+    # This transaction also deletes the recording keys: from here on no copy of the media
+    # anywhere can be decrypted (crypto-shredding), even if an object was missed above.
     await db.delete_sessions([r["id"] for r in rows])
     return Erased(len(rows), recordings, objects)
 

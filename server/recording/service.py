@@ -39,12 +39,14 @@ from recorder.participant import RecorderParticipant, RecordingSummary
 from recorder.recovery import ObjectSource, recover
 from recorder.spool import Spool, SpoolStats
 from recorder.storage import LocalStorage, S3Storage, Storage
+from recorder.vault import Keys
 from server.core.appkeys import CLOCK, CONFIG, DATA_DIR, DB, SECRETS
 from server.core.config import Config
 from server.core.db import Database
 from server.core.secrets import MissingSecret
 from server.observe.metrics import METRICS
 from server.privacy.subjects import recording_objected
+from server.recording.keystore import database_keys, expected, store_key
 from server.recording.photos import CleanPhoto, PhotoRejected, clean_photo
 from server.rooms.manager import ROOMS, LiveRoom, RoomManager
 from server.rooms.participant import AGENT
@@ -204,6 +206,12 @@ class RecordingService:
     def mode(self) -> str:
         return self.config.recording.mode
 
+    @property
+    def keys(self) -> Keys:
+        """The master keyring with the database's recording keys: what readers need."""
+        assert self.keyring is not None
+        return database_keys(self.db, self.keyring)
+
     # --- lifecycle
 
     async def start(self) -> None:
@@ -263,7 +271,7 @@ class RecordingService:
         rid = row["id"]
         try:
             report = await recover(
-                self.source, self.keyring, rid, self.spool.put,
+                self.source, self.keys, rid, self.spool.put,
                 metadata={"session_id": row["session_id"], "started_at": row["started_at"],
                           "codec": self.config.media.codec,
                           "container": row["container"] or "webm"},
@@ -343,6 +351,8 @@ class RecordingService:
             rec = await asyncio.to_thread(new_recording, self.keyring)  # KMS blocks
             codec = self.config.media.codec
             now = self.clock()
+            # The key record first: the database holds the only way to the data key.
+            await store_key(self.db, rec, live.room.id, now)
             recorder = RecorderParticipant(
                 live.media.tracks["camera"], rec, self.spool, codec=codec,
                 segment_s=self.config.recording.segment_s, clock=self.clock,
@@ -454,8 +464,9 @@ class RecordingService:
         from recorder.recovery import read_photo
 
         assert self.source is not None and self.keyring is not None
+        expect = await expected(self.db, photo_id)
         try:
-            return await read_photo(self.source, self.keyring, photo_id)
+            return await read_photo(self.source, self.keys, photo_id, expect)
         except UnknownMasterKey:
             ring = self.keyring
             if not isinstance(ring, MasterKeyring) or ring.directory is None:
@@ -464,7 +475,7 @@ class RecordingService:
                 MasterKeyring.from_directory, ring.directory, create=False
             )
             log.info("recording keys reloaded: %s", ", ".join(self.keyring.key_ids))
-            return await read_photo(self.source, self.keyring, photo_id)
+            return await read_photo(self.source, self.keys, photo_id, expect)
 
     # --- photos
 
@@ -522,6 +533,7 @@ class RecordingService:
         assert self.keyring is not None and self.spool is not None and self.storage is not None
         rec = await asyncio.to_thread(new_recording, self.keyring)
         now = self.clock()
+        await store_key(self.db, rec, live.room.id, now)
         seg = rec.segment_writer(0)
         segment = seg.write(photo.jpeg) + seg.close()
         assert seg.entry is not None
@@ -549,6 +561,8 @@ class RecordingService:
                     await self.spool.discard(key)
                 with contextlib.suppress(Exception):
                     await self.storage.delete(key)
+            with contextlib.suppress(Exception):
+                await self.db.delete_recording_rows([rec.id])  # and its key record
             raise
         self.counters.photos[kind] += 1
         self._photo_counts[live.room.id] += 1

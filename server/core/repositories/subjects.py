@@ -12,6 +12,7 @@ from server.core.schema import (
     caller_devices,
     chat_messages,
     links,
+    recording_keys,
     recording_objections,
     recordings,
     sessions,
@@ -41,7 +42,8 @@ class SubjectsRepository:
         if not session_ids:
             return 0
         async with self.engine.begin() as conn:
-            for table in (chat_messages, recordings, caller_devices, links):
+            # The recording keys too, in this transaction: media gone beyond use with the rows.
+            for table in (recording_keys, chat_messages, recordings, caller_devices, links):
                 await conn.execute(table.delete().where(table.c.session_id.in_(session_ids)))
             result = await conn.execute(sessions.delete().where(sessions.c.id.in_(session_ids)))
             return int(result.rowcount or 0)
@@ -49,6 +51,8 @@ class SubjectsRepository:
     async def delete_recording_rows(self, recording_ids: list[str]) -> None:
         if recording_ids:
             async with self.engine.begin() as conn:
+                keys = recording_keys.c.recording_id.in_(recording_ids)
+                await conn.execute(recording_keys.delete().where(keys))  # crypto-shredding
                 await conn.execute(recordings.delete().where(recordings.c.id.in_(recording_ids)))
 
     async def expired_recordings(
