@@ -137,12 +137,13 @@ async def test_a_key_holder_cannot_drop_segments_or_move_a_recording(make_server
     data = ["--data-dir", str(server.data_dir)]
     (va,), (vb,) = a.video_ids, b.video_ids
     row = await server.db.get_recording(va)
-    # Cuts follow keyframes the (rate-limited) source delivers: 3..6 segments of ~1 s.
-    assert row["segments"] >= 3, row
-    await _reseal(server, va, keep=row["segments"] - 2)
+    # Cuts follow keyframes the (rate-limited) source delivers: 2..6 segments of ~1 s (a
+    # loaded machine delivers fewer keyframes), so the forged manifest drops the last one.
+    assert row["segments"] >= 2, row
+    await _reseal(server, va, keep=row["segments"] - 1)
     code, out = await cli(capsys, "recording", "verify", va, *data)
     assert code == 1 and "RecordingMismatch" in out, out
-    assert f"lists {row['segments'] - 2} segment(s), the database says {row['segments']}" in out
+    assert f"lists {row['segments'] - 1} segment(s), the database says {row['segments']}" in out
     await _reseal(server, vb, session_id=a.session_id)  # B's recording passed off as A's
     code, out = await cli(capsys, "recording", "verify", vb, *data)
     assert code == 1 and "RecordingMismatch" in out and "of session" in out, out
