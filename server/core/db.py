@@ -236,6 +236,21 @@ class Database:
             ).first()
         return _user(row)
 
+    async def live_logins(self, hashes: set[str], now: float) -> set[str]:
+        """Which of these login token hashes still belong to an unexpired login of an
+        enabled account."""
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    sa.select(logins.c.token_hash)
+                    .join(users, logins.c.user_id == users.c.id)
+                    .where(logins.c.token_hash.in_(sorted(hashes)))
+                    .where(logins.c.expires_at > now)
+                    .where(users.c.disabled == sa.false())
+                )
+            ).all()
+        return {str(r[0]) for r in rows}
+
     async def delete_login(self, token: str) -> None:
         async with self.engine.begin() as conn:
             await conn.execute(logins.delete().where(logins.c.token_hash == token_hash(token)))
@@ -324,6 +339,25 @@ class Database:
                 )
             ).first()
         return row is not None
+
+    async def link_session(self, token: str, now: float, *, usable: bool = True) -> str | None:
+        """The session of a link, without using it up: only while the link could still be
+        opened (unused, not revoked, unexpired, its session open) unless `usable=False`."""
+        query = (
+            sa.select(links.c.session_id)
+            .join(sessions, sessions.c.id == links.c.session_id)
+            .where(links.c.token_hash == token_hash(token))
+        )
+        if usable:
+            query = (
+                query.where(links.c.consumed_at.is_(None))
+                .where(links.c.revoked == sa.false())
+                .where(links.c.expires_at > now)
+                .where(sessions.c.state != "ended")
+            )
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return str(row[0]) if row else None
 
     async def consume_link(self, token: str, cookie: str, now: float) -> str | None:
         """Atomically trade a valid, unused link for a device cookie; return the session id.
