@@ -1,5 +1,8 @@
 """Accounts hardening (issue 14): sockets end with their login, login throttling per account
-and per address, password and user-name rules, and what only the CLI may do."""
+and per address, password and user-name rules, and what only the CLI may do.
+
+(The rule functions are imported inside the tests that use them, so that this module also
+runs against the code before the fixes and shows every test failing there.)"""
 
 from __future__ import annotations
 
@@ -13,7 +16,6 @@ import aiohttp
 import pytest
 
 from server.core.appkeys import AUDIT
-from server.http.auth import check_new_username, check_password, normalize_username
 from tests.conftest import PASSWORD
 from tests.signalling_client import Signalling
 from tests.test_cli import run
@@ -159,12 +161,16 @@ async def test_one_nat_address_for_a_whole_call_centre(make_server) -> None:  # 
     ["aaaaaaaaaa", "password12", " " * 10, "1234567890", "qwertyuiop", "x" * 2000, "short"],
 )
 def test_weak_or_overlong_passwords_refused(password: str) -> None:
+    from server.http.auth import check_password
+
     with pytest.raises(ValueError) as exc:
         check_password(password, "anna")
     assert str(exc.value).startswith("the password")
 
 
 def test_good_passwords_accepted() -> None:
+    from server.http.auth import check_password
+
     for password in (PASSWORD, "vasara-Kalns-77", "x7#Kp2!vQz-lauks"):
         check_password(password, "anna")
 
@@ -255,6 +261,8 @@ def test_cli_grants_roles_and_is_audited(tmp_path) -> None:  # type: ignore[no-u
 
 
 def test_usernames_normalised_and_confusables_refused() -> None:
+    from server.http.auth import check_new_username, normalize_username
+
     assert normalize_username("  ADMIN1 ") == "admin1"
     assert normalize_username("Ｊāｎis") == "jānis"  # full-width letters: NFKC
     existing = ["admin1", "jānis"]
