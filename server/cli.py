@@ -15,7 +15,7 @@ from pathlib import Path
 from server.core import config as config_mod
 from server.core.config import Config, ConfigError
 from server.core.secrets import MissingSecret
-from server.http.auth import ROLES, hash_password
+from server.http.auth import ROLES, check_new_username, hash_password, normalize_username
 from server.startup import firstrun
 
 DEFAULT_DATA_DIR = "data"
@@ -165,31 +165,44 @@ _RedactingAccessLogger = _redacting_logger_class()
 def _read_password(args: argparse.Namespace) -> str:
     if args.password_stdin:
         return sys.stdin.readline().rstrip("\n")
-    first = getpass.getpass("password (at least 10 characters): ")
+    first = getpass.getpass("password (10-64 characters, not a common one): ")
     if getpass.getpass("again: ") != first:
         raise SystemExit("callassist: the passwords differ")
     return first
 
 
 def cmd_user(args: argparse.Namespace) -> int:
+    """Accounts. The only way to grant `dpo`/`admin` or reset their passwords
+    (docs/security.md); every change is an audit event (actor: the OS user, role `cli`)."""
+    from server.core.audit import Audit
+
     cfg = _load(args)
     db = _db(cfg, args.data_dir)
+    audit = Audit(db, time.time)
+
+    async def record(action: str, name: str, reason: str) -> None:
+        await audit.record(actor=getpass.getuser()[:64], role="cli", action=action,
+                           object=name, reason=reason)  # fmt: skip
 
     async def run() -> int:
         await db.create_schema()
         try:
             if args.action == "add":
-                if await db.user_by_name(args.name):
-                    print(f"callassist: user '{args.name}' exists", file=sys.stderr)
-                    return 1
-                password = _read_password(args)
                 try:
-                    hashed = hash_password(password)
+                    existing = [u.username for u in await db.list_users()]
+                    name = check_new_username(args.name, existing)
                 except ValueError as exc:
                     print(f"callassist: {exc}", file=sys.stderr)
                     return 1
-                await db.add_user(args.name, hashed, args.role, time.time())
-                print(f"user '{args.name}' created with role {args.role}")
+                password = _read_password(args)
+                try:
+                    hashed = hash_password(password, name)
+                except ValueError as exc:
+                    print(f"callassist: {exc}", file=sys.stderr)
+                    return 1
+                await db.add_user(name, hashed, args.role, time.time())
+                await record("user.create", name, f"role {args.role}")
+                print(f"user '{name}' created with role {args.role}")
             elif args.action == "list":
                 accounts = await db.list_users()
                 if not accounts:
@@ -197,21 +210,30 @@ def cmd_user(args: argparse.Namespace) -> int:
                 for u in accounts:
                     print(f"{u.username}\t{u.role}\t{'disabled' if u.disabled else 'active'}")
             else:
-                user = await db.user_by_name(args.name)
+                user = await db.user_by_name(normalize_username(args.name)) or (
+                    await db.user_by_name(args.name)
+                )
                 if user is None:
                     print(f"callassist: no user '{args.name}'", file=sys.stderr)
                     return 1
                 if args.action == "passwd":
                     try:
-                        hashed = hash_password(_read_password(args))
+                        hashed = hash_password(_read_password(args), user.username)
                     except ValueError as exc:
                         print(f"callassist: {exc}", file=sys.stderr)
                         return 1
                     await db.update_user(user.id, password_hash=hashed)
-                    print(f"password of '{args.name}' changed; their logins ended")
+                    await record("user.update", user.username, "changed: password")
+                    print(f"password of '{user.username}' changed; their logins ended")
+                elif args.action == "role":
+                    # Rewriting the hash ends the logins made under the old role.
+                    await db.update_user(user.id, role=args.role, password_hash=user.password_hash)
+                    await record("user.update", user.username, f"changed: role {args.role}")
+                    print(f"user '{user.username}' now has role {args.role}; their logins ended")
                 elif args.action in ("disable", "enable"):
                     await db.update_user(user.id, disabled=args.action == "disable")
-                    print(f"user '{args.name}' {args.action}d")
+                    await record("user.update", user.username, f"changed: {args.action}d")
+                    print(f"user '{user.username}' {args.action}d")
             return 0
         finally:
             await db.close()
@@ -322,6 +344,7 @@ def parser() -> argparse.ArgumentParser:
     for action, helptext in (
         ("add", "create an account"),
         ("passwd", "set a new password"),
+        ("role", "give an account another role"),
         ("disable", "disable an account"),
         ("enable", "enable an account"),
         ("list", "list accounts"),
@@ -332,6 +355,8 @@ def parser() -> argparse.ArgumentParser:
             a.add_argument("name")
         if action == "add":
             a.add_argument("--role", choices=ROLES, required=True)
+        if action == "role":
+            a.add_argument("role", choices=ROLES)
         if action in ("add", "passwd"):
             a.add_argument(
                 "--password-stdin",

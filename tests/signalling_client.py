@@ -11,6 +11,18 @@ import aiohttp
 SUBPROTOCOL = "callassist.v1"
 
 
+async def open_link(http: aiohttp.ClientSession, link: str) -> int:
+    """Open a one-time link as the caller's browser does: GET shows the link page (uses
+    nothing up), the tap POSTs to the same URL from that page's origin. Returns the POST's
+    status (303 to /c with the device cookie; 410 when the link is no longer valid)."""
+    async with http.get(link, allow_redirects=False) as r:
+        if r.status != 200:
+            return r.status
+    origin = "/".join(link.split("/", 3)[:3])
+    async with http.post(link, allow_redirects=False, headers={"Origin": origin}) as r:
+        return r.status
+
+
 class Signalling:
     def __init__(self, ws: aiohttp.ClientWebSocketResponse, http: aiohttp.ClientSession):
         self.ws = ws
@@ -21,8 +33,8 @@ class Signalling:
     @classmethod
     async def caller(cls, server_url: str, link: str) -> Signalling:
         http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
-        async with http.get(link, allow_redirects=False) as r:
-            assert r.status == 303, r.status
+        status = await open_link(http, link)
+        assert status == 303, status
         return await cls._connect(http, server_url, "/ws/caller")
 
     @classmethod

@@ -23,6 +23,16 @@ async def _open(url: str, **kw: Any) -> tuple[int, str, aiohttp.ClientResponse]:
         return r.status, await r.text(), r
 
 
+async def _tap(url: str, **kw: Any) -> tuple[int, str, aiohttp.ClientResponse]:
+    """The caller's tap on the link page: a same-origin POST to the link."""
+    origin = "/".join(url.split("/", 3)[:3])
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(url, allow_redirects=False, headers={"Origin": origin}, **kw) as r,
+    ):
+        return r.status, await r.text(), r
+
+
 async def test_login_rules(server) -> None:  # type: ignore[no-untyped-def]
     await server.add_user("anna")
     async with aiohttp.ClientSession() as http:
@@ -107,7 +117,12 @@ async def test_one_time_link(server) -> None:  # type: ignore[no-untyped-def]
     token = link.rsplit("/", 1)[1]
     assert len(token) >= 43  # 256 bits, base64url
 
-    status, _, first = await _open(link)
+    # Opening the link shows the page with the button and uses nothing up.
+    status, page, shown = await _open(link)
+    assert status == 200 and 'data-testid="link-open"' in page
+    assert "Set-Cookie" not in shown.headers and token not in page
+    assert shown.headers["Cache-Control"] == "no-store"
+    status, _, first = await _tap(link)
     assert status == 303 and first.headers["Location"] == "/c"
     cookie = first.cookies["ca_caller"]
     assert cookie["httponly"] and cookie["samesite"] == "Strict"
@@ -147,7 +162,7 @@ async def test_link_expiry_and_new_link(server) -> None:  # type: ignore[no-unty
     assert status == 410
     status, fresh = await agent.post(f"/api/sessions/{sid}/link")
     assert status == 200
-    status, _, _ = await _open(fresh["link"])
+    status, _, _ = await _tap(fresh["link"])
     assert status == 303
     status, body = await agent.post(f"/api/sessions/{sid}/link")
     assert status == 409 and body["error"]["code"] == "link_used"
@@ -158,7 +173,9 @@ async def test_new_link_revokes_old(server) -> None:  # type: ignore[no-untyped-
     created = await agent.new_session()
     status, fresh = await agent.post(f"/api/sessions/{created['session']['id']}/link")
     assert (await _open(created["link"]))[0] == 410
-    assert (await _open(fresh["link"]))[0] == 303
+    assert (await _tap(created["link"]))[0] == 410
+    assert (await _open(fresh["link"]))[0] == 200
+    assert (await _tap(fresh["link"]))[0] == 303
 
 
 async def test_ended_session_link_dead(server) -> None:  # type: ignore[no-untyped-def]
@@ -169,6 +186,7 @@ async def test_ended_session_link_dead(server) -> None:  # type: ignore[no-untyp
     assert status == 200 and body["session"]["state"] == "ended"
     assert body["session"]["end_reason"] == "agent_ended"
     assert (await _open(created["link"]))[0] == 410
+    assert (await _tap(created["link"]))[0] == 410
 
 
 async def test_link_open_rate_limit(make_server) -> None:  # type: ignore[no-untyped-def]
@@ -200,5 +218,5 @@ async def test_unknown_paths_json_404(server, path: str) -> None:  # type: ignor
 async def test_link_consumed_once_under_race(server) -> None:  # type: ignore[no-untyped-def]
     agent = await server.agent()
     created = await agent.new_session()
-    results = await asyncio.gather(*[_open(created["link"]) for _ in range(6)])
+    results = await asyncio.gather(*[_tap(created["link"]) for _ in range(6)])
     assert sorted(r[0] for r in results) == [303] + [410] * 5

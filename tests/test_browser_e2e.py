@@ -115,6 +115,15 @@ async def start_session(page: Page) -> str:
     return re.search(r"https?://\S+/j/[A-Za-z0-9_-]+", text).group(0)  # type: ignore[union-attr]
 
 
+async def open_link(page: Page, link: str) -> None:
+    """What a caller does with the link from the SMS: open it (the link page, nothing used
+    up yet) and tap the button (a same-origin POST), which lands on /c."""
+    response = await page.goto(link)
+    assert response is not None and response.status == 200, response and response.status
+    await page.get_by_test_id("link-open").click()
+    await page.wait_for_url("**/c")
+
+
 async def caller_page(browser: Any) -> tuple[BrowserContext, Page]:
     devices = browser.callassist_devices
     ctx = await browser.new_context(**devices["Pixel 7"], permissions=["camera"])
@@ -131,7 +140,7 @@ async def test_full_session(browser, server) -> None:  # type: ignore[no-untyped
     )
 
     caller_ctx, caller = await caller_page(browser)
-    await caller.goto(link)
+    await open_link(caller, link)
     assert caller.url.endswith("/c")  # the token left the address bar
     await expect(caller.get_by_test_id("notice")).to_be_visible()
     await expect(agent.get_by_test_id("caller-progress")).to_have_attribute("data-status", "opened")
@@ -191,7 +200,7 @@ async def test_link_single_use(browser, server) -> None:  # type: ignore[no-unty
     link = await start_session(agent)
     token = link.rsplit("/", 1)[1]
     first_ctx, first = await caller_page(browser)
-    await first.goto(link)
+    await open_link(first, link)
     await expect(first.get_by_test_id("notice")).to_be_visible()
     assert token not in first.url
 
@@ -216,6 +225,38 @@ async def test_link_single_use(browser, server) -> None:  # type: ignore[no-unty
         await ctx.close()
 
 
+async def test_link_previews_then_chromium_opens_it(browser, server) -> None:  # type: ignore[no-untyped-def]
+    from tests.test_links import preview
+
+    agent_ctx, agent = await agent_page(browser, server)
+    link = await start_session(agent)
+    # HEAD and the previewers of Facebook, WhatsApp, Telegram, Slack, Twitter, iMessage.
+    seen = await preview(link)
+    assert all(status == 200 and not cookie for _, status, cookie in seen), seen
+    await expect(agent.get_by_test_id("caller-progress")).to_have_attribute(
+        "data-status", "link_sent"
+    )
+    caller_ctx, caller = await caller_page(browser)
+    await open_link(caller, link)
+    await expect(caller.get_by_test_id("notice")).to_be_visible()
+    await expect(agent.get_by_test_id("caller-progress")).to_have_attribute("data-status", "opened")
+    await agent_ctx.close()
+    await caller_ctx.close()
+
+
+async def test_link_opens_without_javascript(browser, server) -> None:  # type: ignore[no-untyped-def]
+    agent_ctx, agent = await agent_page(browser, server)
+    link = await start_session(agent)
+    ctx = await browser.new_context(java_script_enabled=False)
+    page = await ctx.new_page()
+    await open_link(page, link)  # the plain form's POST, then the redirect
+    assert page.url == server.url + "/c"
+    assert any(c["name"] == "ca_caller" for c in await ctx.cookies())
+    await expect(agent.get_by_test_id("caller-progress")).to_have_attribute("data-status", "opened")
+    await agent_ctx.close()
+    await ctx.close()
+
+
 async def test_link_expired(browser, server) -> None:  # type: ignore[no-untyped-def]
     agent_ctx, agent = await agent_page(browser, server)
     link = await start_session(agent)
@@ -231,7 +272,7 @@ async def test_caller_recovers_without_new_link(browser, server) -> None:  # typ
     agent_ctx, agent = await agent_page(browser, server)
     link = await start_session(agent)
     caller_ctx, caller = await caller_page(browser)
-    await caller.goto(link)
+    await open_link(caller, link)
     await caller.get_by_test_id("notice-accept").click()
     await caller.get_by_test_id("start-camera").click()
     await expect(agent.get_by_test_id("caller-progress")).to_have_attribute(
@@ -259,7 +300,7 @@ async def test_h264_both_ways(browser, make_server) -> None:  # type: ignore[no-
     agent_ctx, agent = await agent_page(browser, server)
     link = await start_session(agent)
     caller_ctx, caller = await caller_page(browser)
-    await caller.goto(link)
+    await open_link(caller, link)
     await caller.get_by_test_id("notice-accept").click()
     await caller.get_by_test_id("start-camera").click()
     await expect(agent.get_by_test_id("caller-progress")).to_have_attribute(

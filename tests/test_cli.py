@@ -12,7 +12,7 @@ from pathlib import Path
 import aiohttp
 
 from tests.conftest import PASSWORD, free_port
-from tests.signalling_client import SUBPROTOCOL
+from tests.signalling_client import SUBPROTOCOL, open_link
 
 CLI = [sys.executable, "-m", "server"]
 
@@ -159,8 +159,7 @@ async def test_serve_and_graceful_shutdown(tmp_path: Path) -> None:
                 headers={"Origin": url, "X-CSRF-Token": csrf},
             ) as r:
                 created = await r.json()
-            async with http.get(created["link"], allow_redirects=False) as r:
-                assert r.status == 303
+            assert await open_link(http, created["link"]) == 303
             ws = await http.ws_connect(
                 url.replace("http", "ws") + "/ws/caller", protocols=(SUBPROTOCOL,), origin=url
             )

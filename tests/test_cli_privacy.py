@@ -29,6 +29,7 @@ from tests.test_cli import CLI
 EMPTY: dict[tuple[str, ...], tuple[list[str], int, str]] = {
     ("user", "add"): (["anna", "--role", "agent", "--password-stdin"], 0, "created"),
     ("user", "passwd"): (["anna", "--password-stdin"], 1, "no user"),
+    ("user", "role"): (["anna", "dpo"], 1, "no user"),
     ("user", "disable"): (["anna"], 1, "no user"),
     ("user", "enable"): (["anna"], 1, "no user"),
     ("user", "list"): ([], 0, "no accounts yet"),

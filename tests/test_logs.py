@@ -13,7 +13,7 @@ import aiohttp
 
 from server.observe.logs import make_handler, redact
 from tests.conftest import PASSWORD, free_port
-from tests.signalling_client import SUBPROTOCOL
+from tests.signalling_client import SUBPROTOCOL, open_link
 from tests.test_cli import CLI, run
 
 PHONE = "20000012"
@@ -45,9 +45,8 @@ async def test_json_lines_without_phone_or_token(server) -> None:  # type: ignor
         status, _ = await agent.post(f"/api/sessions/{sid}/sms", {"link": created["link"]})
         assert status == 200
         async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as phone:
-            async with phone.get(created["link"], allow_redirects=False) as r:
-                assert r.status == 303
-                cookie = r.cookies.popitem()[1].value
+            assert await open_link(phone, created["link"]) == 303
+            cookie = next(iter(phone.cookie_jar)).value
             async with phone.get(created["link"], allow_redirects=False) as r:
                 assert r.status == 410
             ws = await phone.ws_connect(
@@ -121,8 +120,7 @@ async def test_serve_log_format_json(tmp_path: Path) -> None:
             ) as resp:
                 assert resp.headers["X-Request-Id"] == "req-test-1"
                 created = await resp.json()
-            async with http.get(created["link"], allow_redirects=False) as resp:
-                assert resp.status == 303
+            assert await open_link(http, created["link"]) == 303
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), 15) == 0
         err = (await proc.stderr.read()).decode()  # type: ignore[union-attr]

@@ -15,6 +15,7 @@ from playwright.async_api import expect
 from server.rooms.state import iso
 from tests.conftest import PASSWORD
 from tests.privacy_helpers import caller_for, jpeg, record, upload
+from tests.test_browser_e2e import open_link
 
 DAY = 86_400
 
@@ -78,7 +79,7 @@ async def test_receipt_on_the_caller_page(browser: Any, server: Any) -> None:
     await ctx.add_init_script("localStorage.setItem('callassist.lang','en')")
     page = await ctx.new_page()
     try:
-        await page.goto(body["link"])
+        await open_link(page, body["link"])
         await page.get_by_test_id("notice-accept").click()
         await expect(page.get_by_test_id("camera-reminder")).to_be_visible()
         # A photo from the gallery (the page's own cookie, as recording-caller.js sends it).

@@ -19,7 +19,7 @@ from server.recording.service import RECORDING
 from tests.media_helpers import wait_for
 from tests.recorder_helpers import QUADRANTS, rgb_at
 from tests.s3_server import S3TestServer
-from tests.test_browser_e2e import caller_page
+from tests.test_browser_e2e import caller_page, open_link
 
 RECORD_S = 3.0
 FPS = 30
@@ -58,7 +58,7 @@ async def test_browser_camera_is_recorded_and_decrypts_to_the_same_picture(
     sid = created["session"]["id"]
 
     ctx, page = await caller_page(browser)
-    await page.goto(created["link"])
+    await open_link(page, created["link"])
     await page.get_by_test_id("notice-accept").click()
     await page.get_by_test_id("start-camera").click()
     await expect(page.get_by_test_id("call-state")).to_have_attribute(
@@ -119,7 +119,7 @@ async def test_console_records_and_takes_snapshots_and_the_caller_sees_it(
     agent_ctx, agent = await agent_page(browser, server)
     link = await start_session(agent)
     caller_ctx, caller = await caller_page(browser)
-    await caller.goto(link)
+    await open_link(caller, link)
     await caller.get_by_test_id("notice-accept").click()
     await expect(caller.get_by_test_id("upload-photo")).to_be_visible()  # after the reminder
     await expect(caller.get_by_test_id("recording-indicator")).to_be_hidden()

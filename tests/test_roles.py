@@ -198,10 +198,16 @@ def ws(path: str) -> Call:
     return lambda c, w, s: c.ws(w, path.format(s=s))
 
 
+async def link_page(c: Ctx, w: Who, s: Scene) -> tuple[int, Any]:
+    if w.role == "caller":  # a caller's browser (of scene s) opens another session's link
+        s = await c.scene()
+    return await c.request(w, "GET", "/j/" + s.link.rsplit("/", 1)[1])
+
+
 async def open_link(c: Ctx, w: Who, s: Scene) -> tuple[int, Any]:
     if w.role == "caller":  # a caller's browser (of scene s) opens another session's link
         s = await c.scene()
-    result = await c.request(w, "GET", "/j/" + s.link.rsplit("/", 1)[1])
+    result = await c.request(w, "POST", "/j/" + s.link.rsplit("/", 1)[1])
     if w.role != "caller":
         w.http.cookie_jar.clear(lambda m: "caller" in m.key)  # the staff browser stays staff
     return result
@@ -242,7 +248,8 @@ ROUTES: dict[tuple[str, str], tuple[int, dict[str, bool], Call]] = {
     ("GET", "/ops"): (200, {}, get("/ops")),
     ("GET", "/dpo"): (200, {}, get("/dpo")),
     ("GET", "/c"): (200, {}, get("/c")),
-    ("GET", "/j/{token}"): (303, {}, open_link),
+    ("GET", "/j/{token}"): (200, {}, link_page),
+    ("POST", "/j/{token}"): (303, {}, open_link),
     ("GET", "/healthz"): (200, {}, get("/healthz")),
     ("GET", "/readyz"): (200, {}, get("/readyz")),
     ("GET", "/metrics"): (200, {}, get("/metrics")),

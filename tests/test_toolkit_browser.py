@@ -21,7 +21,13 @@ from playwright.async_api import Page, expect
 from server.http.app import create_app
 from tests import conftest
 from tests.conftest import FakeClock, Server, free_port
-from tests.test_browser_e2e import agent_page, caller_page, start_session, wait_colours
+from tests.test_browser_e2e import (
+    agent_page,
+    caller_page,
+    open_link,
+    start_session,
+    wait_colours,
+)
 
 SHOTS = Path("/tmp/callassist-shots")
 TUTORIAL_PNG = Path(__file__).resolve().parent.parent / "server/tutorials/router-restart/3.png"
@@ -97,7 +103,7 @@ async def live(browser: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
     state = Live(server, agent, caller)
     for name, page in (("agent", agent), ("caller", caller)):
         page.on("pageerror", lambda exc, name=name: state.errors.append(f"{name}: {exc}"))
-    await caller.goto(link)
+    await open_link(caller, link)
     # Latvian, the product's default (the Pixel 7 profile's browser would pick English).
     await caller.get_by_test_id("lang-lv").click()
     await agent.get_by_test_id("lang-lv").click()

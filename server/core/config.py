@@ -54,7 +54,15 @@ class SessionConfig:
 class AuthConfig:
     # Agent login session lifetime.
     session_ttl_s: int = 43_200
-    login_attempts_per_minute: int = 10
+    # Every login attempt per client address (a flood guard: each costs an Argon2 hash).
+    # Generous, since a whole call centre may share one NAT address.
+    login_attempts_per_minute: int = 60
+    # Failed logins before backoff (base, doubling, up to login_backoff_max_s) per account
+    # name (known or not) and per client address (docs/security.md, "Logins").
+    login_free_failures_per_account: int = 5
+    login_free_failures_per_address: int = 30
+    login_backoff_base_s: float = 1.0
+    login_backoff_max_s: float = 900.0
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,10 @@
 """The administrator's API (role `admin` only; docs/security.md): accounts and the service's
 configuration status. No session records, no media, no live rooms.
 
+`dpo` and `admin` accounts are granted, and their passwords reset, only with the CLI on the
+server (`callassist user …`): an admin here may create and manage agents and supervisors,
+and may disable (never elevate or take over) a dpo or admin account.
+
     GET  /api/admin/users                 accounts (name, role, disabled, created)
     POST /api/admin/users                 {"username", "password", "role"} -> 201
     POST /api/admin/users/{username}      {"disabled"?: bool, "role"?: str, "password"?: str}
@@ -15,8 +19,15 @@ from aiohttp import web
 
 from server.core.appkeys import AUDIT, CLOCK, CONFIG, DB
 from server.core.db import User
-from server.http.auth import ROLES, error, hash_password
-from server.http.web_auth import USER_KEY, require_user
+from server.http.auth import (
+    CLI_ONLY_ROLES,
+    ROLES,
+    check_new_username,
+    error,
+    hash_password,
+    normalize_username,
+)
+from server.http.web_auth import USER_KEY, deny, require_user, revoke_sockets
 from server.recording.service import RECORDING
 from server.rooms.manager import ROOMS
 from server.rooms.state import iso
@@ -30,6 +41,17 @@ async def _audit(request: web.Request, action: str, obj: str, reason: str = "") 
     user: User = request[USER_KEY]
     await request.app[AUDIT].record(actor=user.username, role=user.role, action=action,
                                     object=obj, reason=reason)  # fmt: skip
+
+
+async def _cli_only(request: web.Request, what: str) -> web.Response:
+    # A refusal of this kind is an audit event (deny writes it).
+    return await deny(
+        request,
+        request[USER_KEY],
+        403,
+        "cli_only",
+        f"{what} only with the command line on the server: callassist user …",
+    )
 
 
 async def _json(request: web.Request) -> dict[str, Any] | None:
@@ -52,19 +74,24 @@ async def create_user(request: web.Request) -> web.StreamResponse:
     if body is None:
         return error(400, "bad_request", "send a JSON object")
     name, password, role = body.get("username"), body.get("password"), body.get("role")
-    if not isinstance(name, str) or not 1 <= len(name) <= 64 or not name.isprintable():
-        return error(400, "bad_username", "a user name of 1-64 printable characters")
+    if not isinstance(name, str) or len(name) > 256:
+        return error(400, "bad_username", "give a user name")
     if role not in ROLES:
         return error(400, "bad_role", f"role must be one of {', '.join(ROLES)}")
+    if role in CLI_ONLY_ROLES:
+        return await _cli_only(request, f"a {role} account is created")
+    db = request.app[DB]
+    try:
+        name = check_new_username(name, [u.username for u in await db.list_users()])
+    except ValueError as exc:
+        code = "user_exists" if "exists" in str(exc) or "looks like" in str(exc) else "bad_username"
+        return error(409 if code == "user_exists" else 400, code, str(exc))
     if not isinstance(password, str):
         return error(400, "bad_password", "give a password")
     try:
-        hashed = hash_password(password)
+        hashed = hash_password(password, name)
     except ValueError as exc:
         return error(400, "bad_password", str(exc))
-    db = request.app[DB]
-    if await db.user_by_name(name) is not None:
-        return error(409, "user_exists", f"user '{name}' exists")
     await db.add_user(name, hashed, role, request.app[CLOCK]())
     await _audit(request, "user.create", name, f"role {role}")
     user = await db.user_by_name(name)
@@ -78,7 +105,9 @@ async def update_user(request: web.Request) -> web.StreamResponse:
     if body is None:
         return error(400, "bad_request", "send a JSON object")
     db = request.app[DB]
-    user = await db.user_by_name(request.match_info["username"])
+    raw = request.match_info["username"]
+    # The stored form; the raw name still finds an account made before names were normalised.
+    user = await db.user_by_name(normalize_username(raw)) or await db.user_by_name(raw)
     if user is None:
         return error(404, "not_found", "no such user")
     me: User = request[USER_KEY]
@@ -92,10 +121,18 @@ async def update_user(request: web.Request) -> web.StreamResponse:
     if "role" in body:
         if body["role"] not in ROLES:
             return error(400, "bad_role", f"role must be one of {', '.join(ROLES)}")
+        if body["role"] in CLI_ONLY_ROLES:
+            return await _cli_only(request, f"the role {body['role']} is granted")
+        if user.role in CLI_ONLY_ROLES and body["role"] != user.role:
+            return await _cli_only(request, f"the role of a {user.role} account is changed")
         values["role"] = body["role"]
     if "password" in body:
+        if user.role in CLI_ONLY_ROLES:
+            return await _cli_only(request, f"the password of a {user.role} account is reset")
+        if not isinstance(body["password"], str):
+            return error(400, "bad_password", "give a password")
         try:
-            values["password_hash"] = hash_password(str(body["password"]))
+            values["password_hash"] = hash_password(body["password"], user.username)
         except ValueError as exc:
             return error(400, "bad_password", str(exc))
     if not values:
@@ -106,6 +143,9 @@ async def update_user(request: web.Request) -> web.StreamResponse:
         # every login when the password hash is written).
         values["password_hash"] = values.get("password_hash", user.password_hash)
     await db.update_user(user.id, **values)
+    if values.get("disabled") or "password_hash" in values:
+        # Its logins just ended; its open sockets (live rooms, silent watches) end too.
+        revoke_sockets(request.app, user.id, "account_changed")
     await _audit(request, "user.update", user.username, f"changed: {changed}")
     updated = await db.user_by_id(user.id)
     assert updated is not None

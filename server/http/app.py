@@ -169,6 +169,7 @@ def create_app(
     app[SMS] = _sms_sender(config, secrets.sms_hmac_key)
     app[LINK_LIMITER] = KeyedLimiter(config.session.link_opens_per_minute)
     app[LOGIN_LIMITER] = KeyedLimiter(config.auth.login_attempts_per_minute)
+    web_auth.setup(app)  # login failures, sockets opened under a login
     app[ORIGINS] = frozenset([config.public_origin, *config.http.allowed_origins])
     app[WEBSOCKETS] = set()
 
@@ -179,7 +180,8 @@ def create_app(
     r.add_get("/", _root)
     r.add_get("/agent", _page)
     r.add_get("/c", caller.caller_page)
-    r.add_get("/j/{token}", caller.open_link)
+    r.add_get("/j/{token}", caller.link_page)  # and HEAD: neither uses the link up
+    r.add_post("/j/{token}", caller.open_link)
     r.add_get("/healthz", _healthz)
     r.add_get("/api/openapi.json", _openapi)
     r.add_post("/api/login", web_auth.login)

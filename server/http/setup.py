@@ -29,7 +29,13 @@ from typing import Any
 from aiohttp import web
 
 from server.core.appkeys import AUDIT, CLOCK, CONFIG, DB, ORIGINS
-from server.http.auth import error, hash_password, origin_allowed, set_cookie
+from server.http.auth import (
+    check_new_username,
+    error,
+    hash_password,
+    origin_allowed,
+    set_cookie,
+)
 from server.paths import WEB_DIR
 from server.rooms.state import iso
 
@@ -131,7 +137,11 @@ def _account(body: dict[str, Any], which: str) -> tuple[str, str] | web.Response
     if not isinstance(password, str):
         return error(400, f"bad_{which}_password", "give a password")
     try:
-        return name.strip(), hash_password(password)
+        clean = check_new_username(name, ())
+    except ValueError as exc:
+        return error(400, f"bad_{which}_username", str(exc))
+    try:
+        return clean, hash_password(password, clean)
     except ValueError as exc:
         return error(400, f"bad_{which}_password", str(exc))
 

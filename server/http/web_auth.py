@@ -1,28 +1,137 @@
-"""Login, logout and the current agent, as HTTP handlers and a small decorator."""
+"""Login, logout and the current agent, as HTTP handlers and a small decorator; the
+WebSockets opened under a login, closed when the login ends."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
+import logging
+import math
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 
 from aiohttp import web
 
 from server.core.appkeys import AUDIT, CLOCK, CONFIG, DB, LOGIN_LIMITER, ORIGINS, SECRETS
-from server.core.db import User
+from server.core.db import User, token_hash
+from server.core.ratelimit import FailureBackoff
 from server.http.auth import (
+    MAX_USERNAME_CHARS,
     check_csrf,
     csrf_token,
     error,
     login_cookie_name,
+    normalize_username,
     origin_allowed,
     set_cookie,
     verify_password,
 )
 from server.http.net import client_address
 
+log = logging.getLogger(__name__)
+
 USER_KEY = web.RequestKey("user", User | None)
 TOKEN_KEY = web.RequestKey("login_token", str | None)
+
+
+@dataclass(frozen=True)
+class LoginFailures:
+    """Failed logins per account name and per client address (docs/security.md, "Logins")."""
+
+    accounts: FailureBackoff
+    addresses: FailureBackoff
+
+
+LOGIN_FAILURES = web.AppKey("login_failures", LoginFailures)
+
+
+# --- sockets opened under a login --------------------------------------------------------
+# Closes the socket with a reason; set by the WebSocket endpoint that opened it.
+Revoke = Callable[[str], None]
+# How often open sockets' logins are checked against the database. This is what catches a
+# logout, a disabled account or a new password made by another process (the CLI) or
+# another node, and an expired login: within this time plus a round trip.
+REVALIDATE_S = 0.5
+
+
+class LoginSockets:
+    """The open WebSockets of logged-in users (agents, supervisors), by login."""
+
+    def __init__(self) -> None:
+        self._open: dict[object, tuple[int, str, Revoke]] = {}  # key -> user, login hash, close
+
+    def add(self, key: object, user_id: int, login_token: str, revoke: Revoke) -> None:
+        self._open[key] = (user_id, token_hash(login_token), revoke)
+
+    def discard(self, key: object) -> None:
+        self._open.pop(key, None)
+
+    def logins(self) -> set[str]:
+        return {login for _, login, _ in self._open.values()}
+
+    def revoke(
+        self, reason: str, *, user_id: int | None = None, logins: set[str] | None = None
+    ) -> int:
+        """Close the sockets of `user_id`, or of the logins (hashes) in `logins`."""
+        hit = [
+            (key, close)
+            for key, (uid, login, close) in self._open.items()
+            if uid == user_id or (logins is not None and login in logins)
+        ]
+        for key, close in hit:
+            self._open.pop(key, None)
+            close(reason)
+        return len(hit)
+
+
+LOGIN_SOCKETS = web.AppKey("login_sockets", LoginSockets)
+
+
+def revoke_sockets(app: web.Application, user_id: int, reason: str) -> int:
+    """Close every open socket of an account now (disabled, new password or role)."""
+    closed = app[LOGIN_SOCKETS].revoke(reason, user_id=user_id)
+    if closed:
+        log.info("closed %d socket(s) of user %d: %s", closed, user_id, reason)
+    return closed
+
+
+async def _revalidate(app: web.Application) -> None:
+    sockets, db = app[LOGIN_SOCKETS], app[DB]
+    while True:
+        await asyncio.sleep(REVALIDATE_S)
+        logins = sockets.logins()
+        if not logins:
+            continue
+        try:
+            alive = await db.live_logins(logins, app[CLOCK]())
+        except Exception:  # the database is away for a moment: try again next round
+            log.warning("could not check the logins of open sockets", exc_info=True)
+            continue
+        gone = logins - alive
+        if gone:
+            closed = sockets.revoke("login_ended", logins=gone)
+            log.info("closed %d socket(s) whose login ended", closed)
+
+
+async def _revalidator(app: web.Application) -> AsyncIterator[None]:
+    task = asyncio.create_task(_revalidate(app), name="login-sockets")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def setup(app: web.Application) -> None:
+    auth = app[CONFIG].auth
+    backoff = {"base_s": auth.login_backoff_base_s, "max_s": auth.login_backoff_max_s}
+    app[LOGIN_FAILURES] = LoginFailures(
+        FailureBackoff(auth.login_free_failures_per_account, **backoff),
+        FailureBackoff(auth.login_free_failures_per_address, **backoff),
+    )
+    app[LOGIN_SOCKETS] = LoginSockets()
+    app.cleanup_ctx.append(_revalidator)
 
 
 async def current_user(request: web.Request) -> User | None:
@@ -104,11 +213,11 @@ def require_user(*roles: str) -> Callable[[Handler], Handler]:
 
 
 async def login(request: web.Request) -> web.StreamResponse:
-
     if not origin_allowed(request, request.app[ORIGINS]):
         return error(403, "origin_not_allowed", "request from another site refused")
     now = request.app[CLOCK]()
-    if not request.app[LOGIN_LIMITER].allow(client_address(request), now):
+    address = client_address(request)
+    if not request.app[LOGIN_LIMITER].allow(address, now):
         return error(429, "rate_limited", "too many login attempts; wait a minute")
     try:
         body = await request.json()
@@ -118,17 +227,44 @@ async def login(request: web.Request) -> web.StreamResponse:
             raise TypeError
     except (ValueError, KeyError, TypeError):
         return error(400, "bad_request", "send JSON with 'username' and 'password'")
+    raw = username[: MAX_USERNAME_CHARS * 4]
+    name = normalize_username(raw)[:MAX_USERNAME_CHARS]
+    # Throttled per account name (known or not, so the answer reveals nothing) and per
+    # address: many addresses against one account, or one address against many.
+    failures = request.app[LOGIN_FAILURES]
+    wait = max(failures.accounts.wait_s(name, now), failures.addresses.wait_s(address, now))
+    if wait > 0:
+        seconds = math.ceil(wait)
+        response = error(
+            429,
+            "rate_limited",
+            f"too many failed logins; try again in {seconds} s",
+            retry_after_s=seconds,
+        )
+        response.headers["Retry-After"] = str(seconds)
+        return response
+    # Counted as failures before the (slow) check, so parallel guesses cannot all pass the
+    # test above before the first of them is counted; a success takes them back.
+    failures.accounts.failed(name, now)
+    failures.addresses.failed(address, now)
     db = request.app[DB]
-    user = await db.user_by_name(username[:64])
-    if not verify_password(user, password[:1024]) or user is None or user.disabled:
+    # The stored form; the raw name still finds an account made before names were normalised.
+    user = await db.user_by_name(name) or (
+        await db.user_by_name(raw[:MAX_USERNAME_CHARS]) if raw != name else None
+    )
+    # Longer than any password that can be set: refused, never silently cut.
+    too_long = len(password) > 1024
+    if too_long or not verify_password(user, password) or user is None or user.disabled:
         await request.app[AUDIT].record(
-            actor=username[:64],
+            actor=name,
             role=user.role if user else "-",
             action="login",
             result="denied",
             reason="bad_credentials",
         )
         return error(401, "bad_credentials", "wrong user name or password")
+    failures.accounts.succeeded(name)
+    failures.addresses.forgive(address)  # the address keeps its real failures (a NAT)
     cfg = request.app[CONFIG]
     token = secrets.token_urlsafe(32)  # a new id on every login: no session fixation
     await db.add_login(token, user.id, now, cfg.auth.session_ttl_s)
@@ -151,7 +287,10 @@ async def login(request: web.Request) -> web.StreamResponse:
 
 @require_user()
 async def logout(request: web.Request) -> web.StreamResponse:
-    await request.app[DB].delete_login(request[TOKEN_KEY])
+    token = request[TOKEN_KEY]
+    await request.app[DB].delete_login(token)
+    # The sockets opened under this login (a live room, a silent watch) end with it.
+    request.app[LOGIN_SOCKETS].revoke("logged_out", logins={token_hash(token)})
     user = request[USER_KEY]
     await request.app[AUDIT].record(actor=user.username, role=user.role, action="logout")
     response = web.Response(status=204)

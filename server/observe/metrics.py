@@ -269,7 +269,10 @@ async def _count_link_opens(request: web.Request, handler: Handler) -> web.Strea
         raise
     finally:
         try:
-            request.app[METRICS].link_opens.labels(await _link_outcome(request, status)).inc()
+            # 200 is the link page shown (GET/HEAD, e.g. a preview): not an open.
+            if status != 200:
+                outcome = await _link_outcome(request, status)
+                request.app[METRICS].link_opens.labels(outcome).inc()
         except Exception:
             log.exception("counting a link open failed")
 

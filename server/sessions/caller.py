@@ -12,8 +12,8 @@ from typing import Any
 from aiohttp import web
 from user_agents import parse as parse_ua
 
-from server.core.appkeys import CLOCK, CONFIG, DB, LINK_LIMITER
-from server.http.auth import caller_cookie_name, set_cookie
+from server.core.appkeys import CLOCK, CONFIG, DB, LINK_LIMITER, ORIGINS
+from server.http.auth import caller_cookie_name, origin_allowed, set_cookie
 from server.http.net import client_address
 from server.paths import TEMPLATES, WEB_DIR
 from server.rooms.manager import ROOMS
@@ -52,25 +52,60 @@ def device_type(user_agent: str) -> str:
     return " · ".join(p for p in (os_name, browser, kind) if p)[:128]
 
 
+def _token_allowed(request: web.Request) -> str | None:
+    app = request.app
+    if not app[LINK_LIMITER].allow(client_address(request), app[CLOCK]()):
+        log.info("link opens rate-limited")
+        return None
+    token = request.match_info["token"]
+    return token if TOKEN_RE.match(token) else None
+
+
+async def link_page(request: web.Request) -> web.StreamResponse:
+    """GET/HEAD /j/<token>: the page with the caller's "open" button. It uses nothing up:
+    SMS and messenger apps fetch links to build previews, and a preview must neither spend
+    the link nor get the session cookie (docs/security.md, "One-time links")."""
+    app = request.app
+    token = _token_allowed(request)
+    session_id = await app[DB].link_session(token, app[CLOCK]()) if token else None
+    if session_id is None or app[ROOMS].get(session_id) is None:
+        return link_invalid()
+    response = _page("link-open.html")
+    response.headers["X-Robots-Tag"] = "noindex, nofollow"
+    # Not no-referrer: under it browsers send "Origin: null" with the form's POST. Only the
+    # origin, never the path with the token, goes out.
+    response.headers["Referrer-Policy"] = "strict-origin"
+    return response
+
+
 async def open_link(request: web.Request) -> web.StreamResponse:
+    """POST /j/<token>: the caller's tap on the link page (a plain form, so it works without
+    scripts). Same origin only; trades the link for a device-bound cookie, once."""
     app = request.app
     now = app[CLOCK]()
-    token = request.match_info["token"]
-    if not app[LINK_LIMITER].allow(client_address(request), now):
-        log.info("link opens rate-limited")
+    cfg = app[CONFIG]
+    if not origin_allowed(request, app[ORIGINS]):
         return link_invalid()
-    if not TOKEN_RE.match(token):
+    token = _token_allowed(request)
+    if token is None:
         return link_invalid()
     cookie = secrets.token_urlsafe(32)
     session_id = await app[DB].consume_link(token, cookie, now)
     live = app[ROOMS].get(session_id) if session_id else None
     if live is None:
+        # A second tap (or Back and tap again) from the browser that opened it: that
+        # browser already holds the session's cookie, so it goes on to the page.
+        held = request.cookies.get(caller_cookie_name(cfg.secure_cookies))
+        if held and len(held) < 100:
+            mine = await app[DB].session_for_device(held)
+            linked = await app[DB].link_session(token, now, usable=False)
+            if mine is not None and mine == linked and app[ROOMS].get(mine) is not None:
+                raise web.HTTPSeeOther("/c")
         return link_invalid()
     device = device_type(request.headers.get("User-Agent", ""))
     await app[ROOMS].set_device(live, device)
-    await app[DB].set_session_time_once(session_id, "opened_at", now)
+    await app[DB].set_session_time_once(live.room.id, "opened_at", now)
     await app[ROOMS].set_caller_status(live, "opened")
-    cfg = app[CONFIG]
     # 303 to a URL without the token: the token leaves the address bar and history, and
     # reloading /c works from this browser only (the cookie is the proof).
     response = web.HTTPSeeOther("/c")

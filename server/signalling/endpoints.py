@@ -9,9 +9,10 @@ import time
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from server.core.appkeys import AUDIT, CONFIG, DB, ORIGINS, SECRETS, WEBSOCKETS
+from server.core.db import User
 from server.core.ratelimit import TokenBucket
 from server.http.auth import caller_cookie_name, error, origin_allowed
-from server.http.web_auth import current_user, deny
+from server.http.web_auth import LOGIN_SOCKETS, TOKEN_KEY, current_user, deny
 from server.media.peers import ice_servers_for_client
 from server.recording.service import RECORDING
 from server.rooms.connection import Connection
@@ -21,6 +22,10 @@ from server.toolkit.messages import TYPES as TOOLKIT_TYPES
 from server.toolkit.service import TOOLKIT
 
 log = logging.getLogger(__name__)
+
+# The login this socket was opened with ended (logout, account disabled, new password or
+# role, expiry): docs/protocol.md, "Transport".
+CLOSE_LOGGED_OUT = 4003
 
 
 def _precheck(request: web.Request) -> web.Response | None:
@@ -57,7 +62,7 @@ async def agent_ws(request: web.Request) -> web.StreamResponse:
     await request.app[AUDIT].record(
         actor=user.username, role=user.role, action="media.view", object=live.room.id
     )
-    return await _serve(request, live, "agent", "agent", user.username)
+    return await _serve(request, live, "agent", "agent", user)
 
 
 async def caller_ws(request: web.Request) -> web.StreamResponse:
@@ -101,7 +106,7 @@ async def watch_ws(request: web.Request) -> web.StreamResponse:
     log.info("ops: supervisor %s started watching room %s", user.username, live.room.id)
     participant = f"supervisor-{user.id}-{secrets.token_hex(3)}"
     try:
-        return await _serve(request, live, "supervisor", participant, user.username)
+        return await _serve(request, live, "supervisor", participant, user)
     finally:
         log.info("ops: supervisor %s stopped watching room %s", user.username, live.room.id)
 
@@ -124,7 +129,7 @@ def _parse(raw: str, role: str) -> P.Message:
 
 
 async def _serve(
-    request: web.Request, live: LiveRoom, role: str, participant: str, name: str | None = None
+    request: web.Request, live: LiveRoom, role: str, participant: str, user: User | None = None
 ) -> web.StreamResponse:
     cfg = request.app[CONFIG]
     sig = cfg.signalling
@@ -138,6 +143,14 @@ async def _serve(
     sockets.add(ws)
     rooms = request.app[ROOMS]
     conn = Connection(ws, role, participant, sig.outbox_size)
+    if user is not None:
+        # Ends with the login it was opened under (server/http/web_auth.py, LoginSockets).
+        def revoke(reason: str) -> None:
+            log.info("%s socket in room %s closed: %s", role, live.room.id, reason)
+            conn.send(P.error(P.LOGGED_OUT, "your login has ended; log in again"))
+            conn.close_soon(CLOSE_LOGGED_OUT, "logged out")
+
+        request.app[LOGIN_SOCKETS].add(ws, user.id, request[TOKEN_KEY] or "", revoke)
     notice = None
     if role == "caller":
         notice = {"version": cfg.session.notice_version, "accepted": live.room.notice_accepted}
@@ -153,7 +166,7 @@ async def _serve(
         )
     )
     # A supervisor gets `room`/`ended`; nobody is told it joined (a silent participant).
-    await rooms.join(live, role, participant, conn, name=name)
+    await rooms.join(live, role, participant, conn, name=user.username if user else None)
     if role != "supervisor":
         request.app[TOOLKIT].joined(live, conn)  # toolkit settings and what it missed
     bucket = TokenBucket(sig.rate_per_s, sig.burst, time.monotonic())
@@ -187,6 +200,7 @@ async def _serve(
                 break
     finally:
         sockets.discard(ws)
+        request.app[LOGIN_SOCKETS].discard(ws)
         await rooms.leave(live, participant, conn)
         # Let the writer flush what is queued (e.g. `ended`) and the close frame before
         # aiohttp drops the transport.

@@ -35,9 +35,10 @@ NOTICE_OUTDATED = "notice_outdated"
 SDP_FAILED = "sdp_failed"
 ROOM_ENDED = "room_ended"
 INTERNAL = "internal"
+LOGGED_OUT = "logged_out"  # the login the socket was opened with ended (docs/protocol.md)
 ERROR_CODES = frozenset(
     {BAD_JSON, BAD_MESSAGE, UNKNOWN_TYPE, TOO_LARGE, RATE_LIMITED, NOT_ALLOWED}
-    | {NOTICE_NOT_ACCEPTED, NOTICE_OUTDATED, SDP_FAILED, ROOM_ENDED, INTERNAL}
+    | {NOTICE_NOT_ACCEPTED, NOTICE_OUTDATED, SDP_FAILED, ROOM_ENDED, INTERNAL, LOGGED_OUT}
     | {BAD_URL, NOT_FOUND, PEER_ABSENT}
 )
 

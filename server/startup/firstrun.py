@@ -91,7 +91,7 @@ def first_accounts_on_terminal(cfg: Config, data_dir: Path) -> bool:
                     print("callassist: the passwords differ; again")
                     continue
                 try:
-                    hashed = hash_password(password)
+                    hashed = hash_password(password, name)
                     break
                 except ValueError as exc:
                     print(f"callassist: {exc}")

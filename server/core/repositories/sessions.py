@@ -123,6 +123,25 @@ class SessionsRepository:
             ).first()
         return row is not None
 
+    async def link_session(self, token: str, now: float, *, usable: bool = True) -> str | None:
+        """The session of a link, without using it up: only while the link could still be
+        opened (unused, not revoked, unexpired, its session open) unless `usable=False`."""
+        query = (
+            sa.select(links.c.session_id)
+            .join(sessions, sessions.c.id == links.c.session_id)
+            .where(links.c.token_hash == token_hash(token))
+        )
+        if usable:
+            query = (
+                query.where(links.c.consumed_at.is_(None))
+                .where(links.c.revoked == sa.false())
+                .where(links.c.expires_at > now)
+                .where(sessions.c.state != "ended")
+            )
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return str(row[0]) if row else None
+
     async def consume_link(self, token: str, cookie: str, now: float) -> str | None:
         """Atomically trade a valid, unused link for a device cookie; return the session id.
 

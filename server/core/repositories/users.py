@@ -78,6 +78,21 @@ class UsersRepository:
             ).first()
         return _user(row)
 
+    async def live_logins(self, hashes: set[str], now: float) -> set[str]:
+        """Which of these login token hashes still belong to an unexpired login of an
+        enabled account."""
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    sa.select(logins.c.token_hash)
+                    .join(users, logins.c.user_id == users.c.id)
+                    .where(logins.c.token_hash.in_(sorted(hashes)))
+                    .where(logins.c.expires_at > now)
+                    .where(users.c.disabled == sa.false())
+                )
+            ).all()
+        return {str(r[0]) for r in rows}
+
     async def delete_login(self, token: str) -> None:
         async with self.engine.begin() as conn:
             await conn.execute(logins.delete().where(logins.c.token_hash == token_hash(token)))
