@@ -52,11 +52,16 @@ PAGES = (
           page("web/dpo.html"), "pages"),
     Route("GET", "/c", "The caller page, for the browser that opened the one-time link",
           CALLER, page("web/caller.html"), "caller", errors=(LINK_INVALID,)),
-    Route("GET", "/j/{token}", "Open a one-time link (the token is the credential)",
-          ANYONE, redirect(303, "to `/c`, with the caller's device cookie"), "caller",
+    Route("GET", "/j/{token}", "The link page of a one-time link (uses nothing up)",
+          ANYONE, page("web/link-open.html: the caller taps to continue"), "caller",
           errors=(LINK_INVALID,),
-          description="Used once; reused, expired, revoked, made-up and rate-limited "
-          "links all get the same 410 page."),
+          description="GET and HEAD (link previews) change nothing; reused, expired, "
+          "revoked, made-up and rate-limited links all get the same 410 page."),
+    Route("POST", "/j/{token}", "Open a one-time link: the caller's tap on the link page",
+          ANYONE, redirect(303, "to `/c`, with the caller's device cookie"), "caller",
+          errors=(LINK_INVALID, (403, "`origin_not_allowed`: not from the link page")),
+          description="Uses the link up (once); the browser that holds the cookie may tap "
+          "again. Needs an Origin of this service."),
     Route("GET", "/healthz", "Liveness", ANYONE, ok("the process answers",
           obj(status=enum("ok"))), "health"),
     Route("GET", "/readyz", "Readiness: the database answers, the data directory is writable",

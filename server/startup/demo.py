@@ -120,10 +120,15 @@ async def run_caller(base_url: str, link: str) -> None:
     jar = aiohttp.CookieJar(unsafe=True)  # unsafe: cookies for an IP-address host
     headers = {"User-Agent": "callassist demo caller"}
     async with aiohttp.ClientSession(cookie_jar=jar, headers=headers) as http:
+        # Like a phone: GET shows the link page (uses nothing up), the tap POSTs from it.
         async with http.get(link, allow_redirects=False) as r:
-            if r.status != 303:
-                log.warning("demo caller: the link was refused (HTTP %d)", r.status)
-                return
+            status = r.status
+        if status == 200:
+            async with http.post(link, allow_redirects=False, headers={"Origin": base_url}) as r:
+                status = r.status
+        if status != 303:
+            log.warning("demo caller: the link was refused (HTTP %d)", status)
+            return
         ws = await http.ws_connect(
             base_url.replace("http", "ws", 1) + "/ws/caller",
             protocols=(SUBPROTOCOL,),
