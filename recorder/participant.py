@@ -44,8 +44,9 @@ from recorder.crypto import (
     manifest_object,
     segment_object,
 )
-from recorder.mux import CLOCK_RATE, SegmentMuxer, container_for, frame_size, is_keyframe
+from recorder.mux import CLOCK_RATE, SegmentMuxer, container_for, frame_size
 from recorder.spool import Spool
+from server.media.vcodec import is_keyframe
 
 log = logging.getLogger(__name__)
 

@@ -62,17 +62,6 @@ def test_check_compat_notices_a_changed_worker(monkeypatch: pytest.MonkeyPatch) 
         aiortc_hooks.check_compat()
 
 
-def test_keyframe_detection() -> None:
-    assert aiortc_hooks.is_keyframe("VP8", bytes([0x10, 0x02, 0x00, 0x9D, 0x01, 0x2A]))
-    assert not aiortc_hooks.is_keyframe("VP8", bytes([0x31, 0x02, 0x00]))
-    assert not aiortc_hooks.is_keyframe("VP8", b"")
-    sps, pps = b"\x00\x00\x00\x01\x67\x42", b"\x00\x00\x00\x01\x68\xce"
-    idr, non_idr = b"\x00\x00\x01\x65\x88\x84", b"\x00\x00\x00\x01\x41\x9a"
-    assert aiortc_hooks.is_keyframe("H264", sps + pps + idr)
-    assert not aiortc_hooks.is_keyframe("H264", non_idr)
-    assert not aiortc_hooks.is_keyframe("H264", sps + pps)
-
-
 async def test_host_addresses_are_exactly_the_configured_ones() -> None:
     try:
         aiortc_hooks.install(["127.0.0.1", "::1"])

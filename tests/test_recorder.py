@@ -21,7 +21,6 @@ from aiohttp import web
 from recorder import RecordingIncomplete, RegionNotAllowed
 from recorder.crypto import header_object, manifest_object, new_recording, segment_object
 from recorder.keys import MasterKeyring
-from recorder.mux import is_keyframe
 from recorder.participant import RecorderParticipant
 from recorder.recovery import ObjectSource, export, recover, verify
 from recorder.spool import Spool
@@ -30,6 +29,7 @@ from server import config as config_mod
 from server.app import create_app
 from server.appkeys import DB, RECORDING, ROOMS
 from server.media.relay import RoomTrack
+from server.media.vcodec import is_keyframe
 from tests.conftest import free_port
 from tests.conftest import test_config as config_for
 from tests.media_helpers import RED, SolidTrack, wait_for

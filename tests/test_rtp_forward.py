@@ -29,7 +29,7 @@ from server import config as config_mod
 from server.media import rtp_forward, rtp_hooks
 from server.media.peers import MediaRoom
 from server.media.relay import RoomTrack
-from server.media.rtp_forward import RtpPublisher, RtpSubscriber, _h264_keyframe
+from server.media.rtp_forward import RtpPublisher, RtpSubscriber
 
 PT, RTX_PT, OUT_PT, OUT_RTX_PT = 96, 97, 100, 101
 IN_SSRC, IN_RTX_SSRC, OUT_SSRC, OUT_RTX_SSRC = 1111, 2222, 3333, 4444
@@ -349,22 +349,6 @@ async def test_frames_assembled_for_frame_subscribers(fakes: Fakes) -> None:
     assert recorder.frames_dropped >= 1
     task.cancel()
     pub.close()
-
-
-def test_h264_keyframe_detection() -> None:
-    sps, pps, idr, non_idr = b"\x67\x42\x00", b"\x68\xce", b"\x65\x88\x84", b"\x41\x9a"
-    stap = b"\x18" + b"".join(struct.pack("!H", len(n)) + n for n in (sps, pps))
-    fu_idr_start, fu_idr_mid = b"\x7c\x85\x88", b"\x7c\x05\x88"
-    for payload, want in [
-        (sps, True),
-        (idr, True),
-        (non_idr, False),
-        (stap, True),
-        (b"\x18" + struct.pack("!H", 2) + non_idr, False),
-        (fu_idr_start, True),
-        (fu_idr_mid, False),
-    ]:
-        assert _h264_keyframe(payload, 0, len(payload)) is want, payload
 
 
 def test_forwarding_config() -> None:

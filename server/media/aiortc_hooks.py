@@ -36,6 +36,8 @@ from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from aiortc.rtcrtpsender import RTCRtpSender
 
+from . import vcodec
+
 logger = logging.getLogger(__name__)
 
 VIDEO_TIME_BASE = fractions.Fraction(1, 90000)
@@ -85,33 +87,6 @@ class _Entry:
         self.active = False
 
 
-# --- keyframe detection -------------------------------------------------------------
-
-
-def is_keyframe(codec_name: str, data: bytes) -> bool:
-    """Whether a depayloaded frame starts a new picture (decodable on its own)."""
-    name = codec_name.upper()
-    if name == "VP8":
-        # RFC 6386 9.1: bit 0 of the frame tag is the inverse keyframe flag.
-        return len(data) > 0 and (data[0] & 0x01) == 0
-    if name == "H264":
-        return _h264_has_idr(data)
-    return False
-
-
-def _h264_has_idr(data: bytes) -> bool:
-    # aiortc's depayloader emits Annex-B (start code 00 00 01 / 00 00 00 01 per NAL).
-    pos = 0
-    n = len(data)
-    while True:
-        pos = data.find(b"\x00\x00\x01", pos)
-        if pos < 0 or pos + 3 >= n:
-            return False
-        if data[pos + 3] & 0x1F == 5:
-            return True
-        pos += 3
-
-
 # --- the decoder-thread dispatcher --------------------------------------------------
 
 
@@ -155,7 +130,7 @@ def _forward_worker(
             packet = av.Packet(data)
             packet.pts = frame.timestamp
             packet.time_base = VIDEO_TIME_BASE
-            keyframe = is_keyframe(codec.name, data)
+            keyframe = vcodec.is_keyframe(codec.name, data)
             try:
                 # call_soon_threadsafe, not run_coroutine_threadsafe: no Task per frame.
                 loop.call_soon_threadsafe(entry.deliver, packet, keyframe)

@@ -40,7 +40,7 @@ import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtcrtptransceiver import RTCRtpTransceiver
 
-from . import aiortc_hooks, rtp_hooks
+from . import aiortc_hooks, rtp_hooks, vcodec
 from .relay import CLOCK_RATE, RoomTrack, Upstream
 
 logger = logging.getLogger(__name__)
@@ -72,25 +72,6 @@ def _log_failure(task: asyncio.Future[Any]) -> None:
         exc = task.exception()
         if not isinstance(exc, ConnectionError):
             logger.warning("RTCP feedback failed: %r", exc)
-
-
-def _h264_keyframe(data: bytes, off: int, end: int) -> bool:
-    """Whether an H264 RTP payload carries an SPS or an IDR slice (start of a keyframe)."""
-    nal = data[off] & 0x1F
-    if nal in (5, 7):
-        return True
-    if nal == 24:  # STAP-A
-        pos = off + 1
-        while pos + 2 < end:
-            size = (data[pos] << 8) | data[pos + 1]
-            if data[pos + 2] & 0x1F in (5, 7):
-                return True
-            pos += 2 + size
-        return False
-    if nal == 28 and off + 1 < end:  # FU-A: the first fragment of an IDR slice
-        fu = data[off + 1]
-        return bool(fu & 0x80) and fu & 0x1F == 5
-    return False
 
 
 class _Packet:
@@ -323,7 +304,7 @@ class RtpPublisher:
             key = d0 & 0x17 == 0x10 and pos < end and not data[pos] & 0x01
         else:
             if ts != self._last_ts and not late:
-                key = _h264_keyframe(data, off, end)
+                key = vcodec.h264_starts_keyframe(data, off, end)
         if not late:
             self._last_ts = ts
         pkt.key = key
@@ -466,7 +447,7 @@ class _FrameAssembler:
         self._next = ext + 1
         self._hole_since = None
         data = b"".join(parts)
-        return data, aiortc_hooks.is_keyframe(self.codec, data), self._pts(ts)
+        return data, vcodec.is_keyframe(self.codec, data), self._pts(ts)
 
     def _skip(self) -> None:
         """Give up on the frame at the hole: resume at the next frame start we have."""
