@@ -1,7 +1,8 @@
-"""RTP-level forwarding (server/media/rtp_forward.py): header rewriting, keyframe starts,
-NACK both ways, upstream switches, REMB and frame assembly on synthetic packets; then
-real aiortc peers through a MediaRoom with media.forwarding = "rtp", with 5% loss
-injected in the caller's send path and in the server's send path."""
+"""RTP-level forwarding (server/media/rtp_publisher.py, rtp_subscriber.py, rtp_assembly.py):
+header rewriting, keyframe starts, NACK both ways, upstream switches, REMB and frame
+assembly on synthetic packets; then real aiortc peers through a MediaRoom with
+media.forwarding = "rtp", with 5% loss injected in the caller's send path and in the
+server's send path."""
 
 from __future__ import annotations
 
@@ -26,10 +27,11 @@ from media_helpers import (
 )
 
 from server import config as config_mod
-from server.media import rtp_forward, rtp_hooks
+from server.media import rtp_assembly, rtp_hooks, rtp_publisher
 from server.media.peers import MediaRoom
 from server.media.relay import RoomTrack
-from server.media.rtp_forward import RtpPublisher, RtpSubscriber
+from server.media.rtp_publisher import RtpPublisher
+from server.media.rtp_subscriber import RtpSubscriber
 
 PT, RTX_PT, OUT_PT, OUT_RTX_PT = 96, 97, 100, 101
 IN_SSRC, IN_RTX_SSRC, OUT_SSRC, OUT_RTX_SSRC = 1111, 2222, 3333, 4444
@@ -161,7 +163,7 @@ class NullStats:
 @pytest.fixture
 def fakes(monkeypatch: pytest.MonkeyPatch) -> Fakes:
     f = Fakes()
-    h = rtp_forward.rtp_hooks
+    h = rtp_hooks
     monkeypatch.setattr(h, "negotiated", f.negotiated)
     monkeypatch.setattr(h, "tap_rtp", lambda r, handler: f.handlers.__setitem__(r, handler))
     monkeypatch.setattr(h, "untap_rtp", lambda r: f.handlers.pop(r, None))
@@ -232,7 +234,7 @@ async def test_gaps_are_nacked_upstream_and_repairs_forwarded(fakes: Fakes) -> N
     assert ("nack", [3, 4]) in fakes.rtcp
     await feed(rtx(packets[3], 500), 0)
     await feed(rtx(packets[3], 501), 0)  # a second copy: dropped
-    await asyncio.sleep(rtp_forward.NACK_RETRY_S + 0.03)
+    await asyncio.sleep(rtp_publisher.NACK_RETRY_S + 0.03)
     assert fakes.rtcp.count(("nack", [4])) >= 1  # still missing: asked again
     await feed(packets[4], 0)  # late original
     await feed(packets[7], 0)
@@ -341,13 +343,26 @@ async def test_frames_assembled_for_frame_subscribers(fakes: Fakes) -> None:
     f6 = frame(10, 18000, [b"JJ"], True)
     for p in [f4[0], *f5]:
         await feed(p, 0)
-    await asyncio.sleep(rtp_forward.ASSEMBLY_MAX_WAIT_S + 0.05)
+    await asyncio.sleep(rtp_assembly.ASSEMBLY_MAX_WAIT_S + 0.05)
     for p in f6:
         await feed(p, 0)
     await asyncio.sleep(0)
     assert [bytes(f) for f in frames[3:]] == [b"\x00JJ"]
     assert recorder.frames_dropped >= 1
     task.cancel()
+    pub.close()
+
+
+async def test_keyframe_request_before_media_goes_with_the_first_packet(
+    fakes: Fakes,
+) -> None:
+    track = RoomTrack("camera")
+    pub, feed = await publish(track, fakes)
+    assert pub.request_keyframe() is None  # no SSRC to address it to yet
+    assert fakes.rtcp == []
+    await feed(vp8(1, 0), 0)
+    await asyncio.sleep(0)
+    assert fakes.rtcp == [("pli", IN_SSRC)]
     pub.close()
 
 
@@ -440,7 +455,7 @@ async def test_agents_remb_slows_the_callers_encoder(room: MediaRoom) -> None:
             enc = encoder_of._RTCRtpSender__encoder
             return getattr(enc, "target_bitrate", None)
 
-        await asyncio.sleep(rtp_forward.REMB_MIN_INTERVAL_S)
+        await asyncio.sleep(rtp_publisher.REMB_MIN_INTERVAL_S)
         assert await rtp_hooks.send_remb(receiver, 260_000, [server_ssrc])
         await wait_for(lambda: target() == 260_000, 2, "the caller's encoder at 260 kbps")
     finally:

@@ -3,7 +3,9 @@
 - `aiortc_hooks`, `rtp_hooks`: the only modules that touch aiortc/aioice private APIs
   (encoded frames, and RTP packets, respectively).
 - `relay`: room-level track slots and bounded per-subscriber forwarding (no SDP).
-- `rtp_forward`: RTP-level forwarding, media.forwarding = "rtp" (the default).
+- `rtp_publisher`, `rtp_subscriber` (+ `rtp_packet`, what they share): RTP-level
+  forwarding, media.forwarding = "rtp" (the default); `rtp_assembly`: complete frames
+  from the packets, for frame subscribers (the recorder).
 - `peers`: per-room peer connections, driven by the signalling layer.
 - `vcodec`: VP8/H264 keyframe detection and payload descriptors (pure; the recorder
   uses it too).

@@ -28,8 +28,10 @@ from aiortc import (
 from aiortc import sdp as aiortc_sdp
 
 from ..config import MediaConfig
-from . import aiortc_hooks, rtp_forward
+from . import aiortc_hooks
 from .relay import ForwardedTrack, RoomTrack, Upstream
+from .rtp_publisher import RtpPublisher
+from .rtp_subscriber import RtpSubscriber
 
 logger = logging.getLogger(__name__)
 
@@ -66,8 +68,8 @@ class _Leg:
     receive_t: RTCRtpTransceiver | None = None
     upstream: Upstream | None = None
     upstream_live: bool = False
-    subscription: ForwardedTrack | rtp_forward.RtpSubscriber | None = None
-    rtp: rtp_forward.RtpPublisher | None = None  # media.forwarding = "rtp"
+    subscription: ForwardedTrack | RtpSubscriber | None = None
+    rtp: RtpPublisher | None = None  # media.forwarding = "rtp"
     retired: bool = False
     watchdog: asyncio.Task[Any] | None = None
     remote_ufrag: str | None = None
@@ -375,7 +377,7 @@ class MediaRoom:
             elif client_recvs and leg.receive_t is None:
                 leg.receive_t = t
                 leg.subscription = (
-                    rtp_forward.RtpSubscriber(receive_track, t)
+                    RtpSubscriber(receive_track, t)
                     if self.config.forwarding == "rtp"
                     else receive_track.subscribe()
                 )
@@ -413,7 +415,7 @@ class MediaRoom:
         if self.config.forwarding == "rtp":
             # Packets are tapped before aiortc's jitter buffer; the (idle) passthrough
             # mark still reports the receiver's end.
-            leg.rtp = rtp_forward.RtpPublisher(self.tracks[name], upstream, t)
+            leg.rtp = RtpPublisher(self.tracks[name], upstream, t)
         aiortc_hooks.mark_passthrough(receiver.track, upstream.push, on_end=ended)
 
     def _stop_publishing(self, part: _Participant, leg: _Leg) -> None:

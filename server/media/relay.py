@@ -15,14 +15,15 @@ Rules kept here:
 - output timestamps are monotonic across upstream switches (each upstream's timestamps
   restart at 0, the output continues from where it was plus the wall-clock gap).
 
-Packet subscribers (`server.media.rtp_forward.RtpSubscriber`, media.forwarding = "rtp")
-are kept here too, so upstream switches, keyframe requests, the subscriber list and
+Packet subscribers (`server.media.rtp_subscriber.RtpSubscriber`, media.forwarding =
+"rtp") are kept here too, so upstream switches, keyframe requests, the subscriber list and
 close() treat both kinds alike; their packets never pass through this module.
 """
 
 from __future__ import annotations
 
 import asyncio
+import fractions
 import inspect
 import logging
 import time
@@ -33,19 +34,25 @@ from typing import Any, Protocol
 import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from . import vcodec
+
 logger = logging.getLogger(__name__)
 
-CLOCK_RATE = 90000
+CLOCK_RATE = vcodec.CLOCK_RATE
+TIME_BASE = fractions.Fraction(1, CLOCK_RATE)  # of every frame's pts
 # Asks the current source for a keyframe; may return an awaitable (sending RTCP is async).
 KeyframeRequester = Callable[[], Awaitable[Any] | None]
 
 
 class PacketSubscriber(Protocol):
-    """A subscriber fed RTP packets by the upstream's forwarder (rtp_forward)."""
+    """A subscriber fed RTP packets by the upstream's forwarder (rtp_subscriber)."""
 
     started: bool
     readyState: str
+    remb: int  # its receiver's latest bandwidth estimate (0: none)
+    remb_at: float
 
+    async def forward(self, pkt: Any) -> None: ...  # one packet of the current upstream
     def restart(self) -> None: ...  # a new upstream: resume at its first keyframe
     def stop(self) -> None: ...
 
@@ -65,7 +72,7 @@ class Upstream:
         self.frames_in = 0
         self.first_pts: int | None = None
         self.pts_base = 0
-        # Per-upstream state of an RTP-level forwarder (rtp_forward.RtpPublisher), if any.
+        # Per-upstream state of an RTP-level forwarder (rtp_publisher.RtpPublisher), if any.
         self.rtp: Any = None
 
     @property
@@ -188,6 +195,8 @@ class RoomTrack:
         self.keyframe_min_interval_s = keyframe_min_interval_s
         self._upstream: Upstream | None = None
         self._subscribers: list[ForwardedTrack] = []
+        # Replaced, never changed in place: the forwarder iterates it per packet, awaiting
+        # each send, without copying it.
         self.packet_subscribers: list[PacketSubscriber] = []
         self._last_out_pts: int | None = None
         self._last_out_time = 0.0
@@ -254,7 +263,7 @@ class RoomTrack:
         self.bytes_in += packet.size
         if keyframe:
             self.keyframe_arrived()
-        self._fan_out(upstream, packet, keyframe)
+        self.fan_out(upstream, packet, keyframe)
         upstream._counted()
 
     def keyframe_arrived(self) -> None:
@@ -263,9 +272,9 @@ class RoomTrack:
         self._kf_wanted = False
         self._cancel_kf_timer()
 
-    def _fan_out(self, upstream: Upstream, packet: av.Packet, keyframe: bool) -> None:
+    def fan_out(self, upstream: Upstream, packet: av.Packet, keyframe: bool) -> None:
         """Offer a frame of the current upstream to the frame subscribers (counted by
-        the caller: `_push`, or an RTP forwarder assembling frames from packets)."""
+        the caller: `_push`, or the RTP forwarder assembling frames from packets)."""
         now = time.monotonic()
         self._rewrite_pts(upstream, packet, now)
         need_keyframe = False
@@ -322,13 +331,13 @@ class RoomTrack:
     def add_packet_subscriber(self, track: PacketSubscriber) -> None:
         if self._closed:
             raise RuntimeError(f"track {self.name} is closed")
-        self.packet_subscribers.append(track)
+        self.packet_subscribers = [*self.packet_subscribers, track]
 
     def unsubscribe(self, track: ForwardedTrack | PacketSubscriber) -> None:
         if track in self._subscribers:
             self._subscribers.remove(track)  # type: ignore[arg-type]
         if track in self.packet_subscribers:
-            self.packet_subscribers.remove(track)
+            self.packet_subscribers = [s for s in self.packet_subscribers if s is not track]
         if track.readyState == "live":
             track.stop()
 
@@ -388,7 +397,7 @@ class RoomTrack:
         for sub in self.subscribers:
             sub.stop()
         self._subscribers.clear()
-        self.packet_subscribers.clear()
+        self.packet_subscribers = []
         for task in list(self._kf_tasks):
             task.cancel()
 
