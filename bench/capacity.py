@@ -6,8 +6,8 @@ The same load runs, in one invocation, through
 
 1. the baseline: aiortc's MediaRelay + MediaRecorder (decode once, re-encode for the
    agent, re-encode for the recording), the way aiortc's examples relay media;
-2. the project's media path as shipped (server.media.MediaRoom with the configured
-   `media.forwarding`, and the recorder participant when recorder/ is there);
+2. the project's media path as shipped (server.media.MediaRoom: RTP-level forwarding,
+   and the recorder participant when recorder/ is there);
 
 each in its own server process. Clients are aiortc peers in two other processes
 (callers, agents) on loopback, sending a clip encoded once with libvpx in a loop (aiortc
@@ -23,8 +23,8 @@ once per room by the frame number in the picture. Then rooms are added in steps 
 fewer than 29 fps or 1% loss arrive (or the client processes, on the same 2 cores, are
 the limit): the largest step that held is `max_rooms_per_process`.
 
-    python bench/capacity.py [--quick] [--json] [--forwarding rtp|frame]
-                             [--skip-baseline] [--max-rooms N] [--soak SECONDS]
+    python bench/capacity.py [--quick] [--json] [--skip-baseline] [--max-rooms N]
+                             [--soak SECONDS]
 """
 
 from __future__ import annotations
@@ -320,15 +320,12 @@ async def run_server_baseline() -> None:
     await asyncio.Event().wait()
 
 
-async def run_server_project(forwarding: str | None, with_recorder: bool) -> None:
+async def run_server_project(with_recorder: bool) -> None:
     """server.media.MediaRoom per room (+ the recorder participant, if it is there)."""
     from server.config import MediaConfig
     from server.media.peers import MediaRoom
 
-    defaults = MediaConfig()
-    config = MediaConfig(
-        ice_host_addresses=["127.0.0.1"], forwarding=forwarding or defaults.forwarding
-    )
+    config = MediaConfig(ice_host_addresses=["127.0.0.1"])
     rooms: dict[str, MediaRoom] = {}
     recorders: dict[str, Any] = {}
     recorder_status = "off"
@@ -380,7 +377,7 @@ async def run_server_project(forwarding: str | None, with_recorder: bool) -> Non
             snapshots[:] = [snap]
             return top
         if msg["op"] == "summary":
-            out: dict[str, Any] = {"recorder": recorder_status, "forwarding": config.forwarding}
+            out: dict[str, Any] = {"recorder": recorder_status}
             if recorders:
                 recorded = [r.stats.frames_received for r in recorders.values()]
                 out["recorder_frames_received"] = sum(recorded)
@@ -397,7 +394,7 @@ async def run_server_project(forwarding: str | None, with_recorder: bool) -> Non
         return await room.handle_offer(msg["participant"], msg["role"], 1, msg["sdp"])
 
     port = await serve_rpc(handle)
-    print(json.dumps({"port": port, "forwarding": config.forwarding}), flush=True)
+    print(json.dumps({"port": port}), flush=True)
     await asyncio.Event().wait()
 
 
@@ -823,10 +820,8 @@ async def run_baseline(quick: bool) -> dict[str, Any]:
         return {"measure": m}
 
 
-def project_args(forwarding: str | None, recorder: bool) -> list[str]:
+def project_args(recorder: bool) -> list[str]:
     args = ["--server", "project"]
-    if forwarding:
-        args += ["--forwarding", forwarding]
     if not recorder:
         args.append("--no-recorder")
     return args
@@ -926,9 +921,7 @@ async def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
         },
     }
     if args.soak:
-        out["soak"] = await run_soak(
-            project_args(args.forwarding, not args.no_recorder), args.soak, args.soak_rooms
-        )
+        out["soak"] = await run_soak(project_args(not args.no_recorder), args.soak, args.soak_rooms)
         out["load_after"] = loadavg()
         return out
     if not args.skip_baseline:
@@ -936,7 +929,7 @@ async def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
     budget = 75 if args.quick else 170
     out["project"] = await run_project(
         args.quick,
-        project_args(args.forwarding, not args.no_recorder),
+        project_args(not args.no_recorder),
         args.max_rooms,
         started + budget - 20,
         args.profile,
@@ -960,7 +953,6 @@ def summary_json(result: dict[str, Any]) -> dict[str, Any]:
             "rooms_measured": pm["rooms"],
             "fps": pm["fps_mean"],
             "loss": pm["loss"],
-            "forwarding": p["server"].get("forwarding"),
             "recorder": p["server"].get("recorder"),
             "stopped_by": p["stopped_by"],
         },
@@ -1002,12 +994,9 @@ def table(result: dict[str, Any]) -> str:
     if "baseline" in result:
         row("baseline (MediaRelay+MediaRecorder)", result["baseline"]["measure"])
     p = result["project"]
-    fw = p["server"].get("forwarding")
     for i, m in enumerate(p["steps"]):
         row(
-            f"project ({fw}, recorder {p['server'].get('recorder', '?')[:8]})"
-            if i == 0
-            else "  ramp",
+            f"project (recorder {p['server'].get('recorder', '?')[:8]})" if i == 0 else "  ramp",
             m,
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
@@ -1029,8 +1018,6 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer rooms, shorter windows")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--full", action="store_true", help="with --json: every measurement")
-    parser.add_argument("--forwarding", choices=["rtp", "frame"], default=None,
-                        help="the project's media.forwarding (default: as shipped)")  # fmt: skip
     parser.add_argument("--skip-baseline", action="store_true")
     parser.add_argument("--max-rooms", type=int, default=120)
     parser.add_argument("--soak", type=float, default=0, help="memory soak for SECONDS")
@@ -1046,7 +1033,7 @@ def main() -> None:
         if args.server == "baseline":
             asyncio.run(run_server_baseline())
         else:
-            asyncio.run(run_server_project(args.forwarding, not args.no_recorder))
+            asyncio.run(run_server_project(not args.no_recorder))
         return
     if args.role in ("callers", "agents"):
         asyncio.run(run_clients(args.role, args.port))

@@ -81,9 +81,6 @@ class MediaConfig:
     subscriber_queue_frames: int = 60
     # Minimum spacing of keyframe requests sent upstream to one source.
     keyframe_min_interval_s: float = 0.3
-    # "rtp": forward RTP packets (rewritten headers, NACK/PLI/REMB handled by the server);
-    # "frame": let aiortc reassemble each frame and re-packetize it (docs/media-performance.md).
-    forwarding: str = "rtp"
 
 
 @dataclass(frozen=True)
@@ -293,8 +290,6 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("http.public_url: must start with http:// or https://")
     if cfg.media.codec not in ("VP8", "H264"):
         raise ConfigError("media.codec: must be 'VP8' or 'H264'")
-    if cfg.media.forwarding not in ("rtp", "frame"):
-        raise ConfigError("media.forwarding: must be 'rtp' or 'frame'")
     if cfg.sms.sender not in ("console", "http"):
         raise ConfigError("sms.sender: must be 'console' or 'http'")
     if cfg.sms.sender == "http" and not cfg.sms.http_url.startswith(("http://", "https://")):

@@ -1,8 +1,7 @@
 """RTP-level forwarding (server/media/rtp_publisher.py, rtp_subscriber.py, rtp_assembly.py):
 header rewriting, keyframe starts, NACK both ways, upstream switches, REMB and frame
-assembly on synthetic packets; then real aiortc peers through a MediaRoom with
-media.forwarding = "rtp", with 5% loss injected in the caller's send path and in the
-server's send path."""
+assembly on synthetic packets; then real aiortc peers through a MediaRoom, with 5% loss
+injected in the caller's send path and in the server's send path."""
 
 from __future__ import annotations
 
@@ -366,11 +365,11 @@ async def test_keyframe_request_before_media_goes_with_the_first_packet(
     pub.close()
 
 
-def test_forwarding_config() -> None:
-    assert config_mod.MediaConfig().forwarding == "rtp"
-    assert config_mod.from_dict({"media": {"forwarding": "frame"}}).media.forwarding == "frame"
+def test_forwarding_config_is_retired() -> None:
+    # media.forwarding ("rtp" or "frame") is gone: RTP-level forwarding is the only path.
+    assert not hasattr(config_mod.MediaConfig(), "forwarding")
     with pytest.raises(config_mod.ConfigError, match="media.forwarding"):
-        config_mod.from_dict({"media": {"forwarding": "sfu"}})
+        config_mod.from_dict({"media": {"forwarding": "frame"}})
 
 
 # --- real peers ------------------------------------------------------------------------------
@@ -378,7 +377,7 @@ def test_forwarding_config() -> None:
 
 @pytest.fixture
 async def room() -> AsyncIterator[MediaRoom]:
-    r = MediaRoom("r-rtp", loopback_config(forwarding="rtp"), on_event=lambda e: None)
+    r = MediaRoom("r-rtp", loopback_config(), on_event=lambda e: None)
     yield r
     await r.close()
 

@@ -1,14 +1,14 @@
-"""Media layer: video forwarding between the caller and the agent through aiortc.
+"""Media layer: video forwarding between the caller and the agent through aiortc, RTP
+packets in and out, never decoded or re-encoded (docs/media-performance.md).
 
-- `aiortc_hooks`, `rtp_hooks`: the only modules that touch aiortc/aioice private APIs
-  (encoded frames, and RTP packets, respectively).
-- `relay`: room-level track slots and bounded per-subscriber forwarding (no SDP).
+- `peers`: per-room peer connections (`MediaRoom`), driven by the signalling layer.
+- `relay`: room-level track slots, keyframe requests, frame subscribers (no SDP).
 - `rtp_publisher`, `rtp_subscriber` (+ `rtp_packet`, what they share): RTP-level
-  forwarding, media.forwarding = "rtp" (the default); `rtp_assembly`: complete frames
-  from the packets, for frame subscribers (the recorder).
-- `peers`: per-room peer connections, driven by the signalling layer.
+  forwarding from one publishing receiver to every receiving leg; `rtp_assembly`:
+  complete frames from the packets, for the recorder.
 - `vcodec`: VP8/H264 keyframe detection and payload descriptors (pure; the recorder
   uses it too).
+- `aiortc_hooks`, `rtp_hooks`: the only modules that touch aiortc/aioice private APIs.
 
 Importing the package imports none of them (the names below load on first use), so the
 recorder's `server.media.vcodec` stays cheap and cycle-free.

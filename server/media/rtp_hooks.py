@@ -1,6 +1,6 @@
 """aiortc private APIs that RTP-level forwarding needs, in one place (aiortc 1.16).
 
-`server.media.aiortc_hooks` reaches behind aiortc to get *encoded frames*; this module goes
+`server.media.aiortc_hooks` reaches behind aiortc's receivers and ICE; this module goes
 one level lower, to RTP packets, so that the forwarder (`rtp_publisher`, `rtp_subscriber`)
 can forward a packet from one peer connection to another without aiortc's jitter buffer,
 depacketizer, decoder-thread hand-off and re-packetizer. What is relied on, and pinned by
