@@ -5,6 +5,9 @@ data key (docs/recording-format.md, "Recording header"). Keyrings wrap and unwra
 `MasterKeyring` with versioned local AES-256 keys (files or an environment variable),
 `KmsKeyring` with AWS KMS. Crypto-shredding: delete every copy of a recording's header and
 its media can never be decrypted again, whatever happens to the master keys.
+
+Over 400 lines because the header format and both keyrings are one security boundary,
+reviewed together: every place a data key is wrapped, unwrapped or committed to is here.
 """
 
 from __future__ import annotations

@@ -4,6 +4,9 @@ Objects are read from the spool first (committed but not uploaded yet) and then 
 storage, so these work whether or not the uploader has caught up. Nothing here writes
 plaintext except `export`, which writes a temporary file (0600) next to the destination
 and renames it only once every segment verified.
+
+Slightly over 400 lines because verify, recover and export walk the same objects with the
+same checks (`_check_segment`, `_gaps`); split, they would each need them.
 """
 
 from __future__ import annotations

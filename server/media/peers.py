@@ -5,6 +5,10 @@ m-sections onto the room's tracks (docs/protocol.md, "offer"), forwards the publ
 RTP packets to the receivers through `relay.RoomTrack` (`rtp_publisher.RtpPublisher` on a
 publishing transceiver, `rtp_subscriber.RtpSubscriber` on a receiving one) and reports
 what happens through `MediaEvent`s.
+
+Over 400 lines because `MediaRoom` is one state machine (participants, their legs, each
+leg's publish and receive transceivers, all changed under the participant's lock); the
+ICE and stats helpers around it are small.
 """
 
 from __future__ import annotations

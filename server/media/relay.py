@@ -18,6 +18,9 @@ Rules kept here:
 - keyframe requests to the source are coalesced and rate-limited;
 - output timestamps are monotonic across upstream switches (each upstream's timestamps
   restart at 0, the output continues from where it was plus the wall-clock gap).
+
+Slightly over 400 lines because those rules act on both kinds of subscribers at once
+(upstream switches, keyframe requests): they stay in one class, with its frame subscriber.
 """
 
 from __future__ import annotations
