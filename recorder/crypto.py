@@ -7,7 +7,7 @@ is an AES-256-GCM STREAM (nonce = prefix || chunk counter || last flag)
 under a key derived from the data key, the recording id, the segment index and a random
 salt; the manifest is AES-GCM-sealed and lists every segment's sizes and SHA-256.
 
-Over 400 lines: the segment writer and reader are the two halves of one STREAM
+Over 400 lines because the segment writer and reader are the two halves of one STREAM
 construction and stay next to the key derivations they share.
 """
 

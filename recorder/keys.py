@@ -6,6 +6,9 @@ recording key wraps the recording's data key in its header (recorder.header). Ke
 and unwrap: `MasterKeyring` with versioned local AES-256 keys (files or an environment
 variable), `KmsKeyring` with AWS KMS. Crypto-shredding: delete a recording's key record and
 no copy of its objects (backup, replica, old S3 version) can be decrypted again.
+
+Over 400 lines because both keyrings and the key records they wrap must agree on one
+versioned wire format; split, the format would be described in two places.
 """
 
 from __future__ import annotations

@@ -19,8 +19,10 @@ from typing import Any
 
 import av
 
+from server.media import vcodec
+
 MS = fractions.Fraction(1, 1000)
-CLOCK_RATE = 90000  # RTP video clock: input pts are in 1/90000 s
+CLOCK_RATE = vcodec.CLOCK_RATE  # RTP video clock: input pts are in 1/90000 s
 
 
 @dataclass(frozen=True)
@@ -46,29 +48,13 @@ def container_for(codec: str) -> Container:
         raise ValueError(f"no container for codec {codec!r} (VP8 or H264)") from None
 
 
-# --- frames
-
-
-def is_keyframe(codec: str, data: bytes) -> bool:
-    """Whether an encoded frame can be decoded on its own (a segment may start with it)."""
-    if codec.upper() == "VP8":
-        # RFC 6386 9.1: bit 0 of the frame tag is the inverse keyframe flag.
-        return len(data) > 0 and (data[0] & 0x01) == 0
-    pos = 0
-    while (pos := data.find(b"\x00\x00\x01", pos)) >= 0 and pos + 3 < len(data):
-        if data[pos + 3] & 0x1F == 5:  # an IDR slice
-            return True
-        pos += 3
-    return False
+# --- frames (keyframe detection: server.media.vcodec.is_keyframe)
 
 
 def frame_size(codec: str, data: bytes) -> tuple[int, int] | None:
     """(width, height) of a keyframe; None when it cannot be read."""
     if codec.upper() == "VP8":
-        # RFC 6386 9.1: 3-byte frame tag, start code 9d 01 2a, then 14-bit width and height.
-        if len(data) < 10 or data[3:6] != b"\x9d\x01\x2a":
-            return None
-        return (data[6] | data[7] << 8) & 0x3FFF, (data[8] | data[9] << 8) & 0x3FFF
+        return vcodec.vp8_frame_size(data)
     # H264: parsing the SPS by hand is long; decoding the one keyframe is ~1 ms per segment.
     try:
         decoder = av.CodecContext.create("h264", "r")

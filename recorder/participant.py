@@ -21,6 +21,10 @@ Pipeline, all on the event loop, every stage bounded:
 - `stop()` finishes the current segment and writes the manifest. A crash leaves the header
   and every committed segment in the spool/storage, each decryptable on its own;
   recorder.recovery seals a recovery manifest and reports the gap.
+
+Over 400 lines because it is one class on purpose: the pump, the segment cutter and the
+writer share one recording's state, bounds and loss counters, and the crash guarantees
+above hold only if they change together.
 """
 
 from __future__ import annotations
@@ -44,8 +48,9 @@ from recorder.crypto import (
     manifest_object,
     segment_object,
 )
-from recorder.mux import CLOCK_RATE, SegmentMuxer, container_for, frame_size, is_keyframe
+from recorder.mux import CLOCK_RATE, SegmentMuxer, container_for, frame_size
 from recorder.spool import Spool
+from server.media.vcodec import is_keyframe
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ and renames it only once every segment verified. Every read is for one recording
 given its database row (`Expected`), checked against it; memory stays bounded whatever
 the objects' sizes (recorder.reading streams them).
 
-Over 400 lines: verify, recover and export share the report, the opening and the per
+Over 400 lines because verify, recover and export share the report, the opening and the per
 segment checks; split up, one reading procedure would be spread over several modules.
 """
 

@@ -27,7 +27,7 @@ from media_helpers import (
 )
 
 from server.core.config import MediaConfig
-from server.media import aiortc_hooks
+from server.media import rtp_hooks
 from server.media.peers import MediaError, MediaRoom, ice_servers_for_client
 from server.media.relay import ForwardedTrack, RoomTrack
 
@@ -162,16 +162,10 @@ async def test_unsubscribe_on_stop_and_close() -> None:
 # --- MediaRoom with real peers ------------------------------------------------------------
 
 
-@pytest.fixture(params=["rtp", "frame"])
-def forwarding(request: pytest.FixtureRequest) -> str:
-    """Every MediaRoom test runs with both media.forwarding modes."""
-    return str(request.param)
-
-
 @pytest.fixture
-async def room(forwarding: str) -> AsyncIterator[MediaRoom]:
+async def room() -> AsyncIterator[MediaRoom]:
     log = EventLog()
-    r = MediaRoom("r-test", loopback_config(forwarding=forwarding), on_event=log)
+    r = MediaRoom("r-test", loopback_config(), on_event=log)
     r.log = log  # type: ignore[attr-defined]
     yield r
     await r.close()
@@ -271,7 +265,8 @@ async def test_agent_pli_reaches_the_callers_encoder(room: MediaRoom) -> None:
         await asyncio.sleep(0.4)  # past the rate-limit interval
         keyframes, sent = cam.keyframes_in, cam.keyframe_requests_sent
         receiver = agent.pc.getReceivers()[0]
-        assert await aiortc_hooks.request_keyframe(receiver)  # the agent's PLI
+        ssrc = max(receiver.getSynchronizationSources(), key=lambda s: s.timestamp).source
+        assert await rtp_hooks.send_pli(receiver, ssrc)  # the agent's PLI
         await wait_for(lambda: cam.keyframes_in > keyframes, 2, "a keyframe from the caller")
         assert cam.keyframe_requests_sent == sent + 1
     finally:
@@ -296,10 +291,8 @@ async def test_agent_adds_screen_by_renegotiating(room: MediaRoom) -> None:
         await agent.close()
 
 
-async def test_h264_leg(forwarding: str) -> None:
-    room = MediaRoom(
-        "r-h264", loopback_config(codec="H264", forwarding=forwarding), on_event=lambda e: None
-    )
+async def test_h264_leg() -> None:
+    room = MediaRoom("r-h264", loopback_config(codec="H264"), on_event=lambda e: None)
     caller, agent = Client("caller", GREEN), Client("agent", None, send=False)
     try:
         await caller.connect(room, "c", 1)

@@ -21,7 +21,6 @@ from aiohttp import web
 from recorder import RecordingIncomplete, RegionNotAllowed
 from recorder.crypto import header_object, manifest_object, new_recording, segment_object
 from recorder.keys import MasterKeyring
-from recorder.mux import is_keyframe
 from recorder.participant import RecorderParticipant
 from recorder.recovery import ObjectSource, export, recover, verify
 from recorder.spool import Spool
@@ -32,6 +31,7 @@ from server.core.appkeys import DB
 from server.core.db import Database
 from server.http.app import create_app
 from server.media.relay import RoomTrack
+from server.media.vcodec import is_keyframe
 from server.recording.keystore import database_keys
 from server.recording.service import RECORDING
 from server.rooms.manager import ROOMS

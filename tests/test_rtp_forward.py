@@ -1,6 +1,6 @@
-"""RTP-level forwarding (server/media/rtp_forward.py): header rewriting, keyframe starts,
-NACK both ways, upstream switches, REMB and frame assembly on synthetic packets; then
-real aiortc peers through a MediaRoom with media.forwarding = "rtp", with 5% loss
+"""RTP-level forwarding (server/media/rtp_publisher.py, rtp_subscriber.py, rtp_assembly.py):
+header rewriting, keyframe starts, NACK both ways, upstream switches, REMB and frame
+assembly on synthetic packets; then real aiortc peers through a MediaRoom, with 5% loss
 injected in the caller's send path and in the server's send path."""
 
 from __future__ import annotations
@@ -26,10 +26,11 @@ from media_helpers import (
 )
 
 from server.core import config as config_mod
-from server.media import rtp_forward, rtp_hooks
+from server.media import rtp_assembly, rtp_hooks, rtp_publisher
 from server.media.peers import MediaRoom
 from server.media.relay import RoomTrack
-from server.media.rtp_forward import RtpPublisher, RtpSubscriber, _h264_keyframe
+from server.media.rtp_publisher import RtpPublisher
+from server.media.rtp_subscriber import RtpSubscriber
 
 PT, RTX_PT, OUT_PT, OUT_RTX_PT = 96, 97, 100, 101
 IN_SSRC, IN_RTX_SSRC, OUT_SSRC, OUT_RTX_SSRC = 1111, 2222, 3333, 4444
@@ -161,7 +162,7 @@ class NullStats:
 @pytest.fixture
 def fakes(monkeypatch: pytest.MonkeyPatch) -> Fakes:
     f = Fakes()
-    h = rtp_forward.rtp_hooks
+    h = rtp_hooks
     monkeypatch.setattr(h, "negotiated", f.negotiated)
     monkeypatch.setattr(h, "tap_rtp", lambda r, handler: f.handlers.__setitem__(r, handler))
     monkeypatch.setattr(h, "untap_rtp", lambda r: f.handlers.pop(r, None))
@@ -232,7 +233,7 @@ async def test_gaps_are_nacked_upstream_and_repairs_forwarded(fakes: Fakes) -> N
     assert ("nack", [3, 4]) in fakes.rtcp
     await feed(rtx(packets[3], 500), 0)
     await feed(rtx(packets[3], 501), 0)  # a second copy: dropped
-    await asyncio.sleep(rtp_forward.NACK_RETRY_S + 0.03)
+    await asyncio.sleep(rtp_publisher.NACK_RETRY_S + 0.03)
     assert fakes.rtcp.count(("nack", [4])) >= 1  # still missing: asked again
     await feed(packets[4], 0)  # late original
     await feed(packets[7], 0)
@@ -341,7 +342,7 @@ async def test_frames_assembled_for_frame_subscribers(fakes: Fakes) -> None:
     f6 = frame(10, 18000, [b"JJ"], True)
     for p in [f4[0], *f5]:
         await feed(p, 0)
-    await asyncio.sleep(rtp_forward.ASSEMBLY_MAX_WAIT_S + 0.05)
+    await asyncio.sleep(rtp_assembly.ASSEMBLY_MAX_WAIT_S + 0.05)
     for p in f6:
         await feed(p, 0)
     await asyncio.sleep(0)
@@ -351,27 +352,24 @@ async def test_frames_assembled_for_frame_subscribers(fakes: Fakes) -> None:
     pub.close()
 
 
-def test_h264_keyframe_detection() -> None:
-    sps, pps, idr, non_idr = b"\x67\x42\x00", b"\x68\xce", b"\x65\x88\x84", b"\x41\x9a"
-    stap = b"\x18" + b"".join(struct.pack("!H", len(n)) + n for n in (sps, pps))
-    fu_idr_start, fu_idr_mid = b"\x7c\x85\x88", b"\x7c\x05\x88"
-    for payload, want in [
-        (sps, True),
-        (idr, True),
-        (non_idr, False),
-        (stap, True),
-        (b"\x18" + struct.pack("!H", 2) + non_idr, False),
-        (fu_idr_start, True),
-        (fu_idr_mid, False),
-    ]:
-        assert _h264_keyframe(payload, 0, len(payload)) is want, payload
+async def test_keyframe_request_before_media_goes_with_the_first_packet(
+    fakes: Fakes,
+) -> None:
+    track = RoomTrack("camera")
+    pub, feed = await publish(track, fakes)
+    assert pub.request_keyframe() is None  # no SSRC to address it to yet
+    assert fakes.rtcp == []
+    await feed(vp8(1, 0), 0)
+    await asyncio.sleep(0)
+    assert fakes.rtcp == [("pli", IN_SSRC)]
+    pub.close()
 
 
-def test_forwarding_config() -> None:
-    assert config_mod.MediaConfig().forwarding == "rtp"
-    assert config_mod.from_dict({"media": {"forwarding": "frame"}}).media.forwarding == "frame"
+def test_forwarding_config_is_retired() -> None:
+    # media.forwarding ("rtp" or "frame") is gone: RTP-level forwarding is the only path.
+    assert not hasattr(config_mod.MediaConfig(), "forwarding")
     with pytest.raises(config_mod.ConfigError, match="media.forwarding"):
-        config_mod.from_dict({"media": {"forwarding": "sfu"}})
+        config_mod.from_dict({"media": {"forwarding": "frame"}})
 
 
 # --- real peers ------------------------------------------------------------------------------
@@ -379,7 +377,7 @@ def test_forwarding_config() -> None:
 
 @pytest.fixture
 async def room() -> AsyncIterator[MediaRoom]:
-    r = MediaRoom("r-rtp", loopback_config(forwarding="rtp"), on_event=lambda e: None)
+    r = MediaRoom("r-rtp", loopback_config(), on_event=lambda e: None)
     yield r
     await r.close()
 
@@ -456,7 +454,7 @@ async def test_agents_remb_slows_the_callers_encoder(room: MediaRoom) -> None:
             enc = encoder_of._RTCRtpSender__encoder
             return getattr(enc, "target_bitrate", None)
 
-        await asyncio.sleep(rtp_forward.REMB_MIN_INTERVAL_S)
+        await asyncio.sleep(rtp_publisher.REMB_MIN_INTERVAL_S)
         assert await rtp_hooks.send_remb(receiver, 260_000, [server_ssrc])
         await wait_for(lambda: target() == 260_000, 2, "the caller's encoder at 260 kbps")
     finally:

@@ -25,7 +25,7 @@ __all__ = [
 ]
 
 # The `media.forwarding` values a bench can ask for (server/core/config.py accepts these).
-FORWARDINGS = ("rtp", "frame")
+FORWARDINGS = ("rtp",)
 
 
 def loopback(**overrides: Any) -> MediaConfig:

@@ -89,9 +89,6 @@ class MediaConfig:
     subscriber_queue_frames: int = 60
     # Minimum spacing of keyframe requests sent upstream to one source.
     keyframe_min_interval_s: float = 0.3
-    # "rtp": forward RTP packets (rewritten headers, NACK/PLI/REMB handled by the server);
-    # "frame": let aiortc reassemble each frame and re-packetize it (docs/media-performance.md).
-    forwarding: str = "rtp"
 
 
 @dataclass(frozen=True)
@@ -313,8 +310,6 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("http.public_url: must start with http:// or https://")
     if cfg.media.codec not in ("VP8", "H264"):
         raise ConfigError("media.codec: must be 'VP8' or 'H264'")
-    if cfg.media.forwarding not in ("rtp", "frame"):
-        raise ConfigError("media.forwarding: must be 'rtp' or 'frame'")
     if cfg.cluster.router not in ("local",):
         raise ConfigError("cluster.router: must be 'local' (the only router so far)")
     if cfg.sms.sender not in ("console", "http"):

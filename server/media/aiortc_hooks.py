@@ -1,26 +1,30 @@
-"""The one place that touches aiortc / aioice private APIs (with `rtp_hooks`, its sibling
-for RTP-level forwarding).
+"""aiortc / aioice private APIs around the peer connections (`rtp_hooks` is its sibling for
+the RTP packets themselves).
 
-aiortc has no supported way to get *encoded* frames out of a remote track, to be told
-about keyframe requests for a pre-encoded track, or to choose the ICE host addresses.
-Everything that reaches behind its public API lives here, pinned to aiortc 1.16 /
-aioice 0.13, and `check_compat()` (run by tests/test_media_hooks.py) fails loudly, naming
-the symbol, when an upgrade moves any of it.
+aiortc has no supported way to keep a receiver from decoding, to be told about keyframe
+requests for a pre-encoded track, or to choose the ICE host addresses. Everything here
+that reaches behind its public API is pinned to aiortc 1.16 / aioice 0.13, and
+`check_compat()` (run by tests/test_media_hooks.py) fails loudly, naming the symbol, when
+an upgrade moves any of it.
 
 What is patched, process-wide, by `install()`:
 - `aiortc.rtcrtpreceiver.decoder_worker` (the function each RTCRtpReceiver runs in its
   decoder thread): replaced by a dispatcher. Receivers whose remote track was registered
-  with `mark_passthrough()` forward complete encoded frames to a callback on the event
-  loop; every other receiver (test clients, anything else) runs the original decoder.
+  with `mark_passthrough()` (the server's publishing receivers, whose packets
+  `rtp_hooks.tap_rtp` takes before the jitter buffer) decode nothing: their thread drains
+  whatever still reaches it and reports the receiver's end to a callback on the event
+  loop. Every other receiver (test clients, anything else) runs the original decoder.
 - `aioice.ice.get_host_addresses`: when host addresses are configured, aioice offers
   exactly those (it otherwise skips 127.0.0.1 and offers every interface).
+
+Not patched, per sender: `on_keyframe_request()` (for a client sending pre-encoded frames,
+as the capacity bench's clients do).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import fractions
 import inspect
 import logging
 import queue
@@ -30,17 +34,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import aioice.ice
-import av
 from aiortc import rtcrtpreceiver
 from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from aiortc.rtcrtpsender import RTCRtpSender
 
 logger = logging.getLogger(__name__)
-
-VIDEO_TIME_BASE = fractions.Fraction(1, 90000)
-
-FrameCallback = Callable[[av.Packet, bool], None]
 
 _lock = threading.Lock()
 _original_decoder_worker: Callable[..., None] | None = None
@@ -58,19 +57,9 @@ _decoding: dict[int, Any] = {}
 @dataclass(eq=False)
 class _Entry:
     queue: asyncio.Queue[Any]
-    on_frame: FrameCallback
     on_end: Callable[[], None] | None
     active: bool = True
     started: bool = False
-
-    def deliver(self, packet: av.Packet, keyframe: bool) -> None:
-        # Runs on the event loop; `active` is only changed there, so no race.
-        if not self.active:
-            return
-        try:
-            self.on_frame(packet, keyframe)
-        except Exception:
-            logger.exception("passthrough frame callback failed")
 
     def finish(self) -> None:
         # The receiver stopped (pc closed, RTCP BYE, DTLS gone). End the remote track the
@@ -83,33 +72,6 @@ class _Entry:
             except Exception:
                 logger.exception("passthrough end callback failed")
         self.active = False
-
-
-# --- keyframe detection -------------------------------------------------------------
-
-
-def is_keyframe(codec_name: str, data: bytes) -> bool:
-    """Whether a depayloaded frame starts a new picture (decodable on its own)."""
-    name = codec_name.upper()
-    if name == "VP8":
-        # RFC 6386 9.1: bit 0 of the frame tag is the inverse keyframe flag.
-        return len(data) > 0 and (data[0] & 0x01) == 0
-    if name == "H264":
-        return _h264_has_idr(data)
-    return False
-
-
-def _h264_has_idr(data: bytes) -> bool:
-    # aiortc's depayloader emits Annex-B (start code 00 00 01 / 00 00 00 01 per NAL).
-    pos = 0
-    n = len(data)
-    while True:
-        pos = data.find(b"\x00\x00\x01", pos)
-        if pos < 0 or pos + 3 >= n:
-            return False
-        if data[pos + 3] & 0x1F == 5:
-            return True
-        pos += 3
 
 
 # --- the decoder-thread dispatcher --------------------------------------------------
@@ -143,24 +105,10 @@ def _dispatch_worker(
 def _forward_worker(
     loop: asyncio.AbstractEventLoop, input_q: queue.Queue[Any], entry: _Entry
 ) -> None:
+    """A passthrough receiver's thread: drain (the receiver never blocks), decode nothing."""
     try:
-        while True:
-            task = input_q.get()
-            if task is None:
-                break
-            if not entry.active:
-                continue  # detached: keep draining so the receiver never blocks
-            codec, frame = task
-            data: bytes = frame.data
-            packet = av.Packet(data)
-            packet.pts = frame.timestamp
-            packet.time_base = VIDEO_TIME_BASE
-            keyframe = is_keyframe(codec.name, data)
-            try:
-                # call_soon_threadsafe, not run_coroutine_threadsafe: no Task per frame.
-                loop.call_soon_threadsafe(entry.deliver, packet, keyframe)
-            except RuntimeError:  # event loop closed under us
-                return
+        while input_q.get() is not None:
+            pass
     finally:
         with _lock:
             if _passthrough.get(id(entry.queue)) is entry:
@@ -207,16 +155,13 @@ def _remote_queue(track: MediaStreamTrack) -> asyncio.Queue[Any]:
     return q
 
 
-def mark_passthrough(
-    track: MediaStreamTrack,
-    on_frame: FrameCallback,
-    on_end: Callable[[], None] | None = None,
-) -> None:
-    """Send `track`'s encoded frames to `on_frame(packet, keyframe)` on the event loop
-    instead of decoding them; `on_end()` runs once when the receiver stops.
+def mark_passthrough(track: MediaStreamTrack, on_end: Callable[[], None] | None = None) -> None:
+    """Keep `track`'s receiver from decoding (its packets are taken before the jitter
+    buffer, by rtp_hooks.tap_rtp; anything that still reaches its decoder thread is
+    dropped) and run `on_end()` on the event loop once when the receiver stops.
 
     Call it before the receiver starts (right after setRemoteDescription, or in the
-    "track" event). Marking an already-marked track re-points the callbacks."""
+    "track" event). Marking an already-marked track re-points the callback."""
     if not installed():
         raise RuntimeError("server.media.aiortc_hooks.install() was not called")
     q = _remote_queue(track)
@@ -225,14 +170,14 @@ def mark_passthrough(
             raise RuntimeError("track's receiver already decodes: mark it before it starts")
         old = _passthrough.get(id(q))
         if old is not None and old.queue is q:
-            # Same receiver, new owner: keep the running worker, swap the callbacks.
-            old.on_frame, old.on_end, old.active = on_frame, on_end, True
+            # Same receiver, new owner: keep the running worker, swap the callback.
+            old.on_end, old.active = on_end, True
             return
-        _passthrough[id(q)] = _Entry(queue=q, on_frame=on_frame, on_end=on_end)
+        _passthrough[id(q)] = _Entry(queue=q, on_end=on_end)
 
 
 def unmark_passthrough(track: MediaStreamTrack) -> None:
-    """Stop delivering `track`'s frames (its receiver keeps draining, decoding nothing)."""
+    """Forget `track`'s end callback (its receiver keeps draining, decoding nothing)."""
     q = _remote_queue(track)
     with _lock:
         entry = _passthrough.get(id(q))
@@ -240,19 +185,6 @@ def unmark_passthrough(track: MediaStreamTrack) -> None:
             entry.active = False
             if not entry.started:
                 del _passthrough[id(q)]
-
-
-async def request_keyframe(receiver: RTCRtpReceiver) -> bool:
-    """Send a PLI to the sender of the media `receiver` receives. False when no media
-    has arrived yet (no SSRC to address it to)."""
-    sources = receiver.getSynchronizationSources()
-    if not sources:
-        return False
-    # The most recently active SSRC is the media stream (an RTX SSRC only shows up
-    # during retransmissions).
-    latest = max(sources, key=lambda s: s.timestamp)
-    await receiver._send_rtcp_pli(latest.source)
-    return True
 
 
 def on_keyframe_request(sender: RTCRtpSender, callback: Callable[[], None]) -> None:
@@ -308,21 +240,6 @@ def check_compat() -> None:
         isinstance(getattr(track, "_queue", None), asyncio.Queue),
         "aiortc.rtcrtpreceiver.RemoteStreamTrack._queue",
         "is not an asyncio.Queue",
-    )
-    from aiortc.jitterbuffer import JitterFrame
-
-    jf = JitterFrame(data=b"x", timestamp=1)
-    _require(jf.data == b"x" and jf.timestamp == 1, "aiortc.jitterbuffer.JitterFrame", "changed")
-    pli = getattr(RTCRtpReceiver, "_send_rtcp_pli", None)
-    _require(
-        pli is not None and inspect.iscoroutinefunction(pli),
-        "aiortc.RTCRtpReceiver._send_rtcp_pli",
-        "is missing or not a coroutine function",
-    )
-    _require(
-        _params(pli) == ["self", "media_ssrc"],
-        "aiortc.RTCRtpReceiver._send_rtcp_pli",
-        f"has parameters {_params(pli)}",
     )
     kf = getattr(RTCRtpSender, "_send_keyframe", None)
     _require(

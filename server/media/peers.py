@@ -1,8 +1,14 @@
 """Per-room media orchestration: one server-side RTCPeerConnection per participant.
 
 The signalling layer hands offers and candidates in; this module maps the offer's video
-m-sections onto the room's tracks (docs/protocol.md, "offer"), forwards encoded frames
-through `relay.RoomTrack` and reports what happens through `MediaEvent`s.
+m-sections onto the room's tracks (docs/protocol.md, "offer"), forwards the publishers'
+RTP packets to the receivers through `relay.RoomTrack` (`rtp_publisher.RtpPublisher` on a
+publishing transceiver, `rtp_subscriber.RtpSubscriber` on a receiving one) and reports
+what happens through `MediaEvent`s.
+
+Over 400 lines because `MediaRoom` is one state machine (participants, their legs, each
+leg's publish and receive transceivers, all changed under the participant's lock); the
+ICE and stats helpers around it are small.
 """
 
 from __future__ import annotations
@@ -29,8 +35,10 @@ from aiortc import sdp as aiortc_sdp
 
 from server.core.config import MediaConfig
 
-from . import aiortc_hooks, rtp_forward
-from .relay import ForwardedTrack, RoomTrack, Upstream
+from . import aiortc_hooks
+from .relay import RoomTrack, Upstream
+from .rtp_publisher import RtpPublisher
+from .rtp_subscriber import RtpSubscriber
 
 logger = logging.getLogger(__name__)
 
@@ -67,8 +75,8 @@ class _Leg:
     receive_t: RTCRtpTransceiver | None = None
     upstream: Upstream | None = None
     upstream_live: bool = False
-    subscription: ForwardedTrack | rtp_forward.RtpSubscriber | None = None
-    rtp: rtp_forward.RtpPublisher | None = None  # media.forwarding = "rtp"
+    subscription: RtpSubscriber | None = None
+    rtp: RtpPublisher | None = None
     retired: bool = False
     watchdog: asyncio.Task[Any] | None = None
     remote_ufrag: str | None = None
@@ -358,7 +366,6 @@ class MediaRoom:
             if t is None:
                 t = pc.addTransceiver("video", direction="inactive")
                 t.setCodecPreferences(self._codec_prefs)
-                aiortc_hooks.on_keyframe_request(t.sender, receive_track.request_keyframe)
             direction = media.direction or "sendrecv"
             # Receive-only roles (supervisor) never publish, whatever their offer says.
             client_sends = (
@@ -375,11 +382,7 @@ class MediaRoom:
                 self._stop_receiving(leg)
             elif client_recvs and leg.receive_t is None:
                 leg.receive_t = t
-                leg.subscription = (
-                    rtp_forward.RtpSubscriber(receive_track, t)
-                    if self.config.forwarding == "rtp"
-                    else receive_track.subscribe()
-                )
+                leg.subscription = RtpSubscriber(receive_track, t)
                 t.sender.replaceTrack(leg.subscription)
             t.direction = _DIRECTION[(t is leg.publish_t, t is leg.receive_t)]
 
@@ -405,17 +408,16 @@ class MediaRoom:
                 self._stop_publishing(part, leg)
 
         def request_keyframe() -> Any:
-            if leg.rtp is not None:
-                return leg.rtp.request_keyframe()
-            return aiortc_hooks.request_keyframe(receiver)
+            # None before the publisher's forwarder exists (attach_upstream asks at once):
+            # the subscribers waiting for a keyframe ask again, rate-limited.
+            return leg.rtp.request_keyframe() if leg.rtp is not None else None
 
         upstream = self.tracks[name].attach_upstream(request_keyframe, on_first_frame=first_frame)
         leg.upstream = upstream
-        if self.config.forwarding == "rtp":
-            # Packets are tapped before aiortc's jitter buffer; the (idle) passthrough
-            # mark still reports the receiver's end.
-            leg.rtp = rtp_forward.RtpPublisher(self.tracks[name], upstream, t)
-        aiortc_hooks.mark_passthrough(receiver.track, upstream.push, on_end=ended)
+        # Packets are tapped before aiortc's jitter buffer; the passthrough mark keeps the
+        # receiver from decoding and reports its end.
+        leg.rtp = RtpPublisher(self.tracks[name], upstream, t)
+        aiortc_hooks.mark_passthrough(receiver.track, on_end=ended)
 
     def _stop_publishing(self, part: _Participant, leg: _Leg) -> None:
         upstream, leg.upstream = leg.upstream, None

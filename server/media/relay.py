@@ -1,28 +1,32 @@
-"""Room-level forwarding of encoded video frames (no SDP, no aiortc internals).
+"""Room-level track slots (no SDP, no aiortc internals).
 
 A `RoomTrack` is the stable slot for one named stream ("camera", "screen"). Publishers
 come and go (`attach_upstream` each time a caller reconnects on a new peer connection);
-subscribers (`subscribe()` -> `ForwardedTrack`, put on an RTCRtpSender) stay put and
-resume at the next keyframe. Frames are av.Packet objects, so aiortc's sender
-re-packetizes them without encoding.
+subscribers stay put and resume at the next keyframe. Packet subscribers (the legs'
+`rtp_subscriber.RtpSubscriber`) get the publisher's RTP packets from its
+`rtp_publisher.RtpPublisher`, never through this module; frame subscribers (`subscribe()`
+-> `ForwardedTrack`: the recorder) get complete encoded frames (av.Packet, pts in 1/90000
+s) that the forwarder assembles (`fan_out`), or that a frame-level publisher pushes
+(`Upstream.push`: the tests' synthetic camera). Both kinds share upstream switches,
+keyframe requests, the subscriber list and close().
 
 Rules kept here:
 - a subscriber starts at a keyframe, and asks the source for one when it starts;
-- each subscriber's queue is bounded: on overflow it is emptied and the subscriber waits
-  for the next keyframe (asking for one), so a slow subscriber costs bounded memory and
-  never delays the others (pushing never awaits);
+- each frame subscriber's queue is bounded: on overflow it is emptied and the subscriber
+  waits for the next keyframe (asking for one), so a slow subscriber costs bounded memory
+  and never delays the others (pushing never awaits);
 - keyframe requests to the source are coalesced and rate-limited;
 - output timestamps are monotonic across upstream switches (each upstream's timestamps
   restart at 0, the output continues from where it was plus the wall-clock gap).
 
-Packet subscribers (`server.media.rtp_forward.RtpSubscriber`, media.forwarding = "rtp")
-are kept here too, so upstream switches, keyframe requests, the subscriber list and
-close() treat both kinds alike; their packets never pass through this module.
+Slightly over 400 lines because those rules act on both kinds of subscribers at once
+(upstream switches, keyframe requests): they stay in one class, with its frame subscriber.
 """
 
 from __future__ import annotations
 
 import asyncio
+import fractions
 import inspect
 import logging
 import time
@@ -33,25 +37,32 @@ from typing import Any, Protocol
 import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from . import vcodec
+
 logger = logging.getLogger(__name__)
 
-CLOCK_RATE = 90000
+CLOCK_RATE = vcodec.CLOCK_RATE
+TIME_BASE = fractions.Fraction(1, CLOCK_RATE)  # of every frame's pts
 # Asks the current source for a keyframe; may return an awaitable (sending RTCP is async).
 KeyframeRequester = Callable[[], Awaitable[Any] | None]
 
 
 class PacketSubscriber(Protocol):
-    """A subscriber fed RTP packets by the upstream's forwarder (rtp_forward)."""
+    """A subscriber fed RTP packets by the upstream's forwarder (rtp_subscriber)."""
 
     started: bool
     readyState: str
+    remb: int  # its receiver's latest bandwidth estimate (0: none)
+    remb_at: float
 
+    async def forward(self, pkt: Any) -> None: ...  # one packet of the current upstream
     def restart(self) -> None: ...  # a new upstream: resume at its first keyframe
     def stop(self) -> None: ...
 
 
 class Upstream:
-    """One publisher attached to a RoomTrack; feed its frames to `push()`."""
+    """One publisher attached to a RoomTrack (its packets go through `rtp`, an
+    rtp_publisher.RtpPublisher; a frame-level publisher calls `push()` instead)."""
 
     def __init__(
         self,
@@ -65,7 +76,7 @@ class Upstream:
         self.frames_in = 0
         self.first_pts: int | None = None
         self.pts_base = 0
-        # Per-upstream state of an RTP-level forwarder (rtp_forward.RtpPublisher), if any.
+        # Per-upstream state of the RTP-level forwarder (rtp_publisher.RtpPublisher), if any.
         self.rtp: Any = None
 
     @property
@@ -73,7 +84,8 @@ class Upstream:
         return self._room_track._upstream is self
 
     def push(self, packet: av.Packet, keyframe: bool) -> None:
-        """A complete encoded frame from this publisher (called on the event loop)."""
+        """A complete encoded frame from a frame-level publisher (on the event loop):
+        counted, then offered to the frame subscribers."""
         self._room_track._push(self, packet, keyframe)
 
     def detach(self) -> bool:
@@ -91,7 +103,7 @@ class Upstream:
 
 
 class ForwardedTrack(MediaStreamTrack):
-    """A subscriber of a RoomTrack: recv() returns av.Packet, for an RTCRtpSender."""
+    """A frame subscriber of a RoomTrack (the recorder): recv() returns av.Packet."""
 
     def __init__(self, source: RoomTrack, max_frames: int) -> None:
         super().__init__()
@@ -100,8 +112,8 @@ class ForwardedTrack(MediaStreamTrack):
         self._max_frames = max_frames
         self._queue: deque[av.Packet] = deque()
         self._waiter: asyncio.Future[None] | None = None
-        # Not started until the sender first pulls a frame (its connection is up):
-        # frames before that would only pile up and go out late in a burst.
+        # Not started until the first recv() (its consumer is running): frames before
+        # that would only pile up and come out late in a burst.
         self.started = False
         self.waiting_keyframe = True
         self.frames_forwarded = 0
@@ -188,6 +200,8 @@ class RoomTrack:
         self.keyframe_min_interval_s = keyframe_min_interval_s
         self._upstream: Upstream | None = None
         self._subscribers: list[ForwardedTrack] = []
+        # Replaced, never changed in place: the forwarder iterates it per packet, awaiting
+        # each send, without copying it.
         self.packet_subscribers: list[PacketSubscriber] = []
         self._last_out_pts: int | None = None
         self._last_out_time = 0.0
@@ -254,7 +268,7 @@ class RoomTrack:
         self.bytes_in += packet.size
         if keyframe:
             self.keyframe_arrived()
-        self._fan_out(upstream, packet, keyframe)
+        self.fan_out(upstream, packet, keyframe)
         upstream._counted()
 
     def keyframe_arrived(self) -> None:
@@ -263,9 +277,9 @@ class RoomTrack:
         self._kf_wanted = False
         self._cancel_kf_timer()
 
-    def _fan_out(self, upstream: Upstream, packet: av.Packet, keyframe: bool) -> None:
+    def fan_out(self, upstream: Upstream, packet: av.Packet, keyframe: bool) -> None:
         """Offer a frame of the current upstream to the frame subscribers (counted by
-        the caller: `_push`, or an RTP forwarder assembling frames from packets)."""
+        the caller: `Upstream.push`, or the RTP forwarder assembling frames)."""
         now = time.monotonic()
         self._rewrite_pts(upstream, packet, now)
         need_keyframe = False
@@ -291,7 +305,7 @@ class RoomTrack:
 
     @property
     def frame_subscribers(self) -> bool:
-        """Whether anyone needs complete frames (a recorder, a frame-mode sender)."""
+        """Whether anyone needs complete frames (the recorder)."""
         return bool(self._subscribers)
 
     def _rewrite_pts(self, upstream: Upstream, packet: av.Packet, now: float) -> None:
@@ -322,13 +336,13 @@ class RoomTrack:
     def add_packet_subscriber(self, track: PacketSubscriber) -> None:
         if self._closed:
             raise RuntimeError(f"track {self.name} is closed")
-        self.packet_subscribers.append(track)
+        self.packet_subscribers = [*self.packet_subscribers, track]
 
     def unsubscribe(self, track: ForwardedTrack | PacketSubscriber) -> None:
         if track in self._subscribers:
             self._subscribers.remove(track)  # type: ignore[arg-type]
         if track in self.packet_subscribers:
-            self.packet_subscribers.remove(track)
+            self.packet_subscribers = [s for s in self.packet_subscribers if s is not track]
         if track.readyState == "live":
             track.stop()
 
@@ -388,7 +402,7 @@ class RoomTrack:
         for sub in self.subscribers:
             sub.stop()
         self._subscribers.clear()
-        self.packet_subscribers.clear()
+        self.packet_subscribers = []
         for task in list(self._kf_tasks):
             task.cancel()
 

@@ -1,9 +1,9 @@
 """aiortc private APIs that RTP-level forwarding needs, in one place (aiortc 1.16).
 
-`server.media.aiortc_hooks` reaches behind aiortc to get *encoded frames*; this module goes
-one level lower, to RTP packets, so that `server.media.rtp_forward` can forward a packet
-from one peer connection to another without aiortc's jitter buffer, depacketizer,
-decoder-thread hand-off and re-packetizer. What is relied on, and pinned by
+`server.media.aiortc_hooks` reaches behind aiortc's receivers and ICE; this module goes
+one level lower, to RTP packets, so that the forwarder (`rtp_publisher`, `rtp_subscriber`)
+can forward a packet from one peer connection to another without aiortc's jitter buffer,
+depacketizer, decoder-thread hand-off and re-packetizer. What is relied on, and pinned by
 `check_compat()` (run on first use and by tests/test_rtp_hooks.py, failing loudly and
 naming the symbol on an aiortc upgrade):
 
@@ -27,6 +27,11 @@ Sending
 - `RTCRtpSender._handle_rtcp_packet(packet)`: the dispatch target of RTCP addressed to the
   sender (`RtpRouter.route_rtcp`), shadowed per instance by `on_sender_rtcp()` so NACK,
   PLI/FIR and REMB go to the forwarder; reports still reach aiortc.
+
+Over 400 lines because every aiortc private API the RTP path relies on is in this one
+module, next to the `check_compat()` that pins it (a third of the file): an aiortc upgrade
+is reviewed here and nowhere else. Per packet only the tap's dispatch, `ReceiveStats.add`
+and `SenderPort` run.
 """
 
 from __future__ import annotations
@@ -390,6 +395,11 @@ def _src(fn: Any) -> str:
 
 def check_compat() -> None:
     """Assert every private symbol this module relies on exists as expected."""
+    _check_receiving()
+    _check_sending()
+
+
+def _check_receiving() -> None:
     recv_next = _src(RTCDtlsTransport._recv_next)
     _require(
         "self._handle_rtp_data(data, arrival_time_ms=arrival_time_ms)" in recv_next
@@ -441,6 +451,9 @@ def check_compat() -> None:
         "aiortc.RTCRtpReceiver._send_rtcp",
         "is missing or changed",
     )
+
+
+def _check_sending() -> None:
     sinit = _src(RTCRtpSender.__init__)
     for name in (
         "self._ssrc",
