@@ -23,7 +23,7 @@ once per room by the frame number in the picture. Then rooms are added in steps 
 fewer than 29 fps or 1% loss arrive (or the client processes, on the same 2 cores, are
 the limit): the largest step that held is `max_rooms_per_process`.
 
-    python bench/capacity.py [--quick] [--json] [--forwarding rtp|frame]
+    python bench/capacity.py [--quick] [--json] [--forwarding rtp]
                              [--skip-baseline] [--max-rooms N] [--soak SECONDS]
 
 Every process is this script: the orchestrator starts it again as a server (`--role
@@ -50,7 +50,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer rooms, shorter windows")
     parser.add_argument("--full", action="store_true", help="with --json: every measurement")
     parser.add_argument("--forwarding", choices=FORWARDINGS, default=None,
-                        help="the project's media.forwarding (default: as shipped)")  # fmt: skip
+                        help="media path: rtp (media.forwarding was retired)")  # fmt: skip
     parser.add_argument("--skip-baseline", action="store_true")
     parser.add_argument("--max-rooms", type=int, default=120)
     parser.add_argument("--soak", type=float, default=0, help="memory soak for SECONDS")

@@ -12,12 +12,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.lib.media import MediaConfig, MediaRoom, camera_source, loopback
+from bench.lib.media import FORWARDINGS, MediaRoom, camera_source, loopback
 from bench.lib.rpc import serve_rpc
 
 
 async def run_server_project(forwarding: str | None, with_recorder: bool) -> None:
-    config = loopback(forwarding=forwarding or MediaConfig().forwarding)
+    # RTP-level forwarding is the only media path now (media.forwarding was retired); the
+    # JSON keeps its `forwarding` field for comparisons with older results.
+    config = loopback()
+    forwarding = forwarding or FORWARDINGS[0]
     rooms: dict[str, MediaRoom] = {}
     recorders: dict[str, Any] = {}
     recorder_status = "off"
@@ -67,7 +70,7 @@ async def run_server_project(forwarding: str | None, with_recorder: bool) -> Non
             snapshots[:] = [snap]
             return top
         if msg["op"] == "summary":
-            out: dict[str, Any] = {"recorder": recorder_status, "forwarding": config.forwarding}
+            out: dict[str, Any] = {"recorder": recorder_status, "forwarding": forwarding}
             if recorders:
                 recorded = [r.stats.frames_received for r in recorders.values()]
                 out["recorder_frames_received"] = sum(recorded)
@@ -84,5 +87,5 @@ async def run_server_project(forwarding: str | None, with_recorder: bool) -> Non
         return await room.handle_offer(msg["participant"], msg["role"], 1, msg["sdp"])
 
     port = await serve_rpc(handle)
-    print(json.dumps({"port": port, "forwarding": config.forwarding}), flush=True)
+    print(json.dumps({"port": port, "forwarding": forwarding}), flush=True)
     await asyncio.Event().wait()
