@@ -1,4 +1,9 @@
-"""`callassist` command line: serve, user, …"""
+"""`callassist` command line: serve, user, …
+
+Over 400 lines because every subcommand's parser is declared here, in one place, so
+`callassist --help` and the README stay in step; the recording and privacy commands
+have their own modules.
+"""
 
 from __future__ import annotations
 

@@ -92,3 +92,28 @@ def test_no_import_cycles():
 
 def test_cycle_finder_finds_a_cycle():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+MAX_LINES = 400
+REASON = "400 lines because"
+
+
+def _top(path: Path) -> str:
+    """A module's docstring, or a web file's leading comment."""
+    text = path.read_text()
+    if path.suffix == ".py":
+        return " ".join((ast.get_docstring(ast.parse(text)) or "").split())
+    return " ".join(text[:2000].split())
+
+
+def test_no_module_over_400_lines_without_a_reason() -> None:
+    files = [p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py")]
+    files += [p for ext in ("js", "css", "html") for p in (ROOT / "web").rglob(f"*.{ext}")]
+    unexplained = [
+        f"{p.relative_to(ROOT)}: {len(p.read_text().splitlines())}"
+        for p in files
+        if "migrations" not in p.parts
+        and len(p.read_text().splitlines()) > MAX_LINES
+        and REASON not in _top(p)
+    ]
+    assert unexplained == []

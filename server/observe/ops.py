@@ -7,6 +7,9 @@ warnings flag what an operator should look at. Snapshots go to the page as serve
 events (`GET /api/ops/stream`); `GET /api/ops/snapshot` gives one. Operators can end a
 room (with a reason) and a supervisor can watch one silently (`/ws/watch/{room_id}`,
 server/signalling/endpoints.py). docs/ops.md describes the page, the API and the fields.
+
+Over 400 lines because the monitor, its today's numbers and the HTTP handlers (snapshot,
+stream, end) are one feature; the per-room sampling is in room_sample.py.
 """
 
 from __future__ import annotations

@@ -10,6 +10,9 @@ Every request is signed: `X-Callassist-Signature: sha256=<hex HMAC-SHA256(key,
 timestamp + "." + body)>` with `X-Callassist-Timestamp` (Unix seconds, new on every
 attempt); the body carries a unique event `id` so a receiver can drop a replay or a
 duplicate (a delivery whose answer was lost is sent again).
+
+Over 400 lines because signing, per-session ordering, retries and the listener that
+turns room events into webhook events change together.
 """
 
 from __future__ import annotations

@@ -53,7 +53,7 @@ def _when(ts: float | None) -> str:
 
 class _Ctx:
     def __init__(self, cfg: Config, data_dir: Path) -> None:
-        from server.recording.service import build_storage, spool_dir
+        from server.recording.building import build_storage, spool_dir
 
         data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.cfg, self.data_dir = cfg, data_dir
@@ -71,7 +71,7 @@ class _Ctx:
         if self._media is None:
             self._media = Media(self._build_storage(), self._spool_dir)
         if keys and self._media.keyring is None:
-            from server.recording.service import build_keyring
+            from server.recording.building import build_keyring
 
             self._media.keyring = build_keyring(self.cfg, self.data_dir, create=False)
         return self._media

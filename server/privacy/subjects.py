@@ -13,6 +13,9 @@
 - The audit log never holds a phone number in clear: a subject is named by an HMAC of the
   number under the server key (`subject_ref`). The do-not-record list stores only that
   HMAC as well.
+
+Over 400 lines because access, erasure, rectification and objection must find exactly
+the same data for a number; kept in one module, no right can drift from the others.
 """
 
 from __future__ import annotations

@@ -23,6 +23,8 @@ from server.core.appkeys import AUDIT, CONFIG, DB, ORIGINS
 from server.core.db import User
 from server.http.auth import caller_cookie_name, error, origin_allowed
 from server.http.web_auth import USER_KEY, deny, require_user
+from server.observe.metrics import METRICS
+from server.recording import metrics as recording_metrics
 from server.recording.photos import PhotoRejected
 from server.recording.service import RECORDING, RecordingStartError, photo_view
 from server.recording.service import setup as service_setup
@@ -233,6 +235,9 @@ async def caller_upload(request: web.Request) -> web.StreamResponse:
 def setup(app: web.Application) -> None:
     """Recording, snapshots and photo uploads: the service, then its routes."""
     service_setup(app)
+    if METRICS in app:  # this feature's families (server/recording/metrics.py)
+        service = app[RECORDING]
+        app[METRICS].add_collector(lambda: recording_metrics.collect_metrics(service))
     r = app.router
     r.add_post("/api/sessions/{session_id}/recording", recording_action)
     r.add_get("/api/sessions/{session_id}/recordings", list_recordings)

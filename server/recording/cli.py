@@ -44,7 +44,7 @@ def _when(ts: float | None) -> str:
 
 class _Ctx:
     def __init__(self, cfg: Config, data_dir: Path) -> None:
-        from server.recording.service import build_storage, spool_dir
+        from server.recording.building import build_storage, spool_dir
 
         self.cfg, self.data_dir = cfg, data_dir
         self._keyring: Any = None
@@ -56,7 +56,7 @@ class _Ctx:
     @property
     def keyring(self) -> Any:
         """Built on first use: `recording list` works without keys (a fresh install)."""
-        from server.recording.service import build_keyring
+        from server.recording.building import build_keyring
 
         if self._keyring is None:
             create = self.create_keys and self.cfg.environment != "production"

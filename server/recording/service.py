@@ -8,6 +8,11 @@ every recording (current segment + manifest) and gives the spool time to upload.
 
 The recorder joins a room as one more receiver of the caller's camera
 (recorder.participant); nothing here touches media frames.
+
+Over 400 lines because one service owns the recording lifecycle (start, supervise, stop,
+crash recovery) and the snapshot and photo requests: they share the storage, spool,
+keyring and per-room locks; building the pieces (building.py) and the metrics
+(metrics.py) are apart.
 """
 
 from __future__ import annotations
@@ -15,37 +20,33 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import secrets
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from recorder import RegionNotAllowed, StorageError
 from recorder.crypto import (
     header_object,
     manifest_object,
     new_recording,
     segment_object,
 )
-from recorder.keys import ENV_VAR, Keyring, KmsKeyring, MasterKeyring
+from recorder.keys import Keyring, MasterKeyring
 from recorder.mux import container_for
 from recorder.participant import RecorderParticipant, RecordingSummary
 from recorder.recovery import ObjectSource, recover
-from recorder.spool import Spool, SpoolStats
-from recorder.storage import LocalStorage, S3Storage, Storage
+from recorder.spool import Spool
+from recorder.storage import Storage
 from recorder.vault import Keys
 from server.core.appkeys import CLOCK, CONFIG, DATA_DIR, DB, SECRETS
 from server.core.config import Config
 from server.core.db import Database
-from server.core.secrets import MissingSecret
-from server.observe.metrics import METRICS
 from server.privacy.subjects import recording_objected
+from server.recording.building import build_keyring, build_storage, check_storage, spool_dir
 from server.recording.keystore import database_keys, expected, store_key
 from server.recording.photos import CleanPhoto, PhotoRejected, clean_photo
 from server.rooms.manager import ROOMS, LiveRoom, RoomManager
@@ -64,88 +65,6 @@ class RecordingStartError(Exception):
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
-
-
-# --- building the pieces from the configuration (the server and the CLI share these)
-
-
-def spool_dir(cfg: Config, data_dir: Path) -> Path:
-    return Path(cfg.recording.spool_dir) if cfg.recording.spool_dir else data_dir / "spool"
-
-
-def keys_dir(cfg: Config, data_dir: Path) -> Path:
-    rc = cfg.recording
-    return Path(rc.keys_dir) if rc.keys_dir else data_dir / "recording-keys"
-
-
-def build_keyring(cfg: Config, data_dir: Path, *, create: bool = True) -> Keyring:
-    rc = cfg.recording
-    if rc.keyring == "kms":
-        return KmsKeyring(
-            rc.kms.key_id,
-            region_name=rc.kms.region or None,
-            endpoint_url=rc.kms.endpoint_url or None,
-        )
-    if os.environ.get(ENV_VAR) or os.environ.get(f"{ENV_VAR}_FILE"):
-        return MasterKeyring.from_env()
-    if cfg.environment == "production" and not rc.keys_dir:
-        # Master keys are secrets: production never makes them up in the data directory.
-        raise MissingSecret(
-            f"recording master keys are missing: set {ENV_VAR} or {ENV_VAR}_FILE, or "
-            "recording.keys_dir, or use recording.keyring = 'kms' (environment = "
-            "'production' never generates keys)"
-        )
-    return MasterKeyring.from_directory(
-        keys_dir(cfg, data_dir), create=create and cfg.environment != "production"
-    )
-
-
-def build_storage(cfg: Config, data_dir: Path) -> Storage:
-    rc = cfg.recording
-    if rc.storage == "s3":
-        return S3Storage(
-            rc.s3.bucket,
-            tuple(rc.s3.allowed_regions),
-            rc.s3.endpoint_url or None,
-            region_name=rc.s3.region or None,
-            max_attempts=rc.s3.max_attempts,
-        )
-    return LocalStorage(Path(rc.local_dir) if rc.local_dir else data_dir / "store")
-
-
-async def check_storage(storage: Storage, cfg: Config) -> None:
-    """Startup check of an S3 bucket: a region outside the allow-list or a bucket that
-    cannot be used (missing, no access) stops the start; an unreachable endpoint does
-    not (the spool keeps the ciphertext, and nothing is uploaded before the region check
-    has passed)."""
-    if not isinstance(storage, S3Storage):
-        return
-    from botocore.exceptions import ClientError
-
-    try:
-        region = await storage.check()
-    except RegionNotAllowed:
-        raise
-    except StorageError as exc:
-        if isinstance(exc.__cause__, ClientError):
-            raise
-        log.error("recording storage not reachable at start (%s); recordings are spooled "
-                  "until it is", exc)  # fmt: skip
-        return
-    except Exception as exc:  # botocore connection errors: the endpoint is down
-        log.error("recording storage not reachable at start (%s: %s); recordings are "
-                  "spooled until it is", type(exc).__name__, exc)  # fmt: skip
-        return
-    log.info("recordings go to S3 bucket %s in %s", storage.bucket, region)
-    days = cfg.recording.s3.abort_incomplete_multipart_days
-    if days:
-        try:
-            if await storage.ensure_abort_multipart_rule(days):
-                log.info("added lifecycle rule: abort incomplete multipart uploads after %d "
-                         "day(s)", days)  # fmt: skip
-        except Exception as exc:
-            log.warning("could not set the bucket's AbortIncompleteMultipartUpload lifecycle "
-                        "rule (%s); set it by hand", exc)  # fmt: skip
 
 
 # --- the service
@@ -587,66 +506,6 @@ def photo_view(
     }  # fmt: skip
 
 
-# --- metrics: this feature owns every callassist_recording*/callassist_photos* family;
-# setup() hands collect_metrics to server/observe/metrics.py (Metrics.add_collector).
-
-
-def collect_metrics(s: RecordingService) -> Iterator[Metric]:
-    """Read at scrape time. Every family is always there (zeros before the service starts),
-    because add_collector checks the names once at registration."""
-    c = s.counters
-    g = GaugeMetricFamily("callassist_recordings_active", "Recordings in progress.")
-    g.add_metric([], len(s.active))
-    yield g
-    rec = CounterMetricFamily("callassist_recordings", "Recordings by outcome.",
-                              labels=["outcome"])  # fmt: skip
-    for outcome, n in (("started", c.started), ("completed", c.completed),
-                       ("failed", c.failed), ("recovered", c.recovered)):  # fmt: skip
-        rec.add_metric([outcome], n)
-    yield rec
-    written = c.bytes + sum(a.recorder.stats.bytes_cipher for a in list(s.active.values()))
-    st = s.spool.stats if s.spool is not None else SpoolStats()
-    for name, doc, value in (
-        ("callassist_recording_bytes", "Encrypted recording bytes written to the spool "
-         "(header, segments, manifest).", written),
-        ("callassist_recording_segments", "Segments stored (spooled).", c.segments),
-        ("callassist_recording_segments_lost", "Segments that could not be stored.",
-         c.segments_lost),
-        ("callassist_recording_frames", "Video frames recorded.", c.frames),
-        ("callassist_recording_frames_lost", "Video frames lost by the recorder.",
-         c.frames_lost),
-        ("callassist_recording_upload_failures", "Failed upload attempts to the storage "
-         "(S3); each is retried.", c.upload_failures),
-        ("callassist_recording_spool_over_limit", "Times the spool went over its limit.",
-         c.spool_over_limit),
-        ("callassist_recording_uploaded_bytes", "Ciphertext bytes uploaded to the storage.",
-         st.uploaded_bytes),
-    ):  # fmt: skip
-        fam = CounterMetricFamily(name, doc)
-        fam.add_metric([], value)
-        yield fam
-    for name, doc, value in (
-        ("callassist_recording_spool_bytes", "Ciphertext waiting in the spool.",
-         st.size_bytes),
-        ("callassist_recording_spool_objects", "Objects waiting for upload.", st.pending),
-        ("callassist_recording_spool_over", "1 while the spool is over its limit.",
-         int(st.over_limit)),
-    ):  # fmt: skip
-        gauge = GaugeMetricFamily(name, doc)
-        gauge.add_metric([], value)
-        yield gauge
-    photos = CounterMetricFamily("callassist_photos", "Photos stored, by kind.",
-                                 labels=["kind"])  # fmt: skip
-    for kind in ("snapshot", "upload"):
-        photos.add_metric([kind], c.photos[kind])
-    yield photos
-    refused = CounterMetricFamily("callassist_photos_refused", "Photo uploads refused.",
-                                  labels=["code"])  # fmt: skip
-    for code, n in sorted(c.photos_refused.items()):
-        refused.add_metric([code], n)
-    yield refused
-
-
 # --- setup
 
 
@@ -665,8 +524,6 @@ def setup(app: web.Application) -> None:
     # `serve` names them like every other missing secret.
     service.keyring = build_keyring(app[CONFIG], app[DATA_DIR])
     app[RECORDING] = service
-    if METRICS in app:
-        app[METRICS].add_collector(lambda: collect_metrics(service))
     app.cleanup_ctx.append(_service)
 
 

@@ -26,7 +26,7 @@ from recorder.storage import S3Storage
 from server.core.config import Config
 from server.core.db import Database
 from server.core.secrets import MissingSecret, load_secrets
-from server.recording.service import build_keyring, build_storage, keys_dir
+from server.recording.building import build_keyring, build_storage, keys_dir
 
 log = logging.getLogger(__name__)
 
