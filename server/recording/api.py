@@ -21,7 +21,7 @@ from aiohttp import web
 from recorder import RecordingError
 from server.core.appkeys import AUDIT, CONFIG, DB, ORIGINS
 from server.core.db import User
-from server.http.auth import caller_cookie_name, error, origin_allowed
+from server.http.auth import error, origin_allowed
 from server.http.web_auth import USER_KEY, deny, require_user
 from server.observe.metrics import METRICS
 from server.recording import metrics as recording_metrics
@@ -30,6 +30,7 @@ from server.recording.service import RECORDING, RecordingStartError, photo_view
 from server.recording.service import setup as service_setup
 from server.rooms.manager import ROOMS, LiveRoom
 from server.rooms.state import iso
+from server.sessions.caller import device_session
 
 log = logging.getLogger(__name__)
 
@@ -169,9 +170,7 @@ async def get_photo(request: web.Request) -> web.StreamResponse:
 async def _caller_room(request: web.Request) -> LiveRoom | web.Response:
     if not origin_allowed(request, request.app[ORIGINS]):
         return error(403, "origin_not_allowed", "request from another site refused")
-    cfg = request.app[CONFIG]
-    cookie = request.cookies.get(caller_cookie_name(cfg.secure_cookies))
-    session_id = await request.app[DB].session_for_device(cookie) if cookie else None
+    session_id = await device_session(request)
     if session_id is None:
         return error(401, "not_authenticated", "open the link from your SMS again")
     live = request.app[ROOMS].get(session_id)

@@ -119,10 +119,15 @@ async def open_link(request: web.Request) -> web.StreamResponse:
     raise response
 
 
+async def device_session(request: web.Request) -> str | None:
+    """The session whose link this browser opened (its device cookie), or None. The one
+    way every caller request (page, WebSocket, uploads) finds its caller."""
+    cookie = request.cookies.get(caller_cookie_name(request.app[CONFIG].secure_cookies))
+    return await request.app[DB].session_for_device(cookie) if cookie else None
+
+
 async def caller_page(request: web.Request) -> web.StreamResponse:
-    cfg = request.app[CONFIG]
-    cookie = request.cookies.get(caller_cookie_name(cfg.secure_cookies))
-    session_id = await request.app[DB].session_for_device(cookie) if cookie else None
+    session_id = await device_session(request)
     if session_id is None or request.app[ROOMS].get(session_id) is None:
         return link_invalid()
     return _page("caller.html")

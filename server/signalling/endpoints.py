@@ -8,15 +8,16 @@ import time
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from server.core.appkeys import AUDIT, CONFIG, DB, ORIGINS, SECRETS, WEBSOCKETS
+from server.core.appkeys import AUDIT, CONFIG, ORIGINS, SECRETS, WEBSOCKETS
 from server.core.db import User
 from server.core.ratelimit import TokenBucket
-from server.http.auth import caller_cookie_name, error, origin_allowed
+from server.http.auth import error, origin_allowed
 from server.http.web_auth import LOGIN_SOCKETS, TOKEN_KEY, current_user, deny
 from server.media.peers import ice_servers_for_client
 from server.recording.service import RECORDING
 from server.rooms.connection import Connection
 from server.rooms.manager import ROOMS, LiveRoom
+from server.sessions.caller import device_session
 from server.signalling import messages as P
 from server.toolkit.messages import TYPES as TOOLKIT_TYPES
 from server.toolkit.service import TOOLKIT
@@ -69,9 +70,7 @@ async def caller_ws(request: web.Request) -> web.StreamResponse:
     refused = _precheck(request)
     if refused:
         return refused
-    cfg = request.app[CONFIG]
-    cookie = request.cookies.get(caller_cookie_name(cfg.secure_cookies))
-    session_id = await request.app[DB].session_for_device(cookie) if cookie else None
+    session_id = await device_session(request)
     if session_id is None:
         return error(401, "not_authenticated", "open the link from your SMS again")
     live = request.app[ROOMS].get(session_id)

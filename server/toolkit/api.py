@@ -10,12 +10,13 @@ import logging
 from aiohttp import web
 
 from server.core.appkeys import AUDIT, CLOCK, CONFIG, DB, ORIGINS
-from server.http.auth import caller_cookie_name, error, origin_allowed
+from server.http.auth import error, origin_allowed
 from server.http.web_auth import USER_KEY, current_user, deny, require_user
 from server.recording.photos import PhotoRejected
 from server.recording.service import RECORDING
 from server.rooms.manager import ROOMS, LiveRoom
 from server.rooms.state import iso
+from server.sessions.caller import device_session
 from server.toolkit.service import TOOLKIT, Toolkit, _sniff, blob_url
 
 log = logging.getLogger(__name__)
@@ -23,9 +24,7 @@ log = logging.getLogger(__name__)
 
 
 async def _caller_room(request: web.Request) -> LiveRoom | None:
-    cfg = request.app[CONFIG]
-    cookie = request.cookies.get(caller_cookie_name(cfg.secure_cookies))
-    session_id = await request.app[DB].session_for_device(cookie) if cookie else None
+    session_id = await device_session(request)
     live = request.app[ROOMS].get(session_id) if session_id else None
     return live if live is not None and not live.room.ended else None
 
