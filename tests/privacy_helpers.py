@@ -141,11 +141,11 @@ async def record(server: Any, session_id: str, seconds: float, realtime: bool = 
 
 async def make_subject(
     server: Any, agent: Any, phone: str, colour: str, *, photos: int = 1, video_s: float = 0.0,
-    end: bool = True,
+    end: bool = True, realtime: bool = False,
 ) -> Made:  # fmt: skip
     sid, sig = await caller_for(server, agent, phone)
     photo_ids = [await upload(server, sig, jpeg(colour)) for _ in range(photos)]
-    video_ids = [await record(server, sid, video_s)] if video_s else []
+    video_ids = [await record(server, sid, video_s, realtime)] if video_s else []
     if end:
         status, _ = await agent.post(f"/api/sessions/{sid}/end")
         assert status == 200

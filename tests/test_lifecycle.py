@@ -38,7 +38,10 @@ async def test_report_lists_snapshots_and_recording(make_server: Any) -> None:
     await receiver.start()
     try:
         agent = await server.agent("anna")
-        made = await make_subject(server, agent, "+37120000001", "red", photos=2, video_s=1.2)
+        # Paced like a camera: the recording lasts ~1.2 s of wall clock, so its seconds are > 0
+        # (unpaced, a fast machine encodes it in a few ms and the report rounds to 0.0).
+        made = await make_subject(server, agent, "+37120000001", "red", photos=2, video_s=1.2,
+                                  realtime=True)  # fmt: skip
         status, body = await agent.get(f"/api/sessions/{made.session_id}/report")
         assert status == 200, body
         deadline = time.monotonic() + 10
