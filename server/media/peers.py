@@ -170,6 +170,11 @@ class MediaRoom:
             raise MediaError(f"the offer could not be parsed: {exc}") from None
         if not any(m.kind == "video" for m in offer.media):
             raise MediaError("the offer has no video m-section")
+        problem = _offer_problem(offer)
+        if problem:
+            # Refused here: aiortc would answer and then fail in a background task
+            # (an assertion in its DTLS/ICE start, "Task exception was never retrieved").
+            raise MediaError(problem)
         part = self._participants.get(participant_id)
         if part is None:
             part = self._participants[participant_id] = _Participant(participant_id, role)
@@ -475,6 +480,22 @@ def _transport(report: dict[str, Any]) -> dict[str, int] | None:
     if t is None:
         return None
     return {"bytes_sent": t.bytesSent, "bytes_received": t.bytesReceived}
+
+
+_DIGESTS = frozenset({"sha-1", "sha-224", "sha-256", "sha-384", "sha-512"})
+
+
+def _offer_problem(offer: aiortc_sdp.SessionDescription) -> str | None:
+    """What an offer lacks that aiortc only notices after answering (None: nothing)."""
+    for media in offer.media:
+        if media.kind not in ("audio", "video") or media.port == 0:
+            continue
+        dtls = media.dtls
+        if dtls is None or not any(f.algorithm.lower() in _DIGESTS for f in dtls.fingerprints):
+            return f"m-section {media.rtp.muxId or '?'} has no a=fingerprint (DTLS)"
+        if media.ice is None or not media.ice.usernameFragment or not media.ice.password:
+            return f"m-section {media.rtp.muxId or '?'} has no a=ice-ufrag/a=ice-pwd"
+    return None
 
 
 def _ice_ufrag(offer: aiortc_sdp.SessionDescription) -> str | None:

@@ -13,7 +13,7 @@ from server.core.db import User
 from server.core.ratelimit import TokenBucket
 from server.http.auth import error, origin_allowed
 from server.http.web_auth import LOGIN_SOCKETS, TOKEN_KEY, current_user, deny
-from server.media.peers import ice_servers_for_client
+from server.media.peers import MediaError, ice_servers_for_client
 from server.recording.service import RECORDING
 from server.rooms.connection import Connection
 from server.rooms.manager import ROOMS, LiveRoom
@@ -252,9 +252,12 @@ async def _dispatch(request: web.Request, live: LiveRoom, conn: Connection, msg:
 
     if msg.type == "candidate":
         cand = data.get("candidate")
-        await live.media.add_candidate(
-            conn.participant, data["pc"], P.parse_candidate(cand) if cand else None
-        )
+        try:
+            await live.media.add_candidate(
+                conn.participant, data["pc"], P.parse_candidate(cand) if cand else None
+            )
+        except MediaError as exc:  # a candidate the media layer cannot use: the sender's fault
+            raise P.ProtocolError(P.BAD_MESSAGE, str(exc), "candidate") from None
         return
 
     if msg.type == "media":

@@ -84,6 +84,8 @@ def parse(raw: str, role: str) -> Message:
         data = json.loads(raw)
     except ValueError:
         raise ProtocolError(BAD_JSON, "the message is not valid JSON") from None
+    except RecursionError:  # nesting deeper than the interpreter's stack: hostile
+        raise ProtocolError(BAD_JSON, "the message is nested too deeply") from None
     if not isinstance(data, dict):
         raise ProtocolError(BAD_JSON, "the message must be a JSON object")
     mtype = data.get("type")
@@ -118,6 +120,9 @@ def parse(raw: str, role: str) -> Message:
                 )
             if len(cand["candidate"]) > 1024:
                 raise ProtocolError(BAD_MESSAGE, "candidate too long", mtype)
+            problem = candidate_problem(cand["candidate"])
+            if problem:
+                raise ProtocolError(BAD_MESSAGE, f"bad ICE candidate: {problem}", mtype)
     elif mtype == "snapshot_failed":
         if len(_field(data, "id", str, mtype)) > 64:
             raise ProtocolError(BAD_MESSAGE, "field 'id' is too long", mtype)
@@ -136,6 +141,30 @@ def parse(raw: str, role: str) -> Message:
                 BAD_MESSAGE, "field 'state' must be 'live', 'paused' or 'stopped'", mtype
             )
     return Message(mtype, data)
+
+
+def candidate_problem(line: str) -> str | None:
+    """Why an RFC 8839 candidate line cannot be used (None when it can, or is empty =
+    end of candidates). Checked here so a junk candidate costs the sender a `bad_message`
+    instead of failing deep in the media layer."""
+    if line.startswith("candidate:"):
+        line = line[len("candidate:") :]
+    if not line:
+        return None
+    bits = line.split()
+    if len(bits) < 8:
+        return "too few fields"
+    if not bits[1].isdigit() or not 1 <= int(bits[1]) <= 256:
+        return "the component must be 1..256"
+    if bits[2].lower() not in ("udp", "tcp"):
+        return "the transport must be udp or tcp"
+    if not bits[3].isdigit() or int(bits[3]) >= 2**32:
+        return "the priority must be a 32-bit number"
+    if not bits[5].isdigit() or not 0 <= int(bits[5]) <= 65535:
+        return "the port must be 0..65535"
+    if bits[6] != "typ" or bits[7] not in ("host", "srflx", "prflx", "relay"):
+        return "the type must be host, srflx, prflx or relay"
+    return None
 
 
 def parse_candidate(cand: dict[str, Any]) -> dict[str, Any]:
