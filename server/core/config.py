@@ -204,6 +204,13 @@ class RecordingConfig:
     photo_jpeg_quality: int = 85
     # Photos a caller may send per session.
     photo_max_per_session: int = 50
+    # Memory all photo decoding together may take (MB), shared by photo_decode_workers
+    # decodes at a time (one pool for every session; the others wait): an image whose
+    # decode would need more than its share is refused (413 image_too_large), a JPEG is
+    # decoded scaled down (DCT scaling) when that is enough. 256 MB per decode takes a
+    # 12-16 MP photo at full size.
+    photo_decode_budget_mb: int = 256
+    photo_decode_workers: int = 1
     s3: RecordingS3Config = field(default_factory=RecordingS3Config)
     kms: RecordingKmsConfig = field(default_factory=RecordingKmsConfig)
 
@@ -368,6 +375,9 @@ def _validate_recording(rc: RecordingConfig) -> None:
         raise ConfigError("recording.photo_jpeg_quality: must be 1..95")
     if rc.photo_max_per_session < 0:
         raise ConfigError("recording.photo_max_per_session: must not be negative")
+    if rc.photo_decode_workers < 1 or rc.photo_decode_budget_mb < 16 * rc.photo_decode_workers:
+        raise ConfigError("recording.photo_decode_workers must be >= 1 and "
+                          "photo_decode_budget_mb at least 16 per worker")  # fmt: skip
 
 
 def _validate_toolkit(cfg: Config) -> None:

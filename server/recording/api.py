@@ -12,7 +12,6 @@ Caller (the device cookie of the one-time link, same-origin only):
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
@@ -26,7 +25,7 @@ from server.http.web_auth import USER_KEY, deny, require_user
 from server.observe.metrics import METRICS
 from server.recording import metrics as recording_metrics
 from server.recording.photos import PhotoRejected
-from server.recording.service import RECORDING, RecordingStartError, photo_view
+from server.recording.service import RECORDING, RecordingService, RecordingStartError, photo_view
 from server.recording.service import setup as service_setup
 from server.rooms.manager import ROOMS, LiveRoom
 from server.rooms.state import iso
@@ -209,26 +208,44 @@ async def caller_upload(request: web.Request) -> web.StreamResponse:
         service.counters.photos_refused["snapshot_unknown"] += 1
         return error(409, "snapshot_unknown", "this snapshot was not asked for, or it expired")
     try:
-        service.check_photo_quota(live)
-        data = await _read_body(request, request.app[CONFIG].recording.photo_max_bytes)
-        photo = await asyncio.to_thread(service.clean, data)  # a full decode: off the loop
+        service.reserve_photo(live)  # before any await: parallel uploads count at once
     except PhotoRejected as exc:
-        service.counters.photos_refused[exc.code] += 1
-        log.info("room %s: %s refused: %s", live.room.id, kind, exc.code)
-        if snapshot_id:
-            service.tell_snapshot_failed(live, snapshot_id, exc.code)
-        return error(exc.status, exc.code, exc.message)
+        return _refused(service, live, kind, snapshot_id, exc)
+    try:
+        data = await _read_body(request, request.app[CONFIG].recording.photo_max_bytes)
+        photo = await service.clean(data)  # in the image pool, within its memory share
+    except PhotoRejected as exc:
+        service.release_photo(live)
+        return _refused(service, live, kind, snapshot_id, exc)
+    except BaseException:  # the client went away mid-body, or the server is stopping
+        service.release_photo(live)
+        raise
     try:
         view = await service.store_photo(live, photo, kind, snapshot_id)
     except Exception as exc:
+        service.release_photo(live)
         log.exception("room %s: storing a photo failed", live.room.id)
         if snapshot_id:
             service.tell_snapshot_failed(live, snapshot_id, "storage_unavailable")
         return error(503, "storage_unavailable", f"the photo could not be stored: {exc}")
+    except BaseException:
+        service.release_photo(live)
+        raise
     await _audit(request, f"photo.{kind}", view["id"])
     return web.json_response({"photo": {k: view[k] for k in ("id", "kind", "taken_at",
                                                             "width", "height")}},
                              status=201)  # fmt: skip
+
+
+def _refused(
+    service: RecordingService, live: LiveRoom, kind: str, snapshot_id: str | None,
+    exc: PhotoRejected,
+) -> web.Response:  # fmt: skip
+    service.counters.photos_refused[exc.code] += 1
+    log.info("room %s: %s refused: %s", live.room.id, kind, exc.code)
+    if snapshot_id:
+        service.tell_snapshot_failed(live, snapshot_id, exc.code)
+    return error(exc.status, exc.code, exc.message)
 
 
 def setup(app: web.Application) -> None:

@@ -47,6 +47,7 @@ from server.core.config import Config
 from server.core.db import Database
 from server.privacy.subjects import recording_objected
 from server.recording.building import build_keyring, build_storage, check_storage, spool_dir
+from server.recording.image_pool import ImagePool
 from server.recording.keystore import database_keys, expected, store_key
 from server.recording.photos import CleanPhoto, PhotoRejected, clean_photo
 from server.rooms.manager import ROOMS, LiveRoom, RoomManager
@@ -117,7 +118,11 @@ class RecordingService:
         self.spool_over_limit = False
         self._locks: dict[str, asyncio.Lock] = {}
         self._snapshots: dict[str, dict[str, float]] = {}  # room -> request id -> expiry
+        # Photos stored or being stored, per room: reserved before the first await of an
+        # upload, so parallel uploads cannot pass the cap together (released on failure).
         self._photo_counts: Counter[str] = Counter()
+        rc = self.config.recording
+        self.images = ImagePool(rc.photo_decode_workers, rc.photo_decode_budget_mb << 20)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closing = False
 
@@ -154,6 +159,7 @@ class RecordingService:
     async def close(self) -> None:
         """Finish every recording (segment + manifest), then let the spool upload a while."""
         self._closing = True
+        self.images.close()
         await asyncio.gather(
             *(self._stop_active(room_id) for room_id in list(self.active)),
             return_exceptions=True,
@@ -433,16 +439,26 @@ class RecordingService:
         expiry = self._snapshots.get(live.room.id, {}).pop(request_id, None)
         return expiry is not None and expiry >= self.clock()
 
-    def check_photo_quota(self, live: LiveRoom) -> None:
+    def reserve_photo(self, live: LiveRoom) -> None:
+        """Take one of the session's photos, or refuse (429). Call before any await;
+        `release_photo` gives it back when the upload then fails."""
         limit = self.config.recording.photo_max_per_session
         if self._photo_counts[live.room.id] >= limit:
             raise PhotoRejected(429, "too_many_photos",
                                 f"at most {limit} photos can be sent in one session")  # fmt: skip
+        self._photo_counts[live.room.id] += 1
 
-    def clean(self, data: bytes) -> CleanPhoto:
+    def release_photo(self, live: LiveRoom) -> None:
+        if self._photo_counts[live.room.id] > 0:
+            self._photo_counts[live.room.id] -= 1
+
+    async def clean(self, data: bytes) -> CleanPhoto:
+        """Check and re-encode a photo in the image pool, within its memory share."""
         rc = self.config.recording
-        return clean_photo(data, max_pixels=rc.photo_max_pixels, max_side=rc.photo_max_side_px,
-                           quality=rc.photo_jpeg_quality)  # fmt: skip
+        return await self.images.run(lambda: clean_photo(
+            data, max_pixels=rc.photo_max_pixels, max_side=rc.photo_max_side_px,
+            quality=rc.photo_jpeg_quality, max_decode_bytes=self.images.per_decode_bytes,
+        ))  # fmt: skip
 
     async def store_photo(
         self, live: LiveRoom, photo: CleanPhoto, kind: str, snapshot_id: str | None = None
@@ -484,7 +500,6 @@ class RecordingService:
                 await self.db.delete_recording_rows([rec.id])  # and its key record
             raise
         self.counters.photos[kind] += 1
-        self._photo_counts[live.room.id] += 1
         view = photo_view(live.room.id, rec.id, kind, now, photo.width, photo.height, size,
                           snapshot_id)  # fmt: skip
         agent = live.conns.get("agent")

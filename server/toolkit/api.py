@@ -4,7 +4,6 @@ agent's annotated snapshot; `setup` creates the toolkit and adds these routes.""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from aiohttp import web
@@ -182,13 +181,17 @@ async def save_snapshot(request: web.Request) -> web.StreamResponse:
     if data is None:
         return error(413, "too_large", "the snapshot is too large")
     try:
-        service.check_photo_quota(live)
-        photo = await asyncio.to_thread(service.clean, data)
+        service.reserve_photo(live)  # before any await (server/recording/service.py)
     except PhotoRejected as exc:
         return error(exc.status, exc.code, exc.message)
     try:
+        photo = await service.clean(data)  # the one image pool, within its memory share
         view = await service.store_photo(live, photo, "snapshot")
+    except PhotoRejected as exc:
+        service.release_photo(live)
+        return error(exc.status, exc.code, exc.message)
     except Exception as exc:
+        service.release_photo(live)
         log.exception("room %s: storing an annotated snapshot failed", live.room.id)
         return error(503, "storage_unavailable", f"the snapshot could not be stored: {exc}")
     user = request[USER_KEY]
