@@ -34,7 +34,9 @@ def free_port() -> int:
 def test_config(port: int, **sections: dict[str, Any]) -> config_mod.Config:
     data: dict[str, Any] = {
         "http": {"public_url": f"http://127.0.0.1:{port}"},
-        "media": {"ice_host_addresses": ["127.0.0.1"]},
+        # The whole suite runs on loopback: the server must accept loopback candidates
+        # (a real deployment does not, media.allow_loopback_candidates).
+        "media": {"ice_host_addresses": ["127.0.0.1"], "allow_loopback_candidates": True},
     }
     for name, values in sections.items():
         data.setdefault(name, {}).update(values)

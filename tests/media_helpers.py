@@ -35,6 +35,8 @@ WIDTH, HEIGHT = 320, 240
 
 
 def loopback_config(**overrides: Any) -> MediaConfig:
+    # Loopback candidates are refused by default (a real deployment): tests run on loopback.
+    overrides.setdefault("allow_loopback_candidates", True)
     return MediaConfig(ice_host_addresses=["127.0.0.1"], **overrides)
 
 

@@ -123,7 +123,7 @@ async def test_serve_and_graceful_shutdown(tmp_path: Path) -> None:
     cfg = tmp_path / "c.toml"
     cfg.write_text(
         f'[http]\npublic_url = "http://127.0.0.1:{port}"\n'
-        '[media]\nice_host_addresses = ["127.0.0.1"]\n'
+        '[media]\nice_host_addresses = ["127.0.0.1"]\nallow_loopback_candidates = true\n'
     )
     proc = await asyncio.create_subprocess_exec(
         *CLI,

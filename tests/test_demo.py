@@ -24,7 +24,9 @@ PASSWORD = re.compile(r"the password '([^']+)'")
 async def test_demo_shows_the_pattern_in_the_agents_video(tmp_path: Path, browser) -> None:  # type: ignore[no-untyped-def]
     port = free_port()
     conf = tmp_path / "c.toml"
-    conf.write_text('[media]\nice_host_addresses = ["127.0.0.1"]\n')
+    conf.write_text(
+        '[media]\nice_host_addresses = ["127.0.0.1"]\nallow_loopback_candidates = true\n'
+    )
     proc = await asyncio.create_subprocess_exec(
         *CLI, "demo", "--port", str(port), "--config", str(conf),
         stdin=asyncio.subprocess.DEVNULL,

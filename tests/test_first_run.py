@@ -60,7 +60,9 @@ async def test_setup_link_in_chromium_then_an_agent_starts_a_session(
 ) -> None:  # type: ignore[no-untyped-def]
     port = free_port()
     cfg = tmp_path / "c.toml"
-    cfg.write_text('[media]\nice_host_addresses = ["127.0.0.1"]\n')  # no public_url
+    cfg.write_text(  # no public_url
+        '[media]\nice_host_addresses = ["127.0.0.1"]\nallow_loopback_candidates = true\n'
+    )
     data = tmp_path / "empty"
     proc = await _serve("--port", str(port), "--data-dir", str(data), "--config", str(cfg))
     try:

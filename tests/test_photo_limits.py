@@ -69,7 +69,8 @@ def _start_serve(tmp_path: Path) -> tuple[subprocess.Popen[bytes], str]:
                    capture_output=True)  # fmt: skip
     cfg = tmp_path / "c.toml"
     cfg.write_text(f'[http]\npublic_url = "http://127.0.0.1:{port}"\n'
-                   '[media]\nice_host_addresses = ["127.0.0.1"]\n')  # fmt: skip
+                   '[media]\nice_host_addresses = ["127.0.0.1"]\n'
+                   'allow_loopback_candidates = true\n')  # fmt: skip
     log = (tmp_path / "serve.log").open("wb")
     args = ["serve", "--port", str(port), "--data-dir", str(data), "--config", str(cfg)]
     proc = subprocess.Popen([*CLI, *args], stdout=log, stderr=subprocess.STDOUT)

@@ -178,7 +178,7 @@ async def test_sigterm_finishes_the_recording(tmp_path: Path) -> None:
     data_dir = tmp_path / "d"
     conf = tmp_path / "c.toml"
     conf.write_text(f'[http]\npublic_url = "{url}"\n[media]\nice_host_addresses = ["127.0.0.1"]\n'
-                    '[recording]\nsegment_s = 1.0\n')  # fmt: skip
+                    'allow_loopback_candidates = true\n[recording]\nsegment_s = 1.0\n')  # fmt: skip
     add = await asyncio.create_subprocess_exec(
         *CLI, "user", "add", "anna", "--role", "agent", "--password-stdin", "--data-dir",
         str(data_dir), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL,

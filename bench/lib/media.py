@@ -31,6 +31,8 @@ FORWARDINGS = ("rtp",)
 def loopback(**overrides: Any) -> MediaConfig:
     """The media config as shipped, with ICE on loopback only: a bench's clients are
     aiortc peers on the same machine."""
+    # Loopback candidates are refused by default (a real deployment): the bench runs on lo.
+    overrides.setdefault("allow_loopback_candidates", True)
     return MediaConfig(ice_host_addresses=["127.0.0.1"], **overrides)
 
 

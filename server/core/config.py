@@ -92,6 +92,12 @@ class MediaConfig:
     subscriber_queue_frames: int = 60
     # Minimum spacing of keyframe requests sent upstream to one source.
     keyframe_min_interval_s: float = 0.3
+    # Remote ICE candidates (in offers and `candidate` messages) are used only at public
+    # addresses: the server must not be made to send STUN into its own networks. A
+    # deployment whose callers reach it over a LAN/VPN allows private ranges (RFC 1918,
+    # fc00::/7, link-local, 100.64/10, mDNS .local names); loopback only for tests/demos.
+    allow_private_candidates: bool = False
+    allow_loopback_candidates: bool = False
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import ipaddress
 import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -194,6 +195,10 @@ class MediaRoom:
                     self._retire(part, leg)
                 leg = self._new_leg(part, pc_id)
                 leg.remote_ufrag = ufrag
+            sdp, dropped = _filter_sdp_candidates(sdp, self._candidate_allowed)
+            if dropped:
+                logger.info("room %s: %d candidate(s) of %s outside the allowed addresses "
+                            "dropped", self.room_id, dropped, participant_id)  # fmt: skip
             try:
                 return await self._negotiate(part, leg, offer, sdp)
             except Exception as exc:
@@ -215,6 +220,9 @@ class MediaRoom:
             if leg is None or leg.pc_id != pc_id or leg.retired:
                 return  # not the current pc: stale, ignored by contract
             ice = _parse_candidate(candidate)
+            if ice is not None and not self._candidate_allowed(ice.ip):
+                logger.debug("room %s: candidate at %s dropped", self.room_id, ice.ip)
+                return  # not an error: the address is just not one this server talks to
             try:
                 await leg.pc.addIceCandidate(ice)
             except Exception as exc:
@@ -310,6 +318,13 @@ class MediaRoom:
         return out
 
     # --- internals ------------------------------------------------------------------
+
+    def _candidate_allowed(self, host: str) -> bool:
+        return candidate_address_allowed(
+            host,
+            private=self.config.allow_private_candidates,
+            loopback=self.config.allow_loopback_candidates,
+        )
 
     def _new_leg(self, part: _Participant, pc_id: int) -> _Leg:
         # iceServers=[] when nothing is configured: aiortc's default adds a public STUN
@@ -480,6 +495,46 @@ def _transport(report: dict[str, Any]) -> dict[str, int] | None:
     if t is None:
         return None
     return {"bytes_sent": t.bytesSent, "bytes_received": t.bytesReceived}
+
+
+# Not global, but reached over a LAN/VPN/carrier NAT: allowed with allow_private.
+_SHARED = ipaddress.ip_network("100.64.0.0/10")
+
+
+def candidate_address_allowed(host: str, *, private: bool, loopback: bool) -> bool:
+    """May the server send ICE checks to a remote candidate at `host`? Public unicast
+    addresses always; private ones (and mDNS names, which stand for them) only when
+    `private`; loopback only when `loopback`; anything else (unspecified, multicast,
+    reserved, other names) never."""
+    if host.lower().endswith(".local"):
+        return private
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if ip.is_loopback:
+        return loopback
+    if ip.is_unspecified or ip.is_multicast or ip.is_reserved:
+        return False
+    if ip.is_global:
+        return True
+    return private and (ip.is_private or ip.is_link_local or ip in _SHARED)
+
+
+def _filter_sdp_candidates(sdp: str, allowed: Callable[[str], bool]) -> tuple[str, int]:
+    """The SDP without its a=candidate lines at addresses that are not allowed."""
+    kept: list[str] = []
+    dropped = 0
+    for line in sdp.splitlines():
+        if line.startswith("a=candidate:"):
+            bits = line.split()
+            if len(bits) < 8 or not allowed(bits[4]):
+                dropped += 1
+                continue
+        kept.append(line)
+    return "\r\n".join(kept) + "\r\n", dropped
 
 
 _DIGESTS = frozenset({"sha-1", "sha-224", "sha-256", "sha-384", "sha-512"})

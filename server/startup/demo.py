@@ -74,6 +74,8 @@ def configure(cfg: Config) -> Config:
             cfg.recording, storage="local", local_dir="", spool_dir="", keyring="local",
             keys_dir="",
         ),
+        # The built-in caller runs on this machine: its candidates are local addresses.
+        media=r(cfg.media, allow_private_candidates=True, allow_loopback_candidates=True),
     )  # fmt: skip
 
 
