@@ -39,7 +39,6 @@ from __future__ import annotations
 import inspect
 import logging
 import time
-import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -116,7 +115,16 @@ class _TransportTap:
         await self.original(data, arrival_time_ms)
 
 
-_taps: weakref.WeakKeyDictionary[RTCDtlsTransport, _TransportTap] = weakref.WeakKeyDictionary()
+# The tap lives ON its transport (an attribute), never in a module-level map: a
+# WeakKeyDictionary whose value (the tap) refers back to its key (the transport) keeps the
+# key alive for ever, and with it the whole RTCPeerConnection (#14 item 15: ~265 KB per
+# publishing offer never given back). transport <-> tap is a plain cycle the GC collects.
+_TAP = "_callassist_rtp_tap"
+
+
+def _tap_of(transport: RTCDtlsTransport) -> _TransportTap | None:
+    tap = getattr(transport, _TAP, None)
+    return tap if isinstance(tap, _TransportTap) else None
 
 
 def tap_rtp(receiver: RTCRtpReceiver, handler: RtpHandler) -> None:
@@ -125,21 +133,22 @@ def tap_rtp(receiver: RTCRtpReceiver, handler: RtpHandler) -> None:
     (sender reports, BYE) and its receiver reports keep running in aiortc."""
     ensure_compat()
     transport = receiver.transport
-    tap = _taps.get(transport)
+    tap = _tap_of(transport)
     if tap is None:
-        tap = _taps[transport] = _TransportTap(transport)
+        tap = _TransportTap(transport)
+        setattr(transport, _TAP, tap)
         transport._handle_rtp_data = tap  # type: ignore[method-assign]
     tap.handlers[receiver] = handler
 
 
 def untap_rtp(receiver: RTCRtpReceiver) -> None:
-    tap = _taps.get(receiver.transport)
+    tap = _tap_of(receiver.transport)
     if tap is not None:
         tap.handlers.pop(receiver, None)
 
 
 def tapped(receiver: RTCRtpReceiver) -> bool:
-    tap = _taps.get(receiver.transport)
+    tap = _tap_of(receiver.transport)
     return tap is not None and receiver in tap.handlers
 
 
@@ -315,7 +324,13 @@ class SenderFeedback:
         return None
 
 
-_feedback: weakref.WeakKeyDictionary[RTCRtpSender, SenderFeedback] = weakref.WeakKeyDictionary()
+# On the sender itself, for the reason given at _TAP (a feedback refers to its sender).
+_FEEDBACK = "_callassist_feedback"
+
+
+def _feedback_of(sender: RTCRtpSender) -> SenderFeedback | None:
+    fb = getattr(sender, _FEEDBACK, None)
+    return fb if isinstance(fb, SenderFeedback) else None
 
 
 def on_sender_rtcp(
@@ -326,17 +341,17 @@ def on_sender_rtcp(
     sender reports still reach aiortc (RTT, remote stats)."""
     ensure_compat()
     if feedback is None:
-        if only is None or _feedback.get(sender) is only:
-            _feedback.pop(sender, None)
+        if only is None or _feedback_of(sender) is only:
+            setattr(sender, _FEEDBACK, None)
         return
-    _feedback[sender] = feedback
+    setattr(sender, _FEEDBACK, feedback)
     if "_handle_rtcp_packet" in vars(sender):
         return  # already wrapped: it looks the feedback up on every packet
     original = sender._handle_rtcp_packet
     ssrc = sender._ssrc
 
     async def handle(packet: Any) -> None:
-        fb = _feedback.get(sender)
+        fb = _feedback_of(sender)
         if fb is None:
             await original(packet)
             return
