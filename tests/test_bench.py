@@ -200,3 +200,10 @@ def test_media_internals_imported_in_one_place() -> None:
         )
     )
     assert importers == ["lib/media.py"]
+
+
+def test_offer_memory_json_keys() -> None:
+    result = run_json("offer_memory.py", "--rooms", "1", "--offers", "3")
+    assert set(result) == {"rooms", "offers_per_room", "rss_before_mb", "rss_after_offers_mb",
+                           "rss_after_end_mb", "kb_per_offer_kept"}  # fmt: skip
+    assert result["rss_before_mb"] > 0
