@@ -84,7 +84,7 @@ async def run(rooms: int, offers: int) -> dict[str, Any]:
         proc, url = start_server(Path(tmp))
         try:
             async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as agent:
-                for _ in range(300):
+                for _ in range(1200):  # a loaded machine starts slowly
                     try:
                         async with agent.get(url + "/healthz") as r:
                             if r.status == 200:
