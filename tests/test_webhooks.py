@@ -43,6 +43,7 @@ class Receiver:
         # dropped and counted in `duplicates`, as the contract tells receivers to do.
         self.dedupe = dedupe
         self.duplicates: list[str] = []
+        self.hold = False  # while True: every request is answered 503 (down for a while)
         self.events: list[dict[str, Any]] = []
         self.seen_ids: set[str] = set()
         self.requests = 0
@@ -56,6 +57,8 @@ class Receiver:
     async def handle(self, request: web.Request) -> web.Response:
         self.requests += 1
         body = await request.read()
+        if self.hold:
+            return web.Response(status=503)
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
         ts = request.headers.get("X-Callassist-Timestamp", "")
