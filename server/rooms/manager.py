@@ -126,7 +126,7 @@ class RoomManager:
             except Exception as exc:
                 if unavailable(exc):
                     await asyncio.sleep(delay)
-                    delay = min(delay * 2, 5.0)
+                    delay = min(delay * 2, 2.0)
                     continue
                 log.exception("writing %s of room %s failed", event.kind, event.room.id)
             self._unwritten.popleft()
