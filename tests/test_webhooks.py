@@ -270,6 +270,9 @@ async def test_outbox_row_in_the_same_transaction(make_server) -> None:  # type:
     heads = await db.outbox_heads(time.time() + 3600)
     assert [h["type"] for h in heads if h["session_id"] == sid] == ["session.created"]
     assert (await db.outbox_counts())["pending"] == before["pending"] + 1  # one ended only
+    # Erasure and retention delete a session's undelivered events with it.
+    assert await db.delete_sessions([sid]) == 1
+    assert (await db.outbox_counts())["pending"] == 0
 
 
 def test_webhook_key_needed_only_with_urls(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
