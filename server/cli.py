@@ -388,6 +388,10 @@ def parser() -> argparse.ArgumentParser:
 
     add_privacy_parsers(sub, _common, _load)  # subject find|export|erase|rectify|object, retention
 
+    from server.observe.webhooks_cli import add_parsers as add_webhooks_parsers
+
+    add_webhooks_parsers(sub, _common, _load)  # webhooks dead|replay
+
     c = sub.add_parser("config", help="check a configuration file")
     csub = c.add_subparsers(dest="action", required=True)
     chk = csub.add_parser(

@@ -55,6 +55,11 @@ class PostgresServer:
             "--encoding=UTF8",
             "--no-sync",
         )
+        self.start_server()
+
+    def start_server(self) -> None:
+        """Start the cluster made by `start` (again, after `stop_server`), on the same port."""
+        data = self.dir / "data"
         opts = (
             f"-c listen_addresses=127.0.0.1 -c port={self.port} -c fsync=off "
             f"-c unix_socket_directories={self.dir} -c max_connections=200"
@@ -83,6 +88,11 @@ class PostgresServer:
             name,
         )
         return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/{name}"
+
+    def stop_server(self) -> None:
+        """Stop the server, keeping its data (the "database down" tests start it again)."""
+        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.dir / "data"), "-m", "fast",
+                  "-w", "stop")  # fmt: skip
 
     def stop(self) -> None:
         try:

@@ -51,6 +51,8 @@ EMPTY: dict[tuple[str, ...], tuple[list[str], int, str]] = {
     ),  # fmt: skip
     ("subject", "object"): (["--phone", "20000012"], 0, "will not be recorded"),
     ("retention", "run"): ([], 0, "nothing is past its retention"),
+    ("webhooks", "dead"): ([], 0, "no dead letters"),
+    ("webhooks", "replay"): (["--all"], 0, "0 events pending again"),
     ("serve",): ([], 0, "serving on"),  # below: a real process, stopped with SIGTERM
     ("demo",): ([], 0, "DEMO mode"),  # a real process: tests/test_demo.py
 }

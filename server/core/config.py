@@ -121,12 +121,20 @@ class WebhooksConfig:
     urls: list[str] = field(default_factory=list)
     # Seconds to wait for one delivery attempt.
     timeout_s: float = 5.0
-    # Events waiting per receiver; beyond it new events are dropped (and counted).
+    # Obsolete and ignored since the outbox is in the database (nothing is dropped);
+    # still accepted so older configuration files load.
     max_queue: int = 1000
     # Retry backoff: first wait, doubling up to the maximum, for at most give_up_after_s.
     retry_initial_s: float = 1.0
     retry_max_s: float = 300.0
     give_up_after_s: float = 86_400.0
+    # The delivery lease (one node delivers at a time): seconds it lasts without renewal,
+    # i.e. how long after its holder died another node takes over; and how often each
+    # node renews it / looks for due events written by other nodes.
+    lease_s: float = 10.0
+    poll_s: float = 1.0
+    # Sessions delivered at the same time (one event of each) by the lease holder.
+    max_in_flight: int = 16
 
 
 @dataclass(frozen=True)
@@ -350,6 +358,11 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("webhooks: timeout_s, max_queue and retry_initial_s must be positive")
     if wh.retry_max_s < wh.retry_initial_s:
         raise ConfigError("webhooks.retry_max_s: must be at least retry_initial_s")
+    if wh.poll_s <= 0 or wh.max_in_flight < 1:
+        raise ConfigError("webhooks: poll_s and max_in_flight must be positive")
+    if wh.lease_s < 2 * wh.poll_s:
+        raise ConfigError("webhooks.lease_s: must be at least twice poll_s (it is renewed "
+                          "every poll_s)")  # fmt: skip
 
 
 def _validate_recording(rc: RecordingConfig) -> None:

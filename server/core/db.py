@@ -15,6 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from server.core.repositories.outbox import OutboxHook
 from server.core.repositories.recordings import RecordingsRepository
 from server.core.repositories.sessions import SessionsRepository
 from server.core.repositories.subjects import SubjectsRepository
@@ -32,6 +33,7 @@ from server.core.schema import (  # noqa: F401 (re-exported: the tables are the 
     sessions,
     token_hash,
     users,
+    webhook_outbox,
 )
 from server.paths import MIGRATIONS
 
@@ -52,7 +54,14 @@ class Database(UsersRepository, SessionsRepository, RecordingsRepository, Subjec
             # One file, many coroutines: SQLite serialises writers; a timeout avoids
             # spurious "database is locked" under a short burst.
             kwargs["connect_args"] = {"timeout": 15}
+        else:
+            # A server restart (or a network cut) leaves dead connections in the pool:
+            # test each one before use, so the first request after the database is back
+            # works instead of failing on a stale connection (docs/ops.md).
+            kwargs["pool_pre_ping"] = True
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
+        # Set by the webhooks feature: which session writes also write outbox rows.
+        self.outbox_hook: OutboxHook | None = None
 
     async def create_schema(self) -> None:
         """Bring the schema to the newest revision: `alembic upgrade head` on this engine
@@ -73,6 +82,35 @@ class Database(UsersRepository, SessionsRepository, RecordingsRepository, Subjec
         """One round trip (readiness): raises when the database cannot be reached."""
         async with self.engine.connect() as conn:
             await conn.execute(sa.text("SELECT 1"))
+
+
+def unavailable(exc: BaseException) -> bool:
+    """True when `exc` means the database cannot be reached right now (stopped, restarting,
+    connection lost), not that the query was wrong: the caller may try again later."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, (sa.exc.OperationalError, sa.exc.InterfaceError)):
+            return True
+        if isinstance(cur, sa.exc.DBAPIError) and cur.connection_invalidated:
+            return True
+        if isinstance(cur, (ConnectionError, OSError, TimeoutError)):
+            return True
+        # asyncpg's own (not importable without PostgreSQL support installed): lost or
+        # refused connections, and "the database system is shutting down/starting up".
+        name = type(cur).__name__
+        if name in _UNAVAILABLE_NAMES:
+            return True
+        cur = getattr(cur, "orig", None) or cur.__cause__ or cur.__context__
+    return False
+
+
+_UNAVAILABLE_NAMES = frozenset({
+    "ConnectionDoesNotExistError", "ConnectionFailureError", "CannotConnectNowError",
+    "AdminShutdownError", "CrashShutdownError", "PostgresConnectionError",
+    "ClientCannotConnectError", "ConnectionRejectionError", "TooManyConnectionsError",
+})  # fmt: skip
 
 
 def alembic_config(connection: Any = None) -> Any:

@@ -143,3 +143,37 @@ def token_hash(token: str) -> str:
     # Tokens carry >= 128 random bits, so a plain (unsalted) SHA-256 is enough to make the
     # stored value useless while still allowing an indexed lookup.
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+# --- the webhook outbox (server/observe/webhooks.py; docs/ops.md, "Webhooks") -----------
+# One row per event and receiver, written in the same transaction as the session change
+# that caused it; deleted once the receiver took it. `status`: pending | dead (given up,
+# waiting for `callassist webhooks replay`). The row's `data` carries what the receiver is
+# sent (a masked number, the reference), never the phone number itself.
+webhook_outbox = sa.Table(
+    "webhook_outbox",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),  # the order
+    sa.Column("id", sa.String(40), nullable=False, index=True),  # the event id (evt_…)
+    sa.Column("url", sa.String(2048), nullable=False),
+    sa.Column("session_id", sa.String(32), nullable=False, index=True),
+    sa.Column("type", sa.String(32), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),  # when it happened (server clock)
+    sa.Column("queued_at", sa.Float, nullable=False),  # wall clock: give_up_after_s from it
+    sa.Column("data", sa.Text, nullable=False),  # JSON
+    sa.Column("body", sa.Text),  # the JSON sent, frozen at the first attempt
+    sa.Column("status", sa.String(16), nullable=False, index=True),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("next_attempt_at", sa.Float, nullable=False),
+    sa.Column("last_error", sa.String(256)),
+)
+
+# Who delivers the outbox: one row per job (`webhooks`), held by one node until
+# `expires_at` (wall clock); the holder renews it, another node takes it once it expired.
+leases = sa.Table(
+    "leases",
+    metadata,
+    sa.Column("name", sa.String(32), primary_key=True),
+    sa.Column("holder", sa.String(128), nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False),
+)

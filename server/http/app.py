@@ -25,7 +25,7 @@ from server.core.appkeys import (
 )
 from server.core.audit import Audit
 from server.core.config import Config
-from server.core.db import Database
+from server.core.db import Database, unavailable
 from server.core.ratelimit import KeyedLimiter
 from server.core.secrets import load_secrets
 from server.http import admin, web_auth
@@ -82,6 +82,29 @@ async def security_headers(
             raise response
         return web.Response(status=response.status, body=response.body, headers=response.headers)
     return response
+
+
+@web.middleware
+async def database_unavailable(
+    request: web.Request, handler: Callable[[web.Request], object]
+) -> web.StreamResponse:
+    """A request that needs the database while it cannot be reached gets a clear 503
+    (docs/api.md, `database_unavailable`) instead of a 500 and a traceback; live rooms go
+    on meanwhile (docs/ops.md, "Database down")."""
+    try:
+        return await handler(request)  # type: ignore[misc,no-any-return]
+    except web.HTTPException:
+        raise
+    except Exception as exc:
+        if not unavailable(exc):
+            raise
+        log.warning("%s %s: database unavailable (%s)", request.method, request.path,
+                    type(exc).__name__)  # fmt: skip
+        return web.json_response(
+            {"error": {"code": "database_unavailable",
+                       "message": "the database cannot be reached; try again in a moment"}},
+            status=503, headers={"Retry-After": "5"},
+        )  # fmt: skip
 
 
 def _sms_sender(cfg: Config, key: bytes | None) -> SmsSender:
@@ -148,7 +171,8 @@ def create_app(
 ) -> web.Application:
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     app = web.Application(
-        middlewares=[security_headers], client_max_size=config.http.max_body_bytes
+        middlewares=[security_headers, database_unavailable],
+        client_max_size=config.http.max_body_bytes,
     )
     secrets = load_secrets(
         config.environment,

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from server.core.appkeys import AUDIT, CLOCK, CONFIG, DB, LOGIN_LIMITER, ORIGINS, SECRETS
-from server.core.db import User, token_hash
+from server.core.db import User, token_hash, unavailable
 from server.core.ratelimit import FailureBackoff
 from server.http.auth import (
     MAX_USERNAME_CHARS,
@@ -106,8 +106,8 @@ async def _revalidate(app: web.Application) -> None:
             continue
         try:
             alive = await db.live_logins(logins, app[CLOCK]())
-        except Exception:  # the database is away for a moment: try again next round
-            log.warning("could not check the logins of open sockets", exc_info=True)
+        except Exception as exc:  # the database is away for a moment: try again next round
+            log.warning("could not check the logins of open sockets", exc_info=not unavailable(exc))
             continue
         gone = logins - alive
         if gone:

@@ -29,7 +29,7 @@ from aiohttp import web
 from prometheus_client.core import CounterMetricFamily, Metric
 
 from server.core.appkeys import AUDIT, CLOCK, DB
-from server.core.db import User
+from server.core.db import User, unavailable
 from server.core.phone import mask
 from server.http.auth import error
 from server.http.web_auth import TOKEN_KEY, USER_KEY, require_user
@@ -123,8 +123,11 @@ class OpsMonitor:
         while True:
             try:
                 await self.sample()
-            except Exception:  # the console must keep going whatever one sample did
-                log.exception("ops sample failed")
+            except Exception as exc:  # the console must keep going whatever one sample did
+                if unavailable(exc):  # said once a second, no traceback: nothing to debug
+                    log.warning("ops sample: database unavailable (%s)", type(exc).__name__)
+                else:
+                    log.exception("ops sample failed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._kick.wait(), self.interval_s)
             self._kick.clear()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,7 +20,7 @@ from typing import Any
 from aiohttp import web
 
 from server.core.config import Config
-from server.core.db import Database
+from server.core.db import Database, unavailable
 from server.media.peers import MediaEvent, MediaRoom
 from server.rooms.connection import CLOSE_REPLACED, CLOSE_ROOM_ENDED
 from server.rooms.participant import CALLER, MessageSink, Participant
@@ -68,6 +69,9 @@ class RoomManager:
         self.router.deliver_to(self._deliver)
         self._live: dict[str, LiveRoom] = {}
         self._listeners: list[RoomListener] = []
+        # Session writes that waited for the database (see _persist), oldest first.
+        self._unwritten: deque[tuple[RoomEvent, float]] = deque()
+        self._writer: asyncio.Task[None] | None = None
 
     def listen(self, listener: RoomListener) -> None:
         """Add a listener for room events (webhooks, metrics, the ops console)."""
@@ -95,16 +99,56 @@ class RoomManager:
             self._emit(event)
 
     async def _persist(self, event: RoomEvent) -> None:
+        """Write what `event` changed in the session record. While the database cannot be
+        reached the room goes on (media, messages): the write waits, in order, and is
+        retried until the database is back (docs/ops.md, "Database down")."""
+        at = self.clock()
+        if self._unwritten:  # behind the writes already waiting: the order is kept
+            self._unwritten.append((event, at))
+            return
+        try:
+            await self._write(event, at)
+        except Exception as exc:
+            if not unavailable(exc):
+                raise
+            log.warning("database unavailable: %s of room %s is kept and written later (%s)",
+                        event.kind, event.room.id, exc)  # fmt: skip
+            self._unwritten.append((event, at))
+            if self._writer is None or self._writer.done():
+                self._writer = asyncio.ensure_future(self._write_later())
+
+    async def _write_later(self) -> None:
+        delay = 0.5
+        while self._unwritten:
+            event, at = self._unwritten[0]
+            try:
+                await self._write(event, at)
+            except Exception as exc:
+                if unavailable(exc):
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 2.0)
+                    continue
+                log.exception("writing %s of room %s failed", event.kind, event.room.id)
+            self._unwritten.popleft()
+            delay = 0.5
+        log.info("database back: the room changes kept meanwhile are written")
+
+    @property
+    def unwritten(self) -> int:
+        """Room changes waiting for the database."""
+        return len(self._unwritten)
+
+    async def _write(self, event: RoomEvent, at: float) -> None:
         room, d, db = event.room, event.data, self.db
         if event.kind == "caller_status":
             await db.update_session(room.id, caller_status=d["status"])
         elif event.kind == "notice":
-            await db.set_session_time_once(room.id, "accepted_at", self.clock())
+            await db.set_session_time_once(room.id, "accepted_at", at)
             await db.update_session(room.id, notice_version=d["version"])
         elif event.kind == "device":
             await db.update_session(room.id, device_type=d["device"])
         elif event.kind == "track" and d["track"] == "camera" and d["live"]:
-            await db.set_session_time_once(room.id, "media_started_at", self.clock())
+            await db.set_session_time_once(room.id, "media_started_at", at)
         elif event.kind == "active":
             await db.update_session(room.id, state="active")
         elif event.kind == "ended":
@@ -115,6 +159,8 @@ class RoomManager:
                 ended_at=room.ended_at,
                 end_reason=d["reason"],
             )
+        elif event.kind == "media_ended":  # not a Room event: written by `end`
+            await db.set_session_time_once(room.id, "media_ended_at", at)
 
     def _broadcast(self, live: LiveRoom) -> None:
         message = M.room(live.room)
@@ -159,7 +205,7 @@ class RoomManager:
                 p.sink.close_soon(CLOSE_ROOM_ENDED, "room ended")
         await live.media.close()
         if live.room.started_at is not None:
-            await self.db.set_session_time_once(room_id, "media_ended_at", self.clock())
+            await self._persist(RoomEvent("media_ended", live.room, {}))
         self._live.pop(room_id, None)
         await self.router.release(room_id)
         for event in events:
@@ -178,6 +224,14 @@ class RoomManager:
     async def shutdown(self) -> None:
         for live in self.rooms():
             await self.end(live.room.id, "shutdown")
+        if self._writer is not None and not self._writer.done():
+            # A moment for writes still waiting for the database; what is left is logged.
+            # (The next start ends sessions left open, reason `restart`.)
+            done, _ = await asyncio.wait([self._writer], timeout=3)
+            if not done:
+                self._writer.cancel()
+                log.error("database unavailable at shutdown: %d room changes not written",
+                          len(self._unwritten))  # fmt: skip
 
     # --- participants ------------------------------------------------------------------
     async def join(

@@ -7,11 +7,13 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from server.core.repositories.outbox import OutboxRepository
 from server.core.schema import caller_devices, chat_messages, links, sessions, token_hash
 
 
-class SessionsRepository:
-    """Part of `server.core.db.Database` (which holds the engine)."""
+class SessionsRepository(OutboxRepository):
+    """Part of `server.core.db.Database` (which holds the engine). The writes that are
+    webhook events add their outbox rows in their own transaction (repositories/outbox)."""
 
     engine: AsyncEngine
 
@@ -36,6 +38,7 @@ class SessionsRepository:
     async def add_session(self, **values: Any) -> None:
         async with self.engine.begin() as conn:
             await conn.execute(sessions.insert().values(**values))
+            await self._outbox_in(conn, "session.created", [values["id"]])
 
     async def get_session(self, session_id: str) -> dict[str, Any] | None:
         async with self.engine.connect() as conn:
@@ -70,24 +73,34 @@ class SessionsRepository:
                         state="ended", caller_status="ended", ended_at=now, end_reason="restart"
                     )  # fmt: skip
                 )
+                # Their rooms died with that process: the receivers still hear they ended.
+                await self._outbox_in(conn, "session.ended", ids)
             return ids
 
     async def update_session(self, session_id: str, **values: Any) -> None:
         async with self.engine.begin() as conn:
-            await conn.execute(
-                sessions.update().where(sessions.c.id == session_id).values(**values)
-            )
+            query = sessions.update().where(sessions.c.id == session_id).values(**values)
+            ending = values.get("state") == "ended"
+            if ending:  # ended once: one session.ended, even if this is written twice
+                query = query.where(sessions.c.state != "ended")
+            result = await conn.execute(query)
+            if ending and result.rowcount == 1:
+                await self._outbox_in(conn, "session.ended", [session_id])
 
     async def set_session_time_once(self, session_id: str, column: str, now: float) -> None:
         """Record the first time something happened (opened, accepted, media started)."""
         col = sessions.c[column]
         async with self.engine.begin() as conn:
-            await conn.execute(
+            result = await conn.execute(
                 sessions.update()
                 .where(sessions.c.id == session_id)
                 .where(col.is_(None))
                 .values({column: now})
             )
+            # The caller's camera reached the server for the first time: once per session,
+            # whatever the reconnects (the row changes only once).
+            if column == "media_started_at" and result.rowcount == 1:
+                await self._outbox_in(conn, "session.connected", [session_id])
 
     # --- links -------------------------------------------------------------------------
     async def add_link(self, token: str, session_id: str, now: float, ttl: float) -> None:

@@ -16,6 +16,7 @@ from server.core.schema import (
     recording_objections,
     recordings,
     sessions,
+    webhook_outbox,
 )
 
 
@@ -43,7 +44,10 @@ class SubjectsRepository:
             return 0
         async with self.engine.begin() as conn:
             # The recording keys too, in this transaction: media gone beyond use with the rows.
-            for table in (recording_keys, chat_messages, recordings, caller_devices, links):
+            # Undelivered webhook events go as well: they carry the reference and the masked
+            # number, and an erased session is not reported afterwards.
+            for table in (recording_keys, chat_messages, recordings, caller_devices, links,
+                          webhook_outbox):  # fmt: skip
                 await conn.execute(table.delete().where(table.c.session_id.in_(session_ids)))
             result = await conn.execute(sessions.delete().where(sessions.c.id.in_(session_ids)))
             return int(result.rowcount or 0)
