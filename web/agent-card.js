@@ -98,7 +98,7 @@ export function renderVideo() {
   else if (status === "left") placeholder = "a.status.left";
   // At once, not when the server's track ends (up to ~12 s later): the last frame of a
   // closed tab must not look like a live picture.
-  else if (status === "reconnecting") placeholder = "a.camera.reconnecting";
+  else if (status === "reconnecting" || (status === "live" && st.callerLinkDown)) placeholder = "a.camera.reconnecting";
   else if (!tracks.camera && status !== "live") {
     placeholder = status === "reconnecting" ? "a.camera.reconnecting" : "a.camera.waiting";
   }

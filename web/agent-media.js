@@ -42,6 +42,7 @@ media.expose(st);
 
 export function initMedia(h) {
   hooks = h;
+  document.addEventListener("callassist:callerlink", renderVideo); // toolkit-agent.js: netq 0 / back
   window.addEventListener("online", () => st.signal && st.signal.kick());
   setInterval(() => watchFrames().catch(() => {}), 1000);
 }

@@ -46,11 +46,12 @@ let chat;
 const quality = new Quality("in");
 // The caller's last `netq` and when it came; the low-bandwidth suggestion's state.
 let callerQ = null;
-let poorSince = null;
+let recentQ = []; // the caller's last reports (scores are noisy from one second to the next)
 let suggestDismissed = false;
 const CALLER_Q_STALE_MS = 3500; // netq comes once a second: 3 missed = no news = no bars
-const POOR_SCORE = 2;
-const POOR_FOR_MS = 4000;
+const POOR_WINDOW = 5; // reports
+const POOR_MEAN_SCORE = 2.5;
+const POOR_MEAN_LOSS = 8; // %
 
 // The caller's bars tell the truth: without a fresh report, or while the caller is not
 // live/paused (reconnecting, left), they show 0, never the last good value. A poor link
@@ -62,12 +63,21 @@ function renderCallerQuality() {
   const present = status === "live" || status === "paused";
   const q = fresh && present ? callerQ.m : { score: 0 };
   if (callerQ || status === "reconnecting" || status === "left") showQuality(tid("netq-caller"), q, t("ta.netq.caller"));
-  const poor = present && fresh && q.score > 0 && (q.score <= POOR_SCORE || (q.loss != null && q.loss > 5));
-  if (!poor) poorSince = null;
-  else if (poorSince == null) poorSince = performance.now();
-  const show = tk.mode === "normal" && !suggestDismissed && poorSince != null && performance.now() - poorSince >= POOR_FOR_MS;
-  el("tk-suggest-low").hidden = !show;
+  // The caller's page itself says its connection is down (score 0, fresh): the agent's
+  // placeholder says "reconnecting" even while the server still counts the camera live.
+  const down = !!(fresh && status === "live" && callerQ.m.score === 0);
+  if (tk.st && tk.st.callerLinkDown !== down) {
+    tk.st.callerLinkDown = down;
+    document.dispatchEvent(new Event("callassist:callerlink")); // agent-media.js re-renders
+  }
+  // Poor: over the last few reports (all of them of a connected caller), a low mean score
+  // or a high mean loss.
+  const poor = present && fresh && recentQ.length >= 3 && recentQ.every((r) => r.score > 0) &&
+    (mean(recentQ.map((r) => r.score)) <= POOR_MEAN_SCORE || mean(recentQ.map((r) => r.loss || 0)) > POOR_MEAN_LOSS);
+  el("tk-suggest-low").hidden = !(tk.mode === "normal" && !suggestDismissed && poor);
 }
+
+const mean = (xs) => xs.reduce((a, b) => a + b, 0) / xs.length;
 
 const send = (m) => !!(tk.signal && tk.signal.send(m));
 const sessionId = () => tk.st && tk.st.session && tk.st.session.id;
@@ -165,7 +175,7 @@ function setMode(mode) {
 
 function reset() {
   callerQ = null;
-  poorSince = null;
+  recentQ = [];
   suggestDismissed = false;
   tk.caps = null;
   tk.frozen = null;
@@ -309,6 +319,7 @@ export function attach(signal) {
   on("chat_receipt", (m) => chat.onReceipt(m));
   on("netq", (m) => {
     callerQ = { m, at: performance.now() };
+    recentQ = recentQ.concat([m]).slice(-POOR_WINDOW);
     renderCallerQuality();
   });
   render();
