@@ -6,7 +6,9 @@ checks) and bench/impairment.py (the numbers)."""
 from __future__ import annotations
 
 import asyncio
+import random
 import time
+from pathlib import Path
 from typing import Any
 
 from playwright.async_api import Page, expect
@@ -48,6 +50,26 @@ INDICATORS_CALLER = """
            pc: window.callassist ? window.callassist.pcNum : null };
 }
 """
+
+
+def write_busy_y4m(path: Path, width: int = 640, height: int = 480, frames: int = 60) -> None:
+    """The quadrant camera (tests/conftest.py) with a band of fresh noise across the middle
+    in every frame: the encoder then wants far more than the plain quadrants' ~90 kbps, so
+    a rate cap and loss bite as they would on a real scene. The quadrants' centres, where
+    the pixel checks sample, stay clean."""
+    from tests.conftest import write_quadrant_y4m
+
+    write_quadrant_y4m(path, width, height, frames=1)
+    data = path.read_bytes()
+    header, first = data.split(b"\n", 1)
+    frame = bytearray(first[len(b"FRAME\n") :])
+    rng = random.Random(15)
+    band = range(height * 2 // 5 * width, height * 3 // 5 * width)  # luma rows 40-60 %
+    with open(path, "wb") as fh:
+        fh.write(header + b"\n")
+        for _ in range(frames):
+            frame[band.start : band.stop] = rng.randbytes(len(band))
+            fh.write(b"FRAME\n" + frame)
 
 
 async def indicators(agent: Page, caller: Page) -> dict[str, Any]:
