@@ -56,6 +56,7 @@ CONDITIONS = [
     Impairment(delay_s=0.075, jitter_s=0.03),
     Impairment(rate_kbps=500),
 ]
+LOW_CAP = Impairment(rate_kbps=500)
 RECOVERY_GOAL_S = 5.0
 
 
@@ -117,6 +118,12 @@ async def run(seconds: float, blackout_s: float, busy: bool, warmup_s: float) ->
                 for impairment in CONDITIONS:
                     got = await run_condition(relay, agent, caller, counter, impairment, seconds)
                     rows.append(_row(got))
+                # The same cap once the agent took the low-bandwidth mode (what suggest-low
+                # offers): does the caller's video fit the link then?
+                await agent.get_by_test_id("cam-mode").select_option("low")
+                got = await run_condition(relay, agent, caller, counter, LOW_CAP, seconds)
+                rows.append({**_row(got), "condition": LOW_CAP.describe() + ", low mode"})
+                await agent.get_by_test_id("cam-mode").select_option("normal")
                 rows.append(
                     _row(await blackout(relay, agent, caller, counter, seconds=blackout_s))
                 )
@@ -146,7 +153,7 @@ def summary(result: dict[str, Any]) -> str:
         f"caller through the impairment relay + coturn, {result['camera']} camera, "
         f"{result['seconds_per_condition']:g} s per condition; scores 0-5 at the end "
         "(lowest seen)",
-        f"  {'condition':30} {'frames':>6} {'fps':>5} {'up kbps':>7} {'caller':>7} "
+        f"  {'condition':32} {'frames':>6} {'fps':>5} {'up kbps':>7} {'caller':>7} "
         f"{'agent:caller':>12} {'agent':>6} {'suggest':>7} recovery",
     ]
     for r in result["conditions"]:
@@ -157,7 +164,7 @@ def summary(result: dict[str, Any]) -> str:
 
         rec = "" if r["recovery_s"] is None else f"{r['recovery_s']:.2f} s"
         lines.append(
-            f"  {r['condition']:30} {r['frames_delivered']:>6} {r['fps_at_agent']:>5} "
+            f"  {r['condition']:32} {r['frames_delivered']:>6} {r['fps_at_agent']:>5} "
             f"{r['uplink_kbps']:>7} {score('caller_own'):>7} "
             f"{score('agent_view_of_caller'):>12} {score('agent_own'):>6} "
             f"{'yes' if r['suggest_low_seen'] else 'no':>7} {rec}"

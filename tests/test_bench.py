@@ -71,6 +71,40 @@ def test_first_frame_json_keys() -> None:
     assert result["runs"] == 1 and len(result["samples_s"]) == 1
 
 
+def test_impairment_json_keys() -> None:
+    # A real call (Chromium, coturn, the relay), every condition for a second.
+    result = run_json(
+        "impairment.py", "--seconds", "1", "--blackout-s", "1", "--warmup-s", "0"
+    )
+    assert set(result) == {
+        "camera",
+        "warmup_s",
+        "seconds_per_condition",
+        "blackout_s",
+        "recovery_s",
+        "recovery_goal_s",
+        "recovery_meets_goal",
+        "all_survived",
+        "conditions",
+    }
+    assert [c["condition"] for c in result["conditions"]] == [
+        "clean",
+        "5% loss",
+        "10% loss",
+        "20% loss",
+        "+150 ms RTT ±30 ms jitter",
+        "500 kbps",
+        "500 kbps, low mode",
+        "blackout",
+    ]
+    assert set(result["conditions"][-1]["indicators_end"]) == {
+        "caller_own",
+        "agent_view_of_caller",
+        "agent_own",
+        "placeholder",
+    }
+
+
 def test_first_frame_rejects_zero_runs() -> None:
     out = subprocess.run(
         [sys.executable, str(BENCH / "first_frame.py"), "--runs", "0"],

@@ -162,3 +162,29 @@ async def test_camera_live_but_no_frame_here_says_so(browser, server) -> None:  
     await expect(agent.get_by_test_id("camera-placeholder")).to_be_hidden()
     await agent_ctx.close()
     await caller_ctx.close()
+
+
+async def test_set_offline_keeps_media_but_closing_the_pc_is_a_drop(browser, server) -> None:  # type: ignore[no-untyped-def]
+    # docs/testing.md, "Simulating a bad network": what outside testers can rely on.
+    agent_ctx, agent = await agent_page(browser, server)
+    link = await start_session(agent)
+    caller_ctx, caller = await caller_page(browser)
+    await open_link(caller, link)
+    await go_live(caller, agent)
+
+    # Playwright's offline mode cuts HTTP and WebSockets, not the peer connection.
+    await caller_ctx.set_offline(True)
+    before = await frames(agent)
+    await wait_frames(agent, before + 30, timeout=20)
+    await caller_ctx.set_offline(False)
+
+    # Closing the pc in the page is a drop: the page makes a new one by itself.
+    pc_before = await caller.evaluate("window.callassist.pcNum")
+    await caller.evaluate("window.callassist.pc.close()")
+    await expect(caller.get_by_test_id("call-state")).to_have_attribute(
+        "data-state", "live", timeout=20_000
+    )
+    await wait_colours(agent, "camera-video", QUADRANTS, COLOURS, timeout=20)
+    assert await caller.evaluate("window.callassist.pcNum") > pc_before
+    await agent_ctx.close()
+    await caller_ctx.close()
