@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Runs the whole test suite, installing what it needs first: Debian's chromium (driven by
 # Playwright through executable_path; no browser download), PostgreSQL (the tests start
-# their own throwaway server), Python packages in .venv.
+# their own throwaway server), coturn (tests/test_turn.py starts its own turnserver),
+# Python packages in .venv.
 # Extra arguments go to pytest.
 source "$(dirname "$0")/env.sh"
-apt_install chromium iproute2 util-linux postgresql
+apt_install chromium iproute2 util-linux postgresql coturn
 ensure_venv "[test]"
 
 echo "callassist: ruff"

@@ -233,51 +233,55 @@ def fake_camera(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+def chromium_args(fake_camera: Path, *extra: str) -> list[str]:
+    """The command line of every test Chromium (`extra` for one module's own browser)."""
+    # Chromium keeps only the last --disable-features: repeat Playwright's own list.
+    disabled = ",".join(
+        [
+            # Playwright's own list (chromiumSwitches) ...
+            "AvoidUnnecessaryBeforeUnloadCheckSync",
+            "DestroyProfileOnBrowserClose",
+            "HttpsUpgrades",
+            "HttpsFirstBalancedModeAutoEnable",
+            "LensOverlay",
+            "MediaRouter",
+            "PaintHolding",
+            "ThirdPartyStoragePartitioning",
+            "AvoidCorsURLLoaderRestartOnRedirect",
+            "OptimizationHints",
+            "NetworkTimeServiceQuerying",
+            "AimEnabled",
+            "PreconnectToSearch",
+            # ... plus: a page without a camera grant (the agent) must not hide its
+            # addresses behind mDNS, or ICE gathering never completes on loopback.
+            "WebRtcHideLocalIpsWithMdns",
+        ]
+    )
+    return [
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
+        "--allow-loopback-in-peer-connection",
+        f"--disable-features={disabled}",
+        "--use-fake-device-for-media-stream=fps=30",
+        f"--use-file-for-fake-video-capture={fake_camera}",
+        "--auto-accept-this-tab-capture",
+        *extra,
+    ]
+
+
 @pytest.fixture(scope="session")
 async def browser(fake_camera: Path) -> AsyncIterator[Any]:
     from playwright.async_api import async_playwright
 
     async with async_playwright() as pw:
-        # Chromium keeps only the last --disable-features: repeat Playwright's own list.
-        disabled = ",".join(
-            [
-                # Playwright's own list (chromiumSwitches) ...
-                "AvoidUnnecessaryBeforeUnloadCheckSync",
-                "DestroyProfileOnBrowserClose",
-                "HttpsUpgrades",
-                "HttpsFirstBalancedModeAutoEnable",
-                "LensOverlay",
-                "MediaRouter",
-                "PaintHolding",
-                "ThirdPartyStoragePartitioning",
-                "AvoidCorsURLLoaderRestartOnRedirect",
-                "OptimizationHints",
-                "NetworkTimeServiceQuerying",
-                "AimEnabled",
-                "PreconnectToSearch",
-                # ... plus: a page without a camera grant (the agent) must not hide its
-                # addresses behind mDNS, or ICE gathering never completes on loopback.
-                "WebRtcHideLocalIpsWithMdns",
-            ]
-        )
         browser = await pw.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
-                "--allow-loopback-in-peer-connection",
-                f"--disable-features={disabled}",
-                "--use-fake-device-for-media-stream=fps=30",
-                f"--use-file-for-fake-video-capture={fake_camera}",
-                "--auto-accept-this-tab-capture",
-            ],
+            executable_path=CHROMIUM, headless=True, args=chromium_args(fake_camera)
         )
         pw_devices = pw.devices
         browser.callassist_devices = pw_devices  # type: ignore[attr-defined]

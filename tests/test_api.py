@@ -164,8 +164,20 @@ async def test_link_expiry_and_new_link(server) -> None:  # type: ignore[no-unty
     assert status == 200
     status, _, _ = await _tap(fresh["link"])
     assert status == 303
-    status, body = await agent.post(f"/api/sessions/{sid}/link")
-    assert status == 409 and body["error"]["code"] == "link_used"
+
+
+async def test_new_link_after_the_link_was_opened(server) -> None:  # type: ignore[no-untyped-def]
+    # (No clock advance here: the inactivity sweep would end the room meanwhile.)
+    agent = await server.agent()
+    created = await agent.new_session()
+    sid = created["session"]["id"]
+    assert (await _tap(created["link"]))[0] == 303
+    # After the caller opened it, a new link is still issued (same session) and the opened
+    # one is revoked: a fresh browser cannot use either old link.
+    status, newer = await agent.post(f"/api/sessions/{sid}/link")
+    assert status == 200 and newer["link"] != created["link"]
+    assert (await _tap(created["link"]))[0] == 410
+    assert (await _tap(newer["link"]))[0] == 303
 
 
 async def test_new_link_revokes_old(server) -> None:  # type: ignore[no-untyped-def]

@@ -14,13 +14,13 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 
 
-def run_json(script: str, *args: str) -> dict[str, Any]:
+def run_json(script: str, *args: str, timeout: float = 110) -> dict[str, Any]:
     out = subprocess.run(
         [sys.executable, str(BENCH / script), "--json", *args],
         check=True,
         capture_output=True,
         text=True,
-        timeout=110,
+        timeout=timeout,
     )
     lines = out.stdout.strip().splitlines()
     assert len(lines) == 1, out.stdout  # one JSON object, nothing else on stdout
@@ -69,6 +69,41 @@ def test_first_frame_json_keys() -> None:
         "samples_s",
     }
     assert result["runs"] == 1 and len(result["samples_s"]) == 1
+
+
+def test_impairment_json_keys() -> None:
+    # A real call (Chromium, coturn, the relay), every condition for a second.
+    # A browser call under a loaded machine: more time than the in-process benches.
+    result = run_json(
+        "impairment.py", "--seconds", "1", "--blackout-s", "1", "--warmup-s", "0", timeout=400
+    )
+    assert set(result) == {
+        "camera",
+        "warmup_s",
+        "seconds_per_condition",
+        "blackout_s",
+        "recovery_s",
+        "recovery_goal_s",
+        "recovery_meets_goal",
+        "all_survived",
+        "conditions",
+    }
+    assert [c["condition"] for c in result["conditions"]] == [
+        "clean",
+        "5% loss",
+        "10% loss",
+        "20% loss",
+        "+150 ms RTT ±30 ms jitter",
+        "500 kbps",
+        "500 kbps, low mode",
+        "blackout",
+    ]
+    assert set(result["conditions"][-1]["indicators_end"]) == {
+        "caller_own",
+        "agent_view_of_caller",
+        "agent_own",
+        "placeholder",
+    }
 
 
 def test_first_frame_rejects_zero_runs() -> None:

@@ -67,8 +67,9 @@ export function renderSession() {
   el("caller-device").hidden = !device;
   el("caller-device").textContent = device ? t("a.device", { device }) : "";
 
-  // A new link only makes sense before the caller opened the current one.
-  el("new-link").hidden = st.ended || rank > 0 || status !== "link_sent";
+  // Also after the caller opened the link (lost tab in another browser, cookies cleared):
+  // the server revokes the old link and keeps the session.
+  el("new-link").hidden = st.ended;
 
   el("end-block").hidden = st.ended;
   el("ended-block").hidden = !st.ended;
@@ -82,9 +83,10 @@ export function renderSession() {
   renderSignal();
 }
 
-// The link is single-use: once the caller opened it, it is only clutter.
+// The link is single-use: once the caller opened it, it is only clutter, unless the agent
+// asked for a new one after that (it is to be sent).
 export function renderLinkVisibility() {
-  el("link-block").hidden = !st.link || st.ended || st.maxRank >= 1;
+  el("link-block").hidden = !st.link || st.ended || (st.maxRank >= 1 && !st.linkAfterOpen);
 }
 
 export function renderVideo() {
@@ -94,6 +96,9 @@ export function renderVideo() {
   if (st.ended) placeholder = "a.camera.ended";
   else if (status === "paused") placeholder = "a.camera.paused";
   else if (status === "left") placeholder = "a.status.left";
+  // At once, not when the server's track ends (up to ~12 s later): the last frame of a
+  // closed tab must not look like a live picture.
+  else if (status === "reconnecting" || (status === "live" && st.callerLinkDown)) placeholder = "a.camera.reconnecting";
   else if (!tracks.camera && status !== "live") {
     placeholder = status === "reconnecting" ? "a.camera.reconnecting" : "a.camera.waiting";
   }
@@ -101,6 +106,9 @@ export function renderVideo() {
   ph.hidden = !placeholder;
   ph.textContent = placeholder ? t(placeholder) : "";
   ph.dataset.reason = placeholder ? placeholder.split(".").pop() : "";
+  const nf = el("camera-noframes");
+  nf.hidden = !st.noFrames || !!placeholder;
+  nf.textContent = st.noFrames ? t("a.camera.noframes", st.noFrames) : "";
   el("fullscreen-camera").textContent = t(document.fullscreenElement ? "common.exit_fullscreen" : "common.fullscreen");
 
   el("fullscreen-camera").hidden = st.ended;
@@ -136,6 +144,7 @@ export async function newLink() {
   try {
     const data = await api("POST", `/api/sessions/${encodeURIComponent(s.id)}/link`);
     st.link = { link: data.link, qr_svg: data.qr_svg, expires_at: data.expires_at, sms: data.sms };
+    st.linkAfterOpen = st.maxRank >= 1;
     renderLink();
     smsPreview.show(data.sms);
     resetSms();

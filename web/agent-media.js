@@ -42,7 +42,41 @@ media.expose(st);
 
 export function initMedia(h) {
   hooks = h;
+  document.addEventListener("callassist:callerlink", renderVideo); // toolkit-agent.js: netq 0 / back
   window.addEventListener("online", () => st.signal && st.signal.kick());
+  setInterval(() => watchFrames().catch(() => {}), 1000);
+}
+
+// "Camera live" comes from the server (it receives the caller's RTP); whether a frame
+// reaches THIS page is another question (seen: ICE failing on the agent's side for minutes
+// behind a black video). Count decoded frames of the caller's camera; no new one for
+// NO_FRAMES_S while the caller is live: say so (renderVideo, `camera-noframes`).
+const NO_FRAMES_S = 6;
+let frameWatch = { pc: null, decoded: -1, since: 0 };
+
+async function watchFrames() {
+  const status = st.room && st.room.caller && st.room.caller.status;
+  const pc = st.pc;
+  const now = performance.now();
+  let noFrames = null;
+  if (!st.ended && status === "live" && st.room.tracks && st.room.tracks.camera) {
+    let decoded = 0;
+    if (pc && pc.connectionState === "connected") {
+      (await pc.getStats()).forEach((r) => {
+        if (r.type === "inbound-rtp" && r.kind === "video") decoded += r.framesDecoded || 0;
+      });
+    }
+    if (pc !== frameWatch.pc || decoded !== frameWatch.decoded || frameWatch.since === 0) {
+      frameWatch = { pc, decoded, since: now };
+    }
+    const s = Math.round((now - frameWatch.since) / 1000);
+    if (s >= NO_FRAMES_S) noFrames = { s, state: (pc && pc.connectionState) || "none" };
+  } else {
+    frameWatch = { pc: null, decoded: -1, since: 0 };
+  }
+  const was = st.noFrames;
+  st.noFrames = noFrames;
+  if (!!was !== !!noFrames || (noFrames && was && (was.s !== noFrames.s || was.state !== noFrames.state))) renderVideo();
 }
 
 // Why did the upgrade fail? The session itself says whether it ended or we are logged out.

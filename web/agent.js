@@ -130,6 +130,8 @@ function openSession(session, link) {
   closeSession();
   st.session = session;
   st.link = link;
+  st.linkAfterOpen = false;
+  st.noFrames = null;
   st.room = null;
   st.ended = session.state === "ended";
   st.endReason = session.end_reason || null;

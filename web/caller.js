@@ -214,7 +214,26 @@ function onWelcome(msg) {
   }
   // Every new socket gets a new peer connection (the old one may be gone server-side).
   if (st.cameraTrack) media.start();
+  else if (st.accepted) resumeCamera();
   render();
+}
+
+// After a reload (or the SMS link tapped again) the notice is already accepted: when the
+// browser says the camera permission is granted, start it without a second tap. Once per
+// page, never after the caller's own stop or an error (then the button is theirs).
+let resumeTried = false;
+async function resumeCamera() {
+  if (resumeTried || st.cameraTrack || st.starting || st.cameraStopped || st.cameraError) return;
+  resumeTried = true;
+  let granted = false;
+  try {
+    granted = !!navigator.permissions && (await navigator.permissions.query({ name: "camera" })).state === "granted";
+  } catch {
+    /* Safari before 16 / Firefox: no "camera" permission name; the button stays */
+  }
+  if (!granted || st.cameraTrack || st.ended || st.fatal) return;
+  st.cameraAutoStarted = true; // for tests (docs/testing.md)
+  startCamera(st, false, { render, useTrack: useCameraTrack });
 }
 
 function onRoom(msg) {

@@ -44,6 +44,40 @@ let overlay;
 let freezeOverlay;
 let chat;
 const quality = new Quality("in");
+// The caller's last `netq` and when it came; the low-bandwidth suggestion's state.
+let callerQ = null;
+let recentQ = []; // the caller's last reports (scores are noisy from one second to the next)
+let suggestDismissed = false;
+const CALLER_Q_STALE_MS = 3500; // netq comes once a second: 3 missed = no news = no bars
+const POOR_WINDOW = 5; // reports
+const POOR_MEAN_SCORE = 2.5;
+const POOR_MEAN_LOSS = 8; // %
+
+// The caller's bars tell the truth: without a fresh report, or while the caller is not
+// live/paused (reconnecting, left), they show 0, never the last good value. A poor link
+// for a few seconds suggests the low-bandwidth mode (the agent decides).
+function renderCallerQuality() {
+  const room = (tk.st && tk.st.room) || {};
+  const status = room.caller && room.caller.status;
+  const fresh = callerQ && performance.now() - callerQ.at < CALLER_Q_STALE_MS;
+  const present = status === "live" || status === "paused";
+  const q = fresh && present ? callerQ.m : { score: 0 };
+  if (callerQ || status === "reconnecting" || status === "left") showQuality(tid("netq-caller"), q, t("ta.netq.caller"));
+  // The caller's page itself says its connection is down (score 0, fresh): the agent's
+  // placeholder says "reconnecting" even while the server still counts the camera live.
+  const down = !!(fresh && status === "live" && callerQ.m.score === 0);
+  if (tk.st && tk.st.callerLinkDown !== down) {
+    tk.st.callerLinkDown = down;
+    document.dispatchEvent(new Event("callassist:callerlink")); // agent-media.js re-renders
+  }
+  // Poor: over the last few reports (all of them of a connected caller), a low mean score
+  // or a high mean loss.
+  const poor = present && fresh && recentQ.length >= 3 && recentQ.every((r) => r.score > 0) &&
+    (mean(recentQ.map((r) => r.score)) <= POOR_MEAN_SCORE || mean(recentQ.map((r) => r.loss || 0)) > POOR_MEAN_LOSS);
+  el("tk-suggest-low").hidden = !(tk.mode === "normal" && !suggestDismissed && poor);
+}
+
+const mean = (xs) => xs.reduce((a, b) => a + b, 0) / xs.length;
 
 const send = (m) => !!(tk.signal && tk.signal.send(m));
 const sessionId = () => tk.st && tk.st.session && tk.st.session.id;
@@ -140,6 +174,9 @@ function setMode(mode) {
 }
 
 function reset() {
+  callerQ = null;
+  recentQ = [];
+  suggestDismissed = false;
   tk.caps = null;
   tk.frozen = null;
   tk.freezing = false;
@@ -209,6 +246,11 @@ export function init(st) {
   el("tk-zoom").addEventListener("input", (ev) => (el("tk-zoom-val").textContent = Math.round(ev.target.value * 10) / 10 + "×"));
   el("tk-switch").addEventListener("click", () => tk.caps && request("facing", tk.caps.facing === "user" ? "environment" : "user"));
   el("tk-mode").addEventListener("change", (ev) => request("mode", ev.target.value));
+  el("tk-suggest-low-btn").addEventListener("click", () => {
+    suggestDismissed = true; // asked once: the agent's choice stands
+    el("tk-suggest-low").hidden = true;
+    request("mode", "low");
+  });
   el("tk-link-form").addEventListener("submit", push.pushLink);
   el("tk-image").addEventListener("change", push.pushImage);
   el("tk-push-tutorial").addEventListener("click", push.pushTutorial);
@@ -227,7 +269,8 @@ export function init(st) {
     try {
       const q = await quality.sample(tk.st.pc, live);
       showQuality(tid("netq-agent"), q, t("ta.netq.you"));
-      if (q.score) send({ type: "netq", ...q });
+      send({ type: "netq", ...q }); // 0 too: the caller must see an outage
+      renderCallerQuality();
     } catch {
       /* stats are best effort */
     }
@@ -274,7 +317,11 @@ export function attach(signal) {
   on("push_state", push.onPushState);
   on("chat", (m) => chat.onMessage(m));
   on("chat_receipt", (m) => chat.onReceipt(m));
-  on("netq", (m) => showQuality(tid("netq-caller"), m, t("ta.netq.caller")));
+  on("netq", (m) => {
+    callerQ = { m, at: performance.now() };
+    recentQ = recentQ.concat([m]).slice(-POOR_WINDOW);
+    renderCallerQuality();
+  });
   render();
 }
 

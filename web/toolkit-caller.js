@@ -208,7 +208,7 @@ export function setup({ st, useCameraTrack, early }) {
     try {
       const q = await quality.sample(st.pc, !st.paused && tk.mode !== "photo");
       showQuality(netq, q, t("tk.netq"));
-      if (q.score) send({ type: "netq", ...q });
+      send({ type: "netq", ...q }); // 0 too: the agent must see an outage, not old bars
     } catch {
       /* stats are best effort */
     }

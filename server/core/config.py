@@ -88,6 +88,10 @@ class MediaConfig:
     turn_urls: list[str] = field(default_factory=list)
     # TURN credential lifetime (coturn use-auth-secret); the secret comes from secrets.
     turn_ttl_s: int = 3600
+    # One TURN URL the server's own peer connections also gather a relay candidate from
+    # (aiortc uses one TURN server), e.g. "turns:turn.example.eu:443?transport=tcp"; same
+    # secret. Empty = the server offers its host addresses only (it is the public side).
+    server_turn_url: str = ""
     # Frames queued per subscriber before it is reset to the next keyframe.
     subscriber_queue_frames: int = 60
     # Minimum spacing of keyframe requests sent upstream to one source.

@@ -178,7 +178,7 @@ def create_app(
         config.environment,
         data_dir,
         need_sms=config.sms.sender == "http",
-        need_turn=bool(config.media.turn_urls),
+        need_turn=bool(config.media.turn_urls or config.media.server_turn_url),
         need_webhook=bool(config.webhooks.urls),
     )
     db_url = config.storage.database_url or f"sqlite+aiosqlite:///{data_dir / 'callassist.db'}"
@@ -190,6 +190,7 @@ def create_app(
     app[DB] = db
     app[AUDIT] = Audit(db, clock)
     app[ROOMS] = RoomManager(config, db, clock, build_router(config))
+    app[ROOMS].turn_secret = secrets.turn_secret  # for media.server_turn_url
     app[SMS] = _sms_sender(config, secrets.sms_hmac_key)
     app[LINK_LIMITER] = KeyedLimiter(config.session.link_opens_per_minute)
     app[LOGIN_LIMITER] = KeyedLimiter(config.auth.login_attempts_per_minute)

@@ -19,6 +19,7 @@ import hashlib
 import hmac
 import ipaddress
 import logging
+import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
@@ -100,12 +101,18 @@ def _codec_preferences(codec: str) -> list[RTCRtpCodecCapability]:
     return chosen + [c for c in caps if c.mimeType.lower() == "video/rtx"]
 
 
+def turn_credentials(turn_secret: str, ttl_s: int, now: float) -> tuple[str, str]:
+    """coturn's use-auth-secret scheme: username "<expiry>:callassist", credential
+    base64(HMAC-SHA1(secret, username))."""
+    username = f"{int(now) + ttl_s}:callassist"
+    digest = hmac.new(turn_secret.encode(), username.encode(), hashlib.sha1).digest()
+    return username, base64.b64encode(digest).decode("ascii")
+
+
 def ice_servers_for_client(
     config: MediaConfig, turn_secret: str | None, now: float
 ) -> list[dict[str, Any]]:
-    """RTCIceServer dicts for a browser. TURN credentials follow coturn's
-    use-auth-secret scheme: username "<expiry>:callassist", credential
-    base64(HMAC-SHA1(secret, username))."""
+    """RTCIceServer dicts for a browser, TURN with time-limited credentials."""
     servers: list[dict[str, Any]] = []
     if config.stun_urls:
         servers.append({"urls": list(config.stun_urls)})
@@ -113,14 +120,25 @@ def ice_servers_for_client(
         if not turn_secret:
             logger.warning("media.turn_urls configured without a TURN secret: not offered")
         else:
-            username = f"{int(now) + config.turn_ttl_s}:callassist"
-            digest = hmac.new(turn_secret.encode(), username.encode(), hashlib.sha1).digest()
+            username, credential = turn_credentials(turn_secret, config.turn_ttl_s, now)
             servers.append(
-                {
-                    "urls": list(config.turn_urls),
-                    "username": username,
-                    "credential": base64.b64encode(digest).decode("ascii"),
-                }
+                {"urls": list(config.turn_urls), "username": username, "credential": credential}
+            )
+    return servers
+
+
+def ice_servers_for_server(
+    config: MediaConfig, turn_secret: str | None, now: float
+) -> list[RTCIceServer]:
+    # iceServers=[] when nothing is configured: aiortc's default adds a public STUN server.
+    servers = [RTCIceServer(urls=list(config.stun_urls))] if config.stun_urls else []
+    if config.server_turn_url:
+        if not turn_secret:
+            logger.warning("media.server_turn_url configured without a TURN secret: not used")
+        else:
+            username, credential = turn_credentials(turn_secret, config.turn_ttl_s, now)
+            servers.append(
+                RTCIceServer(urls=config.server_turn_url, username=username, credential=credential)
             )
     return servers
 
@@ -133,11 +151,13 @@ class MediaRoom:
         *,
         on_event: Callable[[MediaEvent], None],
         connect_timeout_s: float = 30.0,
+        turn_secret: str | None = None,
     ) -> None:
         aiortc_hooks.install(config.ice_host_addresses)
         self.room_id = room_id
         self.config = config
         self._on_event = on_event
+        self._turn_secret = turn_secret
         # A pc that is not connected this long after its offer counts as failed: aiortc
         # can sit in "connecting" indefinitely when the client vanished after its offer.
         self.connect_timeout_s = connect_timeout_s
@@ -327,10 +347,8 @@ class MediaRoom:
         )
 
     def _new_leg(self, part: _Participant, pc_id: int) -> _Leg:
-        # iceServers=[] when nothing is configured: aiortc's default adds a public STUN
-        # server. Only STUN for the server itself; TURN is for clients (aiortc would use
-        # only the first URL of each anyway).
-        servers = [RTCIceServer(urls=list(self.config.stun_urls))] if self.config.stun_urls else []
+        # STUN, and TURN only with media.server_turn_url (the browsers' turn_urls are theirs).
+        servers = ice_servers_for_server(self.config, self._turn_secret, time.time())
         pc = RTCPeerConnection(RTCConfiguration(iceServers=servers))
         leg = _Leg(pc_id=pc_id, pc=pc)
         part.leg = leg

@@ -68,6 +68,8 @@ class RoomManager:
         self.router: Router = router or LocalRouter(config.cluster.node_id)
         self.router.deliver_to(self._deliver)
         self._live: dict[str, LiveRoom] = {}
+        # coturn's static-auth-secret, for the server's own TURN (media.server_turn_url).
+        self.turn_secret: str | None = None
         self._listeners: list[RoomListener] = []
         # Session writes that waited for the database (see _persist), oldest first.
         self._unwritten: deque[tuple[RoomEvent, float]] = deque()
@@ -175,7 +177,10 @@ class RoomManager:
     async def open(self, room: Room) -> LiveRoom:
         await self.router.claim(room.id)
         media = MediaRoom(
-            room.id, self.config.media, on_event=lambda ev: self._on_media_event(room.id, ev)
+            room.id,
+            self.config.media,
+            on_event=lambda ev: self._on_media_event(room.id, ev),
+            turn_secret=self.turn_secret,
         )
         live = LiveRoom(room=room, media=media)
         self._live[room.id] = live

@@ -176,8 +176,8 @@ async def new_link(request: web.Request) -> web.StreamResponse:
     live = request.app[ROOMS].get(row["id"])
     if live is None:
         return error(409, "room_ended", "this session has ended; start a new one")
-    if row["opened_at"] is not None:
-        return error(409, "link_used", "the caller has already opened the link")
+    # Also after the caller opened the link (a lost tab in another browser, cookies
+    # cleared): the new link revokes the old one, the session stays the same.
     await audit(request, "link.new", row["id"])
     return web.json_response(await _issue_link(request, row["id"]))
 

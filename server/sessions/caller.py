@@ -61,6 +61,21 @@ def _token_allowed(request: web.Request) -> str | None:
     return token if TOKEN_RE.match(token) else None
 
 
+async def _reopened_by_its_browser(request: web.Request, token: str) -> bool:
+    """Is this the browser that already opened `token` (its device cookie belongs to the
+    link's session, the link not revoked, the room live)? Then the link takes it back into
+    the call: a caller who closed the tab by accident taps the SMS link again. Any other
+    browser still gets the neutral 410 (docs/security.md, "One-time links")."""
+    app = request.app
+    held = request.cookies.get(caller_cookie_name(app[CONFIG].secure_cookies))
+    if not held or len(held) >= 100:
+        return False
+    mine = await app[DB].session_for_device(held)
+    if mine is None or mine != await app[DB].reopened_link_session(token):
+        return False
+    return app[ROOMS].get(mine) is not None
+
+
 async def link_page(request: web.Request) -> web.StreamResponse:
     """GET/HEAD /j/<token>: the page with the caller's "open" button. It uses nothing up:
     SMS and messenger apps fetch links to build previews, and a preview must neither spend
@@ -69,6 +84,8 @@ async def link_page(request: web.Request) -> web.StreamResponse:
     token = _token_allowed(request)
     session_id = await app[DB].link_session(token, app[CLOCK]()) if token else None
     if session_id is None or app[ROOMS].get(session_id) is None:
+        if token and await _reopened_by_its_browser(request, token):
+            raise web.HTTPSeeOther("/c")
         return link_invalid()
     response = _page("link-open.html")
     response.headers["X-Robots-Tag"] = "noindex, nofollow"
@@ -95,12 +112,8 @@ async def open_link(request: web.Request) -> web.StreamResponse:
     if live is None:
         # A second tap (or Back and tap again) from the browser that opened it: that
         # browser already holds the session's cookie, so it goes on to the page.
-        held = request.cookies.get(caller_cookie_name(cfg.secure_cookies))
-        if held and len(held) < 100:
-            mine = await app[DB].session_for_device(held)
-            linked = await app[DB].link_session(token, now, usable=False)
-            if mine is not None and mine == linked and app[ROOMS].get(mine) is not None:
-                raise web.HTTPSeeOther("/c")
+        if await _reopened_by_its_browser(request, token):
+            raise web.HTTPSeeOther("/c")
         return link_invalid()
     device = device_type(request.headers.get("User-Agent", ""))
     await app[ROOMS].set_device(live, device)

@@ -49,7 +49,7 @@ def _named(text: str, fallback: str) -> str:
 def _secrets(cfg: Config, data_dir: Path) -> list[Problem]:
     need = {
         "need_sms": cfg.sms.sender == "http",
-        "need_turn": bool(cfg.media.turn_urls),
+        "need_turn": bool(cfg.media.turn_urls or cfg.media.server_turn_url),
         "need_webhook": bool(cfg.webhooks.urls),
     }
     try:

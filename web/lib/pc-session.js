@@ -44,7 +44,10 @@ export class PcSession {
     this.stopTimers();
     closePc(this.pc);
     const num = this.nextNumber();
-    const pc = new RTCPeerConnection({ iceServers: this.iceServers() });
+    // window.callassistIceTransportPolicy = "relay" (a test hook, docs/testing.md): only
+    // TURN candidates, as behind a network that blocks everything but the TURN server.
+    const policy = window.callassistIceTransportPolicy === "relay" ? "relay" : "all";
+    const pc = new RTCPeerConnection({ iceServers: this.iceServers(), iceTransportPolicy: policy });
     this.pc = pc;
     this.num = num;
     this.state = pc.connectionState;

@@ -65,6 +65,8 @@ export default {
     "ta.push.step": "{n}. solis",
     "ta.netq.caller": "Zvanītājs",
     "ta.netq.you": "Jūs",
+    "ta.suggest_low": "Zvanītāja savienojums ir vājš.",
+    "ta.suggest_low.apply": "Ieslēgt režīmu vājam savienojumam",
   },
   en: {
     "ta.tools": "Drawing tools",
@@ -130,6 +132,8 @@ export default {
     "ta.push.step": "step {n}",
     "ta.netq.caller": "Caller",
     "ta.netq.you": "You",
+    "ta.suggest_low": "The caller's connection is poor.",
+    "ta.suggest_low.apply": "Switch to low bandwidth",
   },
   ru: {
     "ta.tools": "Инструменты рисования",
@@ -195,5 +199,7 @@ export default {
     "ta.push.step": "шаг {n}",
     "ta.netq.caller": "Звонящий",
     "ta.netq.you": "Вы",
+    "ta.suggest_low": "У звонящего слабая связь.",
+    "ta.suggest_low.apply": "Включить режим слабой связи",
   },
 };

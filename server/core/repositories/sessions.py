@@ -105,12 +105,11 @@ class SessionsRepository(OutboxRepository):
     # --- links -------------------------------------------------------------------------
     async def add_link(self, token: str, session_id: str, now: float, ttl: float) -> None:
         async with self.engine.begin() as conn:
-            # A new link revokes every earlier unused one: only one link per call works.
+            # A new link revokes every earlier one, used or not: only one link per call
+            # works, and an opened link no longer lets its browser back in by itself (its
+            # device cookie still does, at /c).
             await conn.execute(
-                links.update()
-                .where(links.c.session_id == session_id)
-                .where(links.c.consumed_at.is_(None))
-                .values(revoked=True)
+                links.update().where(links.c.session_id == session_id).values(revoked=True)
             )
             await conn.execute(
                 links.insert().values(
@@ -151,6 +150,22 @@ class SessionsRepository(OutboxRepository):
                 .where(links.c.expires_at > now)
                 .where(sessions.c.state != "ended")
             )
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return str(row[0]) if row else None
+
+    async def reopened_link_session(self, token: str) -> str | None:
+        """The session of a link that was already opened and is not revoked, its session not
+        ended; no expiry check: a caller taps the same SMS link again long into the call.
+        Only with the device cookie of that session does it let anyone back in."""
+        query = (
+            sa.select(links.c.session_id)
+            .join(sessions, sessions.c.id == links.c.session_id)
+            .where(links.c.token_hash == token_hash(token))
+            .where(links.c.consumed_at.is_not(None))
+            .where(links.c.revoked == sa.false())
+            .where(sessions.c.state != "ended")
+        )
         async with self.engine.connect() as conn:
             row = (await conn.execute(query)).first()
         return str(row[0]) if row else None
