@@ -200,3 +200,12 @@ def test_media_internals_imported_in_one_place() -> None:
         )
     )
     assert importers == ["lib/media.py"]
+
+
+def test_cluster_state_json_keys() -> None:
+    result = run_json("cluster_state.py", "--checks", "100", "--nodes", "2", "--rooms", "2")
+    assert set(result) == {
+        "limit_check_p50_ms", "limit_check_p95_ms", "local_limit_check_p50_us", "ops_nodes",
+        "ops_rooms_per_node", "ops_entry_bytes", "ops_publish_p95_ms", "ops_view_p95_ms",
+    }  # fmt: skip
+    assert result["ops_nodes"] == 2 and result["limit_check_p50_ms"] > 0
