@@ -129,3 +129,34 @@ async def test_exhaustion_with_two_addresses_leaks_nothing() -> None:
         holder.close()
         await room.close()
         await client.close()
+
+
+async def test_turn_client_socket_takes_a_port_of_the_range() -> None:
+    # aioice.turn makes its UDP socket with create_datagram_endpoint(remote_addr=...):
+    # through the same stand-in, inside a scope, it gets a port of the range, connected.
+    import aioice.turn
+
+    lo, hi = free_udp_range(2)
+    aioice_hooks_range = (lo, hi)
+    aiortc_hooks.install(["127.0.0.1"], aioice_hooks_range)
+    server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    server.bind(("127.0.0.1", 0))
+    try:
+        with aiortc_hooks.udp_port_scope():
+            loop = aioice.turn.asyncio.get_running_loop()
+            transport, _ = await loop.create_datagram_endpoint(
+                asyncio.DatagramProtocol, remote_addr=server.getsockname()
+            )
+        try:
+            assert lo <= transport.get_extra_info("sockname")[1] <= hi
+            transport.sendto(b"hello")
+            server.settimeout(5)
+            data, addr = server.recvfrom(16)
+            assert data == b"hello" and lo <= addr[1] <= hi
+        finally:
+            transport.close()
+        # Outside a scope: the real loop, any port.
+        assert aioice.turn.asyncio.get_running_loop() is asyncio.get_running_loop()
+    finally:
+        server.close()
+        aiortc_hooks.install(["127.0.0.1"])

@@ -228,7 +228,8 @@ class _PinnedLoop:
         remote_addr: Any = None, **kwargs: Any,
     ) -> tuple[asyncio.DatagramTransport, Any]:  # fmt: skip
         loop, scope = self._loop, self._scope
-        if kwargs.get("sock") is not None or (local_addr is not None and local_addr[1] != 0):
+        explicit = kwargs.get("sock") is not None or (local_addr is not None and local_addr[1] != 0)
+        if explicit or (local_addr is None and remote_addr is None):  # nothing to choose
             return await loop.create_datagram_endpoint(
                 protocol_factory, local_addr=local_addr, remote_addr=remote_addr, **kwargs
             )
