@@ -5,7 +5,7 @@
 # Python packages in .venv.
 # Extra arguments go to pytest.
 source "$(dirname "$0")/env.sh"
-apt_install chromium iproute2 util-linux postgresql coturn
+apt_install chromium iproute2 util-linux postgresql coturn redis-server
 ensure_venv "[test]"
 
 echo "callassist: ruff"

@@ -48,6 +48,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     setup_logging(args.log_format, os.environ.get("CALLASSIST_LOG_LEVEL", "INFO"))
     cfg = _load(args)
+    workers = _workers(args, cfg)
+    if workers > 1:
+        return _supervise(args, cfg, workers)
     if not args.demo:
         return _serve(args, cfg)
     from server.startup import demo
@@ -61,12 +64,39 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return _serve(args, cfg)
 
 
+def _workers(args: argparse.Namespace, cfg: Config) -> int:
+    """How many worker processes to start (1: serve here); a worker itself serves."""
+    from server.cluster import workers as workers_mod
+
+    me = workers_mod.worker_from_env(dict(os.environ))
+    if me is not None:
+        args.worker = me
+        return 1
+    n = getattr(args, "workers", None)
+    n = cfg.cluster.workers if n is None else n
+    if n > 1 and args.demo:
+        raise ConfigError("--workers: demo mode runs one process")
+    workers_mod.check(cfg, n, dict(os.environ))
+    return n
+
+
+def _supervise(args: argparse.Namespace, cfg: Config, workers: int) -> int:
+    from server.cluster.workers import start
+
+    return start(args, cfg, workers)
+
+
 def _serve(args: argparse.Namespace, cfg: Config) -> int:
     from aiohttp import web
 
     from server.http.app import create_app
     from server.startup.preflight import preflight
 
+    worker = getattr(args, "worker", None)
+    if worker is not None:  # worker i of N (server/cluster/workers.py)
+        from server.cluster.workers import worker_config
+
+        cfg = worker_config(cfg, *worker)
     scheme = "https" if args.tls_self_signed else "http"
     cfg, cert_host, which = firstrun.links(cfg, args, scheme)
     problems = asyncio.run(preflight(cfg, args.data_dir))
@@ -104,6 +134,10 @@ def _serve(args: argparse.Namespace, cfg: Config) -> int:
         demo.install(app, demo.new_password())
         lines.append("callassist: DEMO mode: a built-in test caller, nothing is sent anywhere; "
                      "the data directory is removed at exit")  # fmt: skip
+    elif worker is not None and not accounts:
+        # The one-time setup link would live in one worker only.
+        lines.append("callassist: no accounts yet: create them with callassist user add "
+                     f"NAME --role admin --data-dir {args.data_dir}")  # fmt: skip
     elif not accounts:
         from server.http import setup
 
@@ -130,6 +164,7 @@ def _serve(args: argparse.Namespace, cfg: Config) -> int:
             print=None,
             shutdown_timeout=5,
             access_log_class=_RedactingAccessLogger,
+            reuse_port=worker is not None,  # the workers share the port (SO_REUSEPORT)
         )
     except (StorageError, KeyringError) as exc:  # recording storage refused at startup
         print(f"callassist: recording storage: {exc}", file=sys.stderr)
@@ -331,6 +366,12 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="demo mode: a built-in test caller, a throwaway data directory (not in production)",
     )
+    s.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="worker processes sharing the port, one per core (default: cluster.workers, 1)",
+    )
     s.set_defaults(func=cmd_serve_demo_flag)
 
     d = sub.add_parser("demo", help="a first look: the service with a built-in test caller")
@@ -408,6 +449,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     args = parser().parse_args(argv)
+    args.argv = list(argv) if argv is not None else sys.argv[1:]  # for --workers' children
     try:
         return int(args.func(args) or 0)
     except ConfigError as exc:

@@ -242,3 +242,12 @@ def test_offer_memory_json_keys() -> None:
     assert set(result) == {"rooms", "offers_per_room", "rss_before_mb", "rss_after_offers_mb",
                            "rss_after_end_mb", "kb_per_offer_kept"}  # fmt: skip
     assert result["rss_before_mb"] > 0
+
+
+def test_cluster_state_json_keys() -> None:
+    result = run_json("cluster_state.py", "--checks", "100", "--nodes", "2", "--rooms", "2")
+    assert set(result) == {
+        "limit_check_p50_ms", "limit_check_p95_ms", "local_limit_check_p50_us", "ops_nodes",
+        "ops_rooms_per_node", "ops_entry_bytes", "ops_publish_p95_ms", "ops_view_p95_ms",
+    }  # fmt: skip
+    assert result["ops_nodes"] == 2 and result["limit_check_p50_ms"] > 0

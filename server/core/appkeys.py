@@ -15,7 +15,7 @@ from aiohttp import web
 from server.core.audit import Audit
 from server.core.config import Config
 from server.core.db import Database
-from server.core.ratelimit import KeyedLimiter
+from server.core.ratelimit import Limiter
 from server.core.secrets import Secrets
 
 CONFIG = web.AppKey("config", Config)
@@ -24,7 +24,7 @@ DATA_DIR = web.AppKey("data_dir", Path)
 SECRETS = web.AppKey("secrets", Secrets)
 DB = web.AppKey("db", Database)
 CLOCK = web.AppKey("clock", Callable[[], float])
-LINK_LIMITER = web.AppKey("link_limiter", KeyedLimiter)
-LOGIN_LIMITER = web.AppKey("login_limiter", KeyedLimiter)
+LINK_LIMITER = web.AppKey("link_limiter", Limiter)
+LOGIN_LIMITER = web.AppKey("login_limiter", Limiter)
 ORIGINS = web.AppKey("origins", frozenset)
 WEBSOCKETS = web.AppKey("websockets", set)

@@ -84,6 +84,11 @@ class MediaConfig:
     codec: str = "VP8"
     # Addresses offered as ICE host candidates; empty = every interface address.
     ice_host_addresses: list[str] = field(default_factory=list)
+    # UDP ports this node's peer connections bind, "FIRST-LAST" (e.g. "40000-40999", for a
+    # firewall rule); empty = any port the system picks. Each peer connection needs one
+    # port per host address; when every port is taken the offer fails (sdp_failed).
+    # With `serve --workers N` each worker gets its own slice of the range.
+    udp_ports: str = ""
     stun_urls: list[str] = field(default_factory=list)
     turn_urls: list[str] = field(default_factory=list)
     # TURN credential lifetime (coturn use-auth-secret); the secret comes from secrets.
@@ -258,6 +263,9 @@ class ClusterConfig:
     router: str = "local"
     # This node's name in logs and in the room -> node map; "" = "<hostname>-<pid>".
     node_id: str = ""
+    # Processes `callassist serve` starts on this machine (one per core), sharing the
+    # listening port; `--workers N` overrides it. More than 1 needs a shared router.
+    workers: int = 1
 
 
 @dataclass(frozen=True)
@@ -331,6 +339,40 @@ def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
     return cls(**kwargs)
 
 
+MAX_WORKERS = 64
+
+
+def parse_port_range(text: str, key: str = "media.udp_ports") -> tuple[int, int] | None:
+    """"40000-40999" -> (40000, 40999); "" -> None (any port)."""
+    if not text.strip():
+        return None
+    first, sep, last = text.strip().partition("-")
+    try:
+        lo, hi = int(first), int(last if sep else first)
+    except ValueError:
+        raise ConfigError(f"{key}: expected \"FIRST-LAST\", e.g. \"40000-40999\"") from None
+    if not 1024 <= lo <= hi <= 65535:
+        raise ConfigError(f"{key}: ports must be 1024-65535 with FIRST <= LAST, got {text!r}")
+    return lo, hi
+
+
+def check_workers(cfg: Config, workers: int) -> None:
+    """`workers` processes on one machine: refused where rooms would be split up."""
+    if not 1 <= workers <= MAX_WORKERS:
+        raise ConfigError(f"cluster.workers: must be 1 to {MAX_WORKERS}, got {workers}")
+    if workers > 1 and cfg.cluster.router == "local":
+        raise ConfigError(
+            f"cluster.workers = {workers} needs cluster.router = \"redis\": with the local "
+            "router every process would hold its own rooms, and a caller's and an agent's "
+            "requests landing on different workers would never meet (docs/deploy.md, Workers)"
+        )
+    ports = parse_port_range(cfg.media.udp_ports)
+    if ports is not None and workers > ports[1] - ports[0] + 1:
+        raise ConfigError(
+            f"media.udp_ports: {cfg.media.udp_ports} has fewer ports than the {workers} workers"
+        )
+
+
 def _validate(cfg: Config) -> None:
     if cfg.environment not in ("embedded", "production"):
         raise ConfigError("environment: must be 'embedded' or 'production'")
@@ -340,6 +382,8 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("media.codec: must be 'VP8' or 'H264'")
     if cfg.cluster.router not in ("local",):
         raise ConfigError("cluster.router: must be 'local' (the only router so far)")
+    parse_port_range(cfg.media.udp_ports)  # ConfigError naming the key
+    check_workers(cfg, cfg.cluster.workers)
     if cfg.sms.sender not in ("console", "http"):
         raise ConfigError("sms.sender: must be 'console' or 'http'")
     if cfg.sms.sender == "http" and not cfg.sms.http_url.startswith(("http://", "https://")):

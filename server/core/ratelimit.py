@@ -3,6 +3,15 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import Protocol
+
+
+class Limiter(Protocol):
+    """What link opening and login ask: may `key` (a client address) go on now? The local
+    KeyedLimiter answers for this process; server.cluster.limits.SharedLimiter for every
+    node, through Redis."""
+
+    async def check(self, key: str, now: float) -> bool: ...
 
 
 class TokenBucket:
@@ -44,6 +53,10 @@ class KeyedLimiter:
         else:
             self._buckets.move_to_end(key)
         return bucket.take(now)
+
+    async def check(self, key: str, now: float) -> bool:
+        """Limiter: the same as allow() (nothing to wait for in this process)."""
+        return self.allow(key, now)
 
 
 class FailureBackoff:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from aiohttp import WSCloseCode, web
 
+from server.cluster import limits as cluster_limits
 from server.core.appkeys import (
     AUDIT,
     CLOCK,
@@ -26,7 +27,6 @@ from server.core.appkeys import (
 from server.core.audit import Audit
 from server.core.config import Config
 from server.core.db import Database, unavailable
-from server.core.ratelimit import KeyedLimiter
 from server.core.secrets import load_secrets
 from server.http import admin, web_auth
 from server.http.openapi import openapi_document
@@ -192,8 +192,8 @@ def create_app(
     app[ROOMS] = RoomManager(config, db, clock, build_router(config))
     app[ROOMS].turn_secret = secrets.turn_secret  # for media.server_turn_url
     app[SMS] = _sms_sender(config, secrets.sms_hmac_key)
-    app[LINK_LIMITER] = KeyedLimiter(config.session.link_opens_per_minute)
-    app[LOGIN_LIMITER] = KeyedLimiter(config.auth.login_attempts_per_minute)
+    # Per process, or shared by every node through Redis (cluster.router = "redis").
+    app[LINK_LIMITER], app[LOGIN_LIMITER] = cluster_limits.build(app, config)
     web_auth.setup(app)  # login failures, sockets opened under a login
     app[ORIGINS] = frozenset([config.public_origin, *config.http.allowed_origins])
     app[WEBSOCKETS] = set()

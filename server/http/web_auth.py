@@ -217,7 +217,7 @@ async def login(request: web.Request) -> web.StreamResponse:
         return error(403, "origin_not_allowed", "request from another site refused")
     now = request.app[CLOCK]()
     address = client_address(request)
-    if not request.app[LOGIN_LIMITER].allow(address, now):
+    if not await request.app[LOGIN_LIMITER].check(address, now):
         return error(429, "rate_limited", "too many login attempts; wait a minute")
     try:
         body = await request.json()

@@ -16,6 +16,16 @@ What is patched, process-wide, by `install()`:
   loop. Every other receiver (test clients, anything else) runs the original decoder.
 - `aioice.ice.get_host_addresses`: when host addresses are configured, aioice offers
   exactly those (it otherwise skips 127.0.0.1 and offers every interface).
+- the name `asyncio` inside `aioice.ice` and `aioice.turn`: a stand-in module whose
+  `get_running_loop()`, inside `udp_port_scope()` and with `media.udp_ports` set, returns
+  the loop behind a thin proxy whose `create_datagram_endpoint` binds a port of the range
+  (host candidates: `local_addr=(address, 0)`; the TURN client socket: `remote_addr=`).
+  Everything else goes to the real asyncio and the real loop; outside a scope (test
+  clients, the benches' peers in the same process) nothing changes. aioice has no
+  port-range option (aiortc's RTCConfiguration neither).
+
+Over 400 lines because every reach behind aiortc's and aioice's public API is kept in
+this one module, each with its check in `check_compat()`.
 
 Not patched, per sender: `on_keyframe_request()` (for a client sending pre-encoded frames,
 as the capacity bench's clients do).
@@ -25,15 +35,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
+import errno
 import inspect
 import logging
 import queue
+import socket
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
+import types
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import aioice.ice
+import aioice.turn
 from aiortc import rtcrtpreceiver
 from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
@@ -125,10 +140,143 @@ def _patched_get_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
     return [a for a in addresses if (":" in a and use_ipv6) or (":" not in a and use_ipv4)]
 
 
-def install(ice_host_addresses: list[str]) -> None:
-    """Install the hooks (idempotent). The host address list is process-wide: the last
-    call wins, and an empty list restores aioice's own interface discovery."""
+# --- UDP port range -----------------------------------------------------------------
+
+
+class UdpPortsExhausted(RuntimeError):
+    """Every port of media.udp_ports is bound. Not an OSError on purpose: aioice skips a
+    host address whose bind fails with OSError and would answer with no candidates."""
+
+
+_udp_ports: tuple[int, int] | None = None
+_port_cursor = 0  # where the next search starts: spreads use, keeps a search short
+
+
+@dataclass(eq=False)
+class _Scope:
+    """The sockets bound for one negotiation (closed together if the range runs out)."""
+
+    transports: list[asyncio.BaseTransport] = field(default_factory=list)
+    exhausted: bool = False
+
+    def close_all(self) -> None:
+        for transport in self.transports:
+            transport.close()
+
+
+_scope: contextvars.ContextVar[_Scope | None] = contextvars.ContextVar(
+    "callassist_udp_port_scope", default=None
+)
+
+
+@contextlib.contextmanager
+def udp_port_scope() -> Iterator[None]:
+    """Sockets aioice binds inside (this task and the tasks it starts) take a port of
+    media.udp_ports. The server's peer connections negotiate inside one."""
+    token = _scope.set(_Scope())
+    try:
+        yield
+    finally:
+        _scope.reset(token)
+
+
+def _bind_in_range(family: int, host: str, scope: _Scope) -> socket.socket:
+    global _port_cursor
+    assert _udp_ports is not None
+    lo, hi = _udp_ports
+    size = hi - lo + 1
+    if not scope.exhausted:
+        for i in range(size):
+            port = lo + (_port_cursor + i) % size
+            sock = socket.socket(family, socket.SOCK_DGRAM)
+            try:
+                # No SO_REUSEADDR: on Linux it would let two sockets share a UDP port.
+                sock.bind((host, port))
+            except OSError as exc:
+                sock.close()
+                if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+                    continue
+                raise
+            _port_cursor = (port - lo + 1) % size
+            sock.setblocking(False)
+            return sock
+    scope.exhausted = True  # the negotiation fails: bind nothing more for it
+    scope.close_all()
+    logger.warning(
+        "media.udp_ports %d-%d: every port is in use; the offer fails (sdp_failed). "
+        "Widen the range or add nodes.",
+        lo,
+        hi,
+    )
+    raise UdpPortsExhausted(
+        f"no free UDP port in media.udp_ports {lo}-{hi}: the node is out of media ports"
+    )
+
+
+class _PinnedLoop:
+    """The running loop, but datagram endpoints get a port of the range."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, scope: _Scope) -> None:
+        self._loop = loop
+        self._scope = scope
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._loop, name)
+
+    async def create_datagram_endpoint(
+        self, protocol_factory: Callable[[], Any], local_addr: Any = None,
+        remote_addr: Any = None, **kwargs: Any,
+    ) -> tuple[asyncio.DatagramTransport, Any]:  # fmt: skip
+        loop, scope = self._loop, self._scope
+        explicit = kwargs.get("sock") is not None or (local_addr is not None and local_addr[1] != 0)
+        if explicit or (local_addr is None and remote_addr is None):  # nothing to choose
+            return await loop.create_datagram_endpoint(
+                protocol_factory, local_addr=local_addr, remote_addr=remote_addr, **kwargs
+            )
+        target = local_addr or remote_addr
+        infos = await loop.getaddrinfo(target[0], target[1], type=socket.SOCK_DGRAM)
+        family, _, _, _, sockaddr = infos[0]
+        # The TURN client socket: "" = any address, as the socket the system would make
+        # for remote_addr= (the range is about the port, for the firewall).
+        host = sockaddr[0] if local_addr is not None else ""
+        sock = _bind_in_range(family, host, scope)
+        try:
+            if remote_addr is not None:
+                sock.connect(sockaddr)  # the TURN client socket: aioice sends without address
+            transport, protocol = await loop.create_datagram_endpoint(
+                protocol_factory, sock=sock, **kwargs
+            )
+        except BaseException:
+            sock.close()
+            raise
+        scope.transports.append(transport)
+        return transport, protocol
+
+
+class _AsyncioForAioice(types.ModuleType):
+    """`asyncio` as aioice.ice / aioice.turn see it."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(asyncio, name)
+
+    @staticmethod
+    def get_running_loop() -> Any:
+        loop = asyncio.get_running_loop()
+        scope = _scope.get()
+        if scope is None or _udp_ports is None:
+            return loop
+        return _PinnedLoop(loop, scope)
+
+
+_asyncio_for_aioice = _AsyncioForAioice("asyncio")
+
+
+def install(ice_host_addresses: list[str], udp_ports: tuple[int, int] | None = None) -> None:
+    """Install the hooks (idempotent). The host address list and the UDP port range are
+    process-wide: the last call wins; an empty list restores aioice's own interface
+    discovery, None any port."""
     global _original_decoder_worker, _original_get_host_addresses, _host_addresses
+    global _udp_ports, _port_cursor
     if not installed():
         check_compat()  # once: it reads source files
     with _lock:
@@ -138,7 +286,11 @@ def install(ice_host_addresses: list[str]) -> None:
         if aioice.ice.get_host_addresses is not _patched_get_host_addresses:
             _original_get_host_addresses = aioice.ice.get_host_addresses
             aioice.ice.get_host_addresses = _patched_get_host_addresses
+        aioice.ice.asyncio = _asyncio_for_aioice  # type: ignore[attr-defined]
+        aioice.turn.asyncio = _asyncio_for_aioice  # type: ignore[attr-defined]
         _host_addresses = list(ice_host_addresses)
+        if udp_ports != _udp_ports:
+            _udp_ports, _port_cursor = udp_ports, 0
 
 
 def installed() -> bool:
@@ -266,4 +418,27 @@ def check_compat() -> None:
         "get_host_addresses(" in inspect.getsource(aioice.ice.Connection.gather_candidates),
         "aioice.ice.Connection.gather_candidates",
         "no longer calls the module-level get_host_addresses",
+    )
+    # The UDP port range: both places aioice makes its sockets, through the module-level
+    # name `asyncio` (replaced by _AsyncioForAioice).
+    for module in (aioice.ice, aioice.turn):
+        _require(
+            getattr(module, "asyncio", None) in (asyncio, _asyncio_for_aioice),
+            f"{module.__name__}.asyncio",
+            "is not the asyncio module",
+        )
+    gcc = inspect.getsource(aioice.ice.Connection.get_component_candidates)
+    _require(
+        "loop = asyncio.get_running_loop()" in gcc
+        and "create_datagram_endpoint(" in gcc
+        and "local_addr=(address, 0)" in gcc,
+        "aioice.ice.Connection.get_component_candidates",
+        "no longer binds host sockets through asyncio.get_running_loop()."
+        "create_datagram_endpoint(local_addr=(address, 0))",
+    )
+    cte = inspect.getsource(aioice.turn.create_turn_endpoint)
+    _require(
+        "loop = asyncio.get_running_loop()" in cte and "remote_addr=server_addr" in cte,
+        "aioice.turn.create_turn_endpoint",
+        "no longer makes its UDP socket with loop.create_datagram_endpoint(remote_addr=)",
     )

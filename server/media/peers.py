@@ -35,7 +35,7 @@ from aiortc import (
 )
 from aiortc import sdp as aiortc_sdp
 
-from server.core.config import MediaConfig
+from server.core.config import MediaConfig, parse_port_range
 
 from . import aiortc_hooks
 from .relay import RoomTrack, Upstream
@@ -153,7 +153,7 @@ class MediaRoom:
         connect_timeout_s: float = 30.0,
         turn_secret: str | None = None,
     ) -> None:
-        aiortc_hooks.install(config.ice_host_addresses)
+        aiortc_hooks.install(config.ice_host_addresses, parse_port_range(config.udp_ports))
         self.room_id = room_id
         self.config = config
         self._on_event = on_event
@@ -220,7 +220,9 @@ class MediaRoom:
                 logger.info("room %s: %d candidate(s) of %s outside the allowed addresses "
                             "dropped", self.room_id, dropped, participant_id)  # fmt: skip
             try:
-                return await self._negotiate(part, leg, offer, sdp)
+                # The sockets of this pc take ports of media.udp_ports (aiortc_hooks).
+                with aiortc_hooks.udp_port_scope():
+                    return await self._negotiate(part, leg, offer, sdp)
             except Exception as exc:
                 # Whatever aiortc applied is now unknown: drop that pc; the client makes
                 # a new one (protocol: sdp_failed).

@@ -154,6 +154,11 @@ class _StateCollector(Collector):
         app = self.m.app
         rooms = app[ROOMS].rooms()
 
+        # Which node answered this scrape (one per `serve --workers N` worker).
+        node = GaugeMetricFamily("callassist_node_info", "This node.", labels=["node"])
+        node.add_metric([app[ROOMS].router.node_id], 1)
+        yield node
+
         by_state = GaugeMetricFamily("callassist_rooms", "Live rooms by state.", labels=["state"])
         states = Tally(live.room.state for live in rooms)
         for state in ("waiting", "active"):

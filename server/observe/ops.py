@@ -27,8 +27,10 @@ from typing import Any
 
 from aiohttp import web
 from prometheus_client.core import CounterMetricFamily, Metric
+from redis.exceptions import RedisError
 
-from server.core.appkeys import AUDIT, CLOCK, DB
+from server.cluster import ops_feed, redis_client
+from server.core.appkeys import AUDIT, CLOCK, CONFIG, DB
 from server.core.db import User, unavailable
 from server.core.phone import mask
 from server.http.auth import error
@@ -317,6 +319,19 @@ def _public(snap: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in snap.items() if not k.startswith("_")}
 
 
+async def _view(app: web.Application, snap: dict[str, Any]) -> dict[str, Any]:
+    """This node's snapshot, or with cluster.router = "redis" every node's, merged
+    (server/cluster/ops_feed.py); this node's alone, flagged, when Redis does not answer."""
+    feed = app.get(ops_feed.OPS_FEED)
+    if feed is None:
+        return _public(snap)
+    try:
+        return await feed.cached_view()
+    except (RedisError, OSError):
+        local = _public(snap)
+        return {**local, "warnings": [*local["warnings"], {"code": "cluster_unavailable"}]}
+
+
 # --- HTTP ----------------------------------------------------------------------------------
 
 
@@ -328,7 +343,7 @@ async def ops_page(request: web.Request) -> web.StreamResponse:
 
 @require_user(*OPS_ROLES)
 async def snapshot_handler(request: web.Request) -> web.StreamResponse:
-    return web.json_response(_public(await request.app[OPS].snapshot()))
+    return web.json_response(await _view(request.app, await request.app[OPS].snapshot()))
 
 
 @require_user(*OPS_ROLES)
@@ -349,7 +364,7 @@ async def stream_handler(request: web.Request) -> web.StreamResponse:
     try:
         await response.write(b"retry: 2000\n\n")
         if monitor.latest is not None:
-            await _send(response, monitor.latest)
+            await _send(response, await _view(request.app, monitor.latest))
         while True:
             try:
                 snap = await asyncio.wait_for(queue.get(), STREAM_KEEPALIVE_S)
@@ -365,7 +380,7 @@ async def stream_handler(request: web.Request) -> web.StreamResponse:
                     log.info("ops stream of %s closed: login ended", user.username)
                     break
                 checked = time.monotonic()
-            await _send(response, snap)
+            await _send(response, await _view(request.app, snap))
     except (ConnectionResetError, ConnectionError):
         pass
     finally:
@@ -374,7 +389,7 @@ async def stream_handler(request: web.Request) -> web.StreamResponse:
 
 
 async def _send(response: web.StreamResponse, snap: dict[str, Any]) -> None:
-    data = json.dumps(_public(snap), separators=(",", ":"), ensure_ascii=False)
+    data = json.dumps(snap, separators=(",", ":"), ensure_ascii=False)
     await response.write(b"event: snapshot\ndata: " + data.encode() + b"\n\n")
 
 
@@ -427,6 +442,9 @@ def setup(app: web.Application) -> None:
     if METRICS in app:
         app[METRICS].add_collector(monitor.collect_metrics)
     app.cleanup_ctx.append(_lifecycle)
+    if app[CONFIG].cluster.router == "redis":  # every node's rooms in one console
+        node_id = app[ROOMS].router.node_id
+        ops_feed.setup(app, redis_client.for_app(app), node_id, monitor)
     app.on_shutdown.append(_on_shutdown)
     r = app.router
     r.add_get("/ops", ops_page)

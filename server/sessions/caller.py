@@ -52,9 +52,9 @@ def device_type(user_agent: str) -> str:
     return " · ".join(p for p in (os_name, browser, kind) if p)[:128]
 
 
-def _token_allowed(request: web.Request) -> str | None:
+async def _token_allowed(request: web.Request) -> str | None:
     app = request.app
-    if not app[LINK_LIMITER].allow(client_address(request), app[CLOCK]()):
+    if not await app[LINK_LIMITER].check(client_address(request), app[CLOCK]()):
         log.info("link opens rate-limited")
         return None
     token = request.match_info["token"]
@@ -81,7 +81,7 @@ async def link_page(request: web.Request) -> web.StreamResponse:
     SMS and messenger apps fetch links to build previews, and a preview must neither spend
     the link nor get the session cookie (docs/security.md, "One-time links")."""
     app = request.app
-    token = _token_allowed(request)
+    token = await _token_allowed(request)
     session_id = await app[DB].link_session(token, app[CLOCK]()) if token else None
     if session_id is None or app[ROOMS].get(session_id) is None:
         if token and await _reopened_by_its_browser(request, token):
@@ -103,7 +103,7 @@ async def open_link(request: web.Request) -> web.StreamResponse:
     cfg = app[CONFIG]
     if not origin_allowed(request, app[ORIGINS]):
         return link_invalid()
-    token = _token_allowed(request)
+    token = await _token_allowed(request)
     if token is None:
         return link_invalid()
     cookie = secrets.token_urlsafe(32)

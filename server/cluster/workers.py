@@ -1,0 +1,180 @@
+"""`callassist serve --workers N`: N worker processes on one machine, one per core.
+
+The parent supervises only: it spawns N copies of the same `serve` command line (marked
+as worker i of N through the environment), forwards SIGTERM/SIGINT to them and waits. The
+workers share the listening port (SO_REUSEPORT, aiohttp's `reuse_port`); worker i is node
+`<node_id>-w<i>` with its own slice of `media.udp_ports`. Nothing is restarted here: a
+worker that dies on its own stops the others and the parent exits non-zero, so the
+machine's supervisor (systemd, Kubernetes) restarts the node as a whole and sees it.
+
+The planning (`worker_config`, `port_slice`, `child_argv`) is pure; `supervise` is the I/O.
+docs/deploy.md, "Workers".
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from types import FrameType
+
+from server.core.config import Config, ConfigError, check_workers, parse_port_range
+from server.rooms.router import default_node_id
+from server.startup import firstrun
+from server.startup.preflight import preflight
+
+# Set by the parent for each worker: "i/N" and the base node id.
+WORKER_ENV = "CALLASSIST_WORKER"
+NODE_ENV = "CALLASSIST_WORKER_NODE"
+# Test hook (docs/testing.md): lets `--workers N` run with the local router, embedded
+# environment only, so the process model is tested before a shared router exists. Rooms
+# are then split across workers: never for a real deployment.
+LOCAL_ROUTER_TEST_ENV = "CALLASSIST_TEST_WORKERS_LOCAL_ROUTER"
+STOP_GRACE_S = 20.0
+
+
+def check(cfg: Config, workers: int, env: dict[str, str]) -> None:
+    """ConfigError when `workers` processes cannot run with this configuration."""
+    if (
+        workers > 1
+        and cfg.cluster.router == "local"
+        and env.get(LOCAL_ROUTER_TEST_ENV) == "1"
+        and cfg.environment == "embedded"
+    ):
+        check_workers(dataclasses.replace(cfg, cluster=dataclasses.replace(
+            cfg.cluster, router="test-split")), workers)  # fmt: skip
+        return
+    check_workers(cfg, workers)
+
+
+def port_slice(ports: tuple[int, int] | None, index: int, count: int) -> tuple[int, int] | None:
+    """Worker `index`'s part of the range: N equal parts, the last takes the remainder."""
+    if ports is None:
+        return None
+    lo, hi = ports
+    size = (hi - lo + 1) // count
+    if size < 1:
+        raise ConfigError(f"media.udp_ports: {lo}-{hi} has fewer ports than {count} workers")
+    first = lo + index * size
+    last = hi if index == count - 1 else first + size - 1
+    return first, last
+
+
+def worker_config(cfg: Config, index: int, count: int, base_node_id: str) -> Config:
+    """The configuration worker `index` of `count` serves with."""
+    ports = port_slice(parse_port_range(cfg.media.udp_ports), index, count)
+    return dataclasses.replace(
+        cfg,
+        cluster=dataclasses.replace(cfg.cluster, node_id=f"{base_node_id}-w{index}", workers=1),
+        media=dataclasses.replace(cfg.media, udp_ports=f"{ports[0]}-{ports[1]}" if ports else ""),
+    )
+
+
+def worker_from_env(env: dict[str, str]) -> tuple[int, int, str] | None:
+    """(index, count, base node id) when this process is a worker, else None."""
+    raw = env.get(WORKER_ENV)
+    if not raw:
+        return None
+    index, _, count = raw.partition("/")
+    return int(index), int(count), env.get(NODE_ENV, "")
+
+
+def child_argv(argv: Sequence[str]) -> list[str]:
+    """The parent's `callassist …` arguments without `--workers N` (a worker serves)."""
+    out: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--workers":
+            skip = True
+        elif not arg.startswith("--workers="):
+            out.append(arg)
+    return out
+
+
+def start(args: argparse.Namespace, cfg: Config, count: int) -> int:
+    """`serve --workers N` in the parent: the start checks and the schema upgrade once,
+    before any worker starts (a bad configuration fails here, not N times), then supervise."""
+    cfg, cert_host, _ = firstrun.links(cfg, args, "https" if args.tls_self_signed else "http")
+    problems = asyncio.run(preflight(cfg, args.data_dir))
+    if problems:
+        for problem in problems:
+            print(f"callassist: {problem}", file=sys.stderr)
+        print("callassist: not starting (`callassist config check` runs these checks)",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    asyncio.run(firstrun.account_count(cfg, args.data_dir))  # upgrades the schema
+    if args.tls_self_signed:  # made once here, read by every worker
+        from server.http.tls import self_signed_context
+
+        self_signed_context(args.data_dir, [cert_host])
+    print(f"callassist: {count} workers on port {args.port}", flush=True)
+    return supervise(args.argv, count, cfg.cluster.node_id or default_node_id())
+
+
+def supervise(argv: Sequence[str], count: int, base_node_id: str) -> int:
+    """Run `count` workers of `callassist <argv>` until they end; the exit status."""
+    cmd = [sys.executable, "-m", "server", *child_argv(argv)]
+    procs: list[subprocess.Popen[bytes]] = []
+    stopping = False
+
+    def forward(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signum)
+
+    old = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        for i in range(count):
+            env = {**os.environ, WORKER_ENV: f"{i}/{count}", NODE_ENV: base_node_id}
+            # Own process group: a terminal's Ctrl-C reaches the parent only, which
+            # forwards it once (twice would cut a worker's graceful shutdown short).
+            procs.append(subprocess.Popen(cmd, env=env, process_group=0))  # noqa: S603
+            print(f"callassist: worker {i} (pid {procs[-1].pid}) is node {base_node_id}-w{i}",
+                  flush=True)  # fmt: skip
+        return _wait(procs, lambda: stopping)
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+
+
+def _wait(procs: list[subprocess.Popen[bytes]], stopping: object) -> int:
+    failed = False
+    deadline: float | None = None
+    while any(p.poll() is None for p in procs):
+        for i, p in enumerate(procs):
+            rc = p.poll()
+            if rc is None or getattr(p, "_reported", False):
+                continue
+            p._reported = True  # type: ignore[attr-defined]
+            if not stopping() and not failed:  # type: ignore[operator]
+                failed = True
+                print(f"callassist: worker {i} (pid {p.pid}) exited with status {rc}; "
+                      "stopping the others", file=sys.stderr, flush=True)  # fmt: skip
+                for other in procs:
+                    if other.poll() is None:
+                        other.send_signal(signal.SIGTERM)
+                deadline = time.monotonic() + STOP_GRACE_S
+        if stopping() and deadline is None:  # type: ignore[operator]
+            deadline = time.monotonic() + STOP_GRACE_S
+        if deadline is not None and time.monotonic() > deadline:
+            for p in procs:
+                if p.poll() is None:
+                    print(f"callassist: worker pid {p.pid} did not stop: killed",
+                          file=sys.stderr, flush=True)  # fmt: skip
+                    p.kill()
+        time.sleep(0.1)
+    codes = [p.returncode for p in procs]
+    if not failed and any(c != 0 for c in codes):
+        failed = True
+        print(f"callassist: workers exited with {codes}", file=sys.stderr, flush=True)
+    return 1 if failed else 0

@@ -1,0 +1,108 @@
+"""server/cluster/limits.py against a real redis-server: two nodes share one budget,
+atomically; Redis down falls back to the node's own limiter and comes back by itself."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from redis_helpers import RedisServer
+
+from server.cluster import redis_client
+from server.cluster.limits import SharedLimiter, bucket_key
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer().start()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+async def clients(redis_server: RedisServer) -> AsyncIterator[list]:
+    made = [redis_client.connect(redis_server.url) for _ in range(2)]
+    await made[0].flushdb()
+    yield made
+    for c in made:
+        await c.aclose()
+
+
+async def test_two_nodes_share_one_budget(clients: list) -> None:
+    a, b = (SharedLimiter(c, "login", per_minute=6) for c in clients)
+    now = 1_000_000.0
+    results = [await (a if i % 2 else b).check("10.0.0.1", now) for i in range(8)]
+    assert results == [True] * 6 + [False] * 2  # 6 a minute, whichever node asks
+    assert await a.check("10.0.0.2", now)  # another address has its own budget
+    # One token back after 10 s (6 a minute), on either node.
+    assert await b.check("10.0.0.1", now + 10.5)
+    assert not await a.check("10.0.0.1", now + 10.6)
+    # The address is not stored in the clear, and the key expires.
+    key = bucket_key("login", "10.0.0.1")
+    assert "10.0.0.1" not in key
+    assert 0 < await clients[0].ttl(key) <= 62
+
+
+async def test_concurrent_checks_are_atomic(clients: list) -> None:
+    a, b = (SharedLimiter(c, "link", per_minute=20) for c in clients)
+    now = 2_000_000.0
+    results = await asyncio.gather(*(x.check("10.0.0.9", now) for _ in range(20) for x in (a, b)))
+    assert sum(results) == 20
+
+
+async def test_redis_down_falls_back_and_recovers(caplog: pytest.LogCaptureFixture) -> None:
+    server = RedisServer().start()
+    client = redis_client.connect(server.url)
+    clock = [0.0]
+    limiter = SharedLimiter(client, "login", per_minute=3, retry_s=5, monotonic=lambda: clock[0])
+    try:
+        now = 3_000_000.0
+        assert await limiter.check("10.1.1.1", now) and not limiter.degraded
+        server.stop()
+        with caplog.at_level(logging.INFO, logger="server.cluster.limits"):
+            # Down: judged by this node's own limiter, still limited (3 a minute).
+            got = [await limiter.check("10.1.1.1", now + 1) for _ in range(4)]
+            assert got == [True, True, True, False] and limiter.degraded
+            assert "Redis unavailable" in caplog.text
+            server.start()  # same port
+            clock[0] += 1  # within retry_s: Redis is not asked yet
+            assert not await limiter.check("10.1.1.1", now + 1)
+            assert limiter.degraded
+            clock[0] += 5
+            assert await limiter.check("10.1.1.2", now + 2) and not limiter.degraded
+            assert "Redis answers again" in caplog.text
+    finally:
+        await client.aclose()
+        server.close()
+
+
+async def test_build_chooses_by_router(redis_server: RedisServer) -> None:
+    import dataclasses
+
+    from aiohttp import web
+
+    from server.cluster import limits
+    from server.core import config as config_mod
+    from server.core.appkeys import CONFIG
+    from server.core.ratelimit import KeyedLimiter
+
+    cfg = config_mod.from_dict({"session": {"link_opens_per_minute": 2}})
+    app = web.Application()
+    app[CONFIG] = cfg
+    link, login = limits.build(app, cfg)
+    assert isinstance(link, KeyedLimiter) and isinstance(login, KeyedLimiter)
+    assert redis_client.REDIS not in app  # the embedded default needs no Redis
+
+    # cluster.router = "redis" (the cluster router's value; built here without it).
+    cluster = dataclasses.replace(cfg.cluster, router="redis")
+    object.__setattr__(cluster, "redis_url", redis_server.url)
+    cfg = dataclasses.replace(cfg, cluster=cluster)
+    app = web.Application()
+    app[CONFIG] = cfg
+    link, login = limits.build(app, cfg)
+    assert isinstance(link, SharedLimiter) and link.client is login.client
+    await app[redis_client.REDIS].flushdb()
+    assert [await link.check("a", 5.0) for _ in range(3)] == [True, True, False]
+    await app.cleanup()  # closes the client
