@@ -22,6 +22,8 @@ from typing import Any
 
 import aiohttp
 
+from tests.engine_helpers import PageError, PageOps
+
 FIREFOX = os.environ.get("CALLASSIST_FIREFOX", "/usr/bin/firefox-esr")
 
 # Prefs of the test profile. Why each: a fake camera/microphone with no prompt; WebRTC on
@@ -56,12 +58,14 @@ PREFS: dict[str, Any] = {
 }
 
 
-class BidiError(AssertionError):
+class BidiError(PageError):
     pass
 
 
-class Firefox:
+class Firefox(PageOps):
     """One Firefox process and its BiDi session."""
+
+    name = "Firefox"
 
     def __init__(self) -> None:
         self.profile = Path(tempfile.mkdtemp(prefix="callassist-ff-"))
@@ -164,22 +168,6 @@ class Firefox:
         value = res["result"].get("value")
         return None if value in (None, "undefined") else json.loads(value)
 
-    async def eval(self, expr: str) -> Any:
-        return await self.js(f"return ({expr});")
-
-    async def wait(self, expr: str, timeout: float = 20, what: str = "") -> Any:
-        """Poll the JS expression until it is truthy; return its value."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        last: Any = None
-        while loop.time() < deadline:
-            with contextlib.suppress(BidiError):
-                last = await self.eval(expr)
-                if last:
-                    return last
-            await asyncio.sleep(0.2)
-        raise AssertionError(f"Firefox: {what or expr} not true in {timeout}s (last {last!r})")
-
     async def click(self, testid: str) -> None:
         """A real pointer click in the middle of the element (a user gesture)."""
         box = await self.wait(
@@ -206,32 +194,6 @@ class Firefox:
                     }
                 ],
             },
-        )
-
-    async def fill(self, testid: str, text: str) -> None:
-        await self.js(
-            """const e = document.querySelector(`[data-testid="${JSON.parse(arguments[0])}"]`);
-            e.focus(); e.value = JSON.parse(arguments[1]);
-            e.dispatchEvent(new Event("input", {bubbles: true}));
-            e.dispatchEvent(new Event("change", {bubbles: true})); return true;""",
-            testid,
-            text,
-        )
-
-    async def attr(self, testid: str, name: str) -> str | None:
-        return await self.js(  # type: ignore[no-any-return]
-            """const e = document.querySelector(`[data-testid="${JSON.parse(arguments[0])}"]`);
-            return e ? e.getAttribute(JSON.parse(arguments[1])) : null;""",
-            testid,
-            name,
-        )
-
-    async def wait_attr(self, testid: str, name: str, value: str, timeout: float = 20) -> None:
-        await self.wait(
-            f"(document.querySelector('[data-testid=\"{testid}\"]') || {{getAttribute(){{}}}})"
-            f".getAttribute({json.dumps(name)}) === {json.dumps(value)}",
-            timeout,
-            what=f"{testid}[{name}={value}]",
         )
 
     async def close(self) -> None:
