@@ -140,7 +140,8 @@ def parse(raw: str, role: str) -> Message:
             raise ProtocolError(NOT_ALLOWED, f"a {role} publishes only '{expected_track}'", mtype)
         if state == "unavailable" and role == "caller":
             # The caller's page cannot share the camera; the agent's console says why.
-            if data.get("reason") not in CAMERA_UNAVAILABLE:
+            reason = data.get("reason")
+            if not isinstance(reason, str) or reason not in CAMERA_UNAVAILABLE:
                 raise ProtocolError(
                     BAD_MESSAGE,
                     "field 'reason' must be one of " + ", ".join(sorted(CAMERA_UNAVAILABLE)),
