@@ -67,7 +67,9 @@ class Firefox(PageOps):
 
     name = "Firefox"
 
-    def __init__(self) -> None:
+    def __init__(self, **prefs: Any) -> None:
+        """`prefs` override PREFS (e.g. no fake camera: a Firefox with no camera at all)."""
+        self.prefs = {**PREFS, **prefs}
         self.profile = Path(tempfile.mkdtemp(prefix="callassist-ff-"))
         self.proc: asyncio.subprocess.Process | None = None
         self.http: aiohttp.ClientSession | None = None
@@ -77,7 +79,9 @@ class Firefox(PageOps):
         self._reader: asyncio.Task[None] | None = None
 
     async def start(self, port: int, viewport: tuple[int, int] = (390, 844)) -> None:
-        prefs = "".join(f"user_pref({json.dumps(k)}, {json.dumps(v)});\n" for k, v in PREFS.items())
+        prefs = "".join(
+            f"user_pref({json.dumps(k)}, {json.dumps(v)});\n" for k, v in self.prefs.items()
+        )
         (self.profile / "user.js").write_text(prefs)
         env = dict(os.environ, MOZ_HEADLESS="1", MOZ_CRASHREPORTER_DISABLE="1")
         env["MOZ_HEADLESS_WIDTH"], env["MOZ_HEADLESS_HEIGHT"] = map(str, viewport)

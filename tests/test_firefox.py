@@ -170,3 +170,26 @@ async def end_from_ff(ff: Firefox, caller: Page) -> None:
     await expect(caller.get_by_test_id("call-state")).to_have_attribute(
         "data-state", "ended", timeout=10_000
     )
+
+
+async def test_firefox_without_a_camera(browser, ff_server) -> None:  # type: ignore[no-untyped-def]
+    # No fake camera and no real one on this machine: getUserMedia finds no device.
+    ff = Firefox(**{"media.navigator.streams.fake": False})
+    await ff.start(free_port())
+    try:
+        agent_ctx, agent = await agent_page(browser, ff_server)
+        link = await start_session(agent)
+        await ff.goto(link)
+        await ff.click("link-open")
+        await ff.wait("location.pathname === '/c'")
+        await ff.click("notice-accept")
+        await ff.click("start-camera")
+        await ff.wait_attr("camera-error", "data-reason", "missing")
+        await ff.wait_attr("call-state", "data-state", "photos")
+        await ff.wait("!!document.querySelector('[data-testid=upload-photo]').offsetParent")
+        await expect(agent.get_by_test_id("caller-camera")).to_have_attribute(
+            "data-reason", "missing"
+        )
+        await agent_ctx.close()
+    finally:
+        await ff.close()
