@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Runs the whole test suite, installing what it needs first: Debian's chromium (driven by
-# Playwright through executable_path; no browser download), PostgreSQL (the tests start
-# their own throwaway server), coturn (tests/test_turn.py starts its own turnserver),
-# Python packages in .venv.
+# Playwright through executable_path; no browser download), Firefox ESR (WebDriver BiDi) and
+# WebKitGTK (WebKitWebDriver + MiniBrowser under Xvfb) as the other engines, PostgreSQL (the
+# tests start their own throwaway server), coturn (tests/test_turn.py starts its own
+# turnserver), redis-server and haproxy (the cluster tests start their own), Python packages
+# in .venv.
 # Extra arguments go to pytest.
 source "$(dirname "$0")/env.sh"
-apt_install chromium iproute2 util-linux postgresql coturn redis-server
+apt_install chromium iproute2 util-linux postgresql coturn redis-server firefox-esr \
+    webkit2gtk-driver xvfb
 ensure_venv "[test]"
 
 echo "callassist: ruff"

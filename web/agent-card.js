@@ -66,6 +66,11 @@ export function renderSession() {
   const device = st.room && st.room.caller && st.room.caller.device;
   el("caller-device").hidden = !device;
   el("caller-device").textContent = device ? t("a.device", { device }) : "";
+  // The caller's page cannot share the camera: why, and that photos and chat still work.
+  const noCamera = !st.ended && st.room && st.room.caller && st.room.caller.camera_unavailable;
+  el("caller-camera").hidden = !noCamera;
+  el("caller-camera").dataset.reason = noCamera || "";
+  el("caller-camera").textContent = noCamera ? t("a.camera." + noCamera) + " " + t("a.camera.photos") : "";
 
   // Also after the caller opened the link (lost tab in another browser, cookies cleared):
   // the server revokes the old link and keeps the session.

@@ -7,10 +7,15 @@ const CAMERA_CONSTRAINTS = {
   video: { facingMode: { ideal: "environment" }, width: { ideal: 1280 }, height: { ideal: 720 } },
   audio: false,
 };
-const IN_APP_UA = /FBAN|FBAV|FB_IAB|FBIOS|Instagram|\bLine\/|; wv\)|MicroMessenger|Snapchat|musical_ly|BytedanceWebview/i;
+import { inAppBrowser } from "./inapp.js";
 
 function isInApp() {
-  return IN_APP_UA.test(navigator.userAgent);
+  return !!inAppBrowser(navigator.userAgent);
+}
+
+// The camera alone is no use for a call without a peer connection.
+export function hasWebrtc() {
+  return typeof window.RTCPeerConnection === "function";
 }
 
 function reasonOf(err) {
@@ -46,6 +51,7 @@ export async function startCamera(st, force, { render, useTrack }) {
   st.cameraError = null;
   st.canForce = false;
   if (!window.isSecureContext) return fail("insecure");
+  if (!hasWebrtc()) return fail("no_webrtc");
   if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) return fail(isInApp() ? "in_app_browser" : "other");
   // In-app browsers often cannot use the camera: explain first, let the caller try anyway.
   if (isInApp() && !force) return fail("in_app_browser", true);

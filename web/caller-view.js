@@ -10,11 +10,11 @@ const tid = (id) => document.querySelector(`[data-testid="${id}"]`);
 
 function callState(st) {
   if (st.ended) return "ended";
-  if (st.fatal || st.cameraError) return "error";
+  if (st.fatal) return "error";
   if (!st.welcome) return "connecting";
   if (!st.wsReady) return "reconnecting";
   if (!st.accepted) return "notice";
-  if (!st.cameraTrack) return st.starting ? "starting" : "ready";
+  if (!st.cameraTrack) return st.cameraError ? "photos" : st.starting ? "starting" : "ready";
   if (st.pcState === "connected") return st.paused ? "paused" : "live";
   // Once media has flowed, any loss is shown as reconnecting (the page recovers by itself).
   return st.recovering || st.everLive ? "reconnecting" : "connecting";
@@ -24,7 +24,8 @@ function currentView(st) {
   if (st.ended || st.fatal) return "end";
   if (!st.welcome) return "none";
   if (!st.accepted) return "notice";
-  if (!st.cameraTrack) return "ready";
+  // No camera (st.cameraError says why): the call view without video, photos and chat.
+  if (!st.cameraTrack) return st.cameraError ? "call" : "ready";
   return "call";
 }
 
@@ -33,13 +34,13 @@ export function render(st, zoom) {
   st.state = state;
   const view = currentView(st);
   document.body.dataset.view = view;
+  document.body.dataset.media = view === "call" && !st.cameraTrack ? "photos" : "camera";
   document.body.dataset.pc = String(st.pcNum);
 
   const banner = tid("call-state");
   banner.dataset.state = state;
   let key = "c.state." + state;
   if (state === "connecting" && st.cameraTrack) key = "c.state.connecting_media";
-  if (state === "error" && st.cameraError && !st.fatal) key = "c.state.camera_error";
   el("state-text").textContent = t(key);
 
   for (const v of ["notice", "ready", "call", "end"]) el("view-" + v).hidden = view !== v;
@@ -62,18 +63,17 @@ function renderNotice(st) {
 
 function renderReady(st) {
   const err = tid("camera-error");
-  err.hidden = !st.cameraError;
+  err.hidden = !st.cameraError || !!st.ended || !!st.fatal;
   err.dataset.reason = st.cameraError || "";
   if (st.cameraError) {
     el("camera-error-title").textContent = t(`c.err.${st.cameraError}.title`);
     el("camera-error-help").textContent = t(helpKey(st.cameraError));
   }
+  // Nothing to retry without WebRTC or https; an in-app browser may work "anyway".
+  el("camera-retry").hidden = !["denied", "missing", "other"].includes(st.cameraError) || st.starting;
+  el("camera-try-anyway").hidden = !(st.cameraError && st.canForce) || st.starting;
   el("camera-stopped").hidden = !st.cameraStopped || !!st.cameraError;
-  const start = el("start-camera");
-  start.disabled = st.starting;
-  start.hidden = !!(st.cameraError && st.canForce); // then "Try anyway" is the only action
-  start.textContent = t(st.cameraError && !st.canForce ? "common.retry" : "c.start_camera");
-  el("camera-try-anyway").hidden = !(st.cameraError && st.canForce);
+  el("start-camera").disabled = st.starting;
 }
 
 function renderCall(st, zoom) {

@@ -11,7 +11,7 @@ import { showTrack, forgetPcNumber } from "./rtc.js";
 import { PcSession } from "./lib/pc-session.js";
 import { api } from "./lib/api.js";
 import { setupZoom } from "./zoom.js";
-import { startCamera } from "./caller-camera.js";
+import { startCamera, hasWebrtc } from "./caller-camera.js";
 import { render as renderView, toast, exitFullscreen, toggleFullscreen } from "./caller-view.js";
 import { loadNotice } from "./caller-notice.js";
 import { setupRecording } from "./recording-caller.js"; // recording badge, snapshots, photos
@@ -48,7 +48,8 @@ const st = {
   cameraTrack: null,
   cameraStopped: false, // the browser/OS ended our camera track
   starting: false,
-  cameraError: null, // "denied" | "missing" | "in_app_browser" | "insecure" | "other"
+  cameraError: null, // "denied" | "missing" | "no_webrtc" | "in_app_browser" | "insecure" | "other"
+  reportedCamera: null, // the cameraError the server was told on this socket
   canForce: false,
   paused: false,
   cameraSender: null,
@@ -110,7 +111,22 @@ media.expose(st);
 window.callassist = st; // debug handle for tests (st.pc is the current RTCPeerConnection)
 
 function render() {
+  noCameraPath();
   renderView(st, zoom);
+}
+
+// Without a camera the call goes on with photos and chat (the toolkit), and the agent's
+// console is told why (docs/protocol.md, media "unavailable"). A page without
+// RTCPeerConnection (e.g. a WebKit view without WebRTC) never offers the camera at all.
+function noCameraPath() {
+  if (!st.accepted || st.ended || st.fatal) return;
+  if (!st.cameraError && !st.cameraTrack && !hasWebrtc()) st.cameraError = "no_webrtc";
+  if (!st.cameraError) return;
+  loadToolkit();
+  if (st.wsReady && st.reportedCamera !== st.cameraError) {
+    const sent = st.signal.send({ type: "media", track: "camera", state: "unavailable", reason: st.cameraError });
+    if (sent) st.reportedCamera = st.cameraError;
+  }
 }
 
 // ---------------------------------------------------------------- notice
@@ -197,6 +213,7 @@ function fail(kind, message) {
 
 function onWelcome(msg) {
   st.failures = 0;
+  st.reportedCamera = null; // a new socket: tell the server again
   st.welcome = msg;
   st.wsReady = true;
   st.room = msg.room || st.room;
@@ -300,6 +317,7 @@ function wireUi() {
   tid("notice-retry").addEventListener("click", () => loadNotice(st, render));
   const camera = (force) => startCamera(st, force, { render, useTrack: useCameraTrack });
   el("start-camera").addEventListener("click", () => camera(false));
+  el("camera-retry").addEventListener("click", () => camera(false));
   el("camera-try-anyway").addEventListener("click", () => camera(true));
   el("pause-camera").addEventListener("click", () => setPaused(true));
   el("resume-camera").addEventListener("click", () => setPaused(false));

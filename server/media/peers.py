@@ -391,6 +391,9 @@ class MediaRoom:
         pc = leg.pc
         receive_track = self.tracks[RECEIVES[part.role]]
         by_mid = {t.mid: t for t in pc.getTransceivers() if t.mid is not None}
+        # Port 0 is a rejected m-section, except one in the BUNDLE group: Firefox offers
+        # every m-section after the first as port 0 + a=bundle-only (JSEP max-bundle).
+        bundled = {mid for g in offer.group if g.semantic == "BUNDLE" for mid in g.items}
         starts_publishing: RTCRtpTransceiver | None = None
         # Transceivers for new m-sections are created BEFORE setRemoteDescription, in
         # m-section order: aiortc binds unassigned transceivers to new m-sections in
@@ -408,12 +411,13 @@ class MediaRoom:
                 t.setCodecPreferences(self._codec_prefs)
             direction = media.direction or "sendrecv"
             # Receive-only roles (supervisor) never publish, whatever their offer says.
+            live = media.port != 0 or media.rtp.muxId in bundled
             client_sends = (
-                media.port != 0
+                live
                 and direction in ("sendonly", "sendrecv")
                 and part.role in PUBLISHES
             )
-            client_recvs = media.port != 0 and direction in ("recvonly", "sendrecv")
+            client_recvs = live and direction in ("recvonly", "sendrecv")
             if t is leg.publish_t and not client_sends:
                 self._stop_publishing(part, leg)
             elif client_sends and leg.publish_t is None:

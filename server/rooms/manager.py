@@ -290,6 +290,9 @@ class RoomManager:
     async def set_device(self, live: LiveRoom, device: str) -> None:
         await self._apply(live, live.room.set_device(device))
 
+    async def set_camera_unavailable(self, live: LiveRoom, reason: str) -> None:
+        await self._apply(live, live.room.set_camera_unavailable(reason), broadcast=True)
+
     async def accept_notice(self, live: LiveRoom, version: str) -> None:
         await self._apply(live, live.room.accept_notice(version))
 

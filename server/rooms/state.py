@@ -109,6 +109,9 @@ class Room:
     state: str = "waiting"
     caller_status: str = "link_sent"
     caller_device: str | None = None
+    # Why the caller's page cannot share the camera (signalling media "unavailable"), None
+    # when it can or has not said; a live camera clears it.
+    caller_camera: str | None = None
     notice_accepted: bool = False
     tracks: dict[str, bool] = field(default_factory=lambda: dict.fromkeys(TRACKS, False))
     participants: dict[str, ParticipantState] = field(default_factory=dict)
@@ -187,6 +190,12 @@ class Room:
         self.caller_device = device
         return [self._event("device", device=device)]
 
+    def set_camera_unavailable(self, reason: str | None) -> list[RoomEvent]:
+        if self.ended or self.caller_camera == reason:
+            return []
+        self.caller_camera = reason
+        return [self._event("camera", unavailable=reason)]
+
     def accept_notice(self, version: str) -> list[RoomEvent]:
         if self.ended or self.notice_accepted:
             return []
@@ -198,6 +207,8 @@ class Room:
             return []
         self.tracks[name] = live
         events = [self._event("track", track=name, live=live)]
+        if name == "camera" and live:
+            events += self.set_camera_unavailable(None)
         if live and self.state == "waiting":
             self.state = "active"
             self.started_at = now
@@ -233,7 +244,11 @@ class Room:
         return {
             "id": self.id,
             "state": self.state,
-            "caller": {"status": self.caller_status, "device": self.caller_device},
+            "caller": {
+                "status": self.caller_status,
+                "device": self.caller_device,
+                "camera_unavailable": self.caller_camera,
+            },
             "agent": {
                 "status": "connected" if self.agent_connected else "away",
                 "name": self.agent_name,

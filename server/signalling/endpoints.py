@@ -262,7 +262,9 @@ async def _dispatch(request: web.Request, live: LiveRoom, conn: Connection, msg:
 
     if msg.type == "media":
         if conn.role == "caller":
-            if data["state"] == "paused":
+            if data["state"] == "unavailable":
+                await rooms.set_camera_unavailable(live, data["reason"])
+            elif data["state"] == "paused":
                 await rooms.set_caller_status(live, "paused")
             elif data["state"] == "live" and room.tracks.get("camera"):
                 await rooms.set_caller_status(live, "live")

@@ -78,6 +78,13 @@ def _field(data: dict[str, Any], name: str, kind: type | tuple[type, ...], ref: 
     return value
 
 
+# Why a caller's page cannot share the camera (media "unavailable"): permission denied, no
+# camera, no RTCPeerConnection, an in-app browser, not a secure page, anything else.
+CAMERA_UNAVAILABLE = frozenset(
+    {"denied", "missing", "no_webrtc", "in_app_browser", "insecure", "other"}
+)
+
+
 def parse(raw: str, role: str) -> Message:
     """Parse and validate one client frame for `role`; raise ProtocolError when invalid."""
     try:
@@ -136,7 +143,16 @@ def parse(raw: str, role: str) -> Message:
         expected_track = "camera" if role == "caller" else "screen"
         if track != expected_track:
             raise ProtocolError(NOT_ALLOWED, f"a {role} publishes only '{expected_track}'", mtype)
-        if state not in ("live", "paused", "stopped"):
+        if state == "unavailable" and role == "caller":
+            # The caller's page cannot share the camera; the agent's console says why.
+            reason = data.get("reason")
+            if not isinstance(reason, str) or reason not in CAMERA_UNAVAILABLE:
+                raise ProtocolError(
+                    BAD_MESSAGE,
+                    "field 'reason' must be one of " + ", ".join(sorted(CAMERA_UNAVAILABLE)),
+                    mtype,
+                )
+        elif state not in ("live", "paused", "stopped"):
             raise ProtocolError(
                 BAD_MESSAGE, "field 'state' must be 'live', 'paused' or 'stopped'", mtype
             )
