@@ -4,7 +4,7 @@
 # their own throwaway server), Python packages in .venv.
 # Extra arguments go to pytest.
 source "$(dirname "$0")/env.sh"
-apt_install chromium iproute2 util-linux postgresql
+apt_install chromium iproute2 util-linux postgresql redis-server haproxy
 ensure_venv "[test]"
 
 echo "callassist: ruff"

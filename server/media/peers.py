@@ -369,9 +369,7 @@ class MediaRoom:
             direction = media.direction or "sendrecv"
             # Receive-only roles (supervisor) never publish, whatever their offer says.
             client_sends = (
-                media.port != 0
-                and direction in ("sendonly", "sendrecv")
-                and part.role in PUBLISHES
+                media.port != 0 and direction in ("sendonly", "sendrecv") and part.role in PUBLISHES
             )
             client_recvs = media.port != 0 and direction in ("recvonly", "sendrecv")
             if t is leg.publish_t and not client_sends:

@@ -46,9 +46,7 @@ def _flatten(im: Image.Image) -> Image.Image:
     return im.convert("RGB")
 
 
-def clean_photo(
-    data: bytes, *, max_pixels: int, max_side: int, quality: int = 85
-) -> CleanPhoto:
+def clean_photo(data: bytes, *, max_pixels: int, max_side: int, quality: int = 85) -> CleanPhoto:
     """Decode `data`, refuse what is not a reasonable image, return a clean JPEG."""
     if not data:
         raise PhotoRejected(400, "empty_upload", "the upload is empty: choose a photo")

@@ -12,6 +12,7 @@ from typing import Any
 from aiohttp import web
 from user_agents import parse as parse_ua
 
+from server.cluster.forward import owned_room
 from server.core.appkeys import CLOCK, CONFIG, DB, LINK_LIMITER, ORIGINS
 from server.http.auth import caller_cookie_name, origin_allowed, set_cookie
 from server.http.net import client_address
@@ -68,7 +69,7 @@ async def link_page(request: web.Request) -> web.StreamResponse:
     app = request.app
     token = _token_allowed(request)
     session_id = await app[DB].link_session(token, app[CLOCK]()) if token else None
-    if session_id is None or app[ROOMS].get(session_id) is None:
+    if session_id is None or await owned_room(request, session_id) is None:
         return link_invalid()
     response = _page("link-open.html")
     response.headers["X-Robots-Tag"] = "noindex, nofollow"
@@ -89,6 +90,10 @@ async def open_link(request: web.Request) -> web.StreamResponse:
     token = _token_allowed(request)
     if token is None:
         return link_invalid()
+    # A cluster: the node holding the room uses the link up (before anything is spent).
+    linked = await app[DB].link_session(token, now, usable=False)
+    if linked is not None:
+        await owned_room(request, linked)
     cookie = secrets.token_urlsafe(32)
     session_id = await app[DB].consume_link(token, cookie, now)
     live = app[ROOMS].get(session_id) if session_id else None
@@ -128,7 +133,7 @@ async def device_session(request: web.Request) -> str | None:
 
 async def caller_page(request: web.Request) -> web.StreamResponse:
     session_id = await device_session(request)
-    if session_id is None or request.app[ROOMS].get(session_id) is None:
+    if session_id is None or await owned_room(request, session_id) is None:
         return link_invalid()
     return _page("caller.html")
 
