@@ -299,10 +299,12 @@ class Bridge:
             try:
                 await pubsub.subscribe(channel)
                 self.subscribed.set()
-                while True:
-                    msg = await pubsub.get_message(timeout=1.0)
-                    if msg is not None and msg.get("type") == "message":
+                # listen() waits on the socket (get_message with a timeout polls, which
+                # added ~15 ms to every bridged message).
+                async for msg in pubsub.listen():
+                    if msg.get("type") == "message":
                         self._handle(msg["data"])
+                raise ConnectionError("the subscription ended")
             except CLUSTER_ERRORS as exc:
                 self.subscribed.clear()
                 log.warning("bridge: lost the subscription (%s); retrying", exc)

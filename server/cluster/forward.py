@@ -119,9 +119,13 @@ async def place_session(request: web.Request) -> web.StreamResponse | None:
     """Where a new session goes: None = here; otherwise the answer to give (forwarded to
     the placed node, or 503 no_capacity / cluster_unavailable). Nothing is written."""
     app = request.app
-    if CLUSTER not in app or is_forwarded(request):
+    if CLUSTER not in app:
         return None
     node = app[CLUSTER]
+    if is_forwarded(request):
+        # Placed here by another node from rows a moment old: a node that filled up (or
+        # started draining) since says so rather than take more than its maximum.
+        return _no_capacity(node, 1) if node.registry.full() else None
     try:
         rows = await node.registry.rows()
     except CLUSTER_ERRORS:
@@ -129,13 +133,17 @@ async def place_session(request: web.Request) -> web.StreamResponse | None:
     if not node.registry.healthy:
         return unavailable()
     target = placement(rows)
-    if target is None:
-        node.no_capacity += 1
-        log.warning("cluster: no capacity: every node is full or draining (%d nodes)", len(rows))
-        return error(503, "no_capacity", "no capacity right now, try again in a minute")
+    if target is None or (target == node.node_id and node.registry.full()):
+        return _no_capacity(node, len(rows))
     if target == node.node_id:
         return None
     return await forward(request, node, target)
+
+
+def _no_capacity(node: ClusterNode, nodes: int) -> web.Response:
+    node.no_capacity += 1
+    log.warning("cluster: no capacity: every node is full or draining (%d nodes)", nodes)
+    return error(503, "no_capacity", "no capacity right now, try again in a minute")
 
 
 @web.middleware

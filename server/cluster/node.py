@@ -9,10 +9,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import aiohttp
 from aiohttp import web
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from server.cluster.bridge import Bridge
 from server.cluster.registry import Registry
@@ -32,6 +34,7 @@ class ClusterNode:
         self.registry = Registry(self.redis, cluster, self.node_id, router.held, router.reclaim)
         self.bridge = Bridge(app, self.redis, self.node_id, cluster.bridge_buffer)
         self.registry.listeners.append(self.bridge.on_heartbeat)
+        router.after_change = self.registry.write_row
         self.no_capacity = 0  # sessions refused because every node was full
         self.forwarded = 0  # requests this node forwarded to a room's node
         self._tasks: list[asyncio.Task[None]] = []
@@ -48,6 +51,34 @@ class ClusterNode:
                 timeout=aiohttp.ClientTimeout(total=30, connect=3),
             )
         return self._http
+
+    def collect_metrics(self) -> Iterator[Metric]:
+        """This node's cluster families for /metrics (server.observe.metrics)."""
+        refused = CounterMetricFamily(
+            "callassist_cluster_no_capacity",
+            "Sessions refused because every node was full or draining.",
+        )
+        refused.add_metric([], self.no_capacity)
+        yield refused
+        fwd = CounterMetricFamily(
+            "callassist_cluster_forwarded_requests",
+            "Room-bound HTTP requests this node forwarded to the node holding the room.",
+        )
+        fwd.add_metric([], self.forwarded)
+        yield fwd
+        bridged = GaugeMetricFamily(
+            "callassist_cluster_bridged_sockets",
+            "Signalling sockets crossing nodes: held here for a room elsewhere, or served "
+            "here for a socket held elsewhere.",
+            labels=["side"],
+        )
+        bridged.add_metric(["held"], len(self.bridge.held))
+        bridged.add_metric(["served"], len(self.bridge.served))
+        yield bridged
+        up = GaugeMetricFamily("callassist_cluster_redis_up", "1 when the last heartbeat "
+                               "reached Redis.")  # fmt: skip
+        up.add_metric([], 1.0 if self.registry.healthy else 0.0)
+        yield up
 
     async def start(self) -> None:
         self._tasks = [

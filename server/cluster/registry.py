@@ -119,12 +119,18 @@ class Registry:
             draining=self.draining,
         )
 
+    async def write_row(self) -> None:
+        ttl_ms = int(self.cfg.node_ttl_s * 1000)
+        await self.redis.set(node_key(self.node_id), self.row().to_json(), px=ttl_ms)
+
     async def beat(self) -> None:
         """One heartbeat: read the drain flag, write this node's row, re-claim its rooms."""
         self.draining = bool(await self.redis.exists(drain_key(self.node_id)))
-        ttl_ms = int(self.cfg.node_ttl_s * 1000)
-        await self.redis.set(node_key(self.node_id), self.row().to_json(), px=ttl_ms)
+        await self.write_row()
         await self._reclaim(self._held_rooms())
+
+    def full(self) -> bool:
+        return self.draining or len(self._held_rooms()) >= self.cfg.max_rooms_per_node
 
     async def rows(self) -> list[NodeRow]:
         keys = [k async for k in self.redis.scan_iter(match=f"{PREFIX}node:*", count=200)]

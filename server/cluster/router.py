@@ -10,6 +10,7 @@ go through the signal bridge's sink (server/cluster/bridge.py), so `send` stays 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from redis.asyncio import Redis
@@ -27,6 +28,16 @@ class RedisRouter:
         self.ttl_ms = int(ttl_s * 1000)
         self._rooms: set[str] = set()
         self._deliver: Deliver | None = None
+        # The registry rewrites this node's row right away (set by ClusterNode): placement
+        # on other nodes sees the new room count without waiting for the next heartbeat.
+        self.after_change: Callable[[], Awaitable[None]] | None = None
+
+    async def _changed(self) -> None:
+        if self.after_change is not None:
+            try:
+                await self.after_change()
+            except CLUSTER_ERRORS as exc:
+                log.info("cluster: could not update this node's row now: %s", exc)
 
     def held(self) -> list[str]:
         return sorted(self._rooms)
@@ -42,6 +53,7 @@ class RedisRouter:
         except CLUSTER_ERRORS as exc:
             raise ClusterUnavailable(str(exc)) from None
         self._rooms.add(room_id)
+        await self._changed()
 
     async def reclaim(self, room_ids: list[str]) -> None:
         """The heartbeat's part: (re)write every held room's key, refreshing its TTL."""
@@ -76,6 +88,7 @@ class RedisRouter:
         except CLUSTER_ERRORS as exc:
             # The key expires by itself (TTL); the room has ended here either way.
             log.warning("cluster: could not release room %s in Redis: %s", room_id, exc)
+        await self._changed()
 
     async def node_for(self, room_id: str) -> str | None:
         if room_id in self._rooms:

@@ -13,6 +13,7 @@ from server.cluster.node import CLUSTER, ClusterNode
 from server.cluster.redis import CLUSTER_ERRORS, connect, room_key
 from server.cluster.router import RedisRouter
 from server.core.config import Config
+from server.observe.metrics import METRICS
 from server.rooms.manager import ROOMS
 from server.rooms.router import LocalRouter, Router, default_node_id
 from server.signalling import endpoints
@@ -55,6 +56,8 @@ def setup(app: web.Application) -> None:
     app.middlewares.append(forward.middleware)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        if METRICS in app:
+            app[METRICS].add_collector(node.collect_metrics)
         await node.start()
         log.info("cluster: node %s joined (Redis router)", node.node_id)
         yield
