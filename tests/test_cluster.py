@@ -15,12 +15,16 @@ from typing import Any
 import aiohttp
 import pytest
 import redis.asyncio as aioredis
+from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from server.cluster.bridge import Bridge, Outbound, RemoteSink
 from server.cluster.registry import NodeRow, headroom, placement
 from server.core.config import ConfigError, from_dict
+from server.media import aiortc_hooks
 from tests.cluster_procs import CLI, Cluster
 from tests.conftest import PASSWORD
+from tests.media_helpers import RED, close_to
+from tests.media_helpers import Client as MediaClient
 from tests.signalling_client import SUBPROTOCOL
 
 # --- pure parts ----------------------------------------------------------------------------
@@ -219,7 +223,6 @@ async def test_bridge_keeps_order_both_ways_and_closes_from_either_side(cluster:
                     assert msg["code"] == "unknown_type"
                     refs.append(msg["ref"])
             assert refs == [f"order{i}" for i in range(200)]
-        bridged = await rtt(a_sock, 60)
         # The bridged agent socket closes (node x's side): the caller sees the agent away.
         await a_sock.ws.close()
         deadline = time.monotonic() + 15
@@ -228,9 +231,15 @@ async def test_bridge_keeps_order_both_ways_and_closes_from_either_side(cluster:
             if msg["room"]["agent"]["status"] == "away":
                 break
             assert time.monotonic() < deadline
-        # Directly on the owner: the reference round trip.
+        # The added latency: the bridged caller and the agent directly on the owner, in
+        # turns (the same load on both).
         a_sock = await agent.ws(f"/ws/agent/{room}", where=owner)
-        direct = await rtt(a_sock, 60)
+        await c_sock.expect("room")
+        bridged: list[float] = []
+        direct: list[float] = []
+        for _ in range(100):
+            bridged += await rtt(c_sock, 1)
+            direct += await rtt(a_sock, 1)
         print(f"ping p95: bridged {p95(bridged):.2f} ms, direct {p95(direct):.2f} ms, "
               f"added {p95(bridged) - p95(direct):.2f} ms")  # fmt: skip
         # The owner's side closes: the agent ends the room, the bridged caller is told
@@ -317,4 +326,75 @@ async def test_placement_capacity_and_drain(cluster: Cluster) -> None:
         r = await asyncio.to_thread(drain, cluster, "node3", "--undo")
         assert r.returncode == 0, r.stderr
     finally:
+        await agent.close()
+
+
+async def _offer(sock: Socket, pc: RTCPeerConnection, pc_id: int) -> None:
+    await pc.setLocalDescription(await pc.createOffer())
+    await sock.send({"type": "offer", "pc": pc_id, "sdp": pc.localDescription.sdp})
+    answer = await sock.expect("answer", pc=pc_id)
+    await pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
+
+
+async def test_redis_down_keeps_media_and_recovers_by_itself(cluster: Cluster) -> None:
+    # This process's aiortc peers offer loopback candidates, as the nodes do.
+    aiortc_hooks.install(["127.0.0.1"])
+    agent = Client(cluster)
+    caller = Client(cluster)
+    await agent.login()
+    cam = MediaClient("caller", RED, recv=False)
+    viewer = MediaClient("agent", None, send=False)
+    try:
+        await end_all(agent)
+        status, made = await agent.post("/api/sessions", {"phone": "20000012"})
+        assert status == 201, made
+        room = made["session"]["id"]
+        owner = await owner_of(cluster, room)
+        other = next(n.name for n in cluster.nodes if n.name != owner)
+        assert await caller.open_link(made["link"]) == 303  # through haproxy
+        # The caller's socket on the owner; the agent's bridged from another node. Media
+        # goes to the owner either way (UDP, never through Redis).
+        c_sock = await caller.ws("/ws/caller", where=owner)
+        await c_sock.send({"type": "accept", "notice": c_sock.welcome["notice"]["version"]})
+        a_sock = await agent.ws(f"/ws/agent/{room}", where=other)
+        await _offer(c_sock, cam.pc, 1)
+        await _offer(a_sock, viewer.pc, 1)
+        await viewer.wait_frames(10, 30)
+
+        cluster.redis.stop()
+        # The bridged socket is told and closed; the page would reconnect by itself.
+        err = await a_sock.expect("error", timeout=15)
+        assert err["code"] == "cluster_unavailable"
+        assert (await a_sock.expect("_closed"))["code"] == 1011
+        status, body = await agent.post("/api/sessions", {"phone": "20000012"}, where=other)
+        assert status == 503 and body["error"]["code"] == "cluster_unavailable", body
+        # ~20 s without Redis: the room's media keeps flowing to the agent's leg.
+        for _ in range(4):
+            await viewer.wait_frames(20, 15)
+            await asyncio.sleep(4)
+        assert viewer.last_rgb is not None and close_to(viewer.last_rgb, RED)
+        await c_sock.send({"type": "ping"})
+        await c_sock.expect("pong")  # the local socket never noticed
+
+        cluster.redis.start()
+        deadline = time.monotonic() + 30
+        while True:  # no restart: the nodes re-register, re-claim and re-subscribe
+            status, body = await agent.post("/api/sessions", {"phone": "20000013"}, where=other)
+            if status == 201:
+                break
+            assert time.monotonic() < deadline, body
+            await asyncio.sleep(0.5)
+        assert await owner_of(cluster, room) == owner  # re-claimed by its node
+        a_sock = await agent.ws(f"/ws/agent/{room}", where=other)  # bridged again
+        assert a_sock.welcome["room"]["id"] == room
+        await a_sock.send({"type": "ping"})
+        await a_sock.expect("pong")
+        await viewer.wait_frames(10, 15)
+        await a_sock.ws.close()
+        await c_sock.ws.close()
+        await end_all(agent)
+    finally:
+        await cam.close()
+        await viewer.close()
+        await caller.close()
         await agent.close()
