@@ -398,3 +398,58 @@ async def test_redis_down_keeps_media_and_recovers_by_itself(cluster: Cluster) -
         await viewer.close()
         await caller.close()
         await agent.close()
+
+
+async def test_browsers_through_haproxy_media_both_ways(cluster: Cluster, browser: Any) -> None:
+    """Real Chromium pages that reach the service only through haproxy (round robin): the
+    session is created, the link opened and both sockets served by whichever node haproxy
+    picks, bridged to the room's node; pixels checked both ways."""
+    from playwright.async_api import expect
+
+    from tests.test_browser_e2e import caller_page, open_link, start_session, wait_colours
+
+    ctx = await browser.new_context(viewport={"width": 1280, "height": 800}, permissions=["camera"])
+    await ctx.add_init_script(
+        "window.callassistShareOptions = {video: true, preferCurrentTab: true};"
+    )
+    agent = await ctx.new_page()
+    await agent.goto(cluster.url + "/agent")
+    await agent.get_by_test_id("login-username").fill("anna")
+    await agent.get_by_test_id("login-password").fill(PASSWORD)
+    await agent.get_by_test_id("login-submit").click()
+    await expect(agent.get_by_test_id("new-session-phone")).to_be_visible()
+    link = await start_session(agent)
+    caller_ctx, caller = await caller_page(browser)
+    try:
+        await open_link(caller, link)
+        await expect(agent.get_by_test_id("caller-progress")).to_have_attribute(
+            "data-status", "opened", timeout=15_000
+        )
+        await caller.get_by_test_id("notice-accept").click()
+        await caller.get_by_test_id("start-camera").click()
+        await expect(caller.get_by_test_id("call-state")).to_have_attribute(
+            "data-state", "live", timeout=20_000
+        )
+        await wait_colours(
+            agent,
+            "camera-video",
+            [(0.25, 0.25), (0.75, 0.25), (0.25, 0.75), (0.75, 0.75)],
+            [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)],
+            timeout=25,
+        )
+        await agent.evaluate(
+            """() => { const d = document.createElement('div');
+            d.style.position = 'fixed'; d.style.inset = '0';
+            d.style.background = 'rgb(255, 0, 255)'; d.style.zIndex = '99999';
+            d.style.pointerEvents = 'none'; document.body.appendChild(d); }"""
+        )
+        await agent.get_by_test_id("share-screen").click()
+        await wait_colours(caller, "screen-video", [(0.5, 0.5)], [(255, 0, 255)], timeout=25)
+        await agent.get_by_test_id("end-session").click()
+        await agent.get_by_test_id("end-session-confirm").click()
+        await expect(caller.get_by_test_id("call-state")).to_have_attribute(
+            "data-state", "ended", timeout=15_000
+        )
+    finally:
+        await ctx.close()
+        await caller_ctx.close()
