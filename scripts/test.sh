@@ -7,8 +7,8 @@
 # in .venv.
 # Extra arguments go to pytest.
 source "$(dirname "$0")/env.sh"
-apt_install chromium iproute2 util-linux postgresql coturn redis-server firefox-esr \
-    webkit2gtk-driver xvfb
+apt_install chromium iproute2 util-linux postgresql coturn redis-server haproxy \
+    firefox-esr webkit2gtk-driver xvfb
 ensure_venv "[test]"
 
 echo "callassist: ruff"

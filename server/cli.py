@@ -433,6 +433,10 @@ def parser() -> argparse.ArgumentParser:
 
     add_webhooks_parsers(sub, _common, _load)  # webhooks dead|replay
 
+    from server.cluster.cli import add_parsers as add_cluster_parsers
+
+    add_cluster_parsers(sub, _common, _load)  # node drain
+
     c = sub.add_parser("config", help="check a configuration file")
     csub = c.add_subparsers(dest="action", required=True)
     chk = csub.add_parser(

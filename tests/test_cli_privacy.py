@@ -36,6 +36,7 @@ EMPTY: dict[tuple[str, ...], tuple[list[str], int, str]] = {
     ("audit", "verify"): ([], 0, "empty and intact"),
     ("ropa",): ([], 0, "Record of processing activities"),
     ("config", "check"): ([], 0, "configuration OK"),
+    ("node", "drain"): (["node1"], 2, "node drain needs cluster.router = 'redis'"),
     ("recording", "list"): ([], 0, "no recordings"),
     ("recording", "verify"): (["0" * 32], 2, "no master keys"),
     ("recording", "decrypt"): (["0" * 32, "-o", "{tmp}/x.webm"], 2, "no master keys"),

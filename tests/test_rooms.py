@@ -6,10 +6,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from server.cluster.setup import build_router
 from server.core import config as config_mod
 from server.recording.service import RECORDING
 from server.rooms.manager import ROOMS
-from server.rooms.router import LocalRouter, build_router
+from server.rooms.router import LocalRouter
 from server.rooms.state import ParticipantState, Room
 from tests.media_helpers import wait_for
 from tests.test_recorder import caller_with_camera, wait_recording

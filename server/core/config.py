@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from server.core.cluster_config import ClusterConfig, ClusterConfigError, validate_cluster
+
 
 class ConfigError(ValueError):
     """The configuration is invalid; the message names the key and what is wrong."""
@@ -257,18 +259,6 @@ class ToolkitConfig:
 
 
 @dataclass(frozen=True)
-class ClusterConfig:
-    # Where rooms live and how signalling reaches them (server/rooms/router.py). "local":
-    # one process holds every room in memory, the embedded default.
-    router: str = "local"
-    # This node's name in logs and in the room -> node map; "" = "<hostname>-<pid>".
-    node_id: str = ""
-    # Processes `callassist serve` starts on this machine (one per core), sharing the
-    # listening port; `--workers N` overrides it. More than 1 needs a shared router.
-    workers: int = 1
-
-
-@dataclass(frozen=True)
 class Config:
     # "embedded" generates missing secrets into the data directory; "production" refuses to
     # start without them.
@@ -380,8 +370,6 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("http.public_url: must start with http:// or https://")
     if cfg.media.codec not in ("VP8", "H264"):
         raise ConfigError("media.codec: must be 'VP8' or 'H264'")
-    if cfg.cluster.router not in ("local",):
-        raise ConfigError("cluster.router: must be 'local' (the only router so far)")
     parse_port_range(cfg.media.udp_ports)  # ConfigError naming the key
     check_workers(cfg, cfg.cluster.workers)
     if cfg.sms.sender not in ("console", "http"):
@@ -462,6 +450,10 @@ def from_dict(data: dict[str, Any]) -> Config:
     _validate(cfg)
     _validate_recording(cfg.recording)
     _validate_toolkit(cfg)
+    try:
+        validate_cluster(cfg.cluster)
+    except ClusterConfigError as exc:
+        raise ConfigError(str(exc)) from None
     return cfg
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from aiohttp import WSCloseCode, web
 
 from server.cluster import limits as cluster_limits
+from server.cluster import setup as cluster
 from server.core.appkeys import (
     AUDIT,
     CLOCK,
@@ -35,7 +36,6 @@ from server.paths import WEB_DIR
 from server.privacy import dpo, receipt, retention
 from server.recording import api as recording
 from server.rooms.manager import ROOMS, RoomManager
-from server.rooms.router import build_router
 from server.sessions import api, caller
 from server.sessions.sms import SMS, ConsoleSender, HttpSender, SmsSender
 from server.signalling import endpoints as signalling
@@ -120,7 +120,9 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     # Rooms live in memory: sessions left open by a previous process cannot come back.
     # Each such end is audited like any other (`session.end`, reason `restart`): retention
     # counts from this time (docs/security.md).
-    for session_id in await db.end_open_sessions(app[CLOCK]()):
+    # In a cluster the other nodes' rooms are alive: only those no node holds are ended.
+    keep = await cluster.live_room_ids(app)
+    for session_id in await db.end_open_sessions(app[CLOCK](), keep):
         await app[AUDIT].record(actor="server", role="system", action="session.end",
                                 object=session_id, reason="restart")  # fmt: skip
     reaper = asyncio.create_task(_reap(app), name="room-reaper")
@@ -189,7 +191,7 @@ def create_app(
     app[CLOCK] = clock
     app[DB] = db
     app[AUDIT] = Audit(db, clock)
-    app[ROOMS] = RoomManager(config, db, clock, build_router(config))
+    app[ROOMS] = RoomManager(config, db, clock, cluster.build_router(config))
     app[ROOMS].turn_secret = secrets.turn_secret  # for media.server_turn_url
     app[SMS] = _sms_sender(config, secrets.sms_hmac_key)
     # Per process, or shared by every node through Redis (cluster.router = "redis").
@@ -198,6 +200,7 @@ def create_app(
     app[ORIGINS] = frozenset([config.public_origin, *config.http.allowed_origins])
     app[WEBSOCKETS] = set()
 
+    cluster.setup(app)  # cluster.router = "redis": before _services, which it outlives
     app.cleanup_ctx.append(_services)
     app.on_shutdown.append(_close_websockets)
 

@@ -147,8 +147,11 @@ LINK = obj(
     link={"type": "string", "format": "uri", "description": "the one-time link"},
     qr_svg="SVG document of the link's QR code",
     expires_at=TIME,
-    sms={"type": "object", "description": "per language (lv, en, ru): encoding (GSM-7 or "
-         "UCS-2), characters, segments and per_segment of the SMS that would carry this link"},
+    sms={
+        "type": "object",
+        "description": "per language (lv, en, ru): encoding (GSM-7 or "
+        "UCS-2), characters, segments and per_segment of the SMS that would carry this link",
+    },
 )
 USER = obj(name=STR, role=enum(*STAFF_ROLES), disabled=BOOL)
 RECORDING_STATE = obj(

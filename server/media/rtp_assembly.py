@@ -30,7 +30,6 @@ class FrameAssembler:
         self._ts_base: int | None
         self._ts_base, self._ts_last, self._ts_cycles = clock
 
-
     @property
     def clock(self) -> tuple[int | None, int, int]:
         """The RTP timestamp mapping (base, last, wrap cycles), for a successor."""

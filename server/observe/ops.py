@@ -30,6 +30,7 @@ from prometheus_client.core import CounterMetricFamily, Metric
 from redis.exceptions import RedisError
 
 from server.cluster import ops_feed, redis_client
+from server.cluster.forward import owned_room
 from server.core.appkeys import AUDIT, CLOCK, CONFIG, DB
 from server.core.db import User, unavailable
 from server.core.phone import mask
@@ -405,7 +406,7 @@ async def end_room_handler(request: web.Request) -> web.StreamResponse:
         return error(400, "bad_reason", "give a reason (at most 500 characters)")
     room_id = request.match_info["room_id"]
     rooms = request.app[ROOMS]
-    if rooms.get(room_id) is None:
+    if await owned_room(request, room_id) is None:  # another node's: it ends the room
         return error(404, "not_found", "no such live room")
     reason = reason.strip()
     ended = await rooms.end(room_id, "ops")

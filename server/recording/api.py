@@ -18,6 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from recorder import RecordingError
+from server.cluster.forward import owned_room
 from server.core.appkeys import AUDIT, CONFIG, DB, ORIGINS
 from server.core.db import User
 from server.http.auth import error, origin_allowed
@@ -27,7 +28,7 @@ from server.recording import metrics as recording_metrics
 from server.recording.photos import PhotoRejected
 from server.recording.service import RECORDING, RecordingService, RecordingStartError, photo_view
 from server.recording.service import setup as service_setup
-from server.rooms.manager import ROOMS, LiveRoom
+from server.rooms.manager import LiveRoom
 from server.rooms.state import iso
 from server.sessions.caller import device_session
 
@@ -85,8 +86,8 @@ async def recording_action(request: web.Request) -> web.StreamResponse:
         body = None
     action = body.get("action") if isinstance(body, dict) else None
     if action not in ("start", "stop"):
-        return error(400, "bad_action", "send {\"action\": \"start\"} or {\"action\": \"stop\"}")
-    live = request.app[ROOMS].get(row["id"])
+        return error(400, "bad_action", 'send {"action": "start"} or {"action": "stop"}')
+    live = await owned_room(request, row["id"])
     if live is None:
         return error(409, "room_ended", "this session has ended")
     service = request.app[RECORDING]
@@ -118,7 +119,7 @@ async def request_snapshot(request: web.Request) -> web.StreamResponse:
     row = await _own_session(request)
     if row is None:
         return _not_found()
-    live = request.app[ROOMS].get(row["id"])
+    live = await owned_room(request, row["id"])
     if live is None:
         return error(409, "room_ended", "this session has ended")
     try:
@@ -172,7 +173,7 @@ async def _caller_room(request: web.Request) -> LiveRoom | web.Response:
     session_id = await device_session(request)
     if session_id is None:
         return error(401, "not_authenticated", "open the link from your SMS again")
-    live = request.app[ROOMS].get(session_id)
+    live = await owned_room(request, session_id)
     if live is None or live.room.ended:
         return error(410, "room_ended", "this session has ended")
     if not live.room.notice_accepted:

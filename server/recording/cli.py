@@ -352,4 +352,3 @@ def add_parsers(
         help="no new key: re-wrap data keys under the newest key there is",
     )  # fmt: skip
     rot.set_defaults(func=command(_rotate))
-

@@ -15,8 +15,6 @@ import socket
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from server.core.config import Config
-
 # A message for a participant held on this node: (room id, participant id, message).
 Deliver = Callable[[str, str, dict[str, Any]], bool]
 
@@ -71,10 +69,3 @@ class LocalRouter:
 
     async def send(self, room_id: str, participant_id: str, message: dict[str, Any]) -> bool:
         return self._deliver is not None and self._deliver(room_id, participant_id, message)
-
-
-def build_router(config: Config) -> Router:
-    """The router `cluster.router` names (config validation allows only known ones)."""
-    if config.cluster.router == "local":
-        return LocalRouter(config.cluster.node_id)
-    raise ValueError(f"cluster.router: unknown router {config.cluster.router!r}")

@@ -11,6 +11,8 @@ from typing import Any
 import segno
 from aiohttp import web
 
+from server.cluster.forward import owned_room, place_session, unavailable
+from server.cluster.redis import ClusterUnavailable
 from server.core.appkeys import AUDIT, CLOCK, CONFIG, DB
 from server.core.db import User
 from server.core.phone import BadPhone, mask, normalise
@@ -120,6 +122,9 @@ async def create_session(request: web.Request) -> web.StreamResponse:
         phone = normalise(raw_phone, cfg.session.default_country_code)
     except BadPhone as exc:
         return error(400, "bad_phone", str(exc))
+    placed = await place_session(request)  # a cluster: maybe another node, or no capacity
+    if placed is not None:
+        return placed
     user: User = request[USER_KEY]
     now = request.app[CLOCK]()
     session_id = new_session_id()
@@ -142,7 +147,15 @@ async def create_session(request: web.Request) -> web.StreamResponse:
         created_at=now,
         last_activity=now,
     )
-    await request.app[ROOMS].open(room)
+    try:
+        await request.app[ROOMS].open(room)
+    except ClusterUnavailable:
+        # Redis went between placement and claim: the record must not stay "waiting".
+        await request.app[DB].update_session(
+            session_id, state="ended", caller_status="ended", ended_at=now,
+            end_reason="cluster_unavailable",
+        )  # fmt: skip
+        return unavailable()
     link = await _issue_link(request, session_id)
     full = await request.app[DB].get_session(session_id)
     assert full is not None
@@ -166,14 +179,14 @@ async def list_sessions(request: web.Request) -> web.StreamResponse:
 @require_user("agent")
 async def get_session(request: web.Request) -> web.StreamResponse:
     row = await _own_session(request)
-    live = request.app[ROOMS].get(row["id"])
+    live = await owned_room(request, row["id"])
     return web.json_response({"session": session_view(row, live.room if live else None)})
 
 
 @require_user("agent")
 async def new_link(request: web.Request) -> web.StreamResponse:
     row = await _own_session(request)
-    live = request.app[ROOMS].get(row["id"])
+    live = await owned_room(request, row["id"])
     if live is None:
         return error(409, "room_ended", "this session has ended; start a new one")
     # Also after the caller opened the link (a lost tab in another browser, cookies
@@ -216,6 +229,7 @@ async def send_sms(request: web.Request) -> web.StreamResponse:
 @require_user("agent")
 async def end_session(request: web.Request) -> web.StreamResponse:
     row = await _own_session(request)
+    await owned_room(request, row["id"])  # held by another node: it ends the room
     await request.app[ROOMS].end(row["id"], "agent_ended")
     await audit(request, "session.end", row["id"])
     row = await request.app[DB].get_session(row["id"])

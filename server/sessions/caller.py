@@ -12,6 +12,7 @@ from typing import Any
 from aiohttp import web
 from user_agents import parse as parse_ua
 
+from server.cluster.forward import owned_room
 from server.core.appkeys import CLOCK, CONFIG, DB, LINK_LIMITER, ORIGINS
 from server.http.auth import caller_cookie_name, origin_allowed, set_cookie
 from server.http.net import client_address
@@ -73,7 +74,7 @@ async def _reopened_by_its_browser(request: web.Request, token: str) -> bool:
     mine = await app[DB].session_for_device(held)
     if mine is None or mine != await app[DB].reopened_link_session(token):
         return False
-    return app[ROOMS].get(mine) is not None
+    return await owned_room(request, mine) is not None
 
 
 async def link_page(request: web.Request) -> web.StreamResponse:
@@ -83,7 +84,7 @@ async def link_page(request: web.Request) -> web.StreamResponse:
     app = request.app
     token = await _token_allowed(request)
     session_id = await app[DB].link_session(token, app[CLOCK]()) if token else None
-    if session_id is None or app[ROOMS].get(session_id) is None:
+    if session_id is None or await owned_room(request, session_id) is None:
         if token and await _reopened_by_its_browser(request, token):
             raise web.HTTPSeeOther("/c")
         return link_invalid()
@@ -106,6 +107,10 @@ async def open_link(request: web.Request) -> web.StreamResponse:
     token = await _token_allowed(request)
     if token is None:
         return link_invalid()
+    # A cluster: the node holding the room uses the link up (before anything is spent).
+    linked = await app[DB].link_session(token, now, usable=False)
+    if linked is not None:
+        await owned_room(request, linked)
     cookie = secrets.token_urlsafe(32)
     session_id = await app[DB].consume_link(token, cookie, now)
     live = app[ROOMS].get(session_id) if session_id else None
@@ -141,7 +146,7 @@ async def device_session(request: web.Request) -> str | None:
 
 async def caller_page(request: web.Request) -> web.StreamResponse:
     session_id = await device_session(request)
-    if session_id is None or request.app[ROOMS].get(session_id) is None:
+    if session_id is None or await owned_room(request, session_id) is None:
         return link_invalid()
     return _page("caller.html")
 

@@ -5,10 +5,14 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+from collections.abc import AsyncIterator
+from typing import Protocol
 
-from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
 
-from server.core.appkeys import AUDIT, CONFIG, ORIGINS, SECRETS, WEBSOCKETS
+from server.cluster.node import CLUSTER, Elsewhere, locate
+from server.cluster.redis import ClusterUnavailable
+from server.core.appkeys import AUDIT, CONFIG, DB, ORIGINS, SECRETS, WEBSOCKETS
 from server.core.db import User
 from server.core.ratelimit import TokenBucket
 from server.http.auth import error, origin_allowed
@@ -17,6 +21,7 @@ from server.media.peers import MediaError, ice_servers_for_client
 from server.recording.service import RECORDING
 from server.rooms.connection import Connection
 from server.rooms.manager import ROOMS, LiveRoom
+from server.rooms.participant import MessageSink
 from server.sessions.caller import device_session
 from server.signalling import messages as P
 from server.toolkit.messages import TYPES as TOOLKIT_TYPES
@@ -53,15 +58,20 @@ async def agent_ws(request: web.Request) -> web.StreamResponse:
         return await deny(
             request, user, 403, "forbidden", f"your role ({user.role}) may not join rooms"
         )
-    rooms = request.app[ROOMS]
-    live = rooms.get(request.match_info["room_id"])
-    if live is None:
-        return error(410, P.ROOM_ENDED, "this session has ended")
-    if live.room.agent_id != user.id:
+    room_id = request.match_info["room_id"]
+    live = await _room_for(request, room_id)
+    if isinstance(live, web.StreamResponse):
+        return live
+    if isinstance(live, Elsewhere):  # held by another node: its record says whose it is
+        row = await request.app[DB].get_session(room_id)
+        agent_id = row["agent_id"] if row else None
+    else:
+        agent_id = live.room.agent_id
+    if agent_id != user.id:
         return await deny(request, user, 403, "forbidden", "this session belongs to another agent")
     # Watching the caller's camera live is a view of personal data: audited.
     await request.app[AUDIT].record(
-        actor=user.username, role=user.role, action="media.view", object=live.room.id
+        actor=user.username, role=user.role, action="media.view", object=room_id
     )
     return await _serve(request, live, "agent", "agent", user)
 
@@ -73,9 +83,9 @@ async def caller_ws(request: web.Request) -> web.StreamResponse:
     session_id = await device_session(request)
     if session_id is None:
         return error(401, "not_authenticated", "open the link from your SMS again")
-    live = request.app[ROOMS].get(session_id)
-    if live is None:
-        return error(410, P.ROOM_ENDED, "this session has ended")
+    live = await _room_for(request, session_id)
+    if isinstance(live, web.StreamResponse):
+        return live
     return await _serve(request, live, "caller", "caller")
 
 
@@ -96,18 +106,31 @@ async def watch_ws(request: web.Request) -> web.StreamResponse:
         return await deny(
             request, user, 403, "forbidden", f"your role ({user.role}) may not watch rooms"
         )
-    live = request.app[ROOMS].get(request.match_info["room_id"])
-    if live is None:
-        return error(410, P.ROOM_ENDED, "this session has ended")
+    room_id = request.match_info["room_id"]
+    live = await _room_for(request, room_id)
+    if isinstance(live, web.StreamResponse):
+        return live
     await request.app[AUDIT].record(
-        actor=user.username, role=user.role, action="media.watch", object=live.room.id
+        actor=user.username, role=user.role, action="media.watch", object=room_id
     )
-    log.info("ops: supervisor %s started watching room %s", user.username, live.room.id)
+    log.info("ops: supervisor %s started watching room %s", user.username, room_id)
     participant = f"supervisor-{user.id}-{secrets.token_hex(3)}"
     try:
         return await _serve(request, live, "supervisor", participant, user)
     finally:
-        log.info("ops: supervisor %s stopped watching room %s", user.username, live.room.id)
+        log.info("ops: supervisor %s stopped watching room %s", user.username, room_id)
+
+
+async def _room_for(request: web.Request, room_id: str) -> LiveRoom | Elsewhere | web.Response:
+    """The room held here, the node holding it (a cluster: the socket is bridged there),
+    or the refusal (ended; the cluster cannot say)."""
+    try:
+        where = await locate(request.app, room_id)
+    except ClusterUnavailable:
+        return error(503, P.CLUSTER_UNAVAILABLE, "the service cannot reach this call right now")
+    if where is None:
+        return error(410, P.ROOM_ENDED, "this session has ended")
+    return where
 
 
 def _parse(raw: str, role: str) -> P.Message:
@@ -128,10 +151,16 @@ def _parse(raw: str, role: str) -> P.Message:
 
 
 async def _serve(
-    request: web.Request, live: LiveRoom, role: str, participant: str, user: User | None = None
+    request: web.Request,
+    live: LiveRoom | Elsewhere,
+    role: str,
+    participant: str,
+    user: User | None = None,
 ) -> web.StreamResponse:
-    cfg = request.app[CONFIG]
-    sig = cfg.signalling
+    """A socket: the WebSocket's part (prepare, login), then for a room held here the
+    transport-agnostic `serve`, and for a room held `Elsewhere` the signal bridge to
+    it, where the same `serve` runs (server/cluster/bridge.py)."""
+    sig = request.app[CONFIG].signalling
     ws = web.WebSocketResponse(
         protocols=(P.SUBPROTOCOL,),
         heartbeat=sig.heartbeat_s,
@@ -140,16 +169,55 @@ async def _serve(
     await ws.prepare(request)
     sockets = request.app[WEBSOCKETS]
     sockets.add(ws)
-    rooms = request.app[ROOMS]
     conn = Connection(ws, role, participant, sig.outbox_size)
+    room_id = live.room_id if isinstance(live, Elsewhere) else live.room.id
     if user is not None:
         # Ends with the login it was opened under (server/http/web_auth.py, LoginSockets).
         def revoke(reason: str) -> None:
-            log.info("%s socket in room %s closed: %s", role, live.room.id, reason)
+            log.info("%s socket in room %s closed: %s", role, room_id, reason)
             conn.send(P.error(P.LOGGED_OUT, "your login has ended; log in again"))
             conn.close_soon(CLOSE_LOGGED_OUT, "logged out")
 
         request.app[LOGIN_SOCKETS].add(ws, user.id, request[TOKEN_KEY] or "", revoke)
+    name = user.username if user else None
+    try:
+        if isinstance(live, Elsewhere):
+            await request.app[CLUSTER].bridge.hold(ws, conn, live.node_id, room_id, name)
+        else:
+            await serve(request.app, live, role, participant, conn, ws, name)
+    finally:
+        sockets.discard(ws)
+        request.app[LOGIN_SOCKETS].discard(ws)
+    return ws
+
+
+class Incoming(Protocol):
+    """What `serve` reads: the WebSocket itself, or a bridged socket's frames (both yield
+    aiohttp `WSMessage`s and say why they ended)."""
+
+    def __aiter__(self) -> AsyncIterator[WSMessage]: ...
+    def exception(self) -> BaseException | None: ...
+
+
+class Sink(MessageSink, Protocol):
+    async def wait_closed(self) -> None: ...
+
+
+async def serve(
+    app: web.Application,
+    live: LiveRoom,
+    role: str,
+    participant: str,
+    conn: Sink,
+    incoming: Incoming,
+    name: str | None = None,
+) -> None:
+    """Serve one participant of a room held here: welcome, join, the receive loop, leave.
+    `incoming` are its frames and `conn` where its messages go, wherever its socket is."""
+    cfg = app[CONFIG]
+    sig = cfg.signalling
+    rooms = app[ROOMS]
+    ws = incoming
     notice = None
     if role == "caller":
         notice = {"version": cfg.session.notice_version, "accepted": live.room.notice_accepted}
@@ -158,16 +226,16 @@ async def _serve(
             role,
             participant,
             live.room.to_message(),
-            ice_servers_for_client(cfg.media, request.app[SECRETS].turn_secret, time.time()),
+            ice_servers_for_client(cfg.media, app[SECRETS].turn_secret, time.time()),
             notice=notice,
             # docs/protocol.md, "Toolkit"; a silent watcher gets none
-            toolkit=request.app[TOOLKIT].settings() if role != "supervisor" else None,
+            toolkit=app[TOOLKIT].settings() if role != "supervisor" else None,
         )
     )
     # A supervisor gets `room`/`ended`; nobody is told it joined (a silent participant).
-    await rooms.join(live, role, participant, conn, name=user.username if user else None)
+    await rooms.join(live, role, participant, conn, name=name)
     if role != "supervisor":
-        request.app[TOOLKIT].joined(live, conn)  # toolkit settings and what it missed
+        app[TOOLKIT].joined(live, conn)  # toolkit settings and what it missed
     bucket = TokenBucket(sig.rate_per_s, sig.burst, time.monotonic())
     strikes = 0
     try:
@@ -180,7 +248,7 @@ async def _serve(
                         conn.close_soon(WSCloseCode.POLICY_VIOLATION, "rate limit")
                     continue
                 try:
-                    await _dispatch(request, live, conn, _parse(msg.data, role))
+                    await _dispatch(app, live, conn, _parse(msg.data, role))
                 except P.ProtocolError as exc:
                     conn.send(exc.to_message())
                 except Exception:  # a bug must cost one message, never the room
@@ -198,18 +266,15 @@ async def _serve(
                     log.info("%s sent an oversized message in room %s", role, live.room.id)
                 break
     finally:
-        sockets.discard(ws)
-        request.app[LOGIN_SOCKETS].discard(ws)
         await rooms.leave(live, participant, conn)
         # Let the writer flush what is queued (e.g. `ended`) and the close frame before
         # aiohttp drops the transport.
         await conn.wait_closed()
-    return ws
 
 
-async def _dispatch(request: web.Request, live: LiveRoom, conn: Connection, msg: P.Message) -> None:
-    rooms = request.app[ROOMS]
-    cfg = request.app[CONFIG]
+async def _dispatch(app: web.Application, live: LiveRoom, conn: Sink, msg: P.Message) -> None:
+    rooms = app[ROOMS]
+    cfg = app[CONFIG]
     room = live.room
     if msg.type == "ping":
         conn.send(P.pong())
@@ -219,7 +284,7 @@ async def _dispatch(request: web.Request, live: LiveRoom, conn: Connection, msg:
     if conn.role != "supervisor":  # a watcher does not keep a room alive
         rooms.touch(live)
     if msg.type in TOOLKIT_TYPES:  # pointer, marks, freeze, chat, ... (server/toolkit/service.py)
-        await request.app[TOOLKIT].dispatch(live, conn, msg)
+        await app[TOOLKIT].dispatch(live, conn, msg)
         return
     data = msg.data
 
@@ -276,7 +341,7 @@ async def _dispatch(request: web.Request, live: LiveRoom, conn: Connection, msg:
         return
 
     if msg.type == "snapshot_failed":  # the caller's page could not take the still
-        request.app[RECORDING].snapshot_failed(live, data["id"], data["reason"])
+        app[RECORDING].snapshot_failed(live, data["id"], data["reason"])
         return
 
     if msg.type == "leave":

@@ -36,10 +36,12 @@ SDP_FAILED = "sdp_failed"
 ROOM_ENDED = "room_ended"
 INTERNAL = "internal"
 LOGGED_OUT = "logged_out"  # the login the socket was opened with ended (docs/protocol.md)
+# The socket's room is on another node and the way there (Redis) failed: docs/cluster.md.
+CLUSTER_UNAVAILABLE = "cluster_unavailable"
 ERROR_CODES = frozenset(
     {BAD_JSON, BAD_MESSAGE, UNKNOWN_TYPE, TOO_LARGE, RATE_LIMITED, NOT_ALLOWED}
     | {NOTICE_NOT_ACCEPTED, NOTICE_OUTDATED, SDP_FAILED, ROOM_ENDED, INTERNAL, LOGGED_OUT}
-    | {BAD_URL, NOT_FOUND, PEER_ABSENT}
+    | {BAD_URL, NOT_FOUND, PEER_ABSENT, CLUSTER_UNAVAILABLE}
 )
 
 # Which role may send which message type.

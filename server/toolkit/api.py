@@ -8,6 +8,7 @@ import logging
 
 from aiohttp import web
 
+from server.cluster.forward import owned_room
 from server.core.appkeys import AUDIT, CLOCK, CONFIG, DB, ORIGINS
 from server.http.auth import error, origin_allowed
 from server.http.web_auth import USER_KEY, current_user, deny, require_user
@@ -21,10 +22,9 @@ from server.toolkit.service import TOOLKIT, Toolkit, _sniff, blob_url
 log = logging.getLogger(__name__)
 
 
-
 async def _caller_room(request: web.Request) -> LiveRoom | None:
     session_id = await device_session(request)
-    live = request.app[ROOMS].get(session_id) if session_id else None
+    live = await owned_room(request, session_id) if session_id else None
     return live if live is not None and not live.room.ended else None
 
 
@@ -56,7 +56,7 @@ async def _store_upload(request: web.Request, live: LiveRoom, kind: str) -> web.
 
 
 async def _own_live_room(request: web.Request) -> LiveRoom | web.Response:
-    live = request.app[ROOMS].get(request.match_info["session_id"])
+    live = await owned_room(request, request.match_info["session_id"])
     if live is None or live.room.agent_id != request[USER_KEY].id:
         # "Not yours", "unknown" and "ended" look the same from outside (and are audited).
         return await deny(request, request[USER_KEY], 404, "not_found", "no such live session")
@@ -92,7 +92,7 @@ async def caller_upload(request: web.Request) -> web.StreamResponse:
 async def get_blob(request: web.Request) -> web.StreamResponse:
     """GET /api/rooms/{room}/blobs/{id}: for the room's agent and caller only."""
     room_id = request.match_info["room_id"]
-    live = request.app[ROOMS].get(room_id)
+    live = await owned_room(request, room_id)
     allowed = False
     user = await current_user(request)
     if live is not None:

@@ -59,12 +59,18 @@ class SessionsRepository(OutboxRepository):
             ).all()
         return [dict(r._mapping) for r in rows]
 
-    async def end_open_sessions(self, now: float) -> list[str]:
-        """End every session a previous process left open (rooms live in memory); returns
-        their ids, so each end can be audited like any other (retention counts from it)."""
+    async def end_open_sessions(
+        self, now: float, keep: frozenset[str] | None = frozenset()
+    ) -> list[str]:
+        """End every session a previous process left open (rooms live in memory), except
+        those in `keep` (a cluster's live rooms; None: keep all); returns their ids, so each
+        end can be audited like any other (retention counts from it)."""
+        if keep is None:
+            return []
         async with self.engine.begin() as conn:
             ids = [str(r[0]) for r in (await conn.execute(
                 sa.select(sessions.c.id).where(sessions.c.state != "ended"))).all()]  # fmt: skip
+            ids = [i for i in ids if i not in keep]
             if ids:
                 await conn.execute(
                     sessions.update()

@@ -1,0 +1,315 @@
+"""The signal bridge: a signalling socket held by one node for a room held by another.
+
+LiveKit's signal relay is the model. Node B holds the WebSocket; node A holds the room.
+B did the origin/login/role checks as for a local socket, then publishes to A's channel
+`bridge:<A>`: `open` {conn, room, role, participant, name}, every text frame in order
+(`msg`), and `close`. A runs the same `serve` as for a local socket, with a sink that
+publishes to `bridge:<B>` (`out` messages, `end` with the close code); B writes those to
+the WebSocket. Each bridged socket has one bounded, ordered publisher per direction (one
+task awaiting each PUBLISH in turn: order is kept, and a full buffer closes the socket
+with a clear error instead of growing). Liveness: the heartbeat lists the live nodes;
+each side closes its bridged sockets whose other node is gone, and all of them while Redis
+is unreachable (the pages reconnect by themselves).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
+from redis.asyncio import Redis
+
+from server.cluster.redis import CLUSTER_ERRORS, bridge_channel
+from server.rooms.connection import Connection
+from server.rooms.manager import ROOMS, LiveRoom
+from server.signalling import messages as P
+
+log = logging.getLogger(__name__)
+
+# The socket is closed because the way to its room's node failed (docs/protocol.md).
+CLOSE_BRIDGE = WSCloseCode.INTERNAL_ERROR
+Serve = Callable[..., Awaitable[None]]
+
+
+def _unavailable(why: str) -> dict[str, Any]:
+    return P.error(P.CLUSTER_UNAVAILABLE, f"the connection to this call's server failed ({why}); "
+                   "reconnecting")  # fmt: skip
+
+
+class Outbound:
+    """One bridged socket's envelopes to one channel: bounded, published in order."""
+
+    def __init__(
+        self, redis: Redis, channel: str, size: int, on_fail: Callable[[str], None]
+    ) -> None:
+        self.redis = redis
+        self.channel = channel
+        self._q: asyncio.Queue[str | None] = asyncio.Queue(maxsize=size)
+        self._on_fail = on_fail
+        self._finished = False
+        self.task = asyncio.create_task(self._run(), name=f"bridge-out-{channel}")
+
+    def put(self, envelope: dict[str, Any]) -> bool:
+        if self._finished:
+            return False
+        try:
+            self._q.put_nowait(json.dumps(envelope, separators=(",", ":")))
+            return True
+        except asyncio.QueueFull:
+            self._on_fail("bridge buffer full")
+            return False
+
+    def finish(self) -> None:
+        """Publish what is queued, then stop."""
+        if self._finished:
+            return
+        self._finished = True
+        try:
+            self._q.put_nowait(None)
+        except asyncio.QueueFull:
+            self.task.cancel()
+
+    async def _run(self) -> None:
+        while True:
+            item = await self._q.get()
+            if item is None:
+                return
+            try:
+                await self.redis.publish(self.channel, item)
+            except CLUSTER_ERRORS as exc:
+                self._finished = True
+                self._on_fail(f"Redis: {exc}")
+                return
+
+    async def drained(self, timeout: float = 2.0) -> None:
+        with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError, Exception):
+            await asyncio.wait_for(asyncio.shield(self.task), timeout)
+
+
+class RemoteIncoming:
+    """A bridged socket's frames on the room's node, as `serve` reads a WebSocket."""
+
+    def __init__(self, size: int) -> None:
+        self._q: asyncio.Queue[str | None] = asyncio.Queue(maxsize=size)
+        self._ended = False
+
+    def put(self, text: str) -> bool:
+        if self._ended:
+            return True
+        try:
+            self._q.put_nowait(text)
+            return True
+        except asyncio.QueueFull:
+            return False
+
+    def end(self) -> None:
+        if self._ended:
+            return
+        self._ended = True
+        # A full queue still ends: drop one frame to make room for the end mark.
+        if self._q.full():
+            self._q.get_nowait()
+        self._q.put_nowait(None)
+
+    def exception(self) -> BaseException | None:
+        return None
+
+    async def __aiter__(self) -> AsyncIterator[WSMessage]:
+        while True:
+            text = await self._q.get()
+            if text is None:
+                return
+            yield WSMessage(WSMsgType.TEXT, text, None)
+
+
+class RemoteSink:
+    """A participant's messages on the room's node, published to the node holding its
+    socket (the `MessageSink` the room manager sends to)."""
+
+    def __init__(self, bridge: Bridge, conn_id: str, peer: str, role: str, participant: str):
+        self.role = role
+        self.participant = participant
+        self.conn_id = conn_id
+        self.peer = peer
+        self.closing = False
+        self.incoming = RemoteIncoming(bridge.size)
+        self.out = Outbound(bridge.redis, bridge_channel(peer), bridge.size, self._failed)
+
+    def _failed(self, why: str) -> None:
+        log.warning("bridge: %s socket %s from node %s closed: %s", self.role, self.conn_id,
+                    self.peer, why)  # fmt: skip
+        self.closing = True
+        self.incoming.end()
+
+    def send(self, message: dict[str, Any]) -> None:
+        if not self.closing:
+            self.out.put({"k": "out", "c": self.conn_id, "m": message})
+
+    def close_soon(self, code: int, reason: str) -> None:
+        if self.closing:
+            return
+        self.closing = True
+        self.out.put({"k": "end", "c": self.conn_id, "code": int(code), "reason": reason})
+        self.out.finish()
+        self.incoming.end()
+
+    async def wait_closed(self) -> None:
+        self.close_soon(WSCloseCode.GOING_AWAY, "closing")
+        await self.out.drained()
+
+
+class Held:
+    """A socket this node holds for a room on another node."""
+
+    def __init__(self, bridge: Bridge, conn: Connection, owner: str) -> None:
+        self.conn = conn
+        self.owner = owner
+        self.conn_id = f"{bridge.node_id}/{secrets.token_hex(8)}"
+        self.out = Outbound(bridge.redis, bridge_channel(owner), bridge.size, self.fail)
+
+    def fail(self, why: str) -> None:
+        log.warning("bridge: %s socket to node %s closed: %s", self.conn.role, self.owner, why)
+        self.conn.send(_unavailable(why))
+        self.conn.close_soon(CLOSE_BRIDGE, "cluster unavailable")
+
+
+class Bridge:
+    def __init__(self, app: web.Application, redis: Redis, node_id: str, size: int) -> None:
+        self.app = app
+        self.redis = redis
+        self.node_id = node_id
+        self.size = size
+        self.serve: Serve | None = None  # server.signalling.endpoints.serve (set up by setup)
+        self.held: dict[str, Held] = {}
+        self.served: dict[str, RemoteSink] = {}
+        self.subscribed = asyncio.Event()
+
+    # --- the node holding the socket ---------------------------------------------------
+    async def hold(
+        self, ws: web.WebSocketResponse, conn: Connection, owner: str, room_id: str,
+        name: str | None,
+    ) -> None:  # fmt: skip
+        """Bridge `ws` (already prepared, checks done) to the room on node `owner` until
+        either side closes."""
+        held = Held(self, conn, owner)
+        self.held[held.conn_id] = held
+        try:
+            opening = {"k": "open", "c": held.conn_id, "from": self.node_id, "room": room_id}
+            opening.update(role=conn.role, participant=conn.participant, name=name)
+            held.out.put(opening)
+            async for msg in ws:
+                if msg.type == WSMsgType.TEXT:
+                    if not held.out.put({"k": "msg", "c": held.conn_id, "d": msg.data}):
+                        break
+                elif msg.type == WSMsgType.BINARY:
+                    binary = P.ProtocolError(P.BAD_JSON, "binary frames are not used")
+                    conn.send(binary.to_message())
+                elif msg.type == WSMsgType.ERROR:
+                    break
+        finally:
+            self.held.pop(held.conn_id, None)
+            held.out.put({"k": "close", "c": held.conn_id})
+            held.out.finish()
+            await held.out.drained()
+            await conn.wait_closed()
+
+    # --- the node holding the room -----------------------------------------------------
+    def _open(self, env: dict[str, Any]) -> None:
+        conn_id, peer = str(env["c"]), str(env["from"])
+        sink = RemoteSink(self, conn_id, peer, str(env["role"]), str(env["participant"]))
+        live = self.app[ROOMS].get(str(env["room"]))
+        if live is None or self.serve is None:
+            sink.send(P.error(P.ROOM_ENDED, "this session has ended"))
+            sink.close_soon(4000, "room ended")
+            return
+        self.served[conn_id] = sink
+        asyncio.create_task(self._serve(live, sink, env.get("name")), name=f"bridged-{conn_id}")
+
+    async def _serve(self, live: LiveRoom, sink: RemoteSink, name: str | None) -> None:
+        assert self.serve is not None
+        try:
+            await self.serve(self.app, live, sink.role, sink.participant, sink, sink.incoming, name)
+        except Exception:
+            log.exception("bridge: serving %s socket %s failed", sink.role, sink.conn_id)
+        finally:
+            self.served.pop(sink.conn_id, None)
+            sink.close_soon(WSCloseCode.GOING_AWAY, "closing")
+
+    # --- both ---------------------------------------------------------------------------
+    def _handle(self, raw: str) -> None:
+        try:
+            env = json.loads(raw)
+            kind, conn_id = env["k"], str(env["c"])
+        except (ValueError, KeyError, TypeError):
+            log.warning("bridge: ignored a malformed envelope")
+            return
+        if kind == "open":
+            self._open(env)
+        elif kind in ("msg", "close"):
+            sink = self.served.get(conn_id)
+            if sink is None:
+                return
+            if kind == "close":
+                sink.incoming.end()
+            elif not sink.incoming.put(str(env["d"])):
+                log.warning("bridge: %s socket %s sends faster than its room takes it",
+                            sink.role, conn_id)  # fmt: skip
+                sink.send(_unavailable("bridge buffer full"))
+                sink.close_soon(CLOSE_BRIDGE, "bridge buffer full")
+        elif kind in ("out", "end"):
+            held = self.held.get(conn_id)
+            if held is None:
+                return
+            if kind == "out":
+                held.conn.send(env["m"])
+            else:
+                held.conn.close_soon(int(env["code"]), str(env.get("reason", "")))
+
+    def close_all(self, why: str, nodes: set[str] | None = None) -> None:
+        """Close every bridged socket (or those to/from `nodes`), both sides."""
+        for held in list(self.held.values()):
+            if nodes is None or held.owner in nodes:
+                held.fail(why)
+        for sink in list(self.served.values()):
+            if nodes is None or sink.peer in nodes:
+                sink._failed(why)
+
+    def on_heartbeat(self, healthy: bool, alive: set[str]) -> None:
+        """The registry's beat: Redis down closes everything that crosses nodes; a node
+        gone from the registry closes what goes to or comes from it."""
+        if not healthy:
+            self.close_all("Redis unreachable")
+            return
+        peers = {h.owner for h in self.held.values()} | {s.peer for s in self.served.values()}
+        gone = peers - alive
+        if gone:
+            self.close_all("the other node is gone", gone)
+
+    async def run(self) -> None:
+        """Listen on this node's channel; after a Redis failure, subscribe again."""
+        channel = bridge_channel(self.node_id)
+        while True:
+            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(channel)
+                self.subscribed.set()
+                # listen() waits on the socket (get_message with a timeout polls, which
+                # added ~15 ms to every bridged message).
+                async for msg in pubsub.listen():
+                    if msg.get("type") == "message":
+                        self._handle(msg["data"])
+                raise ConnectionError("the subscription ended")
+            except CLUSTER_ERRORS as exc:
+                self.subscribed.clear()
+                log.warning("bridge: lost the subscription (%s); retrying", exc)
+                self.close_all("Redis unreachable")
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+            await asyncio.sleep(0.5)

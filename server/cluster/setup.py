@@ -1,0 +1,66 @@
+"""Wiring the cluster into the app: the router `cluster.router` names, and (for "redis")
+the node's heartbeat, signal bridge and request forwarding."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from server.cluster import forward
+from server.cluster.node import CLUSTER, ClusterNode
+from server.cluster.redis import CLUSTER_ERRORS, connect, room_key
+from server.cluster.router import RedisRouter
+from server.core.config import Config
+from server.observe.metrics import METRICS
+from server.rooms.manager import ROOMS
+from server.rooms.router import LocalRouter, Router, default_node_id
+from server.signalling import endpoints
+
+log = logging.getLogger(__name__)
+
+
+def build_router(config: Config) -> Router:
+    """The router `cluster.router` names (config validation allows only known ones)."""
+    c = config.cluster
+    if c.router == "local":
+        return LocalRouter(c.node_id)
+    if c.router == "redis":
+        return RedisRouter(connect(c), c.node_id or default_node_id(), c.node_ttl_s)
+    raise ValueError(f"cluster.router: unknown router {c.router!r}")
+
+
+async def live_room_ids(app: web.Application) -> frozenset[str] | None:
+    """The rooms some node of the cluster holds (empty without a cluster); None when Redis
+    cannot say, so a starting node ends nobody else's session."""
+    if CLUSTER not in app:
+        return frozenset()
+    redis = app[CLUSTER].redis
+    try:
+        keys = [k async for k in redis.scan_iter(match=room_key("*"), count=500)]
+    except CLUSTER_ERRORS as exc:
+        log.warning("cluster: Redis unreachable at start (%s): no open session ended", exc)
+        return None
+    return frozenset(k.rsplit(":", 1)[1] for k in keys)
+
+
+def setup(app: web.Application) -> None:
+    """After ROOMS is set: with a Redis router, join the cluster."""
+    router = app[ROOMS].router
+    if not isinstance(router, RedisRouter):
+        return
+    node = ClusterNode(app, app[ROOMS].config.cluster, router)
+    node.bridge.serve = endpoints.serve
+    app[CLUSTER] = node
+    app.middlewares.append(forward.middleware)
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        if METRICS in app:
+            app[METRICS].add_collector(node.collect_metrics)
+        await node.start()
+        log.info("cluster: node %s joined (Redis router)", node.node_id)
+        yield
+        await node.stop()
+
+    app.cleanup_ctx.append(lifecycle)

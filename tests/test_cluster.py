@@ -1,0 +1,455 @@
+"""The cluster (docs/cluster.md) with real parts: redis-server, three `callassist serve`
+nodes on one PostgreSQL database, haproxy (round robin, no stickiness) in front."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import subprocess
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+import redis.asyncio as aioredis
+from aiortc import RTCPeerConnection, RTCSessionDescription
+
+from server.cluster.bridge import Bridge, Outbound, RemoteSink
+from server.cluster.registry import NodeRow, headroom, placement
+from server.core.config import ConfigError, from_dict
+from server.media import aiortc_hooks
+from tests.cluster_procs import CLI, Cluster
+from tests.conftest import PASSWORD
+from tests.media_helpers import RED, close_to
+from tests.media_helpers import Client as MediaClient
+from tests.signalling_client import SUBPROTOCOL
+
+# --- pure parts ----------------------------------------------------------------------------
+
+
+def row(name: str, rooms: int, max_rooms: int = 10, **kw: Any) -> NodeRow:
+    return NodeRow(name, f"http://{name}", rooms, max_rooms, **kw)
+
+
+def test_placement_by_headroom() -> None:
+    assert placement([row("a", 5), row("b", 2), row("c", 7)]) == "b"
+    # CPU and loop lag count: an idle-looking but busy node gets nothing new.
+    assert placement([row("a", 1, cpu=0.95), row("b", 4)]) == "b"
+    assert placement([row("a", 1, loop_lag_ms=190), row("b", 4)]) == "b"
+    # Never a draining or a full node; None when nothing is left.
+    assert placement([row("a", 0, draining=True), row("b", 9)]) == "b"
+    assert placement([row("a", 10), row("b", 3, max_rooms=3)]) is None
+    assert placement([]) is None
+    assert headroom(row("a", 10)) == 0.0
+    # Ties: fewest rooms, then the name.
+    assert placement([row("b", 0), row("a", 0)]) == "a"
+    assert NodeRow.from_json("not json") is None
+    assert NodeRow.from_json(row("a", 1).to_json()) == row("a", 1)
+
+
+def test_cluster_config_is_strict() -> None:
+    assert from_dict({}).cluster.router == "local"
+    with pytest.raises(ConfigError, match="cluster.redis_url: required"):
+        from_dict({"cluster": {"router": "redis"}})
+    with pytest.raises(ConfigError, match="cluster.internal_url: required"):
+        from_dict({"cluster": {"router": "redis", "redis_url": "redis://127.0.0.1:6379/0"}})
+    with pytest.raises(ConfigError, match="cluster.router: must be 'local' or 'redis'"):
+        from_dict({"cluster": {"router": "etcd"}})
+    with pytest.raises(ConfigError, match="node_ttl_s longer"):
+        from_dict({"cluster": {"heartbeat_s": 5.0, "node_ttl_s": 2.0}})
+    ok = from_dict({"cluster": {"router": "redis", "redis_url": "redis://h:1/0",
+                                "internal_url": "http://10.0.0.5:8080"}})  # fmt: skip
+    assert ok.cluster.internal_url == "http://10.0.0.5:8080"
+
+
+# --- the running cluster -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+async def cluster(postgres: Any) -> AsyncIterator[Cluster]:
+    c = Cluster(postgres.create_database("cl" + uuid.uuid4().hex[:12]), nodes=3, max_rooms=3)
+    try:
+        c.start()
+        await c.ready()
+        yield c
+    except BaseException:
+        print(c.logs())
+        raise
+    finally:
+        c.stop()
+
+
+class Client:
+    """One browser's worth of cookies; each request goes to the node (or haproxy) named."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+        self.http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+        self.csrf = ""
+        self.origin = {"Origin": cluster.url}  # the pages' origin is haproxy's
+
+    def base(self, where: str | None) -> str:
+        return self.cluster.url if where is None else self.cluster.node(where).url
+
+    async def login(self, where: str | None = None) -> None:
+        login = {"username": "anna", "password": PASSWORD}
+        async with self.http.post(
+            self.base(where) + "/api/login", headers=self.origin, json=login
+        ) as r:
+            assert r.status == 200, await r.text()
+            self.csrf = (await r.json())["csrf"]
+
+    async def post(self, path: str, body: Any = None, where: str | None = None):  # type: ignore[no-untyped-def]
+        headers = {**self.origin, "X-CSRF-Token": self.csrf}
+        async with self.http.post(self.base(where) + path, json=body or {}, headers=headers) as r:
+            return r.status, await r.json(content_type=None)
+
+    async def get(self, path: str, where: str | None = None):  # type: ignore[no-untyped-def]
+        async with self.http.get(self.base(where) + path, headers=self.origin) as r:
+            return r.status, await r.json(content_type=None)
+
+    async def open_link(self, link: str, where: str | None = None) -> int:
+        path = "/j/" + link.split("/j/")[1]
+        async with self.http.get(self.base(where) + path, allow_redirects=False) as r:
+            if r.status != 200:
+                return r.status
+        async with self.http.post(self.base(where) + path, allow_redirects=False,
+                                  headers=self.origin) as r:  # fmt: skip
+            return r.status
+
+    async def ws(self, path: str, where: str | None = None) -> Socket:
+        ws = await self.http.ws_connect(
+            self.base(where).replace("http", "ws", 1) + path,
+            protocols=(SUBPROTOCOL,),
+            origin=self.cluster.url,
+        )
+        sock = Socket(ws)
+        sock.welcome = await sock.expect("welcome")
+        return sock
+
+    async def close(self) -> None:
+        await self.http.close()
+
+
+class Socket:
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.ws = ws
+        self.welcome: dict[str, Any] = {}
+
+    async def send(self, message: dict[str, Any]) -> None:
+        await self.ws.send_str(json.dumps(message))
+
+    async def recv(self, timeout: float = 15) -> dict[str, Any]:
+        msg = await asyncio.wait_for(self.ws.receive(), timeout)
+        if msg.type != aiohttp.WSMsgType.TEXT:
+            code = msg.data if msg.type == aiohttp.WSMsgType.CLOSE else self.ws.close_code
+            return {"type": "_closed", "code": code}
+        return dict(json.loads(msg.data))
+
+    async def expect(self, mtype: str, timeout: float = 15, **match: Any) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            data = await self.recv(max(deadline - time.monotonic(), 0.01))
+            if data["type"] == "_closed" and mtype != "_closed":
+                raise AssertionError(f"closed while waiting for {mtype}: {data}")
+            if data["type"] == mtype and all(data.get(k) == v for k, v in match.items()):
+                return data
+
+
+async def owner_of(cluster: Cluster, room_id: str) -> str:
+    client = aioredis.Redis.from_url(cluster.redis.url, decode_responses=True)
+    try:
+        return str(await client.get(f"callassist:room:{room_id}"))
+    finally:
+        await client.aclose()
+
+
+async def end_all(agent: Client) -> None:
+    status, body = await agent.get("/api/sessions")
+    for s in body["sessions"]:
+        if s["state"] != "ended":
+            assert (await agent.post(f"/api/sessions/{s['id']}/end"))[0] == 200
+
+
+def drain(cluster: Cluster, node: str, *flags: str) -> subprocess.CompletedProcess[str]:
+    config = str(cluster.node(node).config)
+    return subprocess.run([*CLI, "node", "drain", node, *flags, "--config", config],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+
+
+def p95(samples: list[float]) -> float:
+    return statistics.quantiles(samples, n=20)[18]
+
+
+async def rtt(sock: Socket, n: int) -> list[float]:
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        await sock.send({"type": "ping"})
+        await sock.expect("pong")
+        out.append((time.perf_counter() - t0) * 1000)
+    return out
+
+
+async def test_bridge_keeps_order_both_ways_and_closes_from_either_side(cluster: Cluster) -> None:
+    agent = Client(cluster)
+    await agent.login("node1")
+    status, made = await agent.post("/api/sessions", {"phone": "20000012"}, where="node1")
+    assert status == 201, made
+    room = made["session"]["id"]
+    owner = await owner_of(cluster, room)
+    x, y = [n.name for n in cluster.nodes if n.name != owner]
+    caller = Client(cluster)
+    try:
+        # The link opens through x (forwarded to the owner), the caller's socket is on y
+        # and the agent's on x (both bridged to the owner).
+        assert await caller.open_link(made["link"], where=x) == 303
+        c_sock = await caller.ws("/ws/caller", where=y)
+        a_sock = await agent.ws(f"/ws/agent/{room}", where=x)
+        assert c_sock.welcome["room"]["id"] == room
+        assert c_sock.welcome["room"]["caller"]["status"] == "opened"
+        await c_sock.expect("room")  # the agent came: told through the bridge
+        # 200 frames each way, in order: each unknown type comes back as its own error.
+        for sock in (c_sock, a_sock):
+            for i in range(200):
+                await sock.send({"type": f"order{i}"})
+            refs = []
+            while len(refs) < 200:
+                msg = await sock.recv()
+                if msg["type"] == "error":
+                    assert msg["code"] == "unknown_type"
+                    refs.append(msg["ref"])
+            assert refs == [f"order{i}" for i in range(200)]
+        # The bridged agent socket closes (node x's side): the caller sees the agent away.
+        await a_sock.ws.close()
+        deadline = time.monotonic() + 15
+        while True:
+            msg = await c_sock.expect("room")
+            if msg["room"]["agent"]["status"] == "away":
+                break
+            assert time.monotonic() < deadline
+        # The added latency: the bridged caller and the agent directly on the owner, in
+        # turns (the same load on both).
+        a_sock = await agent.ws(f"/ws/agent/{room}", where=owner)
+        await c_sock.expect("room")
+        bridged: list[float] = []
+        direct: list[float] = []
+        for _ in range(100):
+            bridged += await rtt(c_sock, 1)
+            direct += await rtt(a_sock, 1)
+        print(f"ping p95: bridged {p95(bridged):.2f} ms, direct {p95(direct):.2f} ms, "
+              f"added {p95(bridged) - p95(direct):.2f} ms")  # fmt: skip
+        # The owner's side closes: the agent ends the room, the bridged caller is told
+        # and closed with the room's code.
+        await a_sock.send({"type": "end"})
+        await c_sock.expect("ended")
+        closed = await c_sock.expect("_closed")
+        assert closed["code"] == 4000
+        await a_sock.ws.close()
+    finally:
+        await caller.close()
+        await agent.close()
+
+
+async def test_bridge_buffers_are_bounded(cluster: Cluster) -> None:
+    """Overflow on either end closes that socket with a clear error, never grows."""
+    client = aioredis.Redis.from_url(cluster.redis.url, decode_responses=True)
+    pubsub = client.pubsub(ignore_subscribe_messages=True)
+    await pubsub.subscribe("callassist:bridge:peer-test")
+    try:
+        failed: list[str] = []
+        out = Outbound(client, "callassist:bridge:nowhere", 8, failed.append)
+        for i in range(50):  # nothing awaited in between: the publisher cannot keep up
+            out.put({"k": "out", "c": "c1", "m": {"n": i}})
+        assert failed and failed[0] == "bridge buffer full"
+        out.finish()
+        await out.drained()
+
+        bridge = Bridge({}, client, "owner-test", 8)  # type: ignore[arg-type]
+        sink = RemoteSink(bridge, "peer-test/1", "peer-test", "caller", "caller")
+        bridge.served[sink.conn_id] = sink
+        for i in range(20):  # the room's serve loop does not read: its queue fills
+            bridge._handle(json.dumps({"k": "msg", "c": sink.conn_id, "d": f"m{i}"}))
+        got = []
+        deadline = time.monotonic() + 10
+        while len(got) < 2 and time.monotonic() < deadline:
+            msg = await pubsub.get_message(timeout=1.0)
+            if msg and msg["type"] == "message":
+                got.append(json.loads(msg["data"]))
+        assert got[0]["k"] == "out" and got[0]["m"]["code"] == "cluster_unavailable"
+        assert "bridge buffer full" in got[0]["m"]["message"]
+        assert got[1] == {"k": "end", "c": sink.conn_id, "code": 1011,
+                          "reason": "bridge buffer full"}  # fmt: skip
+    finally:
+        await pubsub.aclose()
+        await client.aclose()
+
+
+async def test_placement_capacity_and_drain(cluster: Cluster) -> None:
+    agent = Client(cluster)
+    await agent.login()
+    try:
+        await end_all(agent)
+        await asyncio.sleep(1.2)  # every node's row shows 0 rooms
+        placed: dict[str, int] = {}
+        for _ in range(9):  # 3 nodes x max_rooms_per_node 3, all through haproxy
+            status, made = await agent.post("/api/sessions", {"phone": "20000012"})
+            assert status == 201, made
+            node = await owner_of(cluster, made["session"]["id"])
+            placed[node] = placed.get(node, 0) + 1
+        assert placed == {"node1": 3, "node2": 3, "node3": 3}
+        before = len((await agent.get("/api/sessions"))[1]["sessions"])
+        for where in ("node1", "node2", "node3", None):
+            status, body = await agent.post("/api/sessions", {"phone": "20000012"}, where=where)
+            assert status == 503, body
+            assert body["error"]["code"] == "no_capacity"
+            assert body["error"]["message"] == "no capacity right now, try again in a minute"
+        assert len((await agent.get("/api/sessions"))[1]["sessions"]) == before  # no row
+        async with agent.http.get(cluster.node("node1").url + "/metrics") as r:
+            text = await r.text()
+        assert "callassist_cluster_no_capacity_total" in text
+        await end_all(agent)
+
+        # A draining node gets no new rooms.
+        r = await asyncio.to_thread(drain, cluster, "node3")
+        assert r.returncode == 0, r.stderr
+        assert "node3: draining" in r.stdout
+        await asyncio.sleep(1.5)
+        for _ in range(5):
+            status, made = await agent.post("/api/sessions", {"phone": "20000012"})
+            assert status == 201, made
+            assert await owner_of(cluster, made["session"]["id"]) != "node3"
+        await end_all(agent)
+        r = await asyncio.to_thread(drain, cluster, "node3", "--undo")
+        assert r.returncode == 0, r.stderr
+    finally:
+        await agent.close()
+
+
+async def _offer(sock: Socket, pc: RTCPeerConnection, pc_id: int) -> None:
+    await pc.setLocalDescription(await pc.createOffer())
+    await sock.send({"type": "offer", "pc": pc_id, "sdp": pc.localDescription.sdp})
+    answer = await sock.expect("answer", pc=pc_id)
+    await pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
+
+
+async def test_redis_down_keeps_media_and_recovers_by_itself(cluster: Cluster) -> None:
+    # This process's aiortc peers offer loopback candidates, as the nodes do.
+    aiortc_hooks.install(["127.0.0.1"])
+    agent = Client(cluster)
+    caller = Client(cluster)
+    await agent.login()
+    cam = MediaClient("caller", RED, recv=False)
+    viewer = MediaClient("agent", None, send=False)
+    try:
+        await end_all(agent)
+        status, made = await agent.post("/api/sessions", {"phone": "20000012"})
+        assert status == 201, made
+        room = made["session"]["id"]
+        owner = await owner_of(cluster, room)
+        other = next(n.name for n in cluster.nodes if n.name != owner)
+        assert await caller.open_link(made["link"]) == 303  # through haproxy
+        # The caller's socket on the owner; the agent's bridged from another node. Media
+        # goes to the owner either way (UDP, never through Redis).
+        c_sock = await caller.ws("/ws/caller", where=owner)
+        await c_sock.send({"type": "accept", "notice": c_sock.welcome["notice"]["version"]})
+        a_sock = await agent.ws(f"/ws/agent/{room}", where=other)
+        await _offer(c_sock, cam.pc, 1)
+        await _offer(a_sock, viewer.pc, 1)
+        await viewer.wait_frames(10, 30)
+
+        cluster.redis.stop()
+        # The bridged socket is told and closed; the page would reconnect by itself.
+        err = await a_sock.expect("error", timeout=15)
+        assert err["code"] == "cluster_unavailable"
+        assert (await a_sock.expect("_closed"))["code"] == 1011
+        status, body = await agent.post("/api/sessions", {"phone": "20000012"}, where=other)
+        assert status == 503 and body["error"]["code"] == "cluster_unavailable", body
+        # ~20 s without Redis: the room's media keeps flowing to the agent's leg.
+        for _ in range(4):
+            await viewer.wait_frames(20, 15)
+            await asyncio.sleep(4)
+        assert viewer.last_rgb is not None and close_to(viewer.last_rgb, RED)
+        await c_sock.send({"type": "ping"})
+        await c_sock.expect("pong")  # the local socket never noticed
+
+        cluster.redis.start()
+        deadline = time.monotonic() + 30
+        while True:  # no restart: the nodes re-register, re-claim and re-subscribe
+            status, body = await agent.post("/api/sessions", {"phone": "20000013"}, where=other)
+            if status == 201:
+                break
+            assert time.monotonic() < deadline, body
+            await asyncio.sleep(0.5)
+        assert await owner_of(cluster, room) == owner  # re-claimed by its node
+        a_sock = await agent.ws(f"/ws/agent/{room}", where=other)  # bridged again
+        assert a_sock.welcome["room"]["id"] == room
+        await a_sock.send({"type": "ping"})
+        await a_sock.expect("pong")
+        await viewer.wait_frames(10, 15)
+        await a_sock.ws.close()
+        await c_sock.ws.close()
+        await end_all(agent)
+    finally:
+        await cam.close()
+        await viewer.close()
+        await caller.close()
+        await agent.close()
+
+
+async def test_browsers_through_haproxy_media_both_ways(cluster: Cluster, browser: Any) -> None:
+    """Real Chromium pages that reach the service only through haproxy (round robin): the
+    session is created, the link opened and both sockets served by whichever node haproxy
+    picks, bridged to the room's node; pixels checked both ways."""
+    from playwright.async_api import expect
+
+    from tests.test_browser_e2e import caller_page, open_link, start_session, wait_colours
+
+    ctx = await browser.new_context(viewport={"width": 1280, "height": 800}, permissions=["camera"])
+    await ctx.add_init_script(
+        "window.callassistShareOptions = {video: true, preferCurrentTab: true};"
+    )
+    agent = await ctx.new_page()
+    await agent.goto(cluster.url + "/agent")
+    await agent.get_by_test_id("login-username").fill("anna")
+    await agent.get_by_test_id("login-password").fill(PASSWORD)
+    await agent.get_by_test_id("login-submit").click()
+    await expect(agent.get_by_test_id("new-session-phone")).to_be_visible()
+    link = await start_session(agent)
+    caller_ctx, caller = await caller_page(browser)
+    try:
+        await open_link(caller, link)
+        await expect(agent.get_by_test_id("caller-progress")).to_have_attribute(
+            "data-status", "opened", timeout=15_000
+        )
+        await caller.get_by_test_id("notice-accept").click()
+        await caller.get_by_test_id("start-camera").click()
+        await expect(caller.get_by_test_id("call-state")).to_have_attribute(
+            "data-state", "live", timeout=20_000
+        )
+        await wait_colours(
+            agent,
+            "camera-video",
+            [(0.25, 0.25), (0.75, 0.25), (0.25, 0.75), (0.75, 0.75)],
+            [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)],
+            timeout=25,
+        )
+        await agent.evaluate(
+            """() => { const d = document.createElement('div');
+            d.style.position = 'fixed'; d.style.inset = '0';
+            d.style.background = 'rgb(255, 0, 255)'; d.style.zIndex = '99999';
+            d.style.pointerEvents = 'none'; document.body.appendChild(d); }"""
+        )
+        await agent.get_by_test_id("share-screen").click()
+        await wait_colours(caller, "screen-video", [(0.5, 0.5)], [(255, 0, 255)], timeout=25)
+        await agent.get_by_test_id("end-session").click()
+        await agent.get_by_test_id("end-session-confirm").click()
+        await expect(caller.get_by_test_id("call-state")).to_have_attribute(
+            "data-state", "ended", timeout=15_000
+        )
+    finally:
+        await ctx.close()
+        await caller_ctx.close()
