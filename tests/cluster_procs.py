@@ -86,7 +86,7 @@ class Node:
         self.config.write_text(
             f'[http]\npublic_url = "{public_url}"\n'
             f'[storage]\ndatabase_url = "{db_url}"\n'
-            '[media]\nice_host_addresses = ["127.0.0.1"]\n'
+            '[media]\nice_host_addresses = ["127.0.0.1"]\nallow_loopback_candidates = true\n'
             # the bridge tests send 200 frames at once: above the default rate limit
             "[signalling]\nrate_per_s = 2000.0\nburst = 2000\n"
             f'[cluster]\nrouter = "redis"\nredis_url = "{redis_url}"\nnode_id = "{name}"\n'
