@@ -70,8 +70,13 @@ class AuthConfig:
 
 @dataclass(frozen=True)
 class SignallingConfig:
+    # Largest client -> server message (bytes); larger ones get `too_large` and close 1009.
     max_message_bytes: int = 65_536
-    heartbeat_s: float = 15.0
+    # Largest server -> client message: an answer to a many-track offer is bigger than 64 KiB.
+    max_server_message_bytes: int = 262_144
+    # Ping interval; a client that does not answer a ping within half of it is dropped,
+    # i.e. after 1.5 x this of silence (30 s by default; server/signalling/socket.py).
+    heartbeat_s: float = 20.0
     rate_per_s: float = 50.0
     burst: int = 100
     # Messages queued for one slow client before it is dropped.
