@@ -21,6 +21,11 @@ class MissingSecret(RuntimeError):
     pass
 
 
+# A server key shorter than this is guessable (it signs CSRF tokens and HMACs subjects);
+# 32 characters of `openssl rand -base64 32` carry ~190 bits (docs/security.md, "Secrets").
+MIN_SERVER_KEY_CHARS = 32
+
+
 @dataclass(frozen=True)
 class Secrets:
     # Signs CSRF tokens and other server-side HMACs.
@@ -85,6 +90,12 @@ def load_secrets(
 
     server_key = get("server_key", True)
     assert server_key is not None
+    if environment == "production" and len(server_key) < MIN_SERVER_KEY_CHARS:
+        raise MissingSecret(
+            f"secret 'server_key' is too short ({len(server_key)} characters): production "
+            f"needs at least {MIN_SERVER_KEY_CHARS}; set CALLASSIST_SERVER_KEY (or _FILE) to "
+            "e.g. the output of `openssl rand -base64 32`"
+        )
     sms = get("sms_hmac_key", need_sms)
     turn = get("turn_secret", need_turn)
     webhook = get("webhook_key", need_webhook)
