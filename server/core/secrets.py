@@ -36,6 +36,9 @@ class Secrets:
     turn_secret: str | None
     # Signs webhook deliveries (webhooks.urls set); None when not used.
     webhook_key: bytes | None = None
+    # Bearer token Prometheus sends to GET /metrics; None (production without
+    # CALLASSIST_METRICS_TOKEN): /metrics refuses everyone.
+    metrics_token: str | None = None
 
 
 def _from_env(name: str) -> str | None:
@@ -99,9 +102,12 @@ def load_secrets(
     sms = get("sms_hmac_key", need_sms)
     turn = get("turn_secret", need_turn)
     webhook = get("webhook_key", need_webhook)
+    # Optional in production (metrics are then off), generated in embedded.
+    metrics = get("metrics_token", environment != "production")
     return Secrets(
         server_key=server_key.encode(),
         sms_hmac_key=sms.encode() if sms else None,
         turn_secret=turn,
         webhook_key=webhook.encode() if webhook else None,
+        metrics_token=metrics,
     )
