@@ -62,7 +62,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace, cfg: Config) -> int:
-    from aiohttp import web
 
     from server.http.app import create_app
     from server.startup.preflight import preflight
@@ -122,14 +121,16 @@ def _serve(args: argparse.Namespace, cfg: Config) -> int:
         )
     print("\n".join(lines), flush=True)
     try:
-        web.run_app(
+        from server.http.guard import serve  # run_app plus the slowloris guard
+
+        serve(
             app,
             host=args.host,
             port=args.port,
             ssl_context=ssl_ctx,
-            print=None,
-            shutdown_timeout=5,
             access_log_class=_RedactingAccessLogger,
+            per_address=cfg.http.max_connections_per_address,
+            header_timeout_s=cfg.http.header_timeout_s,
         )
     except (StorageError, KeyringError) as exc:  # recording storage refused at startup
         print(f"callassist: recording storage: {exc}", file=sys.stderr)

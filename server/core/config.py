@@ -33,6 +33,12 @@ class HttpConfig:
     max_body_bytes: int = 1_048_576
     # Set when a TLS-terminating reverse proxy sits in front (trust X-Forwarded-For).
     behind_proxy: bool = False
+    # Slowloris guard (server/http/guard.py): a connection's request headers must be
+    # complete within this many seconds (also the keep-alive idle limit)...
+    header_timeout_s: float = 10.0
+    # ... and one address may hold at most this many connections (a call centre behind one
+    # NAT opens a few per agent; behind a proxy every connection is the proxy's).
+    max_connections_per_address: int = 256
 
 
 @dataclass(frozen=True)
