@@ -39,6 +39,9 @@ class HttpConfig:
     # ... and one address may hold at most this many connections (a call centre behind one
     # NAT opens a few per agent; behind a proxy every connection is the proxy's).
     max_connections_per_address: int = 256
+    # What the access log says of a client: "none" (no address, no User-Agent), "masked"
+    # (network /24 or /48 and the browser's product name) or "full" (docs/ops.md, "Logs").
+    access_log_clients: str = "none"
 
 
 @dataclass(frozen=True)
@@ -322,6 +325,8 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("environment: must be 'embedded' or 'production'")
     if not cfg.http.public_url.startswith(("http://", "https://")):
         raise ConfigError("http.public_url: must start with http:// or https://")
+    if cfg.http.access_log_clients not in ("none", "masked", "full"):
+        raise ConfigError("http.access_log_clients: must be 'none', 'masked' or 'full'")
     if cfg.media.codec not in ("VP8", "H264"):
         raise ConfigError("media.codec: must be 'VP8' or 'H264'")
     if cfg.cluster.router not in ("local",):

@@ -113,6 +113,7 @@ def serve(
     port: int,
     ssl_context: SSLContext | None,
     access_log_class: Any,
+    access_log_format: str,
     per_address: int,
     header_timeout_s: float,
 ) -> None:
@@ -124,6 +125,7 @@ def serve(
         handle_signals=True,
         shutdown_timeout=5,
         access_log_class=access_log_class,
+        access_log_format=access_log_format,
         keepalive_timeout=header_timeout_s,
     )
 
