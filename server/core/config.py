@@ -55,6 +55,8 @@ class SessionConfig:
     inactivity_timeout_s: int = 900
     # The room ends after this long, whatever happens.
     max_duration_s: int = 7200
+    # Live rooms one agent may have at once (an agent helps one caller at a time).
+    max_live_rooms_per_agent: int = 20
     # Version of the service notice and privacy summary the caller accepts.
     notice_version: str = "2026-11-01"
     # Shown to callers in the privacy summary.
@@ -108,12 +110,32 @@ class MediaConfig:
     keyframe_min_interval_s: float = 0.3
 
 
+# Number types sms.allowed_types may name (libphonenumber's; server/sessions/sms_policy.py).
+SMS_TYPES = (
+    "mobile", "fixed_line_or_mobile", "fixed_line", "voip", "personal_number", "pager", "uan",
+    "toll_free", "premium_rate", "shared_cost",
+)  # fmt: skip
+
+
 @dataclass(frozen=True)
 class SmsConfig:
     # "console" logs (phone masked) that a message would be sent; "http" POSTs JSON.
     sender: str = "console"
     http_url: str = ""
     http_timeout_s: float = 5.0
+    # SMS pumping guard (server/sessions/sms_policy.py): destination countries (ISO 3166
+    # codes; default EU/EEA + CH) and number types (libphonenumber's, e.g. "mobile").
+    allowed_countries: list[str] = field(
+        default_factory=lambda: [
+            *("AT", "BE", "BG", "HR", "CY", "CZ", "DK", "EE", "FI", "FR", "DE", "GR", "HU"),
+            *("IE", "IT", "LV", "LT", "LU", "MT", "NL", "PL", "PT", "RO", "SK", "SI", "ES"),
+            *("SE", "IS", "LI", "NO", "CH"),
+        ]
+    )
+    allowed_types: list[str] = field(default_factory=lambda: ["mobile", "fixed_line_or_mobile"])
+    # Sends of one session's link, and of one agent per hour.
+    max_per_session: int = 5
+    max_per_agent_per_hour: int = 60
 
 
 @dataclass(frozen=True)
@@ -335,6 +357,11 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("sms.sender: must be 'console' or 'http'")
     if cfg.sms.sender == "http" and not cfg.sms.http_url.startswith(("http://", "https://")):
         raise ConfigError("sms.http_url: required (http:// or https://) when sms.sender = 'http'")
+    for t in cfg.sms.allowed_types:
+        if t not in SMS_TYPES:
+            raise ConfigError(
+                f"sms.allowed_types: unknown type {t!r} (one of {', '.join(SMS_TYPES)})"
+            )
     if not cfg.session.default_country_code.startswith("+"):
         raise ConfigError("session.default_country_code: must start with '+', e.g. '+371'")
     for name in ("sessions_days", "recordings_days", "media_days", "audit_days", "logins_days"):

@@ -39,6 +39,7 @@ from server.rooms.manager import ROOMS, RoomManager
 from server.rooms.router import build_router
 from server.sessions import api, caller
 from server.sessions.sms import SMS, ConsoleSender, HttpSender, SmsSender
+from server.sessions.sms_policy import SMS_BUDGET, SendBudget
 from server.signalling import endpoints as signalling
 from server.toolkit import api as toolkit
 
@@ -180,6 +181,7 @@ def create_app(
     app[AUDIT] = Audit(db, clock)
     app[ROOMS] = RoomManager(config, db, clock, build_router(config))
     app[SMS] = _sms_sender(config, secrets.sms_hmac_key)
+    app[SMS_BUDGET] = SendBudget(config.sms.max_per_session, config.sms.max_per_agent_per_hour)
     app[LINK_LIMITER] = KeyedLimiter(config.session.link_opens_per_minute)
     app[LOGIN_LIMITER] = KeyedLimiter(config.auth.login_attempts_per_minute)
     web_auth.setup(app)  # login failures, sockets opened under a login
