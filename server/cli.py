@@ -87,7 +87,6 @@ def _supervise(args: argparse.Namespace, cfg: Config, workers: int) -> int:
 
 
 def _serve(args: argparse.Namespace, cfg: Config) -> int:
-    from aiohttp import web
 
     from server.http.app import create_app
     from server.startup.preflight import preflight
@@ -156,14 +155,18 @@ def _serve(args: argparse.Namespace, cfg: Config) -> int:
         )
     print("\n".join(lines), flush=True)
     try:
-        web.run_app(
+        from server.http.guard import serve  # run_app plus the slowloris guard
+        from server.observe.logs import access_log_format
+
+        serve(
             app,
             host=args.host,
             port=args.port,
             ssl_context=ssl_ctx,
-            print=None,
-            shutdown_timeout=5,
-            access_log_class=_RedactingAccessLogger,
+            access_log_class=_access_logger_class(cfg.http.access_log_clients),
+            access_log_format=access_log_format(cfg.http.access_log_clients),
+            per_address=cfg.http.max_connections_per_address,
+            header_timeout_s=cfg.http.header_timeout_s,
             reuse_port=worker is not None,  # the workers share the port (SO_REUSEPORT)
         )
     except (StorageError, KeyringError) as exc:  # recording storage refused at startup
@@ -184,8 +187,10 @@ def cmd_serve_demo_flag(args: argparse.Namespace) -> int:
     return cmd_serve(args)
 
 
-def _redacting_logger_class():  # built lazily: aiohttp's logger base class
+def _access_logger_class(clients: str):  # built lazily: aiohttp's logger base class
     from aiohttp.web_log import AccessLogger
+
+    from server.observe.logs import mask_address, user_agent_product
 
     class Redacting(AccessLogger):
         def log(self, request, response, time):  # type: ignore[no-untyped-def]
@@ -194,12 +199,13 @@ def _redacting_logger_class():  # built lazily: aiohttp's logger base class
                 request = request.clone(rel_url="/j/<token>")
             elif request.path.startswith("/setup/"):  # the one-time first-run token
                 request = request.clone(rel_url="/setup/<token>")
+            if clients == "masked":  # docs/ops.md, "Logs": no full address, no device
+                headers = request.headers.copy()
+                headers["User-Agent"] = user_agent_product(headers.get("User-Agent", ""))
+                request = request.clone(remote=mask_address(request.remote), headers=headers)
             super().log(request, response, time)
 
     return Redacting
-
-
-_RedactingAccessLogger = _redacting_logger_class()
 
 
 def _read_password(args: argparse.Namespace) -> str:

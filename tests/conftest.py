@@ -287,3 +287,10 @@ async def browser(fake_camera: Path) -> AsyncIterator[Any]:
         browser.callassist_devices = pw_devices  # type: ignore[attr-defined]
         yield browser
         await browser.close()
+
+
+def scraper(server: Any) -> dict[str, str]:
+    """The header Prometheus sends to /metrics (docs/ops.md, "Metrics")."""
+    from server.core.appkeys import SECRETS
+
+    return {"Authorization": f"Bearer {server.app[SECRETS].metrics_token}"}

@@ -12,13 +12,17 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 import tests.test_protocol_client as proto
 from server.core.appkeys import DB
+from tests.conftest import scraper
 from tests.media_helpers import RED, SolidTrack
 from tests.signalling_client import Signalling
 
 
 async def scrape(server: Any) -> dict[str, dict[tuple, float]]:
     """{sample name: {sorted label items: value}} from the server's /metrics."""
-    async with aiohttp.ClientSession() as http, http.get(server.url + "/metrics") as r:
+    async with (
+        aiohttp.ClientSession(headers=scraper(server)) as http,
+        http.get(server.url + "/metrics") as r,
+    ):
         assert r.status == 200
         assert r.headers["Content-Type"].startswith("text/plain")
         text = await r.text()

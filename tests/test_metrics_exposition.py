@@ -16,12 +16,16 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from server.observe.metrics import METRICS
 from server.recording.service import RECORDING
+from tests.conftest import scraper
 from tests.media_helpers import wait_for
 from tests.test_recorder import caller_with_camera, wait_recording
 
 
 async def exposition(server: Any) -> str:
-    async with aiohttp.ClientSession() as http, http.get(server.url + "/metrics") as r:
+    async with (
+        aiohttp.ClientSession(headers=scraper(server)) as http,
+        http.get(server.url + "/metrics") as r,
+    ):
         assert r.status == 200
         return await r.text()
 

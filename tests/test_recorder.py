@@ -35,7 +35,7 @@ from server.media.vcodec import is_keyframe
 from server.recording.keystore import database_keys
 from server.recording.service import RECORDING
 from server.rooms.manager import ROOMS
-from tests.conftest import free_port
+from tests.conftest import free_port, scraper
 from tests.conftest import test_config as config_for
 from tests.media_helpers import RED, SolidTrack, wait_for
 from tests.recorder_helpers import SyntheticCamera, quadrants_ok
@@ -288,7 +288,7 @@ async def test_agent_starts_and_stops_recording(make_server) -> None:  # type: i
     assert report.complete and report.frames == row["frames"], report.lines()
 
     # Prometheus sees the recorder (server/observe/metrics.py's registry).
-    async with agent.http.get(server.url + "/metrics") as r:
+    async with agent.http.get(server.url + "/metrics", headers=scraper(server)) as r:
         text = await r.text()
     assert "callassist_recordings_total{outcome=\"completed\"} 1.0" in text, text[-3000:]
     assert "callassist_recording_spool_bytes" in text

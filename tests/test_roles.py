@@ -339,7 +339,10 @@ def test_every_route_is_in_the_matrix(server: Any) -> None:
 async def matrix_server(request: pytest.FixtureRequest, make_server: Any) -> Any:
     """Like any_db_server, with room for the many logins and link opens of the walk."""
     sections: dict[str, Any] = {"auth": {"login_attempts_per_minute": 10_000},
-                                "session": {"link_opens_per_minute": 10_000}}  # fmt: skip
+                                "session": {"link_opens_per_minute": 10_000,
+                                            "max_live_rooms_per_agent": 10_000},
+                                "sms": {"max_per_session": 10_000,
+                                        "max_per_agent_per_hour": 10_000}}  # fmt: skip
     if request.param == "postgresql":
         pg = request.getfixturevalue("postgres")
         sections["storage"] = {"database_url": pg.create_database("t" + uuid.uuid4().hex[:16])}

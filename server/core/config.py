@@ -35,6 +35,15 @@ class HttpConfig:
     max_body_bytes: int = 1_048_576
     # Set when a TLS-terminating reverse proxy sits in front (trust X-Forwarded-For).
     behind_proxy: bool = False
+    # Slowloris guard (server/http/guard.py): a connection's request headers must be
+    # complete within this many seconds (also the keep-alive idle limit)...
+    header_timeout_s: float = 10.0
+    # ... and one address may hold at most this many connections (a call centre behind one
+    # NAT opens a few per agent; behind a proxy every connection is the proxy's).
+    max_connections_per_address: int = 256
+    # What the access log says of a client: "none" (no address, no User-Agent), "masked"
+    # (network /24 or /48 and the browser's product name) or "full" (docs/ops.md, "Logs").
+    access_log_clients: str = "none"
 
 
 @dataclass(frozen=True)
@@ -48,6 +57,8 @@ class SessionConfig:
     inactivity_timeout_s: int = 900
     # The room ends after this long, whatever happens.
     max_duration_s: int = 7200
+    # Live rooms one agent may have at once (an agent helps one caller at a time).
+    max_live_rooms_per_agent: int = 20
     # Version of the service notice and privacy summary the caller accepts.
     notice_version: str = "2026-11-01"
     # Shown to callers in the privacy summary.
@@ -72,8 +83,13 @@ class AuthConfig:
 
 @dataclass(frozen=True)
 class SignallingConfig:
+    # Largest client -> server message (bytes); larger ones get `too_large` and close 1009.
     max_message_bytes: int = 65_536
-    heartbeat_s: float = 15.0
+    # Largest server -> client message: an answer to a many-track offer is bigger than 64 KiB.
+    max_server_message_bytes: int = 262_144
+    # Ping interval; a client that does not answer a ping within half of it is dropped,
+    # i.e. after 1.5 x this of silence (30 s by default; server/signalling/socket.py).
+    heartbeat_s: float = 20.0
     rate_per_s: float = 50.0
     burst: int = 100
     # Messages queued for one slow client before it is dropped.
@@ -111,12 +127,32 @@ class MediaConfig:
     allow_loopback_candidates: bool = False
 
 
+# Number types sms.allowed_types may name (libphonenumber's; server/sessions/sms_policy.py).
+SMS_TYPES = (
+    "mobile", "fixed_line_or_mobile", "fixed_line", "voip", "personal_number", "pager", "uan",
+    "toll_free", "premium_rate", "shared_cost",
+)  # fmt: skip
+
+
 @dataclass(frozen=True)
 class SmsConfig:
     # "console" logs (phone masked) that a message would be sent; "http" POSTs JSON.
     sender: str = "console"
     http_url: str = ""
     http_timeout_s: float = 5.0
+    # SMS pumping guard (server/sessions/sms_policy.py): destination countries (ISO 3166
+    # codes; default EU/EEA + CH) and number types (libphonenumber's, e.g. "mobile").
+    allowed_countries: list[str] = field(
+        default_factory=lambda: [
+            *("AT", "BE", "BG", "HR", "CY", "CZ", "DK", "EE", "FI", "FR", "DE", "GR", "HU"),
+            *("IE", "IT", "LV", "LT", "LU", "MT", "NL", "PL", "PT", "RO", "SK", "SI", "ES"),
+            *("SE", "IS", "LI", "NO", "CH"),
+        ]
+    )
+    allowed_types: list[str] = field(default_factory=lambda: ["mobile", "fixed_line_or_mobile"])
+    # Sends of one session's link, and of one agent per hour.
+    max_per_session: int = 5
+    max_per_agent_per_hour: int = 60
 
 
 @dataclass(frozen=True)
@@ -368,6 +404,8 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("environment: must be 'embedded' or 'production'")
     if not cfg.http.public_url.startswith(("http://", "https://")):
         raise ConfigError("http.public_url: must start with http:// or https://")
+    if cfg.http.access_log_clients not in ("none", "masked", "full"):
+        raise ConfigError("http.access_log_clients: must be 'none', 'masked' or 'full'")
     if cfg.media.codec not in ("VP8", "H264"):
         raise ConfigError("media.codec: must be 'VP8' or 'H264'")
     parse_port_range(cfg.media.udp_ports)  # ConfigError naming the key
@@ -376,6 +414,11 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("sms.sender: must be 'console' or 'http'")
     if cfg.sms.sender == "http" and not cfg.sms.http_url.startswith(("http://", "https://")):
         raise ConfigError("sms.http_url: required (http:// or https://) when sms.sender = 'http'")
+    for t in cfg.sms.allowed_types:
+        if t not in SMS_TYPES:
+            raise ConfigError(
+                f"sms.allowed_types: unknown type {t!r} (one of {', '.join(SMS_TYPES)})"
+            )
     if not cfg.session.default_country_code.startswith("+"):
         raise ConfigError("session.default_country_code: must start with '+', e.g. '+371'")
     for name in ("sessions_days", "recordings_days", "media_days", "audit_days", "logins_days"):

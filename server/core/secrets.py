@@ -21,6 +21,11 @@ class MissingSecret(RuntimeError):
     pass
 
 
+# A server key shorter than this is guessable (it signs CSRF tokens and HMACs subjects);
+# 32 characters of `openssl rand -base64 32` carry ~190 bits (docs/security.md, "Secrets").
+MIN_SERVER_KEY_CHARS = 32
+
+
 @dataclass(frozen=True)
 class Secrets:
     # Signs CSRF tokens and other server-side HMACs.
@@ -31,6 +36,9 @@ class Secrets:
     turn_secret: str | None
     # Signs webhook deliveries (webhooks.urls set); None when not used.
     webhook_key: bytes | None = None
+    # Bearer token Prometheus sends to GET /metrics; None (production without
+    # CALLASSIST_METRICS_TOKEN): /metrics refuses everyone.
+    metrics_token: str | None = None
 
 
 def _from_env(name: str) -> str | None:
@@ -85,12 +93,21 @@ def load_secrets(
 
     server_key = get("server_key", True)
     assert server_key is not None
+    if environment == "production" and len(server_key) < MIN_SERVER_KEY_CHARS:
+        raise MissingSecret(
+            f"secret 'server_key' is too short ({len(server_key)} characters): production "
+            f"needs at least {MIN_SERVER_KEY_CHARS}; set CALLASSIST_SERVER_KEY (or _FILE) to "
+            "e.g. the output of `openssl rand -base64 32`"
+        )
     sms = get("sms_hmac_key", need_sms)
     turn = get("turn_secret", need_turn)
     webhook = get("webhook_key", need_webhook)
+    # Optional in production (metrics are then off), generated in embedded.
+    metrics = get("metrics_token", environment != "production")
     return Secrets(
         server_key=server_key.encode(),
         sms_hmac_key=sms.encode() if sms else None,
         turn_secret=turn,
         webhook_key=webhook.encode() if webhook else None,
+        metrics_token=metrics,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -38,6 +39,7 @@ from server.recording import api as recording
 from server.rooms.manager import ROOMS, RoomManager
 from server.sessions import api, caller
 from server.sessions.sms import SMS, ConsoleSender, HttpSender, SmsSender
+from server.sessions.sms_policy import SMS_BUDGET, SendBudget
 from server.signalling import endpoints as signalling
 from server.toolkit import api as toolkit
 
@@ -168,10 +170,22 @@ async def _healthz(request: web.Request) -> web.StreamResponse:
     return web.json_response({"status": "ok"})
 
 
+def _private(data_dir: Path, sqlite: bool) -> None:
+    """The data directory 0700 and the SQLite file 0600, also when they already exist
+    (mkdir's mode is ignored then, and SQLite creates its file with the umask's mode)."""
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(data_dir, 0o700)
+    if not sqlite:
+        return
+    db_file = data_dir / "callassist.db"
+    os.close(os.open(db_file, os.O_WRONLY | os.O_CREAT, 0o600))
+    os.chmod(db_file, 0o600)  # SQLite's journal and WAL files copy this mode
+
+
 def create_app(
     config: Config, data_dir: Path, *, clock: Callable[[], float] = time.time
 ) -> web.Application:
-    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _private(data_dir, sqlite=not config.storage.database_url)
     app = web.Application(
         middlewares=[security_headers, database_unavailable],
         client_max_size=config.http.max_body_bytes,
@@ -194,6 +208,7 @@ def create_app(
     app[ROOMS] = RoomManager(config, db, clock, cluster.build_router(config))
     app[ROOMS].turn_secret = secrets.turn_secret  # for media.server_turn_url
     app[SMS] = _sms_sender(config, secrets.sms_hmac_key)
+    app[SMS_BUDGET] = SendBudget(config.sms.max_per_session, config.sms.max_per_agent_per_hour)
     # Per process, or shared by every node through Redis (cluster.router = "redis").
     app[LINK_LIMITER], app[LOGIN_LIMITER] = cluster_limits.build(app, config)
     web_auth.setup(app)  # login failures, sockets opened under a login

@@ -69,8 +69,9 @@ PAGES = (
           errors=(Reply(503, "not ready", obj(status=enum("not_ready"),
                                               reason="e.g. `database: TimeoutError`",
                                               checks=ANY_OBJ)),)),
-    Route("GET", "/metrics", "Prometheus metrics (docs/ops.md lists them; no personal data)",
-          ANYONE, binary("Prometheus text format", "text/plain"), "health"),
+    Route("GET", "/metrics", "Prometheus metrics (docs/ops.md lists them; no personal data); "
+          "only with `Authorization: Bearer <metrics token>`, no login opens it",
+          {}, binary("Prometheus text format", "text/plain"), "health"),
     Route("GET", "/api/openapi.json", "This API description", ANYONE,
           ok("OpenAPI 3.1", ANY_OBJ), "health"),
     Route("GET", "/api/caller/notice", "The service notice and privacy summary for callers",

@@ -93,6 +93,44 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, ensure_ascii=False, default=str)
 
 
+# Control characters (newlines above all) in a logged value would forge lines of the text
+# log: they are written escaped (\\n, \\x1b, ...).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def escape_control(text: str) -> str:
+    return _CONTROL.sub(lambda m: repr(m.group(0))[1:-1], text)
+
+
+# What the access log says of a client (http.access_log_clients, docs/ops.md "Logs"):
+# "none" (default: no address, no User-Agent), "masked" (the address's network, /24 or
+# /48, and the browser's product name only), "full" (aiohttp's own format).
+ACCESS_LOG_CLIENTS = ("none", "masked", "full")
+ACCESS_FORMAT_NONE = '%t "%r" %s %b %Tf'
+ACCESS_FORMAT_CLIENT = '%a %t "%r" %s %b %Tf "%{User-Agent}i"'
+
+
+def access_log_format(clients: str) -> str:
+    return ACCESS_FORMAT_NONE if clients == "none" else ACCESS_FORMAT_CLIENT
+
+
+def mask_address(address: str | None) -> str:
+    import ipaddress
+
+    try:
+        ip = ipaddress.ip_address(address or "")
+    except ValueError:
+        return "-"
+    prefix = 24 if ip.version == 4 else 48
+    return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False).network_address)
+
+
+def user_agent_product(ua: str) -> str:
+    # "Mozilla/5.0 (Linux; Android 14; ...) ..." -> "Mozilla": no version, no device.
+    first = ua.split(" ", 1)[0].split("/", 1)[0]
+    return escape_control(first[:32]) or "-"
+
+
 class TextFormatter(logging.Formatter):
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s%(ctx)s: %(message)s")
@@ -101,8 +139,15 @@ class TextFormatter(logging.Formatter):
         ids = [
             v for v in (getattr(record, "request_id", None), getattr(record, "room_id", None)) if v
         ]
-        record.ctx = f" [{' '.join(ids)}]" if ids else ""
-        return super().format(record)
+        record.ctx = escape_control(f" [{' '.join(ids)}]") if ids else ""
+        # One record, one line: the message is escaped (a traceback after it stays
+        # multi-line, each of its lines indented by Python, so it cannot pass for a record).
+        saved = record.msg, record.args
+        record.msg, record.args = escape_control(record.getMessage()), None
+        try:
+            return super().format(record)
+        finally:
+            record.msg, record.args = saved
 
 
 def make_handler(fmt: str = "json", stream: IO[str] | None = None) -> logging.Handler:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 import tempfile
 from collections import Counter as Tally
@@ -32,7 +33,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from server.core.appkeys import CLOCK, DATA_DIR, DB
+from server.core.appkeys import CLOCK, DATA_DIR, DB, SECRETS
 from server.media.peers import MediaRoom
 from server.rooms.manager import ROOMS
 from server.rooms.state import END_REASONS, RoomEvent
@@ -285,7 +286,22 @@ async def _count_link_opens(request: web.Request, handler: Handler) -> web.Strea
 # --- handlers ------------------------------------------------------------------------------
 
 
+def _scraper(request: web.Request) -> bool:
+    # Not anonymous: counters tick on link opens and would tell a prober whether a link
+    # existed (docs/ops.md, "Metrics"). Constant-time compare of the bearer token.
+    token = request.app[SECRETS].metrics_token
+    given = request.headers.get("Authorization", "")
+    return bool(token) and hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
+
+
 async def metrics_handler(request: web.Request) -> web.StreamResponse:
+    if not _scraper(request):
+        return web.json_response(
+            {"error": {"code": "not_authenticated",
+                       "message": "send Authorization: Bearer <metrics token>"}},
+            status=401,
+            headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+        )  # fmt: skip
     body = request.app[METRICS].render()
     response = web.Response(body=body)
     response.headers["Content-Type"] = CONTENT_TYPE_LATEST

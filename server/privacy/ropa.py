@@ -10,6 +10,20 @@ def days(n: int) -> str:
     return f"{n} day" if n == 1 else f"{n} days"
 
 
+def _access_log_line(clients: str) -> str:
+    what = {
+        "none": "no IP address and no User-Agent",
+        "masked": "the client's network only (IPv4 /24, IPv6 /48) and the browser's product "
+        "name (no version, no device)",
+        "full": "the client's full IP address and User-Agent",
+    }[clients]
+    return (
+        "Each HTTP request: time, method, path (one-time link tokens removed), status, size, "
+        f"duration; of the client: {what} (`http.access_log_clients` = `{clients}`). Log "
+        "lines mask phone numbers and hold no link tokens or secrets."
+    )
+
+
 def ropa_markdown(cfg: Config) -> str:
     s, r = cfg.session, cfg.retention
     # The periods the sweeper really applies (server/privacy/retention.py): media never
@@ -58,8 +72,11 @@ def ropa_markdown(cfg: Config) -> str:
         "- for staff: account name, role, logins (login and expiry time), audit records of "
         "their actions",
         "",
-        "No IP addresses are stored (used only in memory for rate limiting); phone numbers are "
-        "masked in logs, metrics and operations views.",
+        "No IP addresses are stored in the database (used only in memory for rate limiting); "
+        "phone numbers are masked in logs, metrics and operations views.",
+        "",
+        "## What the server log holds",
+        _access_log_line(cfg.http.access_log_clients),
         "",
         "## Recipients",
         *[f"- {x}" for x in recipients],

@@ -15,6 +15,8 @@ from typing import Any
 
 from aiohttp import WSCloseCode, web
 
+from server.signalling import messages as M
+
 log = logging.getLogger(__name__)
 
 CLOSE_ROOM_ENDED = 4000
@@ -24,8 +26,17 @@ CLOSE_REPLACED = 4001
 class Connection:
     """One participant's WebSocket, with a bounded outbox."""
 
-    def __init__(self, ws: web.WebSocketResponse, role: str, participant: str, size: int):
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        role: str,
+        participant: str,
+        size: int,
+        *,
+        max_bytes: int = 262_144,
+    ):
         self.ws = ws
+        self.max_bytes = max_bytes
         self.role = role
         self.participant = participant
         self._outbox: asyncio.Queue[str | None] = asyncio.Queue(maxsize=size)
@@ -35,8 +46,24 @@ class Connection:
     def send(self, message: dict[str, Any]) -> None:
         if self.closing:
             return
+        text = json.dumps(message, separators=(",", ":"))
+        if len(text.encode()) > self.max_bytes:
+            # Never above the documented server -> client limit (docs/protocol.md): the
+            # client gets a small error naming what could not be sent instead.
+            log.warning(
+                "%s message to %s over %d bytes not sent",
+                message.get("type"),
+                self.role,
+                self.max_bytes,
+            )
+            err = M.error(
+                M.TOO_LARGE,
+                f"a server message would exceed {self.max_bytes} bytes",
+                str(message.get("type")),
+            )
+            text = json.dumps(err, separators=(",", ":"))
         try:
-            self._outbox.put_nowait(json.dumps(message, separators=(",", ":")))
+            self._outbox.put_nowait(text)
         except asyncio.QueueFull:
             # The client does not read: drop it rather than buffer without bound. It will
             # reconnect and get a fresh `welcome` with the current state.

@@ -21,6 +21,7 @@ from server.http.web_auth import USER_KEY, deny, require_user
 from server.rooms.manager import ROOMS
 from server.rooms.state import Room, iso
 from server.sessions.sms import DEFAULT_LANG, LANGS, SMS, SmsError, compose, previews
+from server.sessions.sms_policy import SMS_BUDGET, refusal
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +127,12 @@ async def create_session(request: web.Request) -> web.StreamResponse:
     if placed is not None:
         return placed
     user: User = request[USER_KEY]
+    cap = cfg.session.max_live_rooms_per_agent
+    if sum(1 for live in request.app[ROOMS].rooms() if live.room.agent_id == user.id) >= cap:
+        return error(
+            429, "too_many_rooms",
+            f"you have {cap} live sessions (session.max_live_rooms_per_agent); end one first",
+        )  # fmt: skip
     now = request.app[CLOCK]()
     session_id = new_session_id()
     row = {
@@ -215,6 +222,13 @@ async def send_sms(request: web.Request) -> web.StreamResponse:
     lang = body.get("lang", DEFAULT_LANG)
     if lang not in LANGS:
         return error(400, "bad_lang", f"the SMS language must be one of {', '.join(LANGS)}")
+    why = refusal(row["phone"], cfg.sms.allowed_countries, cfg.sms.allowed_types)
+    if why:
+        await audit(request, "sms.send", row["id"], result="refused")
+        return error(400, "sms_not_allowed", why)
+    why = request.app[SMS_BUDGET].take(row["id"], row["agent_id"], now)
+    if why:
+        return error(429, "rate_limited", why)
     sms = compose(lang, cfg.session.operator_name, link)
     try:
         await request.app[SMS].send(row["phone"], sms.text)

@@ -24,6 +24,7 @@ from server.rooms.manager import ROOMS, LiveRoom
 from server.rooms.participant import MessageSink
 from server.sessions.caller import device_session
 from server.signalling import messages as P
+from server.signalling.socket import SignallingSocket
 from server.toolkit.messages import TYPES as TOOLKIT_TYPES
 from server.toolkit.service import TOOLKIT
 
@@ -35,7 +36,9 @@ CLOSE_LOGGED_OUT = 4003
 
 
 def _precheck(request: web.Request) -> web.Response | None:
-    if not origin_allowed(request, request.app[ORIGINS]):
+    # A WebSocket upgrade must name its Origin (browsers always do): one without it is not
+    # from one of our pages (docs/protocol.md, "Transport").
+    if "Origin" not in request.headers or not origin_allowed(request, request.app[ORIGINS]):
         return error(403, "origin_not_allowed", "this page may not connect here")
     offered = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",")]
     if P.SUBPROTOCOL not in offered:
@@ -161,15 +164,13 @@ async def _serve(
     transport-agnostic `serve`, and for a room held `Elsewhere` the signal bridge to
     it, where the same `serve` runs (server/cluster/bridge.py)."""
     sig = request.app[CONFIG].signalling
-    ws = web.WebSocketResponse(
-        protocols=(P.SUBPROTOCOL,),
-        heartbeat=sig.heartbeat_s,
-        max_msg_size=sig.max_message_bytes,
-    )
+    ws = SignallingSocket(sig)  # limits as documented (server/signalling/socket.py)
     await ws.prepare(request)
     sockets = request.app[WEBSOCKETS]
     sockets.add(ws)
-    conn = Connection(ws, role, participant, sig.outbox_size)
+    conn = Connection(
+        ws, role, participant, sig.outbox_size, max_bytes=sig.max_server_message_bytes
+    )
     room_id = live.room_id if isinstance(live, Elsewhere) else live.room.id
     if user is not None:
         # Ends with the login it was opened under (server/http/web_auth.py, LoginSockets).
@@ -240,13 +241,14 @@ async def serve(
     strikes = 0
     try:
         async for msg in ws:
+            # Text and binary frames share one budget: a flood of either is a flood.
+            if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY) and not bucket.take(time.monotonic()):
+                strikes += 1
+                conn.send(P.ProtocolError(P.RATE_LIMITED, "too many messages").to_message())
+                if strikes > sig.burst:
+                    conn.close_soon(WSCloseCode.POLICY_VIOLATION, "rate limit")
+                continue
             if msg.type == WSMsgType.TEXT:
-                if not bucket.take(time.monotonic()):
-                    strikes += 1
-                    conn.send(P.ProtocolError(P.RATE_LIMITED, "too many messages").to_message())
-                    if strikes > sig.burst:
-                        conn.close_soon(WSCloseCode.POLICY_VIOLATION, "rate limit")
-                    continue
                 try:
                     await _dispatch(app, live, conn, _parse(msg.data, role))
                 except P.ProtocolError as exc:
@@ -272,6 +274,12 @@ async def serve(
         await conn.wait_closed()
 
 
+# A caller's messages that need the notice accepted first: everything that reaches the
+# agent (docs/protocol.md, "accept"); `accept`, `ping`, `leave` and `candidate` do not,
+# and `offer` has its own check below.
+NEEDS_NOTICE = frozenset(P.ALLOWED["caller"] - {"accept", "ping", "leave", "candidate", "offer"})
+
+
 async def _dispatch(app: web.Application, live: LiveRoom, conn: Sink, msg: P.Message) -> None:
     rooms = app[ROOMS]
     cfg = app[CONFIG]
@@ -283,6 +291,9 @@ async def _dispatch(app: web.Application, live: LiveRoom, conn: Sink, msg: P.Mes
         raise P.ProtocolError(P.ROOM_ENDED, "this session has ended", msg.type)
     if conn.role != "supervisor":  # a watcher does not keep a room alive
         rooms.touch(live)
+    if conn.role == "caller" and not room.notice_accepted and msg.type in NEEDS_NOTICE:
+        # Nothing of the caller's reaches the agent before the notice is accepted.
+        raise P.ProtocolError(P.NOTICE_NOT_ACCEPTED, "accept the notice first", msg.type)
     if msg.type in TOOLKIT_TYPES:  # pointer, marks, freeze, chat, ... (server/toolkit/service.py)
         await app[TOOLKIT].dispatch(live, conn, msg)
         return

@@ -152,6 +152,20 @@ async def _storage(cfg: Config, data_dir: Path) -> list[Problem]:
     return []
 
 
+def _production(cfg: Config) -> list[Problem]:
+    # Over http:// no cookie is Secure and no HSTS is sent: a login or caller cookie
+    # would cross the network in clear (docs/security.md, "Transport").
+    if cfg.environment == "production" and not cfg.http.public_url.startswith("https://"):
+        return [
+            Problem(
+                "http.public_url",
+                f"production needs an https:// public URL (got {cfg.http.public_url!r}); "
+                "terminate TLS in a reverse proxy (http.behind_proxy) or serve --tls-self-signed",
+            )
+        ]
+    return []
+
+
 async def preflight(cfg: Config, data_dir: Path) -> list[Problem]:
     """Every problem that would stop `serve` with this configuration and environment.
 
@@ -161,4 +175,5 @@ async def preflight(cfg: Config, data_dir: Path) -> list[Problem]:
     problems += _keyring(cfg, data_dir)
     problems += await _database(cfg)
     problems += await _storage(cfg, data_dir)
+    problems += _production(cfg)
     return problems
