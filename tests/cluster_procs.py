@@ -19,6 +19,8 @@ from tests.conftest import PASSWORD, free_port
 
 CLI = [sys.executable, "-m", "server"]
 SERVER_KEY = "cluster-test-shared-server-key-0123456789abcdef"
+# /metrics answers only with this bearer token (docs/ops.md, "Metrics").
+METRICS_TOKEN = "cluster-test-metrics-token-0123456789abcdef"
 
 
 def _wait_port(port: int, timeout: float = 20) -> None:
@@ -97,6 +99,7 @@ class Node:
 
     def start(self) -> None:
         env = {**os.environ, "CALLASSIST_SERVER_KEY": SERVER_KEY}
+        env["CALLASSIST_METRICS_TOKEN"] = METRICS_TOKEN
         self._fh = open(self.log, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [

@@ -50,7 +50,7 @@ class Node:
         self.data_dir = tmp / f"data-{name}"
         merged = {
             "http": {"public_url": self.url},
-            "media": {"ice_host_addresses": ["127.0.0.1"]},
+            "media": {"ice_host_addresses": ["127.0.0.1"], "allow_loopback_candidates": True},
             "cluster": {"node_id": name},
         }
         for section, values in sections.items():

@@ -21,7 +21,7 @@ from server.cluster.bridge import Bridge, Outbound, RemoteSink
 from server.cluster.registry import NodeRow, headroom, placement
 from server.core.config import ConfigError, from_dict
 from server.media import aiortc_hooks
-from tests.cluster_procs import CLI, Cluster
+from tests.cluster_procs import CLI, METRICS_TOKEN, Cluster
 from tests.conftest import PASSWORD
 from tests.media_helpers import RED, close_to
 from tests.media_helpers import Client as MediaClient
@@ -308,7 +308,8 @@ async def test_placement_capacity_and_drain(cluster: Cluster) -> None:
             assert body["error"]["code"] == "no_capacity"
             assert body["error"]["message"] == "no capacity right now, try again in a minute"
         assert len((await agent.get("/api/sessions"))[1]["sessions"]) == before  # no row
-        async with agent.http.get(cluster.node("node1").url + "/metrics") as r:
+        auth = {"Authorization": f"Bearer {METRICS_TOKEN}"}
+        async with agent.http.get(cluster.node("node1").url + "/metrics", headers=auth) as r:
             text = await r.text()
         assert "callassist_cluster_no_capacity_total" in text
         await end_all(agent)

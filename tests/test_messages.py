@@ -30,7 +30,7 @@ def test_doc_lists_exactly_the_error_codes() -> None:
 
 
 # Not signalling: the ops console's server-sent events (docs/ops.md) have a `snapshot` too.
-NOT_SIGNALLING = {("server/observe/ops.py", "snapshot")}
+NOT_SIGNALLING = {("server/observe/ops.py", "snapshot"), ("server/cluster/ops_feed.py", "snapshot")}
 
 
 def test_server_messages_are_built_only_in_messages_py() -> None:

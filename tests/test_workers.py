@@ -65,10 +65,15 @@ def test_local_router_refuses_more_than_one_worker(tmp_path: Path) -> None:
         workers.check(prod, 2, {workers.LOCAL_ROUTER_TEST_ENV: "1"})
 
 
+# /metrics answers only with its bearer token (docs/ops.md, "Metrics").
+METRICS_TOKEN = "workers-test-metrics-token-0123456789abcdef"
+
+
 def _node_of(url: str) -> str | None:
     try:
         # A new connection each time: SO_REUSEPORT spreads connections, not requests.
-        req = urllib.request.Request(url + "/metrics", headers={"Connection": "close"})
+        headers = {"Connection": "close", "Authorization": f"Bearer {METRICS_TOKEN}"}
+        req = urllib.request.Request(url + "/metrics", headers=headers)
         with urllib.request.urlopen(req, timeout=5) as r:  # noqa: S310 - loopback
             m = re.search(r'callassist_node_info\{node="([^"]+)"\} 1', r.read().decode())
             return m.group(1) if m else None
@@ -84,6 +89,7 @@ def _start(tmp_path: Path, port: int) -> subprocess.Popen[str]:
         '[cluster]\nnode_id = "box"\n'
     )
     env = {**os.environ, workers.LOCAL_ROUTER_TEST_ENV: "1"}
+    env["CALLASSIST_METRICS_TOKEN"] = METRICS_TOKEN
     return subprocess.Popen(
         [*CLI, "serve", "--workers", "2", "--port", str(port), "--config", str(cfg),
          "--data-dir", str(tmp_path / "data")],
