@@ -1,8 +1,9 @@
-"""A Redis client for the cluster modules of this branch (limits, ops feed).
+"""The Redis client of the rate limits and the ops feed (bytes, not decoded strings).
 
-Tiny on purpose: the cluster router's own client factory (server/cluster/redis.py, with
-`cluster.redis_url`) replaces it once both are merged. Short timeouts: every caller here
-has a fallback, and a Redis that does not answer must not hold a login or a link open.
+Apart from server/cluster/redis.py (the router's, registry's and bridge's client, which
+decodes responses) because these callers store packed values; both read
+`cluster.redis_url`. Short timeouts: every caller here has a fallback, and a Redis that
+does not answer must not hold a login or a link open.
 """
 
 from __future__ import annotations
@@ -29,9 +30,9 @@ def connect(url: str) -> aioredis.Redis:
 
 
 def url_of(config: Config) -> str:
-    # cluster.redis_url is the cluster router's key (its branch adds it to ClusterConfig);
-    # until then the same setting, read the same way.
-    return str(getattr(config.cluster, "redis_url", "") or "redis://127.0.0.1:6379/0")
+    # Checked by the config (required with cluster.router = "redis", the only case that
+    # builds this client).
+    return config.cluster.redis_url
 
 
 def for_app(app: web.Application) -> aioredis.Redis:
