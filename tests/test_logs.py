@@ -30,6 +30,22 @@ def test_redact() -> None:
     assert "s-abcd" in text and "8080" in text and "1795315563.7" in text
 
 
+def test_redact_phone_numbers_in_every_usual_form() -> None:
+    """Issue 14 item 11: the old regex masked contiguous E.164 only; the phonenumbers matcher
+    (default region from session.default_country_code, LV here) catches the rest."""
+    forms = ["+371 2000 0099", "371-2000-0099", "20000099", "0037120000099", "(+371) 20000099",
+             "+371 20 00 00 99"]  # fmt: skip
+    for form in forms:
+        text = redact(f"caller {form} asked to stop")
+        assert "0099" not in text and "+371 ••••••99" in text, (form, text)
+    # International numbers of other countries, premium-rate ones included.
+    for form in ["+44 20 7946 0958", "+882 1234 5678", "+1 900 555 0123"]:
+        assert form[-4:] not in redact(f"call {form} now"), form
+    # What is not a phone number stays as it was.
+    kept = "room s-abcd port 8080 at 1795315563.7 took 0.123 s, 1234 bytes, seq 123456"
+    assert redact(kept) == kept
+
+
 async def test_json_lines_without_phone_or_token(server) -> None:  # type: ignore[no-untyped-def]
     buf = io.StringIO()
     handler = make_handler("json", buf)

@@ -38,3 +38,42 @@ def mask(e164: str) -> str:
         cc = e164[:4]
     rest = e164[len(cc) :]
     return f"{cc} {'•' * max(len(rest) - 2, 0)}{rest[-2:]}"
+
+
+def region_for(default_country_code: str) -> str | None:
+    """"+371" -> "LV": the region the matcher reads local numbers ("20000099") in."""
+    try:
+        region = phonenumbers.region_code_for_country_code(int(default_country_code.lstrip("+")))
+    except ValueError:
+        return None
+    return None if region == phonenumbers.UNKNOWN_REGION else region
+
+
+# Fewer digits than this cannot be a phone number: the (slow) matcher is not run at all.
+_MIN_DIGITS = 7
+
+
+def mask_text(text: str, region: str | None) -> str:
+    """Mask every phone number in free text, written in any usual way ("+371 2000 0099",
+    "371-2000-0099", "0037120000099", a local "20000099" read in `region`).
+
+    libphonenumber's matcher finds candidates; a number counts when it is valid, or when it
+    is written internationally (+/00) and merely possible: premium-rate and new ranges are
+    not always "valid" in the metadata, and masking too much is the safe side."""
+    if sum(c.isdigit() for c in text) < _MIN_DIGITS:
+        return text
+    out, last = [], 0
+    matcher = phonenumbers.PhoneNumberMatcher(
+        text, region, leniency=phonenumbers.Leniency.POSSIBLE, max_tries=1000
+    )
+    for match in matcher:
+        raw = match.raw_string.lstrip("(")
+        if not (
+            phonenumbers.is_valid_number(match.number) or raw.startswith(("+", "00"))
+        ):
+            continue
+        e164 = phonenumbers.format_number(match.number, phonenumbers.PhoneNumberFormat.E164)
+        out += [text[last : match.start], mask(e164)]
+        last = match.end
+    out.append(text[last:])
+    return "".join(out)

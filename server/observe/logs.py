@@ -21,7 +21,8 @@ from typing import IO, Any
 
 from aiohttp import web
 
-from server.core.phone import mask
+from server.core.appkeys import CONFIG
+from server.core.phone import mask_text, region_for
 
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "callassist_request_id", default=None
@@ -32,7 +33,10 @@ room_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 
 # What must never reach a log line, whoever logs it (aiohttp's access log included).
 _LINK = re.compile(r"/j/[A-Za-z0-9_-]{6,}")
-_E164 = re.compile(r"(?<![\w+])(?:\+|00)[1-9]\d{6,14}(?!\d)")
+# The region local numbers ("20000099") are read in: the deployment's
+# session.default_country_code (set_phone_region, from setup(app)); Latvia until then, as the
+# default configuration.
+_phone_region: str | None = "LV"
 _SECRET_PARAM = re.compile(
     r"(?i)\b(token|password|csrf|cookie|secret|key|credential)(\s*[=:]\s*)([^\s&;,\"']+)"
 )
@@ -46,7 +50,13 @@ def redact(text: str) -> str:
     """Remove link tokens and secrets and mask phone numbers in `text`."""
     text = _LINK.sub("/j/<token>", text)
     text = _SECRET_PARAM.sub(lambda m: f"{m.group(1)}{m.group(2)}<redacted>", text)
-    return _E164.sub(lambda m: mask("+" + m.group(0).lstrip("+").removeprefix("00")), text)
+    return mask_text(text, _phone_region)
+
+
+def set_phone_region(region: str | None) -> None:
+    """Logging is process-wide, so is the region its masking reads local numbers in."""
+    global _phone_region
+    _phone_region = region
 
 
 class ContextFilter(logging.Filter):
@@ -194,4 +204,6 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
 
 
 def setup(app: web.Application) -> None:
+    if CONFIG in app:
+        set_phone_region(region_for(app[CONFIG].session.default_country_code))
     app.middlewares.append(request_context)
