@@ -16,6 +16,7 @@ const state = {
   subject: null, // last search answer
   rectifying: null, // session id
   audit: [],
+  auditNext: null,
   verify: null,
   messages: {}, // status element id -> [key, vars, state]
 };
@@ -225,12 +226,14 @@ async function erase(ev) {
 // --- audit log -----------------------------------------------------------------------------
 
 async function loadAudit(more = false) {
-  const before = more && state.audit.length ? `&before=${state.audit[state.audit.length - 1].seq}` : "";
+  // One page at a time: "More" follows the server's cursor (next_before; null on the last page).
+  const before = more && state.auditNext ? `&before=${state.auditNext}` : "";
   try {
     const data = await api("GET", `/api/dpo/audit?limit=100${before}`);
     state.audit = more ? state.audit.concat(data.records) : data.records;
+    state.auditNext = data.next_before;
     state.verify = data.verify;
-    $("dpo-audit-more").hidden = data.records.length < 100;
+    $("dpo-audit-more").hidden = !data.next_before;
     renderAudit();
   } catch (err) {
     showError(err);

@@ -9,11 +9,19 @@ head hash so an operator can anchor it elsewhere, e.g. in their SIEM.)
 Retention (`retention.audit_days`) removes the OLDEST records only, and writes the last
 removed record's sequence number and hash to `audit_checkpoint` first: the chain then
 starts from there. A gap anywhere else is still detected.
+
+Views (the DPO's audit page, the admin health) verify incrementally: every ANCHOR_EVERY-th
+record, once verified, is stored in `audit_anchor`; `verify_recent` starts from the newest
+anchor (checking that record still carries the anchored hash) and reads only the records
+after it, in batches, so a request reads at most ANCHOR_EVERY + (records written since) rows.
+An edit BEFORE the newest anchor is left to the full `verify` (`callassist audit verify`),
+which reads the whole chain.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -55,6 +63,19 @@ audit_checkpoint = sa.Table(
     sa.Column("pruned_at", sa.Float, nullable=False),
 )
 
+# Every ANCHOR_EVERY-th record, once verified (verify_recent), is kept here: the next
+# verification starts from the newest one instead of the first record.
+audit_anchor = sa.Table(
+    "audit_anchor",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+    sa.Column("verified_at", sa.Float, nullable=False),
+)
+
+ANCHOR_EVERY = 1000
+VERIFY_BATCH = 1000  # rows held in memory at a time while verifying
+
 FIELDS = ("seq", "at", "actor", "role", "action", "object", "reason", "result")
 
 
@@ -72,6 +93,8 @@ class Verdict:
     head: str
     problem: str = ""
     pruned_through: int = 0  # records 1..pruned_through were removed by retention
+    rows_read: int = 0  # how many records this verification read (verify_recent)
+    from_seq: int = 0  # verified from this record on (an anchor; 0: from the start)
 
 
 def verify_rows(
@@ -197,6 +220,85 @@ class Audit:
         start_seq, start_hash = await self.checkpoint()
         return verify_rows(await self.rows(), start_seq, start_hash)
 
+    async def verify_recent(self, anchor_every: int = ANCHOR_EVERY) -> Verdict:
+        """Verify from the newest anchor to the head (see the module's docstring)."""
+        start_seq, start_hash = await self.checkpoint()
+        rows_read = 0
+        async with self.db.engine.connect() as conn:
+            anchor = (
+                await conn.execute(
+                    sa.select(audit_anchor.c.seq, audit_anchor.c.hash)
+                    .where(audit_anchor.c.seq > start_seq)
+                    .order_by(audit_anchor.c.seq.desc())
+                    .limit(1)
+                )
+            ).first()
+            seq, prev = start_seq, start_hash
+            if anchor is not None:
+                row = (
+                    await conn.execute(sa.select(audit_log).where(audit_log.c.seq == anchor[0]))
+                ).first()
+                rows_read += 1
+                record = dict(row._mapping) if row is not None else None
+                if (
+                    record is None
+                    or record["hash"] != anchor[1]
+                    or record_hash(record["prev_hash"], record) != record["hash"]
+                ):
+                    problem = f"record {anchor[0]} was edited or removed after it was verified"
+                    return Verdict(False, 0, anchor[1], problem, start_seq, rows_read, anchor[0])
+                seq, prev = anchor[0], anchor[1]
+            from_seq = seq
+            while True:
+                batch = [
+                    dict(r._mapping)
+                    for r in (
+                        await conn.execute(
+                            sa.select(audit_log)
+                            .where(audit_log.c.seq > seq)
+                            .order_by(audit_log.c.seq)
+                            .limit(VERIFY_BATCH)
+                        )
+                    ).all()
+                ]
+                if not batch:
+                    break
+                rows_read += len(batch)
+                part = verify_rows(batch, seq, prev)
+                if not part.ok:
+                    return Verdict(False, seq - start_seq + part.count, part.head, part.problem,
+                                   start_seq, rows_read, from_seq)  # fmt: skip
+                anchors = [r for r in batch if r["seq"] % anchor_every == 0]
+                seq, prev = batch[-1]["seq"], batch[-1]["hash"]
+                if anchors:
+                    await self._anchor(anchors)
+        return Verdict(True, seq - start_seq, prev, "", start_seq, rows_read, from_seq)
+
+    async def _anchor(self, rows: list[dict[str, Any]]) -> None:
+        now = self.clock()
+        # Another node may anchor the same records at the same moment: then its rows stand.
+        with contextlib.suppress(sa.exc.IntegrityError):
+            await self._insert_anchors(rows, now)
+
+    async def _insert_anchors(self, rows: list[dict[str, Any]], now: float) -> None:
+        async with self.db.engine.begin() as conn:
+            known = set(
+                (
+                    await conn.execute(
+                        sa.select(audit_anchor.c.seq).where(
+                            audit_anchor.c.seq.in_([r["seq"] for r in rows])
+                        )
+                    )
+                ).scalars()
+            )
+            new = [
+                {"seq": r["seq"], "hash": r["hash"], "verified_at": now}
+                for r in rows
+                if r["seq"] not in known
+            ]
+            if new:
+                await conn.execute(audit_anchor.insert(), new)
+
     async def prune(self, written_before: float) -> int:
         """Remove the records written before `written_before` (retention.audit_days), oldest
         first, and move the checkpoint to the last one removed. Every record past the cut-off
@@ -217,6 +319,7 @@ class Audit:
                 return 0
             seq, digest, at = last
             gone = await conn.execute(audit_log.delete().where(audit_log.c.seq <= seq))
+            await conn.execute(audit_anchor.delete().where(audit_anchor.c.seq <= seq))
             values = {"seq": seq, "hash": digest, "at": at, "pruned_at": self.clock()}
             updated = await conn.execute(
                 audit_checkpoint.update().where(audit_checkpoint.c.id == 1).values(**values)

@@ -54,7 +54,10 @@ sessions = sa.Table(
     sa.Column("media_started_at", sa.Float),
     sa.Column("media_ended_at", sa.Float),
     sa.Column("ended_at", sa.Float),
-    sa.Column("end_reason", sa.String(32)),
+    sa.Column("end_reason", sa.String(32)),  # a fixed code: agent_ended, ops, timeout, ...
+    # Free text about the end (an ops user's reason): kept here, not in the audit chain, so
+    # it goes with the session (erasure, retention). Phone numbers in it are masked.
+    sa.Column("end_note", sa.String(500)),
 )
 
 links = sa.Table(

@@ -102,10 +102,12 @@ PRIVACY = (
           ok("records", obj(
               records=arr(obj(seq=INT, at=TIME, actor=STR, role=STR, action=STR, object=STR,
                               reason=STR, result=STR, hash=STR)),
+              next_before=opt(INT),
               verify=obj(ok=BOOL, count=INT, head=opt(STR), problem=opt(STR),
-                         pruned_through=opt(INT)))), "dpo",
+                         pruned_through=opt(INT), from_seq=INT, rows_read=INT))), "dpo",
           query=(Query("limit", "1-500, default 100", {"type": "integer"}),
-                 Query("before", "records with a smaller seq", {"type": "integer"})),
+                 Query("before", "records with a smaller seq (the previous page's "
+                       "`next_before`)", {"type": "integer"})),
           errors=((400, "`bad_request`: limit and before are numbers"),),
           description="Audited `audit.view`."),
 )  # fmt: skip

@@ -17,6 +17,7 @@ from aiohttp import web
 from server.core.appkeys import AUDIT, CLOCK, CONFIG, DB, LOGIN_LIMITER, ORIGINS, SECRETS
 from server.core.db import User, token_hash, unavailable
 from server.core.ratelimit import FailureBackoff
+from server.http import denials
 from server.http.auth import (
     MAX_USERNAME_CHARS,
     check_csrf,
@@ -28,6 +29,7 @@ from server.http.auth import (
     set_cookie,
     verify_password,
 )
+from server.http.denials import DenialKey, record_denial
 from server.http.net import client_address
 
 log = logging.getLogger(__name__)
@@ -131,6 +133,7 @@ def setup(app: web.Application) -> None:
         FailureBackoff(auth.login_free_failures_per_address, **backoff),
     )
     app[LOGIN_SOCKETS] = LoginSockets()
+    denials.setup(app)
     app.cleanup_ctx.append(_revalidator)
 
 
@@ -153,15 +156,17 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 async def deny(
     request: web.Request, user: User | None, status: int, code: str, message: str
 ) -> web.Response:
-    """Refuse, and write the refusal to the audit log."""
-    await request.app[AUDIT].record(
+    """Refuse, and write the refusal to the audit log (aggregated per client and route:
+    server/http/denials.py)."""
+    key = DenialKey(
+        who=f"user:{user.username}" if user else f"address:{client_address(request)}",
         actor=user.username if user else "-",
         role=user.role if user else "-",
         action=f"{request.method} {_route(request)}",
-        object=request.match_info.get("session_id", "") or request.match_info.get("room_id", ""),
-        result="denied",
-        reason=code,
+        code=code,
     )
+    obj = request.match_info.get("session_id", "") or request.match_info.get("room_id", "")
+    await record_denial(request.app, key, obj)
     return error(status, code, message)
 
 

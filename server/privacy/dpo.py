@@ -242,15 +242,20 @@ async def audit_view(request: web.Request) -> web.StreamResponse:
         raise SubjectError(400, "bad_request", "limit and before are numbers") from None
     audit = request.app[AUDIT]
     records = await audit.page(limit, before)
-    verdict = await audit.verify()
+    # From the newest verified anchor on, not the whole chain (server/core/audit.py): the
+    # full check is `callassist audit verify`.
+    verdict = await audit.verify_recent()
     user: User = request[USER_KEY]
     await audit.record(actor=user.username, role=user.role, action="audit.view")
+    more = len(records) == limit and records[-1]["seq"] > verdict.pruned_through + 1
     return web.json_response({
         "records": [{**{k: r[k] for k in ("seq", "actor", "role", "action", "object", "reason",
                                            "result", "hash")}, "at": iso(r["at"])}
                     for r in records],
+        "next_before": records[-1]["seq"] if more else None,
         "verify": {"ok": verdict.ok, "count": verdict.count, "head": verdict.head,
-                   "problem": verdict.problem, "pruned_through": verdict.pruned_through},
+                   "problem": verdict.problem, "pruned_through": verdict.pruned_through,
+                   "from_seq": verdict.from_seq, "rows_read": verdict.rows_read},
     })  # fmt: skip
 
 
