@@ -1,5 +1,5 @@
 // Ops console: one card per live room (state, people, bitrate, loss, a two-minute sparkline,
-// warnings), with "End room" (a reason is required, kept in the audit log) and "Watch".
+// warnings), with "End room" (a reason is required, kept with the session; the audit log gets a code) and "Watch".
 
 import * as i18n from "./i18n.js";
 import { api } from "./lib/api.js";

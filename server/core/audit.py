@@ -32,6 +32,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from server.core.db import Database, metadata
+from server.core.phone import mask_text
 
 log = logging.getLogger(__name__)
 
@@ -128,9 +129,14 @@ def verify_rows(
 
 
 class Audit:
-    def __init__(self, db: Database, clock: Callable[[], float]) -> None:
+    def __init__(
+        self, db: Database, clock: Callable[[], float], phone_region: str | None = "LV"
+    ) -> None:
         self.db = db
         self.clock = clock
+        # Reasons typed by a DPO or on the CLI may name a number: masked before they are
+        # chained (the chain cannot be edited later); local numbers are read in this region.
+        self.phone_region = phone_region
         # One writer at a time in this process; the transaction below serialises processes.
         self._lock = asyncio.Lock()
 
@@ -173,7 +179,7 @@ class Audit:
                 "role": role[:16],
                 "action": action[:64],
                 "object": object[:128],
-                "reason": reason[:256],
+                "reason": mask_text(reason, self.phone_region)[:256],
                 "result": result[:16],
             }
             row["prev_hash"] = prev

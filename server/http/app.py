@@ -29,6 +29,7 @@ from server.core.appkeys import (
 from server.core.audit import Audit
 from server.core.config import Config
 from server.core.db import Database, unavailable
+from server.core.phone import region_for
 from server.core.secrets import load_secrets
 from server.http import admin, web_auth
 from server.http.openapi import openapi_document
@@ -204,7 +205,7 @@ def create_app(
     app[SECRETS] = secrets
     app[CLOCK] = clock
     app[DB] = db
-    app[AUDIT] = Audit(db, clock)
+    app[AUDIT] = Audit(db, clock, region_for(config.session.default_country_code))
     app[ROOMS] = RoomManager(config, db, clock, cluster.build_router(config))
     app[ROOMS].turn_secret = secrets.turn_secret  # for media.server_turn_url
     app[SMS] = _sms_sender(config, secrets.sms_hmac_key)

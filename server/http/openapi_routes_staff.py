@@ -62,9 +62,13 @@ SUPERVISION = (
                  "text/event-stream"), "ops"),
     Route("POST", "/api/ops/rooms/{room_id}/end", "End a live room with a reason", SUPERVISOR,
           ok("ended (`false`: it had already ended)", obj(ended=BOOL, room=STR)), "ops",
-          body=obj(reason={"type": "string", "maxLength": 500}),
+          body=obj(reason={"type": "string", "maxLength": 500},
+                   code={"type": "string", "enum": ["caller_request", "abuse", "technical",
+                                                    "duplicate", "other"]}),
           errors=((400, "`bad_reason`"), (404, "`not_found`: no such live room")),
-          description="Audited `ops.room_end`."),
+          description="Audited `ops.room_end` with the code (default `other`); the free-text "
+                      "reason is kept with the session (`end_note`, phone numbers masked), "
+                      "not in the audit log."),
     Route("GET", "/ws/watch/{room_id}", "Silent watch of a live room", SUPERVISOR, WEBSOCKET,
           "signalling", errors=((400, "`version_unsupported`"), (410, "`room_ended`")),
           description="Receive-only; audited `media.watch`."),

@@ -33,7 +33,7 @@ from server.cluster import ops_feed, redis_client
 from server.cluster.forward import owned_room
 from server.core.appkeys import AUDIT, CLOCK, CONFIG, DB
 from server.core.db import User, unavailable
-from server.core.phone import mask
+from server.core.phone import mask, mask_text, region_for
 from server.http.auth import error
 from server.http.web_auth import TOKEN_KEY, USER_KEY, require_user
 from server.observe.metrics import METRICS
@@ -54,6 +54,9 @@ STREAM_RECHECK_LOGIN_S = 60.0
 # Live rooms show masked numbers, references and devices: supervisors only (admins manage
 # accounts and configuration, server/http/admin.py; docs/security.md).
 OPS_ROLES = ("supervisor",)
+# Why ops ended a room, as the audit log records it (fixed codes: free text stays out of the
+# hash chain, docs/security.md "Audit"); the typed reason is the session's end_note.
+END_CODES = ("caller_request", "abuse", "technical", "duplicate", "other")
 # Steps at which a caller who never connected dropped out (see _today()).
 DROP_STEPS = ("link", "notice", "camera", "connection")
 
@@ -404,21 +407,28 @@ async def end_room_handler(request: web.Request) -> web.StreamResponse:
     reason = body.get("reason") if isinstance(body, dict) else None
     if not isinstance(reason, str) or not reason.strip() or len(reason) > 500:
         return error(400, "bad_reason", "give a reason (at most 500 characters)")
+    code = body.get("code", "other") if isinstance(body, dict) else "other"
+    if code not in END_CODES:
+        return error(400, "bad_reason", "code must be one of " + ", ".join(END_CODES))
     room_id = request.match_info["room_id"]
     rooms = request.app[ROOMS]
     if await owned_room(request, room_id) is None:  # another node's: it ends the room
         return error(404, "not_found", "no such live room")
-    reason = reason.strip()
     ended = await rooms.end(room_id, "ops")
+    # The free text may name the caller ("caller +371 2000 0111 asked to stop"): it goes
+    # with the session (erased with the subject, deleted by retention), masked; the
+    # hash-chained audit log and the server log get the fixed code only.
+    region = region_for(request.app[CONFIG].session.default_country_code)
+    await request.app[DB].update_session(room_id, end_note=mask_text(reason.strip(), region))
     await request.app[AUDIT].record(
         actor=user.username,
         role=user.role,
         action="ops.room_end",
         object=room_id,
-        reason=reason,
+        reason=code,
         result="ok" if ended else "already_ended",
     )
-    log.info("ops: %s ended room %s, reason: %s", user.username, room_id, reason)
+    log.info("ops: %s ended room %s (%s)", user.username, room_id, code)
     request.app[OPS].kick()
     return web.json_response({"ended": ended, "room": room_id})
 

@@ -21,6 +21,7 @@ from recorder import KeyringError, StorageError
 from server.core.audit import Audit
 from server.core.config import Config
 from server.core.db import Database
+from server.core.phone import region_for
 from server.core.secrets import MissingSecret, load_secrets
 from server.privacy.subjects import (
     Media,
@@ -61,7 +62,7 @@ class _Ctx:
                                        need_turn=False).server_key  # fmt: skip
         url = cfg.storage.database_url or f"sqlite+aiosqlite:///{data_dir / 'callassist.db'}"
         self.db = Database(url)
-        self.audit = Audit(self.db, time.time)
+        self.audit = Audit(self.db, time.time, region_for(cfg.session.default_country_code))
         self.actor = (getpass.getuser()[:64], "cli")
         self._media: Media | None = None
         self._build_storage = lambda: build_storage(cfg, data_dir)

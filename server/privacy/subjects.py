@@ -228,6 +228,7 @@ def _record(row: dict[str, Any], agent: str | None, chat: list[dict[str, Any]]) 
         "notice_version_accepted": row["notice_version"] or None,
         "state": row["state"],
         "end_reason": row["end_reason"],
+        "end_note": row.get("end_note"),  # an ops user's reason for ending the room
     }
     for name in SESSION_TIMES:
         out[name] = iso(row[name])
