@@ -68,6 +68,11 @@ def test_denials_pure() -> None:
     for i in range(2, 50):
         d.note(DenialKey(f"address:{i}", "-", "-", "GET /x", "not_authenticated"), "", 61.0)
     assert len(d._open) <= 3
+    # A logged-in user's first `rows` refusals of a window are written one by one.
+    user = DenialKey("user:anna", "anna", "agent", "GET /y", "forbidden")
+    fresh = Denials(window_s=60)
+    assert [fresh.note(user, "", 1.0, rows=3)[0] for _ in range(5)] == [True] * 3 + [False] * 2
+    assert [s.more for s in fresh.expired(61.0)] == [2]
     summaries = d.expired(61.0, everything=True)
     # 48 refusals at 61 s: two first rows (address:2, "*"), 46 counted under "*".
     assert [(s.key.who, s.more) for s in summaries] == [("*", 46)]

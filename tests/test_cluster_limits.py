@@ -106,3 +106,63 @@ async def test_build_chooses_by_router(redis_server: RedisServer) -> None:
     await app[redis_client.REDIS].flushdb()
     assert [await link.check("a", 5.0) for _ in range(3)] == [True, True, False]
     await app.cleanup()  # closes the client
+
+
+def _redis_config(redis_server: RedisServer, **sections: dict) -> object:
+    import dataclasses
+
+    from server.core import config as config_mod
+
+    cfg = config_mod.from_dict(sections)
+    cluster = dataclasses.replace(cfg.cluster, router="redis")
+    object.__setattr__(cluster, "redis_url", redis_server.url)
+    return dataclasses.replace(cfg, cluster=cluster)
+
+
+async def test_login_backoff_per_account_is_shared_by_the_nodes(
+    redis_server: RedisServer,
+) -> None:
+    """Issue 14 item 6: the per-account backoff was each process's own, so N nodes allowed
+    N times the free failures for one account. Two nodes' login setups, one Redis."""
+    from aiohttp import web
+
+    from server.cluster.limits import LocalBackoff, SharedBackoff
+    from server.core import config as config_mod
+    from server.core.appkeys import CONFIG
+    from server.http import web_auth
+
+    cfg = _redis_config(redis_server, auth={"login_free_failures_per_account": 3,
+                                            "login_free_failures_per_address": 100})  # fmt: skip
+    nodes = []
+    for _ in range(2):
+        app = web.Application()
+        app[CONFIG] = cfg  # type: ignore[assignment]
+        web_auth.setup(app)
+        nodes.append(app[web_auth.LOGIN_FAILURES])
+    assert all(isinstance(n.accounts, SharedBackoff) for n in nodes)
+    await nodes[0].accounts.client.flushdb()
+    now = 4_000_000.0
+    # Guesses against "anna" alternate between the nodes: 3 free in all, not 3 per node.
+    waits = [await nodes[i % 2].accounts.attempt("anna", now) for i in range(4)]
+    assert waits[:3] == [0, 0, 0] and waits[3] > 0
+    assert await nodes[1].accounts.attempt("boris", now) == 0  # another account
+    # The backoff doubles, whichever node counts; a success (the owner) clears it.
+    assert await nodes[0].accounts.attempt("anna", now + waits[3] + 0.1) == 0
+    later = await nodes[1].accounts.attempt("anna", now + waits[3] + 0.2)
+    assert later > waits[3]
+    await nodes[0].accounts.succeeded("anna")
+    assert await nodes[1].accounts.attempt("anna", now + waits[3] + 0.3) == 0
+    # forgive takes back one failure counted up front.
+    for _ in range(2):
+        await nodes[0].accounts.forgive("anna")
+    assert [await nodes[1].accounts.attempt("anna", now + 10) for _ in range(3)] == [0, 0, 0]
+    # The account name is not stored in the clear.
+    assert not [k for k in await nodes[0].accounts.client.keys("*") if b"anna" in k]
+
+    # Without a Redis router: this process's own.
+    app = web.Application()
+    app[CONFIG] = config_mod.from_dict({})
+    web_auth.setup(app)
+    assert type(app[web_auth.LOGIN_FAILURES].accounts) is LocalBackoff
+    for n in nodes:
+        await n.accounts.client.aclose()

@@ -1,4 +1,5 @@
-"""Link-open and login rate limits shared by every node, through Redis.
+"""Link-open and login rate limits, and the login failure backoff, shared by every node,
+through Redis.
 
 The same token bucket as server/core/ratelimit.KeyedLimiter (`per_minute` tokens a
 minute, at most `per_minute` saved up, per client address), kept in one Redis hash per
@@ -29,7 +30,7 @@ from redis.exceptions import RedisError
 
 from server.cluster import redis_client
 from server.core.config import Config
-from server.core.ratelimit import KeyedLimiter, Limiter
+from server.core.ratelimit import FailureBackoff, KeyedLimiter, Limiter
 
 log = logging.getLogger(__name__)
 
@@ -131,3 +132,134 @@ def build(app: web.Application, config: Config) -> tuple[Limiter, Limiter]:
         return KeyedLimiter(link), KeyedLimiter(login)
     client = redis_client.for_app(app)
     return SharedLimiter(client, "link", link), SharedLimiter(client, "login", login)
+
+
+# --- login failures with backoff (docs/security.md, "Logins") -------------------------------
+# KEYS[1] the key's hash; ARGV now, free, base_s, max_s, ttl. One failure is counted up
+# front when the key may try now (returns "0"), else nothing changes and the wait in seconds
+# is returned: the check and the count are one step, so parallel guesses on several nodes
+# cannot all pass the check before the first is counted.
+ATTEMPT_SCRIPT = """
+local now = tonumber(ARGV[1])
+local free = tonumber(ARGV[2])
+local f = tonumber(redis.call('HGET', KEYS[1], 'f') or '0')
+local l = tonumber(redis.call('HGET', KEYS[1], 'l') or '0')
+if f >= free then
+  local delay = math.min(tonumber(ARGV[4]), tonumber(ARGV[3]) * 2 ^ (f - free))
+  local wait = l + delay - now
+  if wait > 0 then return tostring(wait) end
+end
+redis.call('HSET', KEYS[1], 'f', f + 1, 'l', tostring(now))
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[5]))
+return '0'
+"""
+# Take back one failure counted up front that was not one.
+FORGIVE_SCRIPT = """
+local f = tonumber(redis.call('HGET', KEYS[1], 'f') or '0')
+if f <= 1 then redis.call('DEL', KEYS[1]) else redis.call('HINCRBY', KEYS[1], 'f', -1) end
+return 1
+"""
+
+
+class LocalBackoff:
+    """server.core.ratelimit.FailureBackoff with the login's interface (this process)."""
+
+    def __init__(self, backoff: FailureBackoff) -> None:
+        self.local = backoff
+
+    async def attempt(self, key: str, now: float) -> float:
+        wait = self.local.wait_s(key, now)
+        if wait <= 0:
+            self.local.failed(key, now)
+        return wait
+
+    async def succeeded(self, key: str) -> None:
+        self.local.succeeded(key)
+
+    async def forgive(self, key: str) -> None:
+        self.local.forgive(key)
+
+
+class SharedBackoff(LocalBackoff):
+    """The same over Redis, shared by every node; Redis down: this node's own (as
+    SharedLimiter: one log line each way, Redis not asked again for `retry_s`)."""
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        name: str,
+        backoff: FailureBackoff,
+        *,
+        retry_s: float = RETRY_S,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(backoff)
+        self.client, self.name = client, name
+        self.ttl_s = math.ceil(max(backoff.forget_s, backoff.max_s)) + 1
+        self.retry_s, self._monotonic = retry_s, monotonic
+        self._down_until, self._down = float("-inf"), False
+        self._attempt = client.register_script(ATTEMPT_SCRIPT)
+        self._forgive = client.register_script(FORGIVE_SCRIPT)
+
+    @property
+    def degraded(self) -> bool:
+        return self._down
+
+    def _usable(self) -> bool:
+        return not (self._down and self._monotonic() < self._down_until)
+
+    def _failed(self, exc: BaseException) -> None:
+        if not self._down:
+            log.warning("login backoff %s: Redis unavailable (%s); counting on this node "
+                        "alone until it answers", self.name, type(exc).__name__)  # fmt: skip
+        self._down, self._down_until = True, self._monotonic() + self.retry_s
+
+    def _answered(self) -> None:
+        if self._down:
+            log.info("login backoff %s: Redis answers again; shared again", self.name)
+            self._down = False
+
+    async def attempt(self, key: str, now: float) -> float:
+        if self._usable():
+            b = self.local
+            try:
+                wait = await self._attempt(
+                    keys=[bucket_key(self.name, key)],
+                    args=[repr(now), b.free, repr(b.base_s), repr(b.max_s), self.ttl_s],
+                )
+            except (RedisError, OSError) as exc:
+                self._failed(exc)
+            else:
+                self._answered()
+                return float(wait)
+        return await super().attempt(key, now)
+
+    async def succeeded(self, key: str) -> None:
+        await self._change(key, None)
+        self.local.succeeded(key)
+
+    async def forgive(self, key: str) -> None:
+        await self._change(key, self._forgive)
+        self.local.forgive(key)
+
+    async def _change(self, key: str, script: object | None) -> None:
+        if not self._usable():
+            return
+        try:
+            if script is None:
+                await self.client.delete(bucket_key(self.name, key))
+            else:
+                await script(keys=[bucket_key(self.name, key)])  # type: ignore[operator]
+        except (RedisError, OSError) as exc:
+            self._failed(exc)
+        else:
+            self._answered()
+
+
+def build_backoff(
+    app: web.Application, config: Config, name: str, backoff: FailureBackoff
+) -> LocalBackoff:
+    """Login failures per account / per address: shared through Redis in a cluster."""
+    if config.cluster.router != "redis":
+        return LocalBackoff(backoff)
+    return SharedBackoff(redis_client.for_app(app), name, backoff)

@@ -4,8 +4,9 @@ Every refusal (401 not logged in, 403 wrong role / Origin / CSRF, ...) is an aud
 one client hammering one route must not fill the log (issue 14: 20,000 anonymous 401s wrote
 20,000 rows in 59 s). So per (who, route, code) and window of DENIAL_WINDOW_S seconds:
 
-- the FIRST refusal is written at once, as before (actor, role, action "GET /api/x",
-  result `denied`, reason = the code);
+- the first refusal (the first USER_ROWS, 20, of a logged-in user: each names an
+  accountable account and may be evidence, e.g. of privilege attempts) is written at once,
+  as before (actor, role, action "GET /api/x", result `denied`, reason = the code);
 - the others in that window are only counted; when the window is over (at the next refusal
   of that key, by the sweeper every DENIAL_WINDOW_S, or at shutdown) ONE more row says how
   many: reason "<code> ×N more in 60 s", result `denied`.
@@ -33,6 +34,7 @@ from server.core.audit import Audit
 log = logging.getLogger(__name__)
 
 DENIAL_WINDOW_S = 60.0
+USER_ROWS = 20  # refusals of a logged-in user written one by one per window
 MAX_KEYS = 10_000
 
 
@@ -49,7 +51,8 @@ class DenialKey:
 class _Window:
     start: float
     obj: str  # the object of the first refusal (a session or room id)
-    more: int = 0  # refusals after the first one in this window
+    written: int = 1  # refusals written one by one in this window
+    more: int = 0  # refusals after those, only counted
 
 
 @dataclass(frozen=True)
@@ -68,7 +71,10 @@ class Denials:
         self.max_keys = max_keys
         self._open: dict[DenialKey, _Window] = {}
 
-    def note(self, key: DenialKey, obj: str, now: float) -> tuple[bool, list[Summary]]:
+    def note(
+        self, key: DenialKey, obj: str, now: float, rows: int = 1
+    ) -> tuple[bool, list[Summary]]:
+        """`rows`: how many refusals of this key a window writes one by one."""
         done = []
         current = self._open.get(key)
         if current is not None and now - current.start >= self.window_s:
@@ -81,6 +87,9 @@ class Denials:
             current = self._open.get(key)
         if current is None:
             self._open[key] = _Window(now, obj)
+            return True, done
+        if current.written < rows and key.who != "*":
+            current.written += 1
             return True, done
         current.more += 1
         return False, done
@@ -109,7 +118,8 @@ async def _write(audit: Audit, key: DenialKey, obj: str, reason: str) -> None:
 
 async def record_denial(app: web.Application, key: DenialKey, obj: str) -> None:
     denials = app[DENIALS]
-    write, done = denials.note(key, obj, app[CLOCK]())
+    rows = 1 if key.actor == "-" else USER_ROWS
+    write, done = denials.note(key, obj, app[CLOCK](), rows)
     await _write_summaries(app, done)
     if write:
         await _write(app[AUDIT], key, obj, key.code)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from server.cluster.limits import LocalBackoff, build_backoff
 from server.core.appkeys import AUDIT, CLOCK, CONFIG, DB, LOGIN_LIMITER, ORIGINS, SECRETS
 from server.core.db import User, token_hash, unavailable
 from server.core.ratelimit import FailureBackoff
@@ -42,8 +43,9 @@ TOKEN_KEY = web.RequestKey("login_token", str | None)
 class LoginFailures:
     """Failed logins per account name and per client address (docs/security.md, "Logins")."""
 
-    accounts: FailureBackoff
-    addresses: FailureBackoff
+    # This process's own, or shared through Redis in a cluster (server/cluster/limits.py).
+    accounts: LocalBackoff
+    addresses: LocalBackoff
 
 
 LOGIN_FAILURES = web.AppKey("login_failures", LoginFailures)
@@ -128,10 +130,13 @@ async def _revalidator(app: web.Application) -> AsyncIterator[None]:
 def setup(app: web.Application) -> None:
     auth = app[CONFIG].auth
     backoff = {"base_s": auth.login_backoff_base_s, "max_s": auth.login_backoff_max_s}
+    cfg = app[CONFIG]
     app[LOGIN_FAILURES] = LoginFailures(
-        FailureBackoff(auth.login_free_failures_per_account, **backoff),
-        FailureBackoff(auth.login_free_failures_per_address, **backoff),
-    )
+        build_backoff(app, cfg, "login-account",
+                      FailureBackoff(auth.login_free_failures_per_account, **backoff)),
+        build_backoff(app, cfg, "login-address",
+                      FailureBackoff(auth.login_free_failures_per_address, **backoff)),
+    )  # fmt: skip
     app[LOGIN_SOCKETS] = LoginSockets()
     denials.setup(app)
     app.cleanup_ctx.append(_revalidator)
@@ -236,8 +241,15 @@ async def login(request: web.Request) -> web.StreamResponse:
     name = normalize_username(raw)[:MAX_USERNAME_CHARS]
     # Throttled per account name (known or not, so the answer reveals nothing) and per
     # address: many addresses against one account, or one address against many.
+    # A try that may go ahead is counted as a failure at once, before the (slow) check, so
+    # parallel guesses cannot all pass before the first of them is counted; a success takes
+    # it back.
     failures = request.app[LOGIN_FAILURES]
-    wait = max(failures.accounts.wait_s(name, now), failures.addresses.wait_s(address, now))
+    wait = await failures.accounts.attempt(name, now)
+    if wait <= 0:
+        wait = await failures.addresses.attempt(address, now)
+        if wait > 0:  # refused for the address: this was no try against the account
+            await failures.accounts.forgive(name)
     if wait > 0:
         seconds = math.ceil(wait)
         response = error(
@@ -248,10 +260,6 @@ async def login(request: web.Request) -> web.StreamResponse:
         )
         response.headers["Retry-After"] = str(seconds)
         return response
-    # Counted as failures before the (slow) check, so parallel guesses cannot all pass the
-    # test above before the first of them is counted; a success takes them back.
-    failures.accounts.failed(name, now)
-    failures.addresses.failed(address, now)
     db = request.app[DB]
     # The stored form; the raw name still finds an account made before names were normalised.
     user = await db.user_by_name(name) or (
@@ -268,8 +276,8 @@ async def login(request: web.Request) -> web.StreamResponse:
             reason="bad_credentials",
         )
         return error(401, "bad_credentials", "wrong user name or password")
-    failures.accounts.succeeded(name)
-    failures.addresses.forgive(address)  # the address keeps its real failures (a NAT)
+    await failures.accounts.succeeded(name)
+    await failures.addresses.forgive(address)  # the address keeps its real failures (a NAT)
     cfg = request.app[CONFIG]
     token = secrets.token_urlsafe(32)  # a new id on every login: no session fixation
     await db.add_login(token, user.id, now, cfg.auth.session_ttl_s)
