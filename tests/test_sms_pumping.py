@@ -68,3 +68,20 @@ async def test_live_rooms_per_agent_are_capped(make_server) -> None:  # type: ig
     sid = made[0][1]["session"]["id"]
     assert (await anna.post(f"/api/sessions/{sid}/end", {}))[0] == 200
     assert (await anna.post("/api/sessions", {"phone": "20000012"}))[0] == 201
+
+
+async def test_live_room_cap_holds_across_nodes_sharing_the_database(make_server) -> None:  # type: ignore[no-untyped-def]
+    """Two nodes on one database: the cap counts the agent's open sessions on both (it
+    counted this node's rooms only, so each node allowed the full cap)."""
+    a = await make_server(session={"max_live_rooms_per_agent": 3})
+    url = f"sqlite+aiosqlite:///{a.data_dir / 'callassist.db'}"
+    b = await make_server(session={"max_live_rooms_per_agent": 3},
+                          storage={"database_url": url})  # fmt: skip
+    on_a, on_b = await a.agent(), await b.agent()
+    assert [(await on_a.post("/api/sessions", {"phone": "20000012"}))[0] for _ in range(2)] == [
+        201, 201]  # fmt: skip
+    assert (await on_b.post("/api/sessions", {"phone": "20000012"}))[0] == 201
+    status, body = await on_b.post("/api/sessions", {"phone": "20000012"})
+    assert status == 429 and body["error"]["code"] == "too_many_rooms"
+    status, body = await on_a.post("/api/sessions", {"phone": "20000012"})
+    assert status == 429

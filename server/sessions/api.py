@@ -128,7 +128,8 @@ async def create_session(request: web.Request) -> web.StreamResponse:
         return placed
     user: User = request[USER_KEY]
     cap = cfg.session.max_live_rooms_per_agent
-    if sum(1 for live in request.app[ROOMS].rooms() if live.room.agent_id == user.id) >= cap:
+    # Counted in the database, not this node's rooms: the cap holds across a cluster.
+    if await request.app[DB].count_open_sessions(user.id) >= cap:
         return error(
             429, "too_many_rooms",
             f"you have {cap} live sessions (session.max_live_rooms_per_agent); end one first",

@@ -59,6 +59,15 @@ class SessionsRepository(OutboxRepository):
             ).all()
         return [dict(r._mapping) for r in rows]
 
+    async def count_open_sessions(self, agent_id: int) -> int:
+        """The agent's sessions not ended yet, on every node (the database is shared):
+        session.max_live_rooms_per_agent holds across a cluster."""
+        async with self.engine.connect() as conn:
+            query = sa.select(sa.func.count()).select_from(sessions).where(
+                sessions.c.agent_id == agent_id, sessions.c.state != "ended"
+            )
+            return int((await conn.execute(query)).scalar() or 0)
+
     async def end_open_sessions(
         self, now: float, keep: frozenset[str] | None = frozenset()
     ) -> list[str]:
