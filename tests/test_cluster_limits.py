@@ -93,6 +93,7 @@ async def test_build_chooses_by_router(redis_server: RedisServer) -> None:
     app[CONFIG] = cfg
     link, login = limits.build(app, cfg)
     assert isinstance(link, KeyedLimiter) and isinstance(login, KeyedLimiter)
+    assert type(limits.build_sms_budget(app, cfg)).__name__ == "SendBudget"
     assert redis_client.REDIS not in app  # the embedded default needs no Redis
 
     # cluster.router = "redis" (the cluster router's value; built here without it).
@@ -103,6 +104,7 @@ async def test_build_chooses_by_router(redis_server: RedisServer) -> None:
     app[CONFIG] = cfg
     link, login = limits.build(app, cfg)
     assert isinstance(link, SharedLimiter) and link.client is login.client
+    assert isinstance(limits.build_sms_budget(app, cfg), limits.SharedSendBudget)
     await app[redis_client.REDIS].flushdb()
     assert [await link.check("a", 5.0) for _ in range(3)] == [True, True, False]
     await app.cleanup()  # closes the client
@@ -166,3 +168,23 @@ async def test_login_backoff_per_account_is_shared_by_the_nodes(
     assert type(app[web_auth.LOGIN_FAILURES].accounts) is LocalBackoff
     for n in nodes:
         await n.accounts.client.aclose()
+
+
+async def test_sms_budget_is_shared_by_the_nodes(clients: list) -> None:
+    """Issue 14 item 4: sms.max_per_session / max_per_agent_per_hour were counted per
+    process, so N nodes sent N times as many. Two nodes, one Redis."""
+    from server.cluster.limits import SharedSendBudget
+
+    a, b = (SharedSendBudget(c, per_session=2, per_agent_hour=3, session_ttl_s=100)
+            for c in clients)  # fmt: skip
+    now = 5_000_000.0
+    assert await a.check("s-1", 7, now) is None
+    assert await b.check("s-1", 7, now + 1) is None
+    assert "sent 2 times" in (await a.check("s-1", 7, now + 2) or "")  # the session's cap
+    assert await b.check("s-2", 7, now + 3) is None
+    assert "per agent per hour" in (await a.check("s-3", 7, now + 4) or "")  # 3 in the hour
+    assert await b.check("s-3", 8, now + 4) is None  # another agent
+    # The hour slides: an hour after the first two sends, two more may go.
+    assert await a.check("s-3", 7, now + 3601.5) is None
+    assert await b.check("s-4", 7, now + 3601.6) is None
+    assert await a.check("s-5", 7, now + 3601.7) is not None

@@ -22,6 +22,7 @@ import hashlib
 import logging
 import math
 import time
+import uuid
 from collections.abc import Callable
 
 import redis.asyncio as aioredis
@@ -31,6 +32,7 @@ from redis.exceptions import RedisError
 from server.cluster import redis_client
 from server.core.config import Config
 from server.core.ratelimit import FailureBackoff, KeyedLimiter, Limiter
+from server.sessions.sms_policy import SendBudget
 
 log = logging.getLogger(__name__)
 
@@ -263,3 +265,66 @@ def build_backoff(
     if config.cluster.router != "redis":
         return LocalBackoff(backoff)
     return SharedBackoff(redis_client.for_app(app), name, backoff)
+
+
+# --- SMS sends (docs/security.md, "SMS and room floods") ------------------------------------
+# KEYS[1] the session's count, KEYS[2] the agent's sends (a sorted set by time); ARGV now,
+# per_session, per_agent_hour, a unique member, the session key's ttl. 0 = counted,
+# 1 = the session's cap, 2 = the agent's (nothing counted then).
+SMS_SCRIPT = """
+local now = tonumber(ARGV[1])
+local n = tonumber(redis.call('GET', KEYS[1]) or '0')
+if n >= tonumber(ARGV[2]) then return 1 end
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - 3600)
+if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[3]) then return 2 end
+redis.call('INCR', KEYS[1])
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[5]))
+redis.call('ZADD', KEYS[2], now, ARGV[4])
+redis.call('EXPIRE', KEYS[2], 3601)
+return 0
+"""
+
+
+class SharedSendBudget(SendBudget):
+    """SendBudget over Redis, one budget for every node; Redis down: this node's own."""
+
+    def __init__(self, client: aioredis.Redis, per_session: int, per_agent_hour: int,
+                 session_ttl_s: int, *, retry_s: float = RETRY_S,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
+        super().__init__(per_session, per_agent_hour)
+        self.client, self.session_ttl_s = client, session_ttl_s
+        self.retry_s, self._monotonic = retry_s, monotonic
+        self._down_until, self._down = float("-inf"), False
+        self._script = client.register_script(SMS_SCRIPT)
+
+    async def check(self, session_id: str, agent_id: int, now: float) -> str | None:
+        if self._down and self._monotonic() < self._down_until:
+            return self.take(session_id, agent_id, now)
+        keys = [bucket_key("sms-session", session_id), bucket_key("sms-agent", str(agent_id))]
+        try:
+            cap = await self._script(
+                keys=keys,
+                args=[repr(now), self.per_session, self.per_agent_hour,
+                      f"{now!r}:{uuid.uuid4().hex}", self.session_ttl_s],
+            )  # fmt: skip
+        except (RedisError, OSError) as exc:
+            if not self._down:
+                log.warning("SMS budget: Redis unavailable (%s); counting on this node alone "
+                            "until it answers", type(exc).__name__)  # fmt: skip
+            self._down, self._down_until = True, self._monotonic() + self.retry_s
+            return self.take(session_id, agent_id, now)
+        if self._down:
+            log.info("SMS budget: Redis answers again; shared again")
+            self._down = False
+        return self.why(int(cap)) if int(cap) else None
+
+
+def build_sms_budget(app: web.Application, config: Config) -> SendBudget:
+    """sms.max_per_session / sms.max_per_agent_per_hour: shared through Redis in a cluster."""
+    sms = config.sms
+    if config.cluster.router != "redis":
+        return SendBudget(sms.max_per_session, sms.max_per_agent_per_hour)
+    # A session's count is kept as long as the session can live (then a day's margin).
+    ttl = int(config.session.max_duration_s + config.session.link_ttl_s + 86_400)
+    return SharedSendBudget(redis_client.for_app(app), sms.max_per_session,
+                            sms.max_per_agent_per_hour, ttl)  # fmt: skip

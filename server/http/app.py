@@ -40,7 +40,7 @@ from server.recording import api as recording
 from server.rooms.manager import ROOMS, RoomManager
 from server.sessions import api, caller
 from server.sessions.sms import SMS, ConsoleSender, HttpSender, SmsSender
-from server.sessions.sms_policy import SMS_BUDGET, SendBudget
+from server.sessions.sms_policy import SMS_BUDGET
 from server.signalling import endpoints as signalling
 from server.toolkit import api as toolkit
 
@@ -209,7 +209,7 @@ def create_app(
     app[ROOMS] = RoomManager(config, db, clock, cluster.build_router(config))
     app[ROOMS].turn_secret = secrets.turn_secret  # for media.server_turn_url
     app[SMS] = _sms_sender(config, secrets.sms_hmac_key)
-    app[SMS_BUDGET] = SendBudget(config.sms.max_per_session, config.sms.max_per_agent_per_hour)
+    app[SMS_BUDGET] = cluster_limits.build_sms_budget(app, config)  # shared in a cluster
     # Per process, or shared by every node through Redis (cluster.router = "redis").
     app[LINK_LIMITER], app[LOGIN_LIMITER] = cluster_limits.build(app, config)
     web_auth.setup(app)  # login failures, sockets opened under a login

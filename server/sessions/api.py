@@ -227,7 +227,7 @@ async def send_sms(request: web.Request) -> web.StreamResponse:
     if why:
         await audit(request, "sms.send", row["id"], result="refused")
         return error(400, "sms_not_allowed", why)
-    why = request.app[SMS_BUDGET].take(row["id"], row["agent_id"], now)
+    why = await request.app[SMS_BUDGET].check(row["id"], row["agent_id"], now)
     if why:
         return error(429, "rate_limited", why)
     sms = compose(lang, cfg.session.operator_name, link)

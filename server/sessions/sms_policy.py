@@ -58,15 +58,26 @@ class SendBudget:
     def take(self, session_id: str, agent_id: int, now: float) -> str | None:
         """Count one send; return why not (and count nothing) when over a cap."""
         if self._sessions[session_id] >= self.per_session:
-            return f"this session's link was sent {self.per_session} times already"
+            return self.why(1)
         sent = self._agents[agent_id]
         while sent and sent[0] <= now - 3600:
             sent.popleft()
         if len(sent) >= self.per_agent_hour:
-            return f"at most {self.per_agent_hour} SMS per agent per hour; try again later"
+            return self.why(2)
         self._sessions[session_id] += 1
         sent.append(now)
         return None
+
+    def why(self, cap: int) -> str:
+        """1: the session's cap, 2: the agent's."""
+        if cap == 1:
+            return f"this session's link was sent {self.per_session} times already"
+        return f"at most {self.per_agent_hour} SMS per agent per hour; try again later"
+
+    async def check(self, session_id: str, agent_id: int, now: float) -> str | None:
+        """`take`, as the API calls it (a cluster's budget is in Redis:
+        server/cluster/limits.py, SharedSendBudget)."""
+        return self.take(session_id, agent_id, now)
 
 
 # This feature's application key (docs/architecture.md); set up by server/sessions/api.py.
