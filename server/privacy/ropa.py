@@ -67,6 +67,9 @@ def ropa_markdown(cfg: Config) -> str:
         "- chat messages between the caller and the agent (`toolkit.keep_chat` is on)"
         if chat
         else "- chat messages are not stored (they live only as long as the call)",
+        "- how the session ended, and the reason a supervisor typed when ending it from the "
+        "ops console (phone numbers in it masked; kept with the session, never in the audit "
+        "log)",
         "- the caller's device cookie and the one-time link (stored only as hashes)",
         "- the do-not-record flag of a phone number that objected (stored as a keyed hash)",
         "- for staff: account name, role, logins (login and expiry time), audit records of "
