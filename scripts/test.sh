@@ -8,7 +8,7 @@
 # Extra arguments go to pytest.
 source "$(dirname "$0")/env.sh"
 apt_install chromium iproute2 util-linux postgresql coturn redis-server haproxy \
-    firefox-esr webkit2gtk-driver xvfb
+    firefox-esr webkit2gtk-driver xvfb tesseract-ocr tesseract-ocr-eng fonts-dejavu-core
 ensure_venv "[test]"
 
 echo "callassist: ruff"

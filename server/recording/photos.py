@@ -5,6 +5,8 @@ must decode as a JPEG, PNG or WebP image (a full decode, so a truncated or forge
 refused). What is stored is a NEW image built from the pixels alone, re-encoded as JPEG:
 EXIF (GPS position, camera serial numbers, time), XMP, IPTC, ICC profiles and comments are
 all gone. The EXIF orientation is applied first, so the picture still shows upright.
+With `redact_faces` the faces found are blurred before the encode (server/inspect/faces.py):
+what is stored, shown and exported never held them.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class CleanPhoto:
     height: int
     original_format: str
     original_bytes: int
+    faces_blurred: int = 0
 
 
 # Bytes per pixel of Pillow's in-memory modes (RGB and 2-band modes are stored 4 bytes a
@@ -86,6 +89,7 @@ def clean_photo(
     max_side: int,
     quality: int = 85,
     max_decode_bytes: int | None = None,
+    redact_faces: bool = False,
 ) -> CleanPhoto:
     """Decode `data`, refuse what is not a reasonable image, return a clean JPEG.
 
@@ -144,7 +148,12 @@ def clean_photo(
             raise PhotoRejected(415, "not_an_image",
                                 "the file is not a photo (or it is damaged): send a JPEG, PNG "
                                 "or WebP image") from None  # fmt: skip
+    faces = 0
+    if redact_faces:
+        from server.inspect.faces import blur_faces  # OpenCV only where redaction is on
+
+        im, faces = blur_faces(im)
     clean = im
     out = io.BytesIO()
     clean.save(out, "JPEG", quality=quality, optimize=True)
-    return CleanPhoto(out.getvalue(), clean.width, clean.height, fmt, len(data))
+    return CleanPhoto(out.getvalue(), clean.width, clean.height, fmt, len(data), faces)
