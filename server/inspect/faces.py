@@ -15,6 +15,9 @@ import cv2
 import numpy as np
 from PIL import Image, ImageFilter
 
+# One thread per detection: the inspect and image pools decide how many run at once, and
+# OpenCV's own thread pool would multiply that by the cores.
+cv2.setNumThreads(1)
 _CASCADE_FILE = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"
 # A CascadeClassifier is not safe to share between threads: one per worker thread.
 _local = threading.local()
