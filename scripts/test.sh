@@ -4,7 +4,8 @@
 # WebKitGTK (WebKitWebDriver + MiniBrowser under Xvfb) as the other engines, PostgreSQL (the
 # tests start their own throwaway server), coturn (tests/test_turn.py starts its own
 # turnserver), redis-server and haproxy (the cluster tests start their own), Python packages
-# in .venv.
+# in .venv, tesseract-ocr with its English data and DejaVu fonts (tests/test_inspect.py reads
+# labels drawn in DejaVu Sans).
 # Extra arguments go to pytest.
 source "$(dirname "$0")/env.sh"
 apt_install chromium iproute2 util-linux postgresql coturn redis-server haproxy \

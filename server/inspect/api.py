@@ -19,7 +19,6 @@ from server.core.db import User
 from server.http.auth import error
 from server.http.web_auth import USER_KEY, deny, require_user
 from server.inspect.pool import InspectPool, PoolBusy, PoolTimeout
-from server.inspect.read import InspectError, read_still
 from server.recording.service import RECORDING
 
 log = logging.getLogger(__name__)
@@ -61,6 +60,9 @@ async def inspect_photo(request: web.Request) -> web.StreamResponse:
         log.error("photo %s cannot be read: %s", photo_id, exc)
         await _audit(request, photo_id, "failed")
         return error(500, "photo_unreadable", f"the photo cannot be decrypted: {exc}")
+    # numpy, zxing-cpp and OpenCV load at the first read, not when the server starts.
+    from server.inspect.read import InspectError, read_still
+
     pool = request.app[INSPECT]
     try:
         reading = await pool.run(lambda: read_still(jpeg, pool.timeout_s))
