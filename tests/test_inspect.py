@@ -23,6 +23,7 @@ from skimage import data as skdata
 
 from recorder.recovery import read_photo
 from server.core.appkeys import AUDIT
+from server.inspect.api import appended
 from server.inspect.classify import Match, classify, luhn_ok, shown_text, wifi_ssid
 from server.inspect.pool import InspectPool, PoolBusy, PoolTimeout
 from server.inspect.read import read_codes, read_still
@@ -210,7 +211,29 @@ async def test_agent_reads_a_photo_audited_without_the_content(server: Any) -> N
     other = await server.agent("boris")  # not this session's agent
     status, _ = await other.post(f"/api/sessions/{sid}/inspect", {"photo": photo_id})
     assert status == 404
+
+    # What the agent chooses to keep goes into the session's reference, and only that.
+    ref = f"/api/sessions/{sid}/inspect/reference"
+    status, body = await agent.post(ref, {"value": MAC})
+    assert (status, body) == (200, {"reference": f"T-1 · {MAC}"})
+    assert (await agent.post(ref, {"value": MAC}))[1] == {"reference": f"T-1 · {MAC}"}  # once
+    assert (await server.db.get_session(sid))["reference"] == f"T-1 · {MAC}"
+    status, body = await agent.post(ref, {"value": "x" * 65})
+    assert (status, body["error"]["code"]) == (400, "bad_value")
+    for _ in range(3):
+        await agent.post(ref, {"value": "A" * 30 + str(_)})
+    status, body = await agent.post(ref, {"value": "B" * 60})
+    assert (status, body["error"]["code"]) == (409, "reference_full")
+    assert (await other.post(ref, {"value": "x"}))[0] == 404
+    rows = [r for r in await server.app[AUDIT].rows() if r["action"] == "session.reference"]
+    assert len(rows) == 4 and {r["object"] for r in rows} == {sid}
     await sig.close()
+
+
+def test_appended_to_the_reference() -> None:
+    assert appended("", "A") == "A" and appended("T-1", "A") == "T-1 · A"
+    assert appended("T-1 · A", "A") == "T-1 · A"  # not twice
+    assert appended("x" * 120, "ABCDEFGH") is None  # over 128 characters
 
 
 # --- face redaction

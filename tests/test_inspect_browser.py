@@ -62,6 +62,11 @@ async def test_agent_reads_a_photo_and_sees_the_findings_on_the_still(
     await expect(view.get_by_test_id("inspect-copied")).to_contain_text(MAC)
     assert await page.evaluate("navigator.clipboard.readText()") == MAC
 
+    # "To reference": the IMEI goes into the session's reference, shown on the session card.
+    await rows.filter(has_text=IMEI).get_by_test_id("inspect-reference").click()
+    await expect(page.get_by_test_id("session-reference")).to_have_text(f"TICKET-7 · {IMEI}")
+    await expect(rows.filter(has_text=IMEI)).to_have_attribute("data-referenced", "yes")
+
     await view.get_by_test_id("inspect-close").click()
     await expect(view).to_have_count(0)
     await sig.close()

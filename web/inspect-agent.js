@@ -1,7 +1,8 @@
 // Agent console: "read" on a photo (a snapshot, a saved frozen frame or an upload) asks the
 // server for its codes and text (POST /api/sessions/{id}/inspect, docs/protocol.md,
 // "Reading a still") and draws each finding's box on the still; clicking a box or its row
-// copies the value. Nothing read is kept by the page or the server once the view closes.
+// copies the value, "To reference" adds it to the session's reference (the only way
+// something read is stored). Nothing else read is kept once the view closes.
 
 import { extend, t } from "./i18n.js";
 import STRINGS from "./strings/inspect-agent.js";
@@ -9,6 +10,7 @@ import STRINGS from "./strings/inspect-agent.js";
 extend(STRINGS);
 
 let view = null; // the open viewer element
+let current = null; // {sessionId, ctx, errorBox} of the open view
 
 function node(tag, cls, text) {
   const e = document.createElement(tag);
@@ -38,6 +40,19 @@ async function copy(text, row) {
   if (note) {
     note.hidden = false;
     note.textContent = t("ai.copied", { value: text });
+  }
+}
+
+async function toReference(text, row) {
+  const { sessionId, ctx, errorBox } = current;
+  ctx.showError(errorBox, null);
+  try {
+    const data = await ctx.api("POST", `/api/sessions/${encodeURIComponent(sessionId)}/inspect/reference`, { value: text });
+    row.dataset.referenced = "yes";
+    const shown = document.getElementById("session-reference");
+    if (shown && data && typeof data.reference === "string") shown.textContent = data.reference;
+  } catch (err) {
+    ctx.showError(errorBox, err);
   }
 }
 
@@ -87,7 +102,13 @@ function show(card, photo, result) {
     const btn = node("button", "secondary", t("ai.copy"));
     btn.type = "button";
     btn.dataset.testid = "inspect-copy";
-    row.append(label, value, btn);
+    const keep = node("button", "secondary", t("ai.reference"));
+    keep.type = "button";
+    keep.dataset.testid = "inspect-reference";
+    keep.addEventListener("click", () => toReference(valueOf(f), row));
+    const actions = node("span", "inspect-actions");
+    actions.append(btn, keep);
+    row.append(label, value, actions);
     const pick = () => copy(valueOf(f), row);
     btn.addEventListener("click", pick);
     box.addEventListener("click", pick);
@@ -113,6 +134,7 @@ export function readButton(sessionId, photo, ctx, errorBox) {
     ctx.showError(errorBox, null);
     try {
       const result = await ctx.api("POST", `/api/sessions/${encodeURIComponent(sessionId)}/inspect`, { photo: photo.id });
+      current = { sessionId, ctx, errorBox };
       show(document.getElementById("photos-card"), photo, result);
     } catch (err) {
       ctx.showError(errorBox, err);

@@ -160,6 +160,12 @@ RECORDING = (
                   (422, "`not_an_image`, `ocr_failed` or `ocr_unavailable`"),
                   (500, "`photo_unreadable`"), (503, "`inspect_busy`"),
                   (504, "`inspect_timeout`"))),
+    Route("POST", "/api/sessions/{session_id}/inspect/reference",
+          "Add one value read from a still to the session's reference (audited "
+          "`session.reference`)", AGENT_OWN, ok("the reference now", obj(reference=STR)),
+          "recording", body=obj(value="1-64 characters, e.g. a MAC the agent read"),
+          errors=((400, "`bad_value`"), (404, "`not_found`: no such session of yours"),
+                  (409, "`reference_full`: it would pass 128 characters"))),
     Route("POST", "/api/caller/photos", "The caller sends a photo, or the asked-for snapshot",
           CALLER, ok("stored", obj(photo=obj(id=STR, kind=enum("snapshot", "upload"),
                                              taken_at=TIME, width=opt(INT),

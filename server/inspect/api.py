@@ -4,6 +4,10 @@ The agent of the session only. The still is one the photos API lists (a snapshot
 frozen frame saved as a snapshot, or an upload): decrypted, read in the inspect pool, and
 answered with its findings and their boxes. Nothing read is stored; the audit log says
 that this agent read this photo (`inspect.read`), never what was read.
+
+POST /api/sessions/{id}/inspect/reference {"value": "..."}: what the agent chose to keep
+(one finding's value) is appended to the session's reference (the ticket field, at most
+128 characters): the one way something read is stored.
 """
 
 from __future__ import annotations
@@ -24,6 +28,9 @@ from server.recording.service import RECORDING
 log = logging.getLogger(__name__)
 
 PHOTO_KINDS = ("snapshot", "upload")
+REFERENCE_MAX = 128  # the sessions.reference column (server/core/schema.py)
+VALUE_MAX = 64
+SEPARATOR = " · "
 
 
 async def _audit(request: web.Request, obj: str, result: str) -> None:
@@ -83,6 +90,46 @@ async def inspect_photo(request: web.Request) -> web.StreamResponse:
                              headers={"Cache-Control": "no-store"})  # fmt: skip
 
 
+def appended(reference: str, value: str) -> str | None:
+    """The reference with `value` added (not twice), or None when it would not fit."""
+    parts = [p for p in reference.split(SEPARATOR) if p]
+    if value in parts:
+        return reference
+    out = SEPARATOR.join([*parts, value])
+    return out if len(out) <= REFERENCE_MAX else None
+
+
+@require_user("agent")
+async def add_to_reference(request: web.Request) -> web.StreamResponse:
+    user: User = request[USER_KEY]
+    db = request.app[DB]
+    row = await db.get_session(request.match_info["session_id"])
+    if row is None or row["agent_id"] != user.id:
+        return await deny(request, user, 404, "not_found", "no such session")  # audited
+    try:
+        body: Any = await request.json()
+    except ValueError:
+        body = None
+    value = body.get("value") if isinstance(body, dict) else None
+    if isinstance(value, str):
+        value = " ".join(value.split())  # no control characters, newlines or runs of spaces
+    if not isinstance(value, str) or not 0 < len(value) <= VALUE_MAX or SEPARATOR in value:
+        return error(400, "bad_value", f"send {{\"value\": ...}}: 1-{VALUE_MAX} characters")
+    reference = appended(row["reference"] or "", value)
+    if reference is None:
+        return error(409, "reference_full", f"the reference would be over {REFERENCE_MAX} "
+                     "characters: copy the value instead")  # fmt: skip
+    if reference == (row["reference"] or ""):
+        return web.json_response({"reference": reference})  # already there: nothing changes
+    await db.update_session(row["id"], reference=reference)
+    try:
+        await request.app[AUDIT].record(actor=user.username, role=user.role,
+                                        action="session.reference", object=row["id"])  # fmt: skip
+    except Exception:
+        log.exception("audit record session.reference failed")
+    return web.json_response({"reference": reference})
+
+
 async def _pool(app: web.Application) -> Any:
     yield
     app[INSPECT].close()
@@ -94,6 +141,7 @@ def setup(app: web.Application) -> None:
     app[INSPECT] = InspectPool(ic.workers, ic.max_waiting, ic.timeout_s)
     app.cleanup_ctx.append(_pool)
     app.router.add_post("/api/sessions/{session_id}/inspect", inspect_photo)
+    app.router.add_post("/api/sessions/{session_id}/inspect/reference", add_to_reference)
 
 
 # This feature's application key (docs/architecture.md).
