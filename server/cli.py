@@ -445,7 +445,7 @@ def parser() -> argparse.ArgumentParser:
 
     from server.inspect.cli import add_parsers as add_inspect_parsers
 
-    add_inspect_parsers(sub)  # inspect IMAGE
+    add_inspect_parsers(sub, _common, _load)  # inspect IMAGE
 
     c = sub.add_parser("config", help="check a configuration file")
     csub = c.add_subparsers(dest="action", required=True)

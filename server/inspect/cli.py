@@ -6,9 +6,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from server.core.config import Config
 from server.inspect.read import InspectError, Reading, read_still
 
 
@@ -23,14 +25,15 @@ def render(reading: Reading) -> str:
     return "\n".join(lines)
 
 
-def cmd_inspect(args: argparse.Namespace) -> int:
+def cmd_inspect(args: argparse.Namespace, load: Callable[[argparse.Namespace], Config]) -> int:
+    timeout_s = load(args).inspect.timeout_s  # the data directory is not used
     try:
         data = Path(args.image).read_bytes()
     except OSError as exc:
         print(f"callassist: cannot read {args.image}: {exc.strerror}", file=sys.stderr)
         return 2
     try:
-        reading = read_still(data)
+        reading = read_still(data, timeout_s)
     except InspectError as exc:
         print(f"callassist: {args.image}: {exc.code}: {exc.message}", file=sys.stderr)
         return 1
@@ -38,9 +41,13 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parsers(sub: Any) -> None:
+def add_parsers(
+    sub: Any, common: Callable[[argparse.ArgumentParser], None],
+    load: Callable[[argparse.Namespace], Config],
+) -> None:  # fmt: skip
     """Register `inspect` on `callassist`'s subparsers."""
     p = sub.add_parser("inspect", help="read codes and text from an image file (no server)")
+    common(p)
     p.add_argument("image", help="a JPEG, PNG or WebP file")
     p.add_argument("--json", action="store_true", help="one JSON object")
-    p.set_defaults(func=cmd_inspect)
+    p.set_defaults(func=lambda args: cmd_inspect(args, load))

@@ -54,7 +54,7 @@ def find_faces(rgb: np.ndarray) -> list[tuple[int, int, int, int]]:
 def blur_faces(im: Image.Image) -> tuple[Image.Image, int]:
     """`im` with every face found pixelated and blurred, and how many there were. The
     image is returned unchanged (the same object) when there is none."""
-    boxes = find_faces(np.asarray(im.convert("RGB")))
+    boxes = find_faces(np.asarray(im if im.mode == "RGB" else im.convert("RGB")))
     if not boxes:
         return im, 0
     out = im.copy()

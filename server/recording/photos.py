@@ -51,15 +51,21 @@ _BYTES_PER_PIXEL = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16B": 2, "I;16L": 2, "
 _AFTER_DECODE = 1.6
 _CONVERTED = 0.6
 _ALPHA_SCALED = 0.7
+# Face redaction (redact_faces) holds, besides the image, its pixels as a numpy RGB array
+# and a grey copy (0.75 + 0.25), then the blurred copy (1) while the original is dropped:
+# 0.5 over what the encoder alone holds.
+_REDACTED = 0.5
 
 
-def decode_cost(mode: str, width: int, height: int, max_side: int) -> int:
+def decode_cost(
+    mode: str, width: int, height: int, max_side: int, redact: bool = False
+) -> int:
     """Bytes `clean_photo` needs at its peak for a `mode` image of width x height (as it
     will be decoded) stored at most `max_side` wide or high: an estimate, on the safe side."""
     decoded = width * height * _BYTES_PER_PIXEL.get(mode, 4)
     scale = min(1.0, max_side / max(width, height, 1))
     stored = int(width * scale) * int(height * scale) * 4
-    factor = _AFTER_DECODE
+    factor = _AFTER_DECODE + (_REDACTED if redact else 0.0)
     if mode not in ("RGB", "RGBA"):
         factor += _CONVERTED
     if scale < 1.0 and mode in ("RGBA", "LA", "PA", "RGBa", "La"):
@@ -121,13 +127,14 @@ def clean_photo(
                 while scale < 8 and max(width, height) // (scale * 2) >= max_side:
                     scale *= 2
                 while (scale < 8 and max_decode_bytes is not None
-                       and decode_cost("RGB", width // scale, height // scale, max_side)
+                       and decode_cost("RGB", width // scale, height // scale, max_side,
+                                       redact_faces)
                        > max_decode_bytes):  # fmt: skip
                     scale *= 2
                 if scale > 1:
                     im.draft("RGB", (max(1, width // scale), max(1, height // scale)))
             if max_decode_bytes is not None:
-                need = decode_cost(im.mode, *im.size, max_side)
+                need = decode_cost(im.mode, *im.size, max_side, redact_faces)
                 if need > max_decode_bytes:
                     mp = max_decode_bytes / (4 * (1 + _AFTER_DECODE)) / 1_000_000
                     raise PhotoRejected(413, "image_too_large", f"the image has {width}x{height} "
