@@ -4,11 +4,12 @@
 # WebKitGTK (WebKitWebDriver + MiniBrowser under Xvfb) as the other engines, PostgreSQL (the
 # tests start their own throwaway server), coturn (tests/test_turn.py starts its own
 # turnserver), redis-server and haproxy (the cluster tests start their own), Python packages
-# in .venv.
+# in .venv, tesseract-ocr with its English data and DejaVu fonts (tests/test_inspect.py reads
+# labels drawn in DejaVu Sans).
 # Extra arguments go to pytest.
 source "$(dirname "$0")/env.sh"
 apt_install chromium iproute2 util-linux postgresql coturn redis-server haproxy \
-    firefox-esr webkit2gtk-driver xvfb
+    firefox-esr webkit2gtk-driver xvfb tesseract-ocr tesseract-ocr-eng fonts-dejavu-core
 ensure_venv "[test]"
 
 echo "callassist: ruff"

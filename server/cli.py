@@ -443,6 +443,10 @@ def parser() -> argparse.ArgumentParser:
 
     add_cluster_parsers(sub, _common, _load)  # node drain
 
+    from server.inspect.cli import add_parsers as add_inspect_parsers
+
+    add_inspect_parsers(sub, _common, _load)  # inspect IMAGE
+
     c = sub.add_parser("config", help="check a configuration file")
     csub = c.add_subparsers(dest="action", required=True)
     chk = csub.add_parser(

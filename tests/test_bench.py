@@ -251,3 +251,13 @@ def test_cluster_state_json_keys() -> None:
         "ops_rooms_per_node", "ops_entry_bytes", "ops_publish_p95_ms", "ops_view_p95_ms",
     }  # fmt: skip
     assert result["ops_nodes"] == 2 and result["limit_check_p50_ms"] > 0
+
+
+def test_inspect_json_keys() -> None:
+    result = run_json("inspect.py", "--rounds", "1", timeout=300)
+    assert set(result) == {
+        "still", "rounds", "findings", "stages_ms", "ocr_child_cpu_ms", "in_process_cpu_ms",
+        "cpu_ms_per_read", "redact_1280x720_ms", "redact_faces", "faces", "load",
+    }  # fmt: skip
+    assert set(result["stages_ms"]) == {"decode", "codes", "text", "faces", "total"}
+    assert result["faces"]["lfw_faces"] == 100 and "astronaut" in result["faces"]["pictures"]

@@ -38,6 +38,7 @@ EMPTY: dict[tuple[str, ...], tuple[list[str], int, str]] = {
     ("config", "check"): ([], 0, "configuration OK"),
     ("node", "drain"): (["node1"], 2, "node drain needs cluster.router = 'redis'"),
     ("recording", "list"): ([], 0, "no recordings"),
+    ("inspect",): (["{tmp}/missing.png"], 2, "cannot read"),
     ("recording", "verify"): (["0" * 32], 2, "no master keys"),
     ("recording", "decrypt"): (["0" * 32, "-o", "{tmp}/x.webm"], 2, "no master keys"),
     ("keys", "rotate"): ([], 0, "rewrapped 0 recording key(s)"),

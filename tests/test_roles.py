@@ -275,6 +275,10 @@ ROUTES: dict[tuple[str, str], tuple[int, dict[str, bool], Call]] = {
     ("GET", "/api/sessions/{session_id}/photos"): (200, {}, get(SID + "/photos")),
     ("GET", "/api/sessions/{session_id}/photos/{photo_id}"): (200, {"photo": True}, get(
         SID + "/photos/{s.photo}")),
+    ("POST", "/api/sessions/{session_id}/inspect"): (200, {"photo": True}, post(
+        SID + "/inspect", json=lambda s: {"photo": s.photo})),
+    ("POST", "/api/sessions/{session_id}/inspect/reference"): (200, {}, post(
+        SID + "/inspect/reference", json={"value": "00:1A:2B:3C:4D:5E"})),
     ("POST", "/api/sessions/{session_id}/blobs"): (201, {}, post(SID + "/blobs?kind=image",
                                                                   data=png())),
     ("POST", "/api/sessions/{session_id}/freeze/snapshot"): (201, {}, post(

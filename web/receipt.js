@@ -79,6 +79,11 @@ function render() {
   rec.dataset.recorded = r.recording.recorded ? "yes" : "no";
   rec.dataset.seconds = String(r.recording.seconds);
   list.append(snaps, ups, rec);
+  if (r.faces_blurred) {  // faces blurred before the stills were stored (privacy.redact_faces)
+    const faces = node("li", "receipt-faces", t("rc.faces", { n: r.faces_blurred }));
+    faces.dataset.count = String(r.faces_blurred);
+    list.append(faces);
+  }
   const parts = [h, kept, list];
   if (!r.recording.recorded && !r.snapshots && !r.uploads) parts.push(node("p", "receipt-nothing", t("rc.nothing"), "muted"));
   const until = node("div", "receipt-kept-until", undefined, "receipt-until");

@@ -4,6 +4,7 @@
 
 import { extend, onLangChange, t, lang } from "./i18n.js";
 import STRINGS from "./strings/recording-agent.js";
+import * as inspect from "./inspect-agent.js"; // "read" codes and text on a photo
 
 extend(STRINGS);
 
@@ -77,7 +78,7 @@ function renderPhotos() {
     const meta = document.createElement("span");
     meta.className = "photo-meta";
     meta.textContent = `${t("ar.photo." + p.kind)} · ${fmt(p.taken_at)}`;
-    li.append(a, meta);
+    li.append(a, meta, inspect.readButton(sessionId, p, ctx, el("recording-error")));
     return li;
   });
   list.replaceChildren(...items);
@@ -150,6 +151,7 @@ export function init(st, api, showError) {
 export function open(id) {
   sessionId = id;
   photos = [];
+  inspect.reset();
   snapshotKey = null;
   load();
 }
@@ -171,6 +173,7 @@ export function attach(signal) {
 export function detach() {
   sessionId = null;
   photos = [];
+  inspect.reset();
   snapshotKey = null;
   if (ctx) {
     ctx.showError(el("recording-error"), null);

@@ -295,6 +295,25 @@ class ToolkitConfig:
 
 
 @dataclass(frozen=True)
+class PrivacyConfig:
+    # Blur the faces found in a snapshot or photo before it is stored (encrypted): the
+    # terms ask callers not to show other people, and they do by accident. The stored,
+    # shown and exported still is the blurred one; the receipt counts the blurred faces.
+    redact_faces: bool = True
+
+
+@dataclass(frozen=True)
+class InspectConfig:
+    # Reads (codes and text from a still, server/inspect/) running at once in this
+    # process; more wait their turn. OCR holds about 60 MB and one core for ~1 s.
+    workers: int = 1
+    # Reads waiting for a worker before more are refused (503 inspect_busy).
+    max_waiting: int = 8
+    # Seconds one read may take (tesseract is stopped then: 504 inspect_timeout).
+    timeout_s: float = 20.0
+
+
+@dataclass(frozen=True)
 class Config:
     # "embedded" generates missing secrets into the data directory; "production" refuses to
     # start without them.
@@ -310,6 +329,8 @@ class Config:
     webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
     toolkit: ToolkitConfig = field(default_factory=ToolkitConfig)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
+    inspect: InspectConfig = field(default_factory=InspectConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
 
     @property
@@ -493,6 +514,9 @@ def from_dict(data: dict[str, Any]) -> Config:
     _validate(cfg)
     _validate_recording(cfg.recording)
     _validate_toolkit(cfg)
+    ic = cfg.inspect
+    if not (1 <= ic.workers <= 8 and 0 <= ic.max_waiting <= 1000 and 1 <= ic.timeout_s <= 300):
+        raise ConfigError("inspect: workers must be 1-8, max_waiting 0-1000, timeout_s 1-300")
     try:
         validate_cluster(cfg.cluster)
     except ClusterConfigError as exc:

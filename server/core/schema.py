@@ -101,6 +101,8 @@ recordings = sa.Table(
     sa.Column("frames", sa.Integer, nullable=False, default=0),
     sa.Column("container", sa.String(16), nullable=False, default=""),  # webm | mkv | jpeg
     sa.Column("error", sa.String(256)),
+    # Faces blurred before a snapshot/photo was stored (privacy.redact_faces; the receipt).
+    sa.Column("faces_blurred", sa.Integer, nullable=False, default=0, server_default="0"),
 )
 
 # Chat of a session, kept only when `toolkit.keep_chat` is true (server/toolkit/service.py).

@@ -33,6 +33,7 @@ from server.core.phone import region_for
 from server.core.secrets import load_secrets
 from server.http import admin, web_auth
 from server.http.openapi import openapi_document
+from server.inspect import api as inspect_api
 from server.observe import logs, metrics, ops, report, webhooks
 from server.paths import WEB_DIR
 from server.privacy import dpo, receipt, retention
@@ -257,6 +258,10 @@ def create_app(
     # Visual-assist toolkit (server/toolkit/api.py): uploads for freeze/push/photo-burst,
     # tutorials, the kept chat.
     toolkit.setup(app)
+
+    # Reading codes and text from a stored still (server/inspect/api.py): its own bounded
+    # pool, beside the photo decodes'.
+    inspect_api.setup(app)
 
     # Privacy (docs/security.md): the retention sweeper (after recording.setup: it uses the
     # recording storage and spool), the DPO's and the administrator's APIs, the caller's

@@ -145,6 +145,27 @@ RECORDING = (
           "One photo, decrypted (audited `photo.view`)", AGENT_OWN,
           binary("the photo", "image/jpeg"), "recording",
           errors=((500, "`photo_unreadable`: it cannot be decrypted"),)),
+    Route("POST", "/api/sessions/{session_id}/inspect",
+          "Read codes and text from one of the session's photos (audited `inspect.read`, "
+          "without what was read; nothing read is stored)", AGENT_OWN,
+          ok("what was read, boxes in the photo's pixels", obj(
+              photo=STR, width=INT, height=INT, faces=INT, findings=arr(obj(
+                  source=enum("code", "text"), format="`QR Code`, `EAN-13`, … or `line`",
+                  text="what was read (a Wi-Fi QR code: `Wi-Fi: <SSID>`, never its password)",
+                  box=arr(INT), labels=arr(obj(
+                      label=enum("mac", "imei", "iccid", "wifi", "url", "serial"),
+                      value=STR)))))), "recording",
+          body=obj(photo="a photo id from `GET /api/sessions/{id}/photos`"),
+          errors=((400, "`bad_request`"), (404, "`not_found`: no such session or photo"),
+                  (422, "`not_an_image`, `ocr_failed` or `ocr_unavailable`"),
+                  (500, "`photo_unreadable`"), (503, "`inspect_busy`"),
+                  (504, "`inspect_timeout`"))),
+    Route("POST", "/api/sessions/{session_id}/inspect/reference",
+          "Add one value read from a still to the session's reference (audited "
+          "`session.reference`)", AGENT_OWN, ok("the reference now", obj(reference=STR)),
+          "recording", body=obj(value="1-64 characters, e.g. a MAC the agent read"),
+          errors=((400, "`bad_value`"), (404, "`not_found`: no such session of yours"),
+                  (409, "`reference_full`: it would pass 128 characters"))),
     Route("POST", "/api/caller/photos", "The caller sends a photo, or the asked-for snapshot",
           CALLER, ok("stored", obj(photo=obj(id=STR, kind=enum("snapshot", "upload"),
                                              taken_at=TIME, width=opt(INT),
@@ -199,7 +220,8 @@ TOOLKIT = (
 RECEIPT = obj(
     session_id=STR, phone_masked=STR, operator=STR, started_at=TIME, ended_at=opt(TIME),
     ended=BOOL, notice_version=opt(STR), notice_accepted_at=opt(TIME), device_type=opt(STR),
-    snapshots=INT, uploads=INT, recording=obj(recorded=BOOL, count=INT, seconds=INT),
+    snapshots=INT, uploads=INT, faces_blurred=INT,
+    recording=obj(recorded=BOOL, count=INT, seconds=INT),
     kept_until=obj(record=TIME, recordings=opt(TIME), photos=opt(TIME)),
     contact="whom to ask for access or erasure",
 )  # fmt: skip

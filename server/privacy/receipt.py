@@ -46,6 +46,9 @@ def build_receipt(
         "device_type": row["device_type"] or None,
         "snapshots": snapshots,
         "uploads": uploads,
+        # Faces blurred in those stills before they were stored (privacy.redact_faces).
+        "faces_blurred": sum(r.get("faces_blurred") or 0 for r in recordings
+                             if r["kind"] in ("snapshot", "upload")),  # fmt: skip
         "recording": {
             "recorded": bool(videos),
             "count": len(videos),

@@ -108,6 +108,11 @@ def ropa_markdown(cfg: Config) -> str:
         "- media encrypted in transit (DTLS-SRTP), pages and API over TLS",
         "- recordings and images encrypted before storage (AES-256-GCM, a fresh data key per "
         "recording wrapped by a versioned master key; erasure destroys the key)",
+        "- faces found in snapshots and photos are blurred before they are stored "
+        "(`privacy.redact_faces`)" if cfg.privacy.redact_faces else
+        "- faces in snapshots and photos are stored as taken (`privacy.redact_faces` is off)",
+        "- codes and text an agent reads from a still are not stored, unless the agent adds a "
+        "value to the session's reference; the read is audited without its content",
         "- one-time link tokens and session cookies stored only as hashes; passwords hashed "
         "with Argon2id; no default accounts or secrets",
         "- least privilege per role; every view, export and erasure of personal data in a "

@@ -5,6 +5,8 @@ must decode as a JPEG, PNG or WebP image (a full decode, so a truncated or forge
 refused). What is stored is a NEW image built from the pixels alone, re-encoded as JPEG:
 EXIF (GPS position, camera serial numbers, time), XMP, IPTC, ICC profiles and comments are
 all gone. The EXIF orientation is applied first, so the picture still shows upright.
+With `redact_faces` the faces found are blurred before the encode (server/inspect/faces.py):
+what is stored, shown and exported never held them.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class CleanPhoto:
     height: int
     original_format: str
     original_bytes: int
+    faces_blurred: int = 0
 
 
 # Bytes per pixel of Pillow's in-memory modes (RGB and 2-band modes are stored 4 bytes a
@@ -48,15 +51,21 @@ _BYTES_PER_PIXEL = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16B": 2, "I;16L": 2, "
 _AFTER_DECODE = 1.6
 _CONVERTED = 0.6
 _ALPHA_SCALED = 0.7
+# Face redaction (redact_faces) holds, besides the image, its pixels as a numpy RGB array
+# and a grey copy (0.75 + 0.25), then the blurred copy (1) while the original is dropped:
+# 0.5 over what the encoder alone holds.
+_REDACTED = 0.5
 
 
-def decode_cost(mode: str, width: int, height: int, max_side: int) -> int:
+def decode_cost(
+    mode: str, width: int, height: int, max_side: int, redact: bool = False
+) -> int:
     """Bytes `clean_photo` needs at its peak for a `mode` image of width x height (as it
     will be decoded) stored at most `max_side` wide or high: an estimate, on the safe side."""
     decoded = width * height * _BYTES_PER_PIXEL.get(mode, 4)
     scale = min(1.0, max_side / max(width, height, 1))
     stored = int(width * scale) * int(height * scale) * 4
-    factor = _AFTER_DECODE
+    factor = _AFTER_DECODE + (_REDACTED if redact else 0.0)
     if mode not in ("RGB", "RGBA"):
         factor += _CONVERTED
     if scale < 1.0 and mode in ("RGBA", "LA", "PA", "RGBa", "La"):
@@ -86,6 +95,7 @@ def clean_photo(
     max_side: int,
     quality: int = 85,
     max_decode_bytes: int | None = None,
+    redact_faces: bool = False,
 ) -> CleanPhoto:
     """Decode `data`, refuse what is not a reasonable image, return a clean JPEG.
 
@@ -117,13 +127,14 @@ def clean_photo(
                 while scale < 8 and max(width, height) // (scale * 2) >= max_side:
                     scale *= 2
                 while (scale < 8 and max_decode_bytes is not None
-                       and decode_cost("RGB", width // scale, height // scale, max_side)
+                       and decode_cost("RGB", width // scale, height // scale, max_side,
+                                       redact_faces)
                        > max_decode_bytes):  # fmt: skip
                     scale *= 2
                 if scale > 1:
                     im.draft("RGB", (max(1, width // scale), max(1, height // scale)))
             if max_decode_bytes is not None:
-                need = decode_cost(im.mode, *im.size, max_side)
+                need = decode_cost(im.mode, *im.size, max_side, redact_faces)
                 if need > max_decode_bytes:
                     mp = max_decode_bytes / (4 * (1 + _AFTER_DECODE)) / 1_000_000
                     raise PhotoRejected(413, "image_too_large", f"the image has {width}x{height} "
@@ -144,7 +155,12 @@ def clean_photo(
             raise PhotoRejected(415, "not_an_image",
                                 "the file is not a photo (or it is damaged): send a JPEG, PNG "
                                 "or WebP image") from None  # fmt: skip
+    faces = 0
+    if redact_faces:
+        from server.inspect.faces import blur_faces  # OpenCV only where redaction is on
+
+        im, faces = blur_faces(im)
     clean = im
     out = io.BytesIO()
     clean.save(out, "JPEG", quality=quality, optimize=True)
-    return CleanPhoto(out.getvalue(), clean.width, clean.height, fmt, len(data))
+    return CleanPhoto(out.getvalue(), clean.width, clean.height, fmt, len(data), faces)

@@ -458,6 +458,7 @@ class RecordingService:
         return await self.images.run(lambda: clean_photo(
             data, max_pixels=rc.photo_max_pixels, max_side=rc.photo_max_side_px,
             quality=rc.photo_jpeg_quality, max_decode_bytes=self.images.per_decode_bytes,
+            redact_faces=self.config.privacy.redact_faces,
         ))  # fmt: skip
 
     async def store_photo(
@@ -475,7 +476,7 @@ class RecordingService:
         meta = {"kind": kind, "session_id": live.room.id, "content_type": "image/jpeg",
                 "container": "jpeg", "width": photo.width, "height": photo.height,
                 "taken_at": now, "original_format": photo.original_format,
-                "snapshot_id": snapshot_id}  # fmt: skip
+                "snapshot_id": snapshot_id, "faces_blurred": photo.faces_blurred}  # fmt: skip
         manifest = rec.seal_manifest([seg.entry], complete=True, metadata=meta)
         objects = [(header_object(rec.id), rec.header), (segment_object(rec.id, 0), segment),
                    (manifest_object(rec.id), manifest)]  # fmt: skip
@@ -488,7 +489,7 @@ class RecordingService:
             await self.db.add_recording(
                 id=rec.id, session_id=live.room.id, kind=kind, status="complete",
                 started_at=now, ended_at=now, storage_key=f"recordings/{rec.id}/", bytes=size,
-                segments=1, frames=0, container="jpeg",
+                segments=1, frames=0, container="jpeg", faces_blurred=photo.faces_blurred,
             )  # fmt: skip
         except BaseException:
             for key in reversed(done):

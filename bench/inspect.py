@@ -1,0 +1,174 @@
+"""Reading a still and finding faces: per-stage times for a 1280x720 label, faces found/missed.
+
+The still is a router label made here (MAC, IMEI and serial in DejaVu Sans, a Wi-Fi QR code
+from segno, an EAN-13 from python-barcode): decode, codes (zxing-cpp), text (tesseract, one
+core: OMP_THREAD_LIMIT=1, its CPU is the child's), faces (OpenCV's Haar cascade), total;
+median of `--rounds`. Then the face detector on a labelled set that ships with
+scikit-image: its LFW subset (100 face crops and 100 non-faces, 25x25, scaled to 120 px on
+a plain 200x200 canvas) and whole pictures (astronaut: 1 face, camera: 1 face seen from the
+side; coffee, chelsea the cat, rocket, hubble_deep_field, the label: none), and the
+astronaut placed in a 1280x720 still, at two sizes; plus the time to blur a 1280x720 still.
+
+    python bench/inspect.py [--rounds 5] [--json]
+"""
+
+# This file is named like the standard library's `inspect`, which dataclasses and others
+# import: the script's own folder must not be first on sys.path.
+import os
+import sys
+
+sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+import io  # noqa: E402
+import resource  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+from typing import Any  # noqa: E402
+
+import numpy as np  # noqa: E402
+from PIL import Image, ImageDraw, ImageFont  # noqa: E402
+from skimage import data as skdata  # noqa: E402
+
+from bench.lib import cli  # noqa: E402
+from bench.lib.usage import loadavg  # noqa: E402
+from server.inspect.faces import blur_faces, find_faces  # noqa: E402
+from server.inspect.read import read_still  # noqa: E402
+
+FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
+
+
+def label_still() -> Image.Image:
+    import barcode
+    import segno
+    from barcode.writer import ImageWriter
+
+    im = Image.new("RGB", (1280, 720), (236, 236, 230))
+    d = ImageDraw.Draw(im)
+    font = ImageFont.truetype(FONT, 34)
+    for y, text in ((60, "MAC: 00:1A:2B:3C:4D:5E"), (130, "IMEI: 352099001761481"),
+                    (200, "S/N: RT7X4K92B1")):  # fmt: skip
+        d.text((60, y), text, font=font, fill=(20, 20, 20))
+    qr = io.BytesIO()
+    segno.make("WIFI:T:WPA;S:HomeNet_5G;P:pw;;", micro=False).save(qr, kind="png", scale=8)
+    im.paste(Image.open(qr).convert("RGB"), (900, 60))
+    ean = io.BytesIO()
+    barcode.get("ean13", "590123412345", writer=ImageWriter()).write(ean)
+    im.paste(Image.open(ean).convert("RGB"), (60, 330))
+    return im
+
+
+def jpeg(im: Image.Image) -> bytes:
+    out = io.BytesIO()
+    im.save(out, "JPEG", quality=90)
+    return out.getvalue()
+
+
+def rgb(a: np.ndarray) -> np.ndarray:
+    return np.stack([a] * 3, -1) if a.ndim == 2 else a[..., :3]
+
+
+def in_scene(face_px: int) -> np.ndarray:
+    scene = Image.new("RGB", (1280, 720), (90, 110, 130))
+    astro = Image.fromarray(skdata.astronaut())
+    side = round(512 * face_px / 93)  # the astronaut's face is 93 px of 512
+    scene.paste(astro.resize((side, side)), (700, max(0, 360 - side // 2)))
+    return np.asarray(scene)
+
+
+def face_set() -> dict[str, Any]:
+    lfw = skdata.lfw_subset()
+
+    def crop(i: int) -> np.ndarray:
+        face = Image.fromarray((lfw[i] * 255).astype(np.uint8))
+        face = face.resize((120, 120), Image.Resampling.BICUBIC)
+        canvas = Image.new("L", (200, 200), 128)
+        canvas.paste(face, (40, 40))
+        return np.asarray(canvas.convert("RGB"))
+
+    lfw_found = sum(1 for i in range(100) if find_faces(crop(i)))
+    lfw_false = sum(1 for i in range(100, 200) if find_faces(crop(i)))
+    pictures = {  # name: (image, faces in it)
+        "astronaut": (skdata.astronaut(), 1), "camera": (rgb(skdata.camera()), 1),
+        "coffee": (skdata.coffee(), 0), "chelsea": (skdata.chelsea(), 0),
+        "rocket": (skdata.rocket(), 0), "hubble_deep_field": (skdata.hubble_deep_field(), 0),
+        "label_1280x720": (np.asarray(label_still()), 0),
+        "astronaut_720p_face_160px": (in_scene(160), 1),
+        "astronaut_720p_face_60px": (in_scene(60), 1),
+    }  # fmt: skip
+    per_picture = {}
+    found = missed = false_pos = 0
+    for name, (image, want) in pictures.items():
+        got = len(find_faces(image))
+        per_picture[name] = {"faces": want, "found": got}
+        found += min(got, want)
+        missed += max(want - got, 0)
+        false_pos += max(got - want, 0)
+    return {
+        "lfw_faces": 100, "lfw_found": lfw_found, "lfw_missed": 100 - lfw_found,
+        "lfw_non_faces": 100, "lfw_false_positives": lfw_false,
+        "pictures_faces": found + missed, "pictures_found": found,
+        "pictures_missed": missed, "pictures_false_positives": false_pos,
+        "pictures": per_picture,
+    }  # fmt: skip
+
+
+def main() -> None:
+    parser = cli.parser(__doc__)
+    parser.add_argument("--rounds", type=int, default=5, help="median of this many reads")
+    args = parser.parse_args()
+    still = jpeg(label_still())
+    read_still(still)  # warm: the cascade loaded, tesseract's data in the page cache
+    stages: dict[str, list[float]] = {}
+    child0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    self0 = resource.getrusage(resource.RUSAGE_SELF)
+    findings = 0
+    for _ in range(args.rounds):
+        reading = read_still(still)
+        findings = len(reading.findings)
+        for k, v in reading.timings_ms.items():
+            stages.setdefault(k, []).append(v)
+    child1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    self1 = resource.getrusage(resource.RUSAGE_SELF)
+
+    def per_read_ms(a: Any, b: Any) -> float:
+        return ((b.ru_utime + b.ru_stime) - (a.ru_utime + a.ru_stime)) / args.rounds * 1000
+
+    ocr_cpu_ms = per_read_ms(child0, child1)
+    own_cpu_ms = per_read_ms(self0, self1)
+    scene = Image.fromarray(in_scene(160))
+    blur_ms = []
+    for _ in range(args.rounds):
+        t0 = time.perf_counter()
+        _, n = blur_faces(scene)
+        blur_ms.append((time.perf_counter() - t0) * 1000)
+    result = {
+        "still": "1280x720 label (JPEG)", "rounds": args.rounds, "findings": findings,
+        "stages_ms": {k: round(statistics.median(v), 1) for k, v in stages.items()},
+        # CPU per read: the machine is shared, so wall times grow with its load; CPU does not.
+        "ocr_child_cpu_ms": round(ocr_cpu_ms, 1), "in_process_cpu_ms": round(own_cpu_ms, 1),
+        "cpu_ms_per_read": round(ocr_cpu_ms + own_cpu_ms, 1),
+        "redact_1280x720_ms": round(statistics.median(blur_ms), 1), "redact_faces": n,
+        "faces": face_set(), "load": loadavg(),
+    }  # fmt: skip
+
+    def summary(r: dict[str, Any]) -> str:
+        s, f = r["stages_ms"], r["faces"]
+        return "\n".join([
+            f"{r['still']}, median of {r['rounds']}: {r['findings']} findings",
+            "  " + ", ".join(f"{k} {v:.0f} ms" for k, v in s.items()),
+            f"  CPU per read {r['cpu_ms_per_read']:.0f} ms (tesseract {r['ocr_child_cpu_ms']:.0f}"
+            f" + decode/codes/faces {r['in_process_cpu_ms']:.0f}), each on one core",
+            f"  blurring faces in a 1280x720 still: {r['redact_1280x720_ms']:.0f} ms",
+            f"faces, LFW subset: {f['lfw_found']}/100 found, {f['lfw_false_positives']}/100 "
+            "non-faces taken for faces",
+            f"faces, pictures: {f['pictures_found']}/{f['pictures_faces']} found, "
+            f"{f['pictures_false_positives']} false: "
+            + ", ".join(f"{k} {v['found']}/{v['faces']}" for k, v in f["pictures"].items()),
+            f"load {r['load']}",
+        ])  # fmt: skip
+
+    cli.emit(result, args.json, summary)
+
+
+if __name__ == "__main__":
+    main()
