@@ -319,6 +319,12 @@ class RecordingService:
             await self._stop_active(live.room.id)
             return self.state(live)
 
+    async def finish_room(self, room_id: str) -> None:
+        """A draining node hands the room over: its recording ends complete here (the next
+        node records into a new one, linked to the same session)."""
+        async with self._lock(room_id):
+            await self._stop_active(room_id)
+
     async def _stop_active(self, room_id: str) -> RecordingSummary | None:
         active = self.active.get(room_id)
         if active is None:
