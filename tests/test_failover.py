@@ -5,6 +5,8 @@ aiortc stand-ins (tests/failover_pages.py) that reach the service only through h
 from __future__ import annotations
 
 import asyncio
+import base64
+import os
 import signal
 import statistics
 import time
@@ -17,7 +19,7 @@ import pytest
 from server.cluster.failover import room_from_record
 from server.core.config import ConfigError, from_dict
 from server.media import aiortc_hooks
-from tests.cluster_procs import Cluster, Node
+from tests.cluster_procs import CLI, SERVER_KEY, Cluster, Node
 from tests.failover_pages import Page
 from tests.test_cluster import Client, drain, owner_of
 
@@ -47,9 +49,26 @@ def test_drain_timeout_is_strict() -> None:
         from_dict({"cluster": {"drain_timeout_s": 301}})
 
 
+# The nodes share the recording master key and the bucket, as a cluster's nodes must.
+RECORDING_ENV = {
+    "CALLASSIST_RECORDING_KEYS": "mk-0001:" + base64.b64encode(b"k" * 32).decode(),
+    "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "eu-north-1",
+}  # fmt: skip
+
+
 @pytest.fixture(scope="module")
-async def cluster(postgres: Any) -> AsyncIterator[Cluster]:
+async def cluster(postgres: Any, s3_server: Any) -> AsyncIterator[Cluster]:
+    saved = {k: os.environ.get(k) for k in RECORDING_ENV}
+    os.environ.update(RECORDING_ENV)  # the nodes (and the CLI) inherit it
     c = Cluster(postgres.create_database("fo" + uuid.uuid4().hex[:12]), nodes=3, max_rooms=10)
+    c.bucket = s3_server.create_bucket("eu-north-1")  # type: ignore[attr-defined]
+    c.s3 = s3_server  # type: ignore[attr-defined]
+    for node in c.nodes:  # on demand (the default mode): only the recording test records
+        with node.config.open("a") as f:
+            f.write(f'[recording]\nsegment_s = 1.0\nstorage = "s3"\n[recording.s3]\n'
+                    f'bucket = "{c.bucket}"\nendpoint_url = "{s3_server.endpoint_url}"\n'  # type: ignore[attr-defined]
+                    'region = "eu-north-1"\nmax_attempts = 1\n')  # fmt: skip
     try:
         c.start()
         await c.ready()
@@ -59,6 +78,11 @@ async def cluster(postgres: Any) -> AsyncIterator[Cluster]:
         raise
     finally:
         c.stop()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 class Call:
@@ -85,23 +109,28 @@ class Call:
             page.start()
         await self.agent_page.frames_after(0, 5, 60)
 
-    async def state(self) -> str:
-        # haproxy (no health checks, as docs/cluster.md's sample) still sends some requests
-        # to a node that just died: its own 503 page; the console simply asks again.
-        for _ in range(10):
-            async with self.agent.http.get(f"{self.cluster.url}/api/sessions/{self.room}",
-                                           headers=self.agent.origin) as r:  # fmt: skip
+    async def api(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        """The console's request through haproxy. haproxy (no health checks, as
+        docs/cluster.md's sample) still sends some to a node that just died and answers
+        its own 503 page (the request reached no node): the console asks again."""
+        headers = {**self.agent.origin, "X-CSRF-Token": self.agent.csrf}
+        for _ in range(20):
+            async with self.agent.http.request(method, self.cluster.url + path, json=body,
+                                               headers=headers) as r:  # fmt: skip
                 if r.content_type == "application/json":
-                    body = await r.json()
-                    assert r.status == 200, body
-                    return str(body["session"]["state"])
+                    return r.status, await r.json()
             await asyncio.sleep(0.3)
-        raise AssertionError("no node answered")
+        raise AssertionError(f"no node answered {method} {path}")
+
+    async def state(self) -> str:
+        status, body = await self.api("GET", f"/api/sessions/{self.room}")
+        assert status == 200, body
+        return str(body["session"]["state"])
 
     async def close(self) -> None:
         for page in self.pages:
             await page.close()
-        await self.agent.post(f"/api/sessions/{self.room}/end")
+        await self.api("POST", f"/api/sessions/{self.room}/end")
         await self.caller.close()
         await self.agent.close()
 
@@ -323,3 +352,89 @@ async def test_browsers_recover_after_kill_9_of_the_rooms_node(
     finally:
         await ctx.close()
         await caller_ctx.close()
+
+
+async def _recordings(call: Call) -> list[dict[str, Any]]:
+    status, body = await call.api("GET", f"/api/sessions/{call.room}/recordings")
+    assert status == 200, body
+    return list(body["recordings"])
+
+
+async def _verify(cluster: Cluster, node: Node, rid: str) -> tuple[int, str]:
+    proc = await asyncio.create_subprocess_exec(
+        *CLI, "recording", "verify", rid, "--data-dir", str(node.data), "--config",
+        str(node.config), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, "CALLASSIST_SERVER_KEY": SERVER_KEY},
+    )  # fmt: skip
+    out = (await proc.communicate())[0].decode()
+    assert proc.returncode is not None
+    return proc.returncode, out
+
+
+@pytest.mark.timeout(600)
+async def test_recording_across_a_failover(cluster: Cluster) -> None:
+    """kill -9 while recording to (moto) S3: every segment uploaded before the kill stays
+    verifiable; the re-opening node seals that recording as incomplete; the room records
+    on its new node into a new recording of the same session; the report shows both."""
+    aiortc_hooks.install(["127.0.0.1"])
+    call = Call(cluster)
+    s3 = cluster.s3.client(region="eu-north-1")  # type: ignore[attr-defined]
+    try:
+        await call.start()
+        status, body = await call.api("POST", f"/api/sessions/{call.room}/recording",
+                                     {"action": "start"})  # fmt: skip
+        assert status == 200, body
+        first = body["recording"]["id"]
+
+        def segments(rid: str) -> list[str]:
+            listed = s3.list_objects_v2(Bucket=cluster.bucket, Prefix=f"recordings/{rid}/")  # type: ignore[attr-defined]
+            return [o["Key"] for o in listed.get("Contents", []) if "segment-" in o["Key"]]
+
+        deadline = time.monotonic() + 60
+        while len(await asyncio.to_thread(segments, first)) < 3:
+            assert time.monotonic() < deadline, "no segments uploaded"
+            await asyncio.sleep(0.3)
+        owner = cluster.node(await owner_of(cluster, call.room))
+        uploaded = await asyncio.to_thread(segments, first)
+        t0 = time.monotonic()
+        await kill(owner)
+        await call.agent_page.frames_after(t0, 5, 60)
+        deadline = time.monotonic() + 60
+        while (rows := {r["id"]: r for r in await _recordings(call)})[first]["status"] != (
+            "incomplete"
+        ):  # sealed by the node that re-opened the room
+            assert time.monotonic() < deadline, rows
+            await asyncio.sleep(0.5)
+        status, body = await call.api("POST", f"/api/sessions/{call.room}/recording",
+                                     {"action": "start"})  # fmt: skip
+        assert status == 200, body
+        second = body["recording"]["id"]
+        assert second != first
+        await asyncio.sleep(3)
+        status, body = await call.api("POST", f"/api/sessions/{call.room}/recording",
+                                     {"action": "stop"})  # fmt: skip
+        assert status == 200, body
+        survivor = cluster.node(await owner_of(cluster, call.room))
+        code, out = await _verify(cluster, survivor, first)
+        assert code == 3, out  # intact, interrupted (the recovery manifest)
+        rows = {r["id"]: r for r in await _recordings(call)}
+        lost = len(uploaded) - rows[first]["segments"]
+        print(f"\nrecording across a failover: {len(uploaded)} segments uploaded before the "
+              f"kill, {rows[first]['segments']} sealed, lost {max(lost, 0)}")
+        assert lost <= 0, (uploaded, rows[first])
+        deadline = time.monotonic() + 30
+        while (code := (await _verify(cluster, survivor, second))[0]) != 0:
+            assert time.monotonic() < deadline, "the second recording does not verify"
+            await asyncio.sleep(1)
+        status, report = await call.api("GET", f"/api/sessions/{call.room}/report")
+        assert status == 200, report
+        parts = report["report"]["recording"]["recordings"]
+        assert [p["id"] for p in parts] == [first, second]
+        assert parts[0]["status"] == "incomplete" and parts[1]["status"] == "complete"
+        assert parts[0]["ended_at"] <= parts[1]["started_at"]  # the gap
+        await restart(cluster, owner)
+    except BaseException:
+        print(cluster.logs())
+        raise
+    finally:
+        await call.close()

@@ -118,7 +118,6 @@ class Failover:
         return live
 
     async def _restore(self, live: LiveRoom) -> None:
-        from server.recording.service import RECORDING
         from server.toolkit.service import TOOLKIT
 
         app, room_id = self.app, live.room.id
@@ -129,11 +128,19 @@ class Failover:
             for m in await app[DB].chat_messages(room_id):
                 kit.chat.append(P.chat_kept(m["text"], m["n"], iso(m["at"]), m["sender"]))
                 kit.chat_n = max(kit.chat_n, m["n"])
-        if RECORDING in app and app[RECORDING].source is not None:
-            # The dead node's recording: sealed over what it had uploaded, as after a crash.
-            for row in await app[DB].list_recordings(room_id, status="recording"):
-                if row["kind"] == "video":
-                    await app[RECORDING].recover_one(row)
+        await self._seal_recordings(room_id)
+
+    async def _seal_recordings(self, session_id: str) -> None:
+        """The dead node's recording: sealed as incomplete over what it had uploaded, as
+        after a crash (a stopping node finishes its own before it lets the room go)."""
+        from server.recording.service import RECORDING
+
+        app = self.app
+        if RECORDING not in app or app[RECORDING].source is None:
+            return
+        for row in await app[DB].list_recordings(session_id, status="recording"):
+            if row["kind"] == "video":
+                await app[RECORDING].recover_one(row)
 
     # --- drain ---------------------------------------------------------------------------
     def on_heartbeat(self, healthy: bool, alive: set[str]) -> None:
@@ -242,6 +249,7 @@ class Failover:
                 await app[AUDIT].record(actor="server", role="system", action="session.end",
                                         object=session_id, reason=reason)  # fmt: skip
                 self.orphans_ended += 1
+                await self._seal_recordings(session_id)
                 log.info("session %s ended (%s): no node held its room", session_id, reason)
             finally:
                 await self.redis.delete(room_key(session_id), okey)

@@ -185,6 +185,10 @@ class RecordingService:
     # --- crash recovery
 
     async def _recover_interrupted(self) -> None:
+        if self.config.cluster.router == "redis":
+            # Another node may be writing them right now: the node that re-opens a dead
+            # node's room seals its recording, or the orphan sweep (server/cluster/failover.py).
+            return
         rows = await self.db.list_recordings(status="recording")
         for row in rows:
             if row["id"] in {a.recorder.id for a in self.active.values()}:
