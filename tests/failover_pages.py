@@ -1,22 +1,26 @@
 """aiortc stand-ins for the caller's and agent's pages in a cluster, for the failover tests
 and bench/cluster_failover.py: each holds one signalling socket through haproxy and, like
 web/ws.js and the pages, reconnects by itself (backoff 0.5 s doubling to 5 s, at once after
-`moved`) and makes a new peer connection after every `welcome`."""
+`moved`) and makes a new peer connection after every `welcome`. `Call` is one session
+with both pages; `kill` and `restart` act on a node of tests/cluster_procs.py."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
+import signal
 import time
 from typing import Any
 
 import aiohttp
 from aiortc import RTCSessionDescription
 
+from tests.cluster_procs import Cluster, Node
 from tests.media_helpers import RED
 from tests.media_helpers import Client as MediaClient
 from tests.signalling_client import SUBPROTOCOL
+from tests.test_cluster import Client
 
 
 class Page:
@@ -121,3 +125,65 @@ class Page:
                 await self._task
         if self.media is not None:
             await self.media.close()
+
+
+class Call:
+    """One session through haproxy: the agent's and the caller's pages, media flowing."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+        self.agent = Client(cluster)
+        self.caller = Client(cluster)
+        self.room = ""
+        self.pages: list[Page] = []
+
+    async def start(self) -> None:
+        await self.agent.login()
+        status, made = await self.agent.post("/api/sessions", {"phone": "20000012"})
+        assert status == 201, made
+        self.room = made["session"]["id"]
+        assert await self.caller.open_link(made["link"]) == 303
+        self.caller_page = Page(self.caller.http, self.cluster.url, "/ws/caller", "caller")
+        self.agent_page = Page(self.agent.http, self.cluster.url, f"/ws/agent/{self.room}",
+                               "agent")  # fmt: skip
+        self.pages = [self.caller_page, self.agent_page]
+        for page in self.pages:
+            page.start()
+        await self.agent_page.frames_after(0, 5, 60)
+
+    async def api(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        """The console's request through haproxy. haproxy (no health checks, as
+        docs/cluster.md's sample) still sends some to a node that just died and answers
+        its own 503 page (the request reached no node): the console asks again."""
+        headers = {**self.agent.origin, "X-CSRF-Token": self.agent.csrf}
+        for _ in range(20):
+            async with self.agent.http.request(method, self.cluster.url + path, json=body,
+                                               headers=headers) as r:  # fmt: skip
+                if r.content_type == "application/json":
+                    return r.status, await r.json()
+            await asyncio.sleep(0.3)
+        raise AssertionError(f"no node answered {method} {path}")
+
+    async def state(self) -> str:
+        status, body = await self.api("GET", f"/api/sessions/{self.room}")
+        assert status == 200, body
+        return str(body["session"]["state"])
+
+    async def close(self) -> None:
+        for page in self.pages:
+            await page.close()
+        await self.api("POST", f"/api/sessions/{self.room}/end")
+        await self.caller.close()
+        await self.agent.close()
+
+
+async def kill(node: Node) -> None:
+    assert node.proc is not None
+    node.proc.send_signal(signal.SIGKILL)
+    await asyncio.to_thread(node.proc.wait)
+    node._fh.close()
+
+
+async def restart(cluster: Cluster, node: Node) -> None:
+    node.start()
+    await cluster.ready()

@@ -20,8 +20,8 @@ from server.cluster.failover import room_from_record
 from server.core.config import ConfigError, from_dict
 from server.media import aiortc_hooks
 from tests.cluster_procs import CLI, SERVER_KEY, Cluster, Node
-from tests.failover_pages import Page
-from tests.test_cluster import Client, drain, owner_of
+from tests.failover_pages import Call, kill, restart
+from tests.test_cluster import drain, owner_of
 
 
 def test_room_from_record_rebuilds_what_the_pages_need() -> None:
@@ -83,68 +83,6 @@ async def cluster(postgres: Any, s3_server: Any) -> AsyncIterator[Cluster]:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-
-
-class Call:
-    """One session through haproxy: the agent's and the caller's pages, media flowing."""
-
-    def __init__(self, cluster: Cluster) -> None:
-        self.cluster = cluster
-        self.agent = Client(cluster)
-        self.caller = Client(cluster)
-        self.room = ""
-        self.pages: list[Page] = []
-
-    async def start(self) -> None:
-        await self.agent.login()
-        status, made = await self.agent.post("/api/sessions", {"phone": "20000012"})
-        assert status == 201, made
-        self.room = made["session"]["id"]
-        assert await self.caller.open_link(made["link"]) == 303
-        self.caller_page = Page(self.caller.http, self.cluster.url, "/ws/caller", "caller")
-        self.agent_page = Page(self.agent.http, self.cluster.url, f"/ws/agent/{self.room}",
-                               "agent")  # fmt: skip
-        self.pages = [self.caller_page, self.agent_page]
-        for page in self.pages:
-            page.start()
-        await self.agent_page.frames_after(0, 5, 60)
-
-    async def api(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        """The console's request through haproxy. haproxy (no health checks, as
-        docs/cluster.md's sample) still sends some to a node that just died and answers
-        its own 503 page (the request reached no node): the console asks again."""
-        headers = {**self.agent.origin, "X-CSRF-Token": self.agent.csrf}
-        for _ in range(20):
-            async with self.agent.http.request(method, self.cluster.url + path, json=body,
-                                               headers=headers) as r:  # fmt: skip
-                if r.content_type == "application/json":
-                    return r.status, await r.json()
-            await asyncio.sleep(0.3)
-        raise AssertionError(f"no node answered {method} {path}")
-
-    async def state(self) -> str:
-        status, body = await self.api("GET", f"/api/sessions/{self.room}")
-        assert status == 200, body
-        return str(body["session"]["state"])
-
-    async def close(self) -> None:
-        for page in self.pages:
-            await page.close()
-        await self.api("POST", f"/api/sessions/{self.room}/end")
-        await self.caller.close()
-        await self.agent.close()
-
-
-async def kill(node: Node) -> None:
-    assert node.proc is not None
-    node.proc.send_signal(signal.SIGKILL)
-    await asyncio.to_thread(node.proc.wait)
-    node._fh.close()
-
-
-async def restart(cluster: Cluster, node: Node) -> None:
-    node.start()
-    await cluster.ready()
 
 
 # Real processes started and stopped in turn on a loaded machine: minutes, not seconds.
