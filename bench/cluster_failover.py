@@ -127,7 +127,9 @@ async def _measure(args: argparse.Namespace) -> dict[str, Any]:
         with node.config.open("a") as f:
             f.write(f'[recording]\nsegment_s = 1.0\nstorage = "s3"\n[recording.s3]\n'
                     f'bucket = "{bucket}"\nendpoint_url = "{s3.endpoint_url}"\n'
-                    'region = "eu-north-1"\nmax_attempts = 1\n')  # fmt: skip
+                    'region = "eu-north-1"\nmax_attempts = 1\n'
+                    # every page of the bench opens its link from 127.0.0.1
+                    "[session]\nlink_opens_per_minute = 1000\n")  # fmt: skip
     try:
         cluster.start()
         await cluster.ready()

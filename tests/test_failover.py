@@ -62,6 +62,7 @@ async def cluster(postgres: Any, s3_server: Any) -> AsyncIterator[Cluster]:
     saved = {k: os.environ.get(k) for k in RECORDING_ENV}
     os.environ.update(RECORDING_ENV)  # the nodes (and the CLI) inherit it
     c = Cluster(postgres.create_database("fo" + uuid.uuid4().hex[:12]), nodes=3, max_rooms=10)
+    c.db_url = c.nodes[0].config.read_text().split('database_url = "')[1].split('"')[0]  # type: ignore[attr-defined]
     c.bucket = s3_server.create_bucket("eu-north-1")  # type: ignore[attr-defined]
     c.s3 = s3_server  # type: ignore[attr-defined]
     for node in c.nodes:  # on demand (the default mode): only the recording test records
@@ -376,3 +377,52 @@ async def test_recording_across_a_failover(cluster: Cluster) -> None:
         raise
     finally:
         await call.close()
+
+
+async def test_orphan_sweep_ends_sessions_nobody_reopens(cluster: Cluster) -> None:
+    """A live session no node holds is ended `inactive` once orphaned for the inactivity
+    timeout (not before, and never one whose room a node holds); the end is audited."""
+    from types import SimpleNamespace
+
+    import redis.asyncio as aioredis
+    from aiohttp import web
+
+    from server.cluster.failover import Failover, orphan_key
+    from server.cluster.redis import room_key
+    from server.core.appkeys import AUDIT, CLOCK, DB
+    from server.core.audit import Audit
+    from server.core.db import Database
+    from server.rooms.manager import ROOMS, RoomManager
+
+    now = [time.time()]
+    db = Database(cluster.db_url)  # type: ignore[attr-defined]
+    app = web.Application()
+    app[DB], app[CLOCK] = db, lambda: now[0]
+    app[AUDIT] = Audit(db, app[CLOCK])
+    app[ROOMS] = RoomManager(from_dict({"session": {"inactivity_timeout_s": 60}}), db, app[CLOCK])
+    redis = aioredis.Redis.from_url(cluster.redis.url, decode_responses=True)
+    sweeper = Failover(app, SimpleNamespace(redis=redis, draining=False), "sweeper")  # type: ignore[arg-type]
+    anna = await db.user_by_name("anna")
+    assert anna is not None
+    orphan, held = "orph" + uuid.uuid4().hex[:12], "held" + uuid.uuid4().hex[:12]
+    for sid in (orphan, held):
+        await db.add_session(id=sid, agent_id=anna.id, phone="+4520000012", reference="",
+                             state="active", caller_status="live", device_type="",
+                             notice_version="", created_at=now[0])  # fmt: skip
+    await redis.set(room_key(held), "node1", px=60_000)
+    try:
+        await sweeper.sweep()
+        assert await redis.get(orphan_key(orphan)) is not None  # seen orphaned, kept
+        assert (await db.get_session(orphan))["state"] == "active"  # type: ignore[index]
+        now[0] += 61
+        await sweeper.sweep()
+        row = await db.get_session(orphan)
+        assert row is not None and (row["state"], row["end_reason"]) == ("ended", "inactive")
+        assert (await db.get_session(held))["state"] == "active"  # type: ignore[index]
+        assert await redis.get(orphan_key(orphan)) is None and sweeper.orphans_ended == 1
+    finally:
+        await redis.delete(room_key(held), orphan_key(held))
+        await db.update_session(held, state="ended", caller_status="ended", ended_at=now[0],
+                                end_reason="agent_ended")  # fmt: skip
+        await redis.aclose()
+        await db.close()

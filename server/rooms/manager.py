@@ -310,6 +310,9 @@ class RoomManager:
         if p is None or (sink is not None and p.sink is not sink):
             return
         del live.participants[participant_id]
+        if self._live.get(live.room.id) is not live:
+            # Handed over (drain): the room's record is the new node's to write now.
+            return
         events = live.room.leave(participant_id)
         if p.kind == "supervisor":
             await live.media.drop(participant_id)
