@@ -111,6 +111,9 @@ export class Signal {
         return;
       }
       if (!msg || typeof msg.type !== "string") return;
+      // The room moves to another node (docs/protocol.md, "moved"): the close that
+      // follows is reconnected at once, not after the backoff.
+      if (msg.type === "moved") this.backoff = BACKOFF_MIN_MS / 5;
       this.emit("message", msg);
       this.emit(msg.type, msg);
     };

@@ -189,6 +189,8 @@ class Bridge:
         self.held: dict[str, Held] = {}
         self.served: dict[str, RemoteSink] = {}
         self.subscribed = asyncio.Event()
+        # A draining node handed a room to this one (server/cluster/failover.py).
+        self.on_adopt: Callable[[str], Awaitable[None]] | None = None
 
     # --- the node holding the socket ---------------------------------------------------
     async def hold(
@@ -251,6 +253,9 @@ class Bridge:
             return
         if kind == "open":
             self._open(env)
+        elif kind == "adopt":
+            if self.on_adopt is not None:
+                asyncio.ensure_future(self.on_adopt(str(env["room"])))
         elif kind in ("msg", "close"):
             sink = self.served.get(conn_id)
             if sink is None:

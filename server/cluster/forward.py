@@ -23,7 +23,7 @@ import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
 
-from server.cluster.node import CLUSTER, ClusterNode
+from server.cluster.node import CLUSTER, ClusterNode, Elsewhere, locate
 from server.cluster.redis import CLUSTER_ERRORS, ClusterUnavailable
 from server.cluster.registry import placement
 from server.core.appkeys import SECRETS
@@ -99,20 +99,19 @@ async def forward(request: web.Request, node: ClusterNode, owner: str) -> web.St
 
 
 async def owned_room(request: web.Request, room_id: str) -> LiveRoom | None:
-    """The room when this node holds it; None when no node does; otherwise raises
-    Forwarded with the owner's answer to this same request."""
+    """The room when this node holds it (or re-opened it: its node went); None when the
+    session ended; otherwise raises Forwarded with the owner's answer to this request."""
     app = request.app
     live = app[ROOMS].get(room_id)
     if live is not None or CLUSTER not in app or is_forwarded(request):
         return live
-    node = app[CLUSTER]
     try:
-        owner = await app[ROOMS].router.node_for(room_id)
+        where = await locate(app, room_id)  # re-opens a live session no node holds
     except ClusterUnavailable:
         raise Forwarded(unavailable()) from None
-    if not owner or owner == node.node_id:
-        return None
-    raise Forwarded(await forward(request, node, owner))
+    if not isinstance(where, Elsewhere):
+        return where
+    raise Forwarded(await forward(request, app[CLUSTER], where.node_id))
 
 
 async def place_session(request: web.Request) -> web.StreamResponse | None:

@@ -17,6 +17,7 @@ from aiohttp import web
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from server.cluster.bridge import Bridge
+from server.cluster.failover import Failover
 from server.cluster.registry import Registry
 from server.cluster.router import RedisRouter
 from server.core.cluster_config import ClusterConfig
@@ -34,6 +35,9 @@ class ClusterNode:
         self.registry = Registry(self.redis, cluster, self.node_id, router.held, router.reclaim)
         self.bridge = Bridge(app, self.redis, self.node_id, cluster.bridge_buffer)
         self.registry.listeners.append(self.bridge.on_heartbeat)
+        self.failover = Failover(app, self.registry, self.node_id)
+        self.registry.listeners.append(self.failover.on_heartbeat)
+        self.bridge.on_adopt = self.failover.adopt
         router.after_change = self.registry.write_row
         self.no_capacity = 0  # sessions refused because every node was full
         self.forwarded = 0  # requests this node forwarded to a room's node
@@ -84,6 +88,9 @@ class ClusterNode:
         self._tasks = [
             asyncio.create_task(self.registry.run(), name="cluster-heartbeat"),
             asyncio.create_task(self.bridge.run(), name="cluster-bridge"),
+            # Sessions whose room no node holds: ended after the inactivity timeout.
+            asyncio.create_task(self.failover.run(max(5.0, self.cfg.heartbeat_s * 4)),
+                                name="cluster-orphans"),  # fmt: skip
         ]
         # Serve only once subscribed, so a first bridged socket finds this node listening;
         # a Redis that is down does not stop the start (the loops retry).
@@ -115,10 +122,26 @@ class Elsewhere:
 
 
 async def locate(app: web.Application, room_id: str) -> LiveRoom | Elsewhere | None:
-    """The room if this node holds it, else where it is, else None (no node holds it).
-    Raises ClusterUnavailable when Redis cannot say."""
+    """The room if this node holds it, else where it is, else None (the session ended).
+    A live session no node holds (its node died or drained) is re-opened here
+    (server/cluster/failover.py). Raises ClusterUnavailable when Redis cannot say, or
+    when this node is draining and would have to re-open it."""
     live = app[ROOMS].get(room_id)
     if live is not None or CLUSTER not in app:
         return live
+    node = app[CLUSTER]
+    owner = await owner_of(app, room_id)
+    if owner:
+        return Elsewhere(room_id, owner)
+    live = await node.failover.reopen(room_id)
+    if live is not None:
+        return live
+    owner = await owner_of(app, room_id)  # another node won the re-open
+    return Elsewhere(room_id, owner) if owner else None
+
+
+async def owner_of(app: web.Application, room_id: str) -> str | None:
+    """The other node holding the room, None when no node does. Its own id in Redis for a
+    room not in memory (this node restarted under the same id) counts as none."""
     owner = await app[ROOMS].router.node_for(room_id)
-    return Elsewhere(room_id, owner) if owner and owner != app[CLUSTER].node_id else None
+    return owner if owner and owner != app[CLUSTER].node_id else None

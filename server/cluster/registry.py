@@ -100,6 +100,7 @@ class Registry:
         self._reclaim = reclaim
         self.healthy = False  # the last beat reached Redis
         self.draining = False
+        self.stopping = False  # set by a SIGTERM drain (server/cluster/failover.py)
         self.listeners: list[Callable[[bool, set[str]], None]] = []
         self._cpu_mark = (time.monotonic(), time.process_time())
         self._lag_ms = 0.0
@@ -125,7 +126,9 @@ class Registry:
 
     async def beat(self) -> None:
         """One heartbeat: read the drain flag, write this node's row, re-claim its rooms."""
-        self.draining = bool(await self.redis.exists(drain_key(self.node_id)))
+        # A stopping node (SIGTERM, server/cluster/failover.py) stays draining, flag or not.
+        flagged = bool(await self.redis.exists(drain_key(self.node_id)))
+        self.draining = self.stopping or flagged
         await self.write_row()
         await self._reclaim(self._held_rooms())
 

@@ -10,7 +10,7 @@ from aiohttp import web
 
 from server.cluster import forward
 from server.cluster.node import CLUSTER, ClusterNode
-from server.cluster.redis import CLUSTER_ERRORS, connect, room_key
+from server.cluster.redis import connect
 from server.cluster.router import RedisRouter
 from server.core.config import Config
 from server.observe.metrics import METRICS
@@ -32,17 +32,11 @@ def build_router(config: Config) -> Router:
 
 
 async def live_room_ids(app: web.Application) -> frozenset[str] | None:
-    """The rooms some node of the cluster holds (empty without a cluster); None when Redis
-    cannot say, so a starting node ends nobody else's session."""
-    if CLUSTER not in app:
-        return frozenset()
-    redis = app[CLUSTER].redis
-    try:
-        keys = [k async for k in redis.scan_iter(match=room_key("*"), count=500)]
-    except CLUSTER_ERRORS as exc:
-        log.warning("cluster: Redis unreachable at start (%s): no open session ended", exc)
-        return None
-    return frozenset(k.rsplit(":", 1)[1] for k in keys)
+    """The sessions a starting node keeps open: without a cluster none (its rooms died
+    with the previous process: empty set); in a cluster all (None): a live session whose
+    node went is re-opened by the next request or socket for it, and one nobody comes
+    back to is ended by the orphan sweep (server/cluster/failover.py)."""
+    return None if CLUSTER in app else frozenset()
 
 
 def setup(app: web.Application) -> None:
@@ -64,3 +58,10 @@ def setup(app: web.Application) -> None:
         await node.stop()
 
     app.cleanup_ctx.append(lifecycle)
+
+    async def drain(app: web.Application) -> None:
+        # Before the sockets are closed (app.py's on_shutdown comes after this one): the
+        # pages get `moved` and the rooms a new node, not an end.
+        await node.failover.drain(app[ROOMS].config.cluster.drain_timeout_s)
+
+    app.on_shutdown.append(drain)

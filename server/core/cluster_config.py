@@ -40,6 +40,9 @@ class ClusterConfig:
     max_rooms_per_node: int = 100
     # Messages buffered per bridged socket and direction; overflow closes it.
     bridge_buffer: int = 256
+    # Seconds a stopping node (SIGTERM) has to hand its rooms over to other nodes (pages
+    # told `moved`, recordings finished) before it exits anyway; 1..300.
+    drain_timeout_s: float = 20.0
 
 
 def validate_cluster(c: ClusterConfig) -> None:
@@ -53,6 +56,8 @@ def validate_cluster(c: ClusterConfig) -> None:
         raise ClusterConfigError(
             "cluster: max_rooms_per_node must be at least 1 and bridge_buffer at least 8"
         )
+    if not 1 <= c.drain_timeout_s <= 300:
+        raise ClusterConfigError("cluster.drain_timeout_s: must be between 1 and 300 seconds")
     if c.router != "redis":
         return
     if not c.redis_url.startswith(("redis://", "rediss://", "unix://")):

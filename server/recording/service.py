@@ -185,6 +185,10 @@ class RecordingService:
     # --- crash recovery
 
     async def _recover_interrupted(self) -> None:
+        if self.config.cluster.router == "redis":
+            # Another node may be writing them right now: the node that re-opens a dead
+            # node's room seals its recording, or the orphan sweep (server/cluster/failover.py).
+            return
         rows = await self.db.list_recordings(status="recording")
         for row in rows:
             if row["id"] in {a.recorder.id for a in self.active.values()}:
@@ -318,6 +322,12 @@ class RecordingService:
         async with self._lock(live.room.id):
             await self._stop_active(live.room.id)
             return self.state(live)
+
+    async def finish_room(self, room_id: str) -> None:
+        """A draining node hands the room over: its recording ends complete here (the next
+        node records into a new one, linked to the same session)."""
+        async with self._lock(room_id):
+            await self._stop_active(room_id)
 
     async def _stop_active(self, room_id: str) -> RecordingSummary | None:
         active = self.active.get(room_id)

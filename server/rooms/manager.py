@@ -24,7 +24,7 @@ from server.core.db import Database, unavailable
 from server.media.peers import MediaEvent, MediaRoom
 from server.rooms.connection import CLOSE_REPLACED, CLOSE_ROOM_ENDED
 from server.rooms.participant import CALLER, MessageSink, Participant
-from server.rooms.router import LocalRouter, Router
+from server.rooms.router import LocalRouter, RoomTaken, Router
 from server.rooms.state import ParticipantState, Room, RoomEvent
 from server.signalling import messages as M
 
@@ -176,6 +176,27 @@ class RoomManager:
     # --- lifecycle ---------------------------------------------------------------------
     async def open(self, room: Room) -> LiveRoom:
         await self.router.claim(room.id)
+        live = await self.open_claimed(room)
+        self.emit("created", room)
+        return live
+
+    async def reopen(self, room: Room) -> LiveRoom | None:
+        """Open again a room whose node is gone (a cluster: killed, or it handed the room
+        over while draining), rebuilt from its session record by server.cluster.failover.
+        None when another node won the claim (RoomTaken): the caller asks where it is."""
+        try:
+            await self.router.claim(room.id)
+        except RoomTaken:
+            return None
+        live = self._live.get(room.id)
+        if live is not None:  # two requests reopened it at once on this node: one room
+            return live
+        live = await self.open_claimed(room)
+        log.info("room %s re-opened on node %s from its session record", room.id,
+                 self.router.node_id)  # fmt: skip
+        return live
+
+    async def open_claimed(self, room: Room) -> LiveRoom:
         media = MediaRoom(
             room.id,
             self.config.media,
@@ -184,8 +205,26 @@ class RoomManager:
         )
         live = LiveRoom(room=room, media=media)
         self._live[room.id] = live
-        self.emit("created", room)
         return live
+
+    async def hand_off(self, room_id: str, message: dict[str, Any], code: int) -> bool:
+        """A draining node lets go of a room without ending it: every participant gets
+        `message` (`moved`) and its socket closed with `code`, the media closes, the
+        session's pending writes go first, and the room key is released so another node
+        re-opens it from the record (server/cluster/failover.py)."""
+        live = self._live.get(room_id)
+        if live is None or live.room.ended:
+            return False
+        for p in list(live.participants.values()):
+            p.send(message)
+            if p.sink is not None:
+                p.sink.close_soon(code, "moved")
+        await live.media.close()
+        if self._writer is not None and not self._writer.done():
+            await asyncio.wait([self._writer], timeout=3)
+        self._live.pop(room_id, None)
+        await self.router.release(room_id)
+        return True
 
     def get(self, room_id: str) -> LiveRoom | None:
         return self._live.get(room_id)
@@ -271,6 +310,9 @@ class RoomManager:
         if p is None or (sink is not None and p.sink is not sink):
             return
         del live.participants[participant_id]
+        if self._live.get(live.room.id) is not live:
+            # Handed over (drain): the room's record is the new node's to write now.
+            return
         events = live.room.leave(participant_id)
         if p.kind == "supervisor":
             await live.media.drop(participant_id)

@@ -118,6 +118,9 @@ class Room:
     started_at: float | None = None
     ended_at: float | None = None
     end_reason: str | None = None
+    # When this node re-opened the room from its session record after the node that held
+    # it died or drained (server/cluster/failover.py); None for a room opened here.
+    reopened_at: float | None = None
 
     # --- derived -----------------------------------------------------------------------
     @property

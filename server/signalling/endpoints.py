@@ -237,6 +237,10 @@ async def serve(
     await rooms.join(live, role, participant, conn, name=name)
     if role != "supervisor":
         app[TOOLKIT].joined(live, conn)  # toolkit settings and what it missed
+    if role == "agent" and live.room.reopened_at is not None:
+        # The room came back on this node after its node went (docs/cluster.md): the
+        # agent learns which toolkit state did not.
+        conn.send(P.reopened(app[TOOLKIT].config.keep_chat))
     bucket = TokenBucket(sig.rate_per_s, sig.burst, time.monotonic())
     strikes = 0
     try:

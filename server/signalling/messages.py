@@ -208,6 +208,7 @@ SERVER_TYPES = (
         {"welcome", "room", "answer", "ended", "error", "pong"}
         | {"frozen", "unfrozen", "freeze_request"}  # toolkit
         | {"snapshot", "snapshot_failed", "photo"}  # recording
+        | {"moved", "reopened"}  # a cluster's drain and failover (docs/protocol.md)
     )
     | RELAYED
 )
@@ -254,6 +255,27 @@ def error(code: str, message: str, ref: str | None = None) -> dict[str, Any]:
     if ref:
         msg["ref"] = ref
     return msg
+
+
+def moved() -> dict[str, Any]:
+    """The room moves to another node (drain): reconnect now (docs/protocol.md)."""
+    return {"type": "moved"}
+
+
+def reopened(chat_kept: bool) -> dict[str, Any]:
+    """To the agent after its room was re-opened on another node: which toolkit state
+    came back (docs/protocol.md, "reopened")."""
+    lost = "lost"
+    return {
+        "type": "reopened",
+        "toolkit": {"chat": "kept" if chat_kept else lost, "marks": lost, "frozen": lost,
+                    "images": lost},
+    }  # fmt: skip
+
+
+def chat_kept(text: str, n: int, at: str | None, sender: str) -> dict[str, Any]:
+    """A chat message as it was relayed, rebuilt from the database (toolkit.keep_chat)."""
+    return {"type": "chat", "text": text, "n": n, "at": at, "from": sender}
 
 
 def pong() -> dict[str, Any]:

@@ -92,6 +92,12 @@ class SessionsRepository(OutboxRepository):
                 await self._outbox_in(conn, "session.ended", ids)
             return ids
 
+    async def open_session_ids(self) -> list[str]:
+        """The sessions not ended (a cluster's orphan sweep, server/cluster/failover.py)."""
+        async with self.engine.connect() as conn:
+            query = sa.select(sessions.c.id).where(sessions.c.state != "ended")
+            return [str(r[0]) for r in (await conn.execute(query)).all()]
+
     async def update_session(self, session_id: str, **values: Any) -> None:
         async with self.engine.begin() as conn:
             query = sessions.update().where(sessions.c.id == session_id).values(**values)

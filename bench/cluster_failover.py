@@ -1,0 +1,176 @@
+"""Failover of a cluster (docs/cluster.md, "Failover and drain"): PostgreSQL, redis-server,
+moto's S3 server, 3 `callassist serve` nodes and haproxy, started here on loopback (the
+tests' process starters) and stopped at the end. The pages are aiortc stand-ins that reach
+the service only through haproxy and reconnect by themselves (tests/failover_pages.py).
+
+1. failover: kill -9 of the room's node, `--runs` times; seconds until frames arrive at
+   the agent again on a new peer connection (median, max). The first run records to S3:
+   `recording_segments_lost` = segments uploaded before the kill and missing from the
+   recording the re-opening node sealed.
+2. rolling restart: `--rooms` live rooms, every node stopped (SIGTERM: drain) and started
+   again in turn; rooms ended (0 is the goal) and the agent page's reconnects per room.
+
+    python bench/cluster_failover.py [--runs 3] [--rooms 10] [--json]
+
+`bench/cluster.py --failover` calls `measure(args)`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import statistics
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT)]
+
+from server.media import aiortc_hooks  # noqa: E402
+from tests.cluster_procs import Cluster  # noqa: E402
+from tests.failover_pages import Call, kill, restart  # noqa: E402
+from tests.pg import PostgresServer  # noqa: E402
+from tests.s3_server import S3TestServer  # noqa: E402
+from tests.test_cluster import owner_of  # noqa: E402
+
+ENV = {
+    "CALLASSIST_RECORDING_KEYS": "mk-0001:" + base64.b64encode(os.urandom(32)).decode(),
+    "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
+    "AWS_DEFAULT_REGION": "eu-north-1",
+}  # fmt: skip
+
+
+async def _failover(cluster: Cluster, s3: S3TestServer, bucket: str, runs: int) -> dict[str, Any]:
+    call = Call(cluster)
+    client = s3.client(region="eu-north-1")
+    times: list[float] = []
+    lost = 0
+    try:
+        await call.start()
+        status, body = await call.api("POST", f"/api/sessions/{call.room}/recording",
+                                      {"action": "start"})  # fmt: skip
+        assert status == 200, body
+        rid = body["recording"]["id"]
+
+        def segments() -> list[str]:
+            listed = client.list_objects_v2(Bucket=bucket, Prefix=f"recordings/{rid}/")
+            return [o["Key"] for o in listed.get("Contents", []) if "segment-" in o["Key"]]
+
+        deadline = time.monotonic() + 60
+        while len(await asyncio.to_thread(segments)) < 3:
+            assert time.monotonic() < deadline, "no segments uploaded in 60 s"
+            await asyncio.sleep(0.3)
+        for run in range(runs):
+            owner = cluster.node(await owner_of(cluster, call.room))
+            uploaded = await asyncio.to_thread(segments) if run == 0 else []
+            t0 = time.monotonic()
+            await kill(owner)
+            times.append(await call.agent_page.frames_after(t0, 5, 90))
+            if run == 0:
+                deadline = time.monotonic() + 60
+                while True:
+                    _, listed = await call.api("GET", f"/api/sessions/{call.room}/recordings")
+                    row = next(r for r in listed["recordings"] if r["id"] == rid)
+                    if row["status"] != "recording" or time.monotonic() > deadline:
+                        break
+                    await asyncio.sleep(0.5)
+                lost = max(len(uploaded) - int(row["segments"]), 0)
+            await restart(cluster, owner)
+    finally:
+        await call.close()
+    return {"failover_s": {"median": round(statistics.median(times), 2),
+                           "max": round(max(times), 2), "runs": [round(t, 2) for t in times]},
+            "recording_segments_lost": lost}  # fmt: skip
+
+
+async def _rolling(cluster: Cluster, rooms: int) -> dict[str, Any]:
+    calls = [Call(cluster) for _ in range(rooms)]
+    try:
+        for call in calls:
+            await call.start()
+        before = [c.agent_page.welcomes for c in calls]
+        for node in cluster.nodes:
+            await asyncio.to_thread(node.stop)  # SIGTERM: the node drains, then exits
+            await restart(cluster, node)
+        for call in calls:
+            assert call.agent_page.media is not None
+            await call.agent_page.media.wait_frames(5, 60)
+        ended = 0
+        for call in calls:
+            ended += await call.state() == "ended"
+        per_room = [c.agent_page.welcomes - b for c, b in zip(calls, before, strict=True)]
+    finally:
+        for call in calls:
+            await call.close()
+    return {"rooms": rooms, "rooms_ended": ended,
+            "reconnects_per_room": round(statistics.mean(per_room), 2),
+            "reconnects_per_room_max": max(per_room)}  # fmt: skip
+
+
+async def _measure(args: argparse.Namespace) -> dict[str, Any]:
+    aiortc_hooks.install(["127.0.0.1"])
+    saved = {k: os.environ.get(k) for k in ENV}
+    os.environ.update(ENV)
+    pg = PostgresServer()
+    pg.start()
+    s3 = S3TestServer().start()
+    cluster = Cluster(pg.create_database("bf" + uuid.uuid4().hex[:12]), nodes=3,
+                      max_rooms=max(args.rooms, 3))  # fmt: skip
+    bucket = s3.create_bucket("eu-north-1")
+    for node in cluster.nodes:
+        with node.config.open("a") as f:
+            f.write(f'[recording]\nsegment_s = 1.0\nstorage = "s3"\n[recording.s3]\n'
+                    f'bucket = "{bucket}"\nendpoint_url = "{s3.endpoint_url}"\n'
+                    'region = "eu-north-1"\nmax_attempts = 1\n'
+                    # every page of the bench opens its link from 127.0.0.1
+                    "[session]\nlink_opens_per_minute = 1000\n")  # fmt: skip
+    try:
+        cluster.start()
+        await cluster.ready()
+        out = await _failover(cluster, s3, bucket, args.runs)
+        out["rolling_restart"] = await _rolling(cluster, args.rooms)
+        return out
+    finally:
+        cluster.stop()
+        s3.stop()
+        pg.stop()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    """`{"failover_s": {"median", "max"}, "rolling_restart": {"rooms", "rooms_ended",
+    "reconnects_per_room"}, "recording_segments_lost"}` (issue #12's benchmark)."""
+    args.runs = getattr(args, "runs", 3)
+    args.rooms = getattr(args, "rooms", 10)
+    return asyncio.run(_measure(args))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=3, help="kill -9 runs (default 3)")
+    parser.add_argument("--rooms", type=int, default=10, help="rooms in the rolling restart")
+    parser.add_argument("--json", action="store_true", help="one JSON object")
+    args = parser.parse_args()
+    result = measure(args)
+    if args.json:
+        print(json.dumps(result))
+        return
+    f, r = result["failover_s"], result["rolling_restart"]
+    print(f"failover after kill -9: median {f['median']} s, max {f['max']} s ({f['runs']})")
+    print(f"recording segments lost: {result['recording_segments_lost']}")
+    print(f"rolling restart: {r['rooms']} rooms, {r['rooms_ended']} ended, "
+          f"{r['reconnects_per_room']} reconnects per room (max {r['reconnects_per_room_max']})")
+
+
+if __name__ == "__main__":
+    main()
