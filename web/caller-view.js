@@ -42,6 +42,9 @@ export function render(st, zoom) {
   let key = "c.state." + state;
   if (state === "connecting" && st.cameraTrack) key = "c.state.connecting_media";
   el("state-text").textContent = t(key);
+  // Who sees the camera, at all times: the operator's name, not a generic subtitle. Not a
+  // data-i18n element: a language switch (or a module's strings arriving) must not reset it.
+  el("brand-sub").textContent = (st.notice && st.notice.operator) || t("c.subtitle");
 
   for (const v of ["notice", "ready", "call", "end"]) el("view-" + v).hidden = view !== v;
 
