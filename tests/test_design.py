@@ -183,6 +183,35 @@ async def test_caller_state_is_on_the_picture(call: Call) -> None:
     await expect(chip).to_have_attribute("data-state", "live", timeout=10_000)
 
 
+async def test_shared_screen_takes_the_screen(call: Call) -> None:
+    agent, caller = call.agent, call.caller
+    await agent.get_by_test_id("share-screen").click()
+    await expect(caller.get_by_test_id("call-stage")).to_have_attribute("data-screen", "on")
+    await expect(caller.locator("body")).to_have_attribute("data-screen", "on")
+    # Reminder, "Send a photo" and the "live" banner step aside; the name stays.
+    await expect(caller.get_by_test_id("camera-reminder")).to_be_hidden()
+    await expect(caller.get_by_test_id("upload-photo")).to_be_hidden()
+    await expect(caller.get_by_test_id("operator-name")).to_have_text(OPERATOR)
+    vp = caller.viewport_size
+    assert vp is not None
+    screen = await box(caller, "screen-video")
+    assert screen["width"] >= vp["width"] - 1 and screen["height"] >= vp["height"] * 0.8, screen
+    # The controls lie over the picture, fade when idle and stay usable.
+    controls = caller.locator(".controls")
+    await expect(caller.locator("#view-call")).to_have_class("view view-call idle", timeout=10_000)
+    assert float(await controls.evaluate("c => getComputedStyle(c).opacity")) < 1
+    await caller.get_by_test_id("screen-video").click()
+    await expect(caller.locator("#view-call")).not_to_have_class("view view-call idle")
+    # A tap on the preview moves it to the other corner.
+    before = await box(caller, "camera-preview")
+    await caller.get_by_test_id("camera-preview").click()
+    after = await box(caller, "camera-preview")
+    assert after["x"] < before["x"] - vp["width"] / 3, (before, after)
+    await agent.get_by_test_id("stop-share").click()
+    await expect(caller.locator("body")).to_have_attribute("data-screen", "off")
+    await expect(caller.get_by_test_id("camera-reminder")).to_be_visible()
+
+
 async def test_agent_keyboard(call: Call) -> None:
     agent, caller = call.agent, call.caller
     await agent.locator("body").click(position={"x": 5, "y": 700})  # nothing focused

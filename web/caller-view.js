@@ -83,6 +83,9 @@ function renderCall(st, zoom) {
   const screenOn = !!(st.room && st.room.tracks && st.room.tracks.screen);
   el("stage").classList.toggle("has-screen", screenOn);
   el("stage").dataset.screen = screenOn ? "on" : "off";
+  const screenMode = screenOn && currentView(st) === "call";
+  if (screenMode && document.body.dataset.screen !== "on" && wakeControls) wakeControls(); // a share starts: controls shown
+  document.body.dataset.screen = screenMode ? "on" : "off";
   el("screen-placeholder").hidden = screenOn;
   if (!screenOn) {
     exitFullscreen();
@@ -114,6 +117,26 @@ function renderEnd(st) {
 }
 
 let toastTimer = null;
+// While the agent shares: the controls over the picture fade after IDLE_MS without a
+// touch; any touch brings them back. A tap on the preview moves it to the other corner.
+const IDLE_MS = 4000;
+let wakeControls = null;
+export function setupScreenMode() {
+  let timer = null;
+  const wake = (wakeControls = () => {
+    el("view-call").classList.remove("idle");
+    clearTimeout(timer);
+    timer = setTimeout(() => el("view-call").classList.add("idle"), IDLE_MS);
+  });
+  for (const type of ["pointerdown", "keydown", "focusin"]) el("view-call").addEventListener(type, wake);
+  el("preview-wrap").addEventListener("click", () => {
+    if (document.body.dataset.screen !== "on") return;
+    const w = el("preview-wrap");
+    w.dataset.corner = w.dataset.corner === "left" ? "right" : "left";
+  });
+  wake();
+}
+
 export function toast(text) {
   const box = el("toast");
   box.textContent = text;
