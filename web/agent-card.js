@@ -111,6 +111,7 @@ export function renderVideo() {
   ph.hidden = !placeholder;
   ph.textContent = placeholder ? t(placeholder) : "";
   ph.dataset.reason = placeholder ? placeholder.split(".").pop() : "";
+  renderVideoState(placeholder, status);
   const nf = el("camera-noframes");
   nf.hidden = !st.noFrames || !!placeholder;
   nf.textContent = st.noFrames ? t("a.camera.noframes", st.noFrames) : "";
@@ -122,6 +123,18 @@ export function renderVideo() {
   el("share-screen").hidden = sharing || st.ended;
   el("stop-share").hidden = !sharing || st.ended;
   el("share-status").hidden = !sharing || st.ended;
+}
+
+// The caller's state as a chip on the picture, so the agent never takes a frozen last frame
+// for a live one: `data-state` = live, noframe (live, nothing decoded yet), stale (frames
+// stopped), paused, reconnecting, left, waiting, ended.
+function renderVideoState(placeholder, status) {
+  let state = placeholder ? placeholder.split(".").pop() : "";
+  if (!state && status === "live") state = st.noFrames ? "stale" : st.noFrameYet ? "noframe" : "live";
+  if (!state) state = "waiting";
+  const chip = el("video-caller-state");
+  chip.dataset.state = state;
+  chip.textContent = t("a.vstate." + state);
 }
 
 // The connection banner only appears when something is wrong or still starting.

@@ -59,6 +59,7 @@ async function watchFrames() {
   const pc = st.pc;
   const now = performance.now();
   let noFrames = null;
+  let noFrameYet = false; // live, but this pc has decoded nothing yet (the chip on the video)
   if (!st.ended && status === "live" && st.room.tracks && st.room.tracks.camera) {
     let decoded = 0;
     if (pc && pc.connectionState === "connected") {
@@ -69,14 +70,17 @@ async function watchFrames() {
     if (pc !== frameWatch.pc || decoded !== frameWatch.decoded || frameWatch.since === 0) {
       frameWatch = { pc, decoded, since: now };
     }
+    noFrameYet = decoded === 0;
     const s = Math.round((now - frameWatch.since) / 1000);
     if (s >= NO_FRAMES_S) noFrames = { s, state: (pc && pc.connectionState) || "none" };
   } else {
     frameWatch = { pc: null, decoded: -1, since: 0 };
   }
   const was = st.noFrames;
+  const wasYet = st.noFrameYet;
   st.noFrames = noFrames;
-  if (!!was !== !!noFrames || (noFrames && was && (was.s !== noFrames.s || was.state !== noFrames.state))) renderVideo();
+  st.noFrameYet = noFrameYet;
+  if (wasYet !== noFrameYet || !!was !== !!noFrames || (noFrames && was && (was.s !== noFrames.s || was.state !== noFrames.state))) renderVideo();
 }
 
 // Why did the upgrade fail? The session itself says whether it ended or we are logged out.

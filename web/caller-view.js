@@ -42,6 +42,9 @@ export function render(st, zoom) {
   let key = "c.state." + state;
   if (state === "connecting" && st.cameraTrack) key = "c.state.connecting_media";
   el("state-text").textContent = t(key);
+  // Who sees the camera, at all times: the operator's name, not a generic subtitle. Not a
+  // data-i18n element: a language switch (or a module's strings arriving) must not reset it.
+  el("brand-sub").textContent = (st.notice && st.notice.operator) || t("c.subtitle");
 
   for (const v of ["notice", "ready", "call", "end"]) el("view-" + v).hidden = view !== v;
 
@@ -80,6 +83,9 @@ function renderCall(st, zoom) {
   const screenOn = !!(st.room && st.room.tracks && st.room.tracks.screen);
   el("stage").classList.toggle("has-screen", screenOn);
   el("stage").dataset.screen = screenOn ? "on" : "off";
+  const screenMode = screenOn && currentView(st) === "call";
+  if (screenMode && document.body.dataset.screen !== "on" && wakeControls) wakeControls(); // a share starts: controls shown
+  document.body.dataset.screen = screenMode ? "on" : "off";
   el("screen-placeholder").hidden = screenOn;
   if (!screenOn) {
     exitFullscreen();
@@ -111,6 +117,26 @@ function renderEnd(st) {
 }
 
 let toastTimer = null;
+// While the agent shares: the controls over the picture fade after IDLE_MS without a
+// touch; any touch brings them back. A tap on the preview moves it to the other corner.
+const IDLE_MS = 4000;
+let wakeControls = null;
+export function setupScreenMode() {
+  let timer = null;
+  const wake = (wakeControls = () => {
+    el("view-call").classList.remove("idle");
+    clearTimeout(timer);
+    timer = setTimeout(() => el("view-call").classList.add("idle"), IDLE_MS);
+  });
+  for (const type of ["pointerdown", "keydown", "focusin"]) el("view-call").addEventListener(type, wake);
+  el("preview-wrap").addEventListener("click", () => {
+    if (document.body.dataset.screen !== "on") return;
+    const w = el("preview-wrap");
+    w.dataset.corner = w.dataset.corner === "left" ? "right" : "left";
+  });
+  wake();
+}
+
 export function toast(text) {
   const box = el("toast");
   box.textContent = text;

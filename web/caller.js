@@ -12,7 +12,7 @@ import { PcSession } from "./lib/pc-session.js";
 import { api } from "./lib/api.js";
 import { setupZoom } from "./zoom.js";
 import { startCamera, hasWebrtc } from "./caller-camera.js";
-import { render as renderView, toast, exitFullscreen, toggleFullscreen } from "./caller-view.js";
+import { render as renderView, toast, exitFullscreen, toggleFullscreen, setupScreenMode } from "./caller-view.js";
 import { loadNotice } from "./caller-notice.js";
 import { setupRecording } from "./recording-caller.js"; // recording badge, snapshots, photos
 
@@ -336,6 +336,7 @@ function wireUi() {
     }
   });
   zoom = setupZoom(el("screen-wrap"), el("screen-video"));
+  setupScreenMode();
 
   // Coming back to the page (phone unlocked, app switched back): check everything.
   document.addEventListener("visibilitychange", () => {

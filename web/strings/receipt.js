@@ -1,13 +1,14 @@
 // Strings of the caller's privacy receipt (web/receipt.js), in lv/en/ru with the same keys.
+// rc.snapshots/rc.uploads: a no-break space (\u00a0) before the count, so it never wraps alone.
 
 export default {
   lv: {
     "rc.title": "Jūsu privātuma kvīts",
     "rc.kept": "Šajā sesijā saglabāts:",
     "rc.record": "Sesijas ieraksts: tālruņa numurs {phone}, ierīces veids, laiks un ilgums",
-    "rc.snapshots": "Momentuzņēmumi no kameras: {n}",
-    "rc.uploads": "Jūsu nosūtītie fotoattēli: {n}",
-    "rc.faces": "Sejas, kas aizmiglotas pirms saglabāšanas: {n}",
+    "rc.snapshots": "Momentuzņēmumi no kameras:\u00a0{n}",
+    "rc.uploads": "Jūsu nosūtītie fotoattēli:\u00a0{n}",
+    "rc.faces": "Sejas, kas aizmiglotas pirms saglabāšanas:\u00a0{n}",
     "rc.recording.no": "Video ieraksts: nav",
     "rc.recording.yes": "Video ieraksts: ir, {duration}",
     "rc.nothing": "No šīs sesijas nav saglabāts neviens attēls vai video.",
@@ -24,9 +25,9 @@ export default {
     "rc.title": "Your privacy receipt",
     "rc.kept": "What this session kept:",
     "rc.record": "The session record: phone number {phone}, device type, time and duration",
-    "rc.snapshots": "Snapshots from your camera: {n}",
-    "rc.uploads": "Photos you sent: {n}",
-    "rc.faces": "Faces blurred before the pictures were stored: {n}",
+    "rc.snapshots": "Snapshots from your camera:\u00a0{n}",
+    "rc.uploads": "Photos you sent:\u00a0{n}",
+    "rc.faces": "Faces blurred before the pictures were stored:\u00a0{n}",
     "rc.recording.no": "Video recording: none",
     "rc.recording.yes": "Video recording: yes, {duration}",
     "rc.nothing": "No picture or video of this session was kept.",
@@ -43,9 +44,9 @@ export default {
     "rc.title": "Ваша квитанция о данных",
     "rc.kept": "Что сохранено об этом сеансе:",
     "rc.record": "Запись о сеансе: номер телефона {phone}, тип устройства, время и длительность",
-    "rc.snapshots": "Снимки с вашей камеры: {n}",
-    "rc.uploads": "Отправленные вами фото: {n}",
-    "rc.faces": "Лица, размытые перед сохранением: {n}",
+    "rc.snapshots": "Снимки с вашей камеры:\u00a0{n}",
+    "rc.uploads": "Отправленные вами фото:\u00a0{n}",
+    "rc.faces": "Лица, размытые перед сохранением:\u00a0{n}",
     "rc.recording.no": "Видеозапись: нет",
     "rc.recording.yes": "Видеозапись: да, {duration}",
     "rc.nothing": "Ни одного изображения или видео этого сеанса не сохранено.",
