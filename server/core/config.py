@@ -60,7 +60,7 @@ class SessionConfig:
     # Live rooms one agent may have at once (an agent helps one caller at a time).
     max_live_rooms_per_agent: int = 20
     # Version of the service notice and privacy summary the caller accepts.
-    notice_version: str = "2026-11-01"
+    notice_version: str = "2026-12-01"
     # Shown to callers in the privacy summary.
     privacy_contact: str = "privacy@example.eu"
     operator_name: str = "Example Telecom"
