@@ -60,6 +60,7 @@ const st = {
   invalid: false,
   fatal: null, // "replaced" | "outdated"
   gumCalls: 0, // for tests: getUserMedia must not run before the notice is accepted
+  cameraRestarts: 0, // for tests: the camera restarted by itself after the background
   state: "connecting",
 };
 let zoom = null;
@@ -166,6 +167,15 @@ function onCameraEnded(track) {
   st.cameraTrack = null;
   st.cameraStopped = true;
   render();
+}
+
+// Back from the background with the camera ended: get it again without a tap. The caller
+// allowed it on this page already (Safari keeps that for the page's life, Chrome for the
+// site); if the browser now wants a gesture, the "camera-stopped" note and its button stay.
+function restartCamera() {
+  if (!st.cameraStopped || st.cameraTrack || st.starting || st.cameraError) return;
+  st.cameraRestarts += 1; // for tests (docs/testing.md)
+  startCamera(st, false, { render, useTrack: useCameraTrack, quiet: true });
 }
 
 function setPaused(paused) {
@@ -341,7 +351,9 @@ function wireUi() {
   document.addEventListener("visibilitychange", () => {
     if (document.visibilityState !== "visible" || st.ended || st.fatal) return;
     st.signal.kick();
-    if (st.cameraTrack && st.cameraTrack.readyState === "ended") return onCameraEnded(st.cameraTrack);
+    // iOS ends the camera in the background, often without an "ended" event.
+    if (st.cameraTrack && st.cameraTrack.readyState === "ended") onCameraEnded(st.cameraTrack);
+    if (st.cameraStopped) return restartCamera();
     if (st.cameraTrack && st.wsReady && (!st.pc || !["connected", "connecting", "new"].includes(st.pc.connectionState))) {
       media.recover("visible");
     }
