@@ -7,7 +7,7 @@ import * as i18n from "./i18n.js";
 import { t } from "./i18n.js";
 import STRINGS from "./strings/caller.js";
 import { Signal, probeUpgradeUrl } from "./ws.js";
-import { showTrack, forgetPcNumber } from "./rtc.js";
+import { showTrack, forgetPcNumber, canSend, onlyCodec } from "./rtc.js";
 import { PcSession } from "./lib/pc-session.js";
 import { api } from "./lib/api.js";
 import { setupZoom } from "./zoom.js";
@@ -61,6 +61,7 @@ const st = {
   fatal: null, // "replaced" | "outdated"
   gumCalls: 0, // for tests: getUserMedia must not run before the notice is accepted
   cameraRestarts: 0, // for tests: the camera restarted by itself after the background
+  codec: null, // "H264" when the page offered H264 alone (no VP8 in this browser)
   state: "connecting",
 };
 let zoom = null;
@@ -88,6 +89,11 @@ const media = new PcSession({
     const cam = pc.addTransceiver(st.cameraTrack, { direction: "sendonly" });
     st.cameraSender = cam.sender;
     const screen = pc.addTransceiver("video", { direction: "recvonly" });
+    // Safari without VP8: offer H264 alone (the server then uses H264 on this leg and the
+    // agent's page sends its screen in H264 too, docs/compatibility.md).
+    if (!canSend("video/vp8") && canSend("video/h264")) {
+      st.codec = onlyCodec(cam, "video/h264") && onlyCodec(screen, "video/h264") ? "H264" : null;
+    }
     showTrack(el("screen-video"), screen.receiver.track);
     pc.addEventListener("track", (ev) => {
       if (ev.transceiver === screen) showTrack(el("screen-video"), ev.track);

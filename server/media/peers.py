@@ -59,8 +59,8 @@ _DIRECTION = {
 @dataclass(frozen=True)
 class MediaEvent:
     participant_id: str
-    kind: str  # "pc_state" | "track_live" | "track_ended"
-    value: str  # the connection state, or the track name
+    kind: str  # "pc_state" | "track_live" | "track_ended" | "codec_mismatch"
+    value: str  # the connection state, the track name, or "<track>=<codec or empty>"
 
 
 class MediaError(Exception):
@@ -93,12 +93,18 @@ class _Participant:
 
 
 def _codec_preferences(codec: str) -> list[RTCRtpCodecCapability]:
+    """media.codec first, then the other codec (VP8 / H264): a browser without media.codec
+    (Safari without VP8) still negotiates and publishes the other, and every other leg
+    negotiated both, so its packets are forwarded as they are (no transcoding: the
+    subscriber uses its leg's payload type for that codec)."""
     caps = RTCRtpSender.getCapabilities("video").codecs
     chosen = [c for c in caps if c.mimeType.lower() == f"video/{codec.lower()}"]
     if not chosen:
         raise ValueError(f"codec {codec!r} is not supported by aiortc")
+    pair = ("video/vp8", "video/h264")
+    others = [c for c in caps if c.mimeType.lower() in pair and c not in chosen]
     # RTX keeps NACK retransmissions working on both legs.
-    return chosen + [c for c in caps if c.mimeType.lower() == "video/rtx"]
+    return chosen + others + [c for c in caps if c.mimeType.lower() == "video/rtx"]
 
 
 def turn_credentials(turn_secret: str, ttl_s: int, now: float) -> tuple[str, str]:
@@ -426,7 +432,9 @@ class MediaRoom:
                 self._stop_receiving(leg)
             elif client_recvs and leg.receive_t is None:
                 leg.receive_t = t
-                leg.subscription = RtpSubscriber(receive_track, t)
+                leg.subscription = RtpSubscriber(
+                    receive_track, t, on_codec=self._codec_reporter(part, receive_track.name)
+                )
                 t.sender.replaceTrack(leg.subscription)
             t.direction = _DIRECTION[(t is leg.publish_t, t is leg.receive_t)]
 
@@ -502,6 +510,21 @@ class MediaRoom:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+    def _codec_reporter(self, part: _Participant, track: str) -> Callable[[str | None], None]:
+        """A leg that cannot take the track's codec (e.g. the agent's screen in VP8 to a
+        caller with H264 only): a `codec_mismatch` event "<track>=<codec>", "<track>=" once
+        it matches again."""
+
+        def report(codec: str | None) -> None:
+            if codec:
+                logger.info(
+                    "room %s: %s cannot receive the %s in %s (no transcoding)",
+                    self.room_id, part.participant_id, track, codec,
+                )  # fmt: skip
+            self._emit(part.participant_id, "codec_mismatch", f"{track}={codec or ''}")
+
+        return report
 
     def _emit(self, participant_id: str, kind: str, value: str) -> None:
         try:
