@@ -187,8 +187,11 @@ async def test_camera_and_screen_flow_with_the_right_colours(room: MediaRoom) ->
         stats = room.stats()
         assert stats["tracks"]["camera"]["frames_forwarded"] >= 10
         assert stats["participants"]["a"]["connection_state"] == "connected"
-        # the configured codec first (what a browser sends), H264 as the fallback
-        assert video_codecs(agent.pc.remoteDescription.sdp)[:2] == ["VP8", "H264"]
+        # Publishing: the configured codec alone (it was offered). Receiving: H264 too, for
+        # a publisher without VP8.
+        answer = agent.pc.remoteDescription.sdp
+        assert video_codecs(answer, 0) == ["VP8"]
+        assert video_codecs(answer, 1) == ["VP8", "H264", "H264"]
     finally:
         await caller.close()
         await agent.close()
@@ -299,16 +302,16 @@ async def test_h264_leg() -> None:
         await agent.connect(room, "a", 1)
         await agent.wait_frames(5, 5)
         assert agent.last_rgb is not None and close_to(agent.last_rgb, GREEN)
-        assert video_codecs(agent.pc.remoteDescription.sdp)[0] == "H264"
+        assert video_codecs(agent.pc.remoteDescription.sdp, 0)[0] == "H264"  # recvonly only
     finally:
         await caller.close()
         await agent.close()
         await room.close()
 
 
-def video_codecs(sdp: str) -> list[str]:
-    """The media codecs of the first video m-section, in the answer's order."""
-    section = sdp.split("m=video", 1)[1].split("m=", 1)[0]
+def video_codecs(sdp: str, index: int) -> list[str]:
+    """The media codecs of the index-th video m-section, in the answer's order."""
+    section = sdp.split("m=video")[index + 1].split("m=", 1)[0]
     names = re.findall(r"a=rtpmap:\d+ ([A-Za-z0-9]+)/", section)
     return [n for n in names if n.lower() != "rtx"]
 

@@ -412,9 +412,6 @@ class MediaRoom:
                 if t is None:
                     pc.addTransceiver("audio", direction="inactive")  # video only
                 continue
-            if t is None:
-                t = pc.addTransceiver("video", direction="inactive")
-                t.setCodecPreferences(self._codec_prefs)
             direction = media.direction or "sendrecv"
             # Receive-only roles (supervisor) never publish, whatever their offer says.
             live = media.port != 0 or media.rtp.muxId in bundled
@@ -424,6 +421,9 @@ class MediaRoom:
                 and part.role in PUBLISHES
             )
             client_recvs = live and direction in ("recvonly", "sendrecv")
+            if t is None:
+                t = pc.addTransceiver("video", direction="inactive")
+                t.setCodecPreferences(self._prefs_for(media, client_sends and not client_recvs))
             if t is leg.publish_t and not client_sends:
                 self._stop_publishing(part, leg)
             elif client_sends and leg.publish_t is None:
@@ -444,6 +444,20 @@ class MediaRoom:
             self._start_publishing(part, leg, starts_publishing)
         await pc.setLocalDescription(await pc.createAnswer())
         return pc.localDescription.sdp
+
+    def _prefs_for(
+        self, media: aiortc_sdp.MediaDescription, publishes: bool
+    ) -> list[RTCRtpCodecCapability]:
+        """A receiving m-section gets both codecs (whatever the publisher sends can be
+        forwarded to it). A publishing one gets media.codec alone when it is offered, so a
+        browser's encoder sees the same answer as with one codec; the other codec only
+        when media.codec is not offered (Safari without VP8)."""
+        if not publishes:
+            return self._codec_prefs
+        preferred = f"video/{self.config.codec.lower()}"
+        if not any(c.mimeType.lower() == preferred for c in media.rtp.codecs):
+            return self._codec_prefs
+        return [c for c in self._codec_prefs if c.mimeType.lower() in (preferred, "video/rtx")]
 
     def _start_publishing(self, part: _Participant, leg: _Leg, t: RTCRtpTransceiver) -> None:
         name = PUBLISHES[part.role]
