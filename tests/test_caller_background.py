@@ -18,9 +18,7 @@ from tests.test_browser_e2e import (
     wait_colours,
     wait_frames,
 )
-
-QUADRANTS = [(0.25, 0.25), (0.75, 0.25), (0.25, 0.75), (0.75, 0.75)]
-COLOURS = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)]
+from tests.test_relink import COLOURS, QUADRANTS, go_live
 
 # Headless Chromium is always "visible": override what the page reads and fire the event,
 # as a phone does when the caller switches apps and back.
@@ -63,12 +61,7 @@ async def test_camera_restarts_after_background(browser, server) -> None:  # typ
     link = await start_session(agent)
     caller_ctx, caller = await caller_page(browser)
     await open_link(caller, link)
-    await caller.get_by_test_id("notice-accept").click()
-    await caller.get_by_test_id("start-camera").click()
-    await expect(agent.get_by_test_id("caller-progress")).to_have_attribute(
-        "data-status", "live", timeout=15_000
-    )
-    await wait_colours(agent, "camera-video", QUADRANTS, COLOURS)
+    await go_live(caller, agent)
     taps = await caller.evaluate("window.__gumCalls")
 
     # Back from the background: a new camera, by itself, onto the same connection.

@@ -26,9 +26,7 @@ from tests.test_browser_e2e import (
     start_session,
     wait_colours,
 )
-
-QUADRANTS = [(0.25, 0.25), (0.75, 0.25), (0.25, 0.75), (0.75, 0.75)]
-COLOURS = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)]
+from tests.test_relink import COLOURS, QUADRANTS
 
 # A browser that lists no `mime` codec (the page's own code must then offer the others).
 STRIP_CODEC = """(() => {
