@@ -97,6 +97,8 @@ class RecorderStats:
     frames_received: int = 0  # from the room track
     frames_recorded: int = 0  # in committed segments
     frames_waiting_keyframe: int = 0  # received before the first keyframe (normally 0)
+    # from a publisher in another codec than the recording's (not muxed: no transcoding)
+    frames_other_codec: int = 0
     frames_lost: int = 0  # in segments that could not be stored, or cut without keyframe
     segments: int = 0
     segments_lost: int = 0
@@ -266,6 +268,15 @@ class RecorderParticipant:
     def _on_packet(self, packet: av.Packet) -> None:
         data = bytes(packet)  # a copy: the same packet object goes to every subscriber
         self.stats.frames_received += 1
+        # A caller whose browser has no VP8 publishes H264 in a VP8 room (and back): its
+        # frames cannot go into this recording's container.
+        codec = getattr(self.source, "codec", None)
+        if codec is not None and codec != self.codec:
+            if self.stats.frames_other_codec == 0:
+                log.warning("recorder %s: the camera is now %s, the recording %s: its frames "
+                            "are not recorded", self.id, codec, self.codec)  # fmt: skip
+            self.stats.frames_other_codec += 1
+            return
         keyframe = is_keyframe(self.codec, data)
         muxer = self._muxer
         if muxer is None:

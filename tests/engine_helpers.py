@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,34 @@ async def module_server(data_root: Path, **sections: dict[str, Any]) -> AsyncIte
         yield Server(f"http://127.0.0.1:{port}", port, app, data_dir, cfg, clock)
     finally:
         await runner.cleanup()
+
+
+def free_display() -> int:
+    """A display number no X server holds (its lock file is absent)."""
+    for n in range(99, 400):
+        if not os.path.exists(f"/tmp/.X{n}-lock") and not os.path.exists(f"/tmp/.X11-unix/X{n}"):
+            return n
+    raise RuntimeError("no free X display number")
+
+
+async def start_xvfb(size: tuple[int, int]) -> tuple[asyncio.subprocess.Process, str]:
+    """A private Xvfb screen of `size`; returns the process and its DISPLAY (":N")."""
+    display = free_display()
+    proc = await asyncio.create_subprocess_exec(
+        "Xvfb", f":{display}", "-screen", "0", f"{size[0]}x{size[1]}x24", "-nolisten", "tcp",
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 20
+    socket = Path(f"/tmp/.X11-unix/X{display}")
+    while not await asyncio.to_thread(socket.exists):
+        if proc.returncode is not None or loop.time() > deadline:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+            raise RuntimeError("Xvfb did not start")
+        await asyncio.sleep(0.1)
+    return proc, f":{display}"
 
 
 class PageError(AssertionError):

@@ -22,7 +22,7 @@ from typing import Any
 
 import aiohttp
 
-from tests.engine_helpers import PageError, PageOps
+from tests.engine_helpers import PageError, PageOps, start_xvfb
 
 FIREFOX = os.environ.get("CALLASSIST_FIREFOX", "/usr/bin/firefox-esr")
 
@@ -72,22 +72,39 @@ class Firefox(PageOps):
         self.prefs = {**PREFS, **prefs}
         self.profile = Path(tempfile.mkdtemp(prefix="callassist-ff-"))
         self.proc: asyncio.subprocess.Process | None = None
+        self.xvfb: asyncio.subprocess.Process | None = None
         self.http: aiohttp.ClientSession | None = None
         self.ws: aiohttp.ClientWebSocketResponse | None = None
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._reader: asyncio.Task[None] | None = None
 
-    async def start(self, port: int, viewport: tuple[int, int] = (390, 844)) -> None:
+    async def start(
+        self, port: int, viewport: tuple[int, int] = (390, 844), xvfb: bool = False
+    ) -> None:
+        """xvfb: run full screen on a private Xvfb screen of `viewport` instead of headless.
+        Headless Firefox has no screen to capture (getDisplayMedia: NotFoundError); on a
+        display, with media.navigator.permission.disabled, getDisplayMedia takes that
+        screen ("Primary Monitor") without a picker."""
+        display = None
+        if xvfb:
+            self.xvfb, display = await start_xvfb(viewport)
         prefs = "".join(
             f"user_pref({json.dumps(k)}, {json.dumps(v)});\n" for k, v in self.prefs.items()
         )
         (self.profile / "user.js").write_text(prefs)
-        env = dict(os.environ, MOZ_HEADLESS="1", MOZ_CRASHREPORTER_DISABLE="1")
-        env["MOZ_HEADLESS_WIDTH"], env["MOZ_HEADLESS_HEIGHT"] = map(str, viewport)
+        env = dict(os.environ, MOZ_CRASHREPORTER_DISABLE="1")
+        if display is None:
+            env["MOZ_HEADLESS"] = "1"
+            env["MOZ_HEADLESS_WIDTH"], env["MOZ_HEADLESS_HEIGHT"] = map(str, viewport)
+        else:
+            env["DISPLAY"] = display
+            env.pop("WAYLAND_DISPLAY", None)
+            env["GDK_BACKEND"] = "x11"
         self.proc = await asyncio.create_subprocess_exec(
             FIREFOX,
-            "--headless",
+            # On a display: full screen, so a capture of the screen is the page.
+            *(["--headless"] if display is None else ["--kiosk"]),
             "--no-remote",
             "--profile",
             str(self.profile),
@@ -216,4 +233,7 @@ class Firefox(PageOps):
             except TimeoutError:
                 self.proc.kill()
                 await self.proc.wait()
+        if self.xvfb is not None and self.xvfb.returncode is None:
+            self.xvfb.terminate()
+            await self.xvfb.wait()
         shutil.rmtree(self.profile, ignore_errors=True)

@@ -122,8 +122,26 @@ async def ff_login(ff: Firefox, server: Any, name: str) -> None:
     )
 
 
-async def test_agent_console_in_firefox(browser, ff_server, firefox: Firefox) -> None:  # type: ignore[no-untyped-def]
-    ff = firefox
+@pytest.fixture
+async def firefox_on_screen() -> AsyncIterator[Firefox]:
+    """Firefox full screen on a private Xvfb (the agent console's size): headless Firefox
+    has no screen, so getDisplayMedia fails there with NotFoundError (docs/compatibility.md)."""
+    ff = Firefox()
+    await ff.start(free_port(), viewport=(1280, 800), xvfb=True)
+    yield ff
+    await ff.close()
+
+
+def magenta(rgb: list[int]) -> bool:
+    # Loose: Firefox's X11 capture of rgb(255, 0, 255) arrives as about (193, 53, 168).
+    r, g, b = rgb
+    return r - g > 80 and b - g > 60
+
+
+async def test_agent_console_in_firefox(  # type: ignore[no-untyped-def]
+    browser, ff_server, firefox_on_screen: Firefox
+) -> None:
+    ff = firefox_on_screen
     await ff_login(ff, ff_server, "fiona")
     await ff.fill("new-session-phone", "20000013")
     await ff.fill("new-session-reference", "FF-1")
@@ -143,6 +161,31 @@ async def test_agent_console_in_firefox(browser, ff_server, firefox: Firefox) ->
     await ff.wait_attr("caller-progress", "data-status", "live", timeout=30)
     # Chromium's fake camera file: red, green / blue, white quadrants, decoded by Firefox.
     await wait_ff_quadrants(ff)
+
+    # The agent shares its screen from Firefox (no picker: media.navigator.permission.
+    # disabled takes the primary monitor); the console is painted magenta, full screen, so
+    # the caller in Chromium must see magenta, not black.
+    await ff.js(
+        """const d = document.createElement('div');
+        d.id = 'paint'; d.style.position = 'fixed'; d.style.inset = '0';
+        d.style.background = 'rgb(255, 0, 255)'; d.style.zIndex = '99999';
+        d.style.pointerEvents = 'none'; document.body.appendChild(d); return true;"""
+    )
+    await ff.click("share-screen")
+    await expect(caller.get_by_test_id("call-stage")).to_have_attribute(
+        "data-screen", "on", timeout=15_000
+    )
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 25
+    got = None
+    while loop.time() < deadline:
+        got = await caller.evaluate(SAMPLE, ["screen-video", CENTRE])
+        if got and all(magenta(p) for p in got):
+            break
+        await asyncio.sleep(0.3)
+    else:
+        raise AssertionError(f"the caller never saw the Firefox agent's magenta screen: {got}")
+    await ff.js("document.getElementById('paint').remove(); return true;")
     await end_from_ff(ff, caller)
     await caller_ctx.close()
 

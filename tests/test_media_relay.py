@@ -8,12 +8,13 @@ import base64
 import fractions
 import hashlib
 import hmac
+import re
 import time
 from collections.abc import AsyncIterator
 
 import av
 import pytest
-from aiortc import RTCConfiguration, RTCPeerConnection
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender
 from media_helpers import (
     BLUE,
     GREEN,
@@ -186,9 +187,11 @@ async def test_camera_and_screen_flow_with_the_right_colours(room: MediaRoom) ->
         stats = room.stats()
         assert stats["tracks"]["camera"]["frames_forwarded"] >= 10
         assert stats["participants"]["a"]["connection_state"] == "connected"
-        # only the configured codec was negotiated, audio was not
-        assert "VP8" in agent.pc.remoteDescription.sdp
-        assert "H264" not in agent.pc.remoteDescription.sdp
+        # Publishing: the configured codec alone (it was offered). Receiving: H264 too, for
+        # a publisher without VP8.
+        answer = agent.pc.remoteDescription.sdp
+        assert video_codecs(answer, 0) == ["VP8"]
+        assert video_codecs(answer, 1) == ["VP8", "H264", "H264"]
     finally:
         await caller.close()
         await agent.close()
@@ -299,10 +302,57 @@ async def test_h264_leg() -> None:
         await agent.connect(room, "a", 1)
         await agent.wait_frames(5, 5)
         assert agent.last_rgb is not None and close_to(agent.last_rgb, GREEN)
-        assert "VP8" not in agent.pc.remoteDescription.sdp
+        assert video_codecs(agent.pc.remoteDescription.sdp, 0)[0] == "H264"  # recvonly only
     finally:
         await caller.close()
         await agent.close()
+        await room.close()
+
+
+def video_codecs(sdp: str, index: int) -> list[str]:
+    """The media codecs of the index-th video m-section, in the answer's order."""
+    section = sdp.split("m=video")[index + 1].split("m=", 1)[0]
+    names = re.findall(r"a=rtpmap:\d+ ([A-Za-z0-9]+)/", section)
+    return [n for n in names if n.lower() != "rtx"]
+
+
+def only(client: Client, codec: str) -> Client:
+    """A peer that can only do `codec` (e.g. Safari without VP8)."""
+    caps = RTCRtpSender.getCapabilities("video").codecs
+    keep = [c for c in caps if c.mimeType.lower() in (f"video/{codec.lower()}", "video/rtx")]
+    for t in client.pc.getTransceivers():
+        t.setCodecPreferences(keep)
+    return client
+
+
+async def test_h264_caller_in_a_vp8_room() -> None:
+    # No transcoding: the caller's H264 goes to the agent's leg, which negotiated VP8 and
+    # H264, with that leg's H264 payload type; a VP8-only agent is told nothing arrives.
+    events: list[tuple[str, str, str]] = []
+    room = MediaRoom(
+        "r-fallback",
+        loopback_config(),
+        on_event=lambda e: events.append((e.participant_id, e.kind, e.value)),
+    )
+    caller = only(Client("caller", GREEN), "H264")
+    agent = Client("agent", BLUE)
+    vp8_watcher = only(Client("supervisor", None, send=False), "VP8")
+    try:
+        await caller.connect(room, "c", 1)
+        await agent.connect(room, "a", 1)
+        await agent.wait_frames(5, 10)
+        assert agent.last_rgb is not None and close_to(agent.last_rgb, GREEN)
+        assert room.tracks["camera"].codec == "H264"
+        # The agent's VP8 screen cannot go to the H264-only caller: reported, not sent.
+        await wait_for(lambda: ("c", "codec_mismatch", "screen=VP8") in events, 10, "mismatch")
+        assert caller.frames == 0
+        # A VP8-only receiver of the camera: reported for its leg, nothing sent to it.
+        await vp8_watcher.connect(room, "s", 1)
+        await wait_for(lambda: ("s", "codec_mismatch", "camera=H264") in events, 10, "mismatch")
+        assert vp8_watcher.frames == 0
+    finally:
+        for c in (caller, agent, vp8_watcher):
+            await c.close()
         await room.close()
 
 

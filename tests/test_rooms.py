@@ -35,6 +35,19 @@ def test_changes_return_their_events() -> None:
     assert room.set_track("camera", False, now=6) == [] and room.end("ops", now=7) == []
 
 
+def test_codec_mismatch_is_in_the_room_message() -> None:
+    room = _room()
+    assert room.to_message()["codec_mismatch"] == {"camera": None, "screen": None}
+    (event,) = room.set_codec_mismatch("screen", "VP8")
+    assert event.kind == "codec" and event.data == {"track": "screen", "mismatch": "VP8"}
+    assert room.to_message()["codec_mismatch"] == {"camera": None, "screen": "VP8"}
+    assert room.set_codec_mismatch("screen", "VP8") == []  # no change, no event
+    assert room.set_codec_mismatch("audio", "OPUS") == []  # not a track of a room
+    assert [e.kind for e in room.set_codec_mismatch("screen", None)] == ["codec"]
+    room.end("ops", now=1)
+    assert room.set_codec_mismatch("camera", "H264") == []
+
+
 def test_participants_and_the_recorder() -> None:
     room = _room()
     assert not room.agent_connected

@@ -115,6 +115,8 @@ async def test_webkit_caller_gets_the_photo_path(  # type: ignore[no-untyped-def
     await wk.wait_attr("photo-status", "data-state", "sent", timeout=20)
     uploaded = agent.locator('[data-testid="photo"][data-kind="upload"]')
     await expect(uploaded).to_have_count(1, timeout=10_000)
+    # The "Before you send" box closes once a file was chosen (it stayed open in WebKit).
+    assert await wk.eval("!document.querySelector('[data-testid=photo-reminder]').offsetParent")
     await shot(wk, tmp_path, "photo-sent")
 
     # Chat both ways.

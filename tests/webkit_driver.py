@@ -21,19 +21,11 @@ from typing import Any
 
 import aiohttp
 
-from tests.engine_helpers import PageError, PageOps
+from tests.engine_helpers import PageError, PageOps, start_xvfb
 
 DRIVER = os.environ.get("CALLASSIST_WEBKIT_DRIVER", "/usr/bin/WebKitWebDriver")
 MINIBROWSER = next(iter(sorted(glob.glob("/usr/lib/*/webkit2gtk-4.*/MiniBrowser"))), "")
 ELEMENT = "element-6066-11e4-a52e-4f735466cecf"
-
-
-def free_display() -> int:
-    """A display number no X server holds (its lock file is absent)."""
-    for n in range(99, 400):
-        if not os.path.exists(f"/tmp/.X{n}-lock") and not os.path.exists(f"/tmp/.X11-unix/X{n}"):
-            return n
-    raise RuntimeError("no free X display number")
 
 
 class WebKit(PageOps):
@@ -46,24 +38,15 @@ class WebKit(PageOps):
         self.base = ""
 
     async def start(self, port: int, size: tuple[int, int] = (390, 844)) -> None:
-        display = free_display()
-        self.xvfb = await asyncio.create_subprocess_exec(
-            "Xvfb", f":{display}", "-screen", "0", f"{size[0]}x{size[1]}x24", "-nolisten", "tcp",
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 20
-        socket = Path(f"/tmp/.X11-unix/X{display}")
-        while not await asyncio.to_thread(socket.exists):
-            if self.xvfb.returncode is not None or loop.time() > deadline:
-                raise RuntimeError("Xvfb did not start")
-            await asyncio.sleep(0.1)
-        env = dict(os.environ, DISPLAY=f":{display}")
+        self.xvfb, display = await start_xvfb(size)
+        env = dict(os.environ, DISPLAY=display)
         self.driver = await asyncio.create_subprocess_exec(
             DRIVER, f"--port={port}", "--host=127.0.0.1", env=env,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         self.http = aiohttp.ClientSession()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 20
         caps = {
             "capabilities": {
                 "alwaysMatch": {

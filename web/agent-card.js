@@ -115,6 +115,7 @@ export function renderVideo() {
   const nf = el("camera-noframes");
   nf.hidden = !st.noFrames || !!placeholder;
   nf.textContent = st.noFrames ? t("a.camera.noframes", st.noFrames) : "";
+  renderCodecWarning();
   el("fullscreen-camera").textContent = t(document.fullscreenElement ? "common.exit_fullscreen" : "common.fullscreen");
 
   el("fullscreen-camera").hidden = st.ended;
@@ -219,4 +220,20 @@ export async function copyLink() {
   }
   status.dataset.state = ok ? "ok" : "error";
   status.textContent = t(ok ? "a.link.copied" : "a.link.copy_failed");
+}
+
+// room.codec_mismatch: the camera in a codec this browser did not accept (the server does
+// not transcode: no picture here, ever), or our screen in a codec the caller's browser
+// cannot show (agent-media.js switches it to H264 when this browser can send H264).
+function renderCodecWarning() {
+  const cm = (!st.ended && st.room && st.room.codec_mismatch) || {};
+  let key = null;
+  let track = "";
+  if (cm.camera) [key, track] = ["a.codec.camera", "camera"];
+  else if (cm.screen) [key, track] = [st.screenCodec ? "a.codec.screen_switching" : "a.codec.screen", "screen"];
+  const w = el("codec-warning");
+  w.hidden = !key;
+  w.dataset.track = track;
+  w.dataset.codec = (cm[track] || "");
+  w.textContent = key ? t(key, { codec: cm[track] }) : "";
 }

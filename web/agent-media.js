@@ -5,7 +5,7 @@
 
 import { t } from "./i18n.js";
 import { Signal } from "./ws.js";
-import { showTrack } from "./rtc.js";
+import { showTrack, canSend, onlyCodec } from "./rtc.js";
 import { PcSession } from "./lib/pc-session.js";
 import { api, showError } from "./lib/api.js";
 import { st } from "./agent-state.js";
@@ -29,6 +29,7 @@ const media = new PcSession({
     const cam = pc.addTransceiver("video", { direction: "recvonly" });
     const screen = pc.addTransceiver(st.screenTrack || "video", { direction: "sendonly" });
     st.screenSender = screen.sender;
+    if (st.screenCodec) onlyCodec(screen, st.screenCodec);
     showTrack(el("camera-video"), cam.receiver.track);
     pc.addEventListener("track", (ev) => {
       if (ev.transceiver === cam) showTrack(el("camera-video"), ev.track);
@@ -162,7 +163,17 @@ function onRoom(msg) {
   st.room = msg.room;
   if (before && before !== st.room.state) hooks.loadRecent();
   if (st.room.state === "ended") return hooks.onEnded(st.room.end_reason);
+  screenCodecFallback();
   renderSession();
+}
+
+// The caller's browser cannot take our screen's codec (a caller with H264 only; the server
+// does not transcode): send the screen in H264 alone from now on, on a new connection.
+function screenCodecFallback() {
+  const sent = st.room.codec_mismatch && st.room.codec_mismatch.screen;
+  if (!sent || sent === "H264" || st.screenCodec || !canSend("video/h264")) return;
+  st.screenCodec = "video/h264";
+  media.start();
 }
 
 function onServerError(msg) {

@@ -30,6 +30,7 @@ export const st = {
   callerLinkDown: false, // the caller's own fresh report says its connection is down (netq 0)
   noFrames: null, // {s, state}: the caller's camera is "live" but no frame decoded here for s seconds
   noFrameYet: false, // the caller is live but this pc has decoded no frame yet
+  screenCodec: null, // "video/h264": our screen goes out in H264 alone (the caller has no VP8)
   // pc, pcNum, pcState: the current peer connection (agent-media.js)
 };
 window.callassist = st; // debug handle for tests (st.pc is the current RTCPeerConnection)

@@ -132,6 +132,7 @@ function openSession(session, link) {
   st.link = link;
   st.linkAfterOpen = false;
   st.noFrames = null;
+  st.screenCodec = null;
   st.room = null;
   st.ended = session.state === "ended";
   st.endReason = session.end_reason || null;

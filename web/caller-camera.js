@@ -35,13 +35,16 @@ export function helpKey(reason) {
   return "c.err.denied.other";
 }
 
-// force: the caller tapped "Try anyway" in an in-app browser.
-export async function startCamera(st, force, { render, useTrack }) {
+// force: the caller tapped "Try anyway" in an in-app browser. quiet: the page tries by
+// itself (no tap), so a failure is not the caller's error: the button stays, no message.
+export async function startCamera(st, force, { render, useTrack, quiet = false }) {
   if (!st.accepted || st.starting || st.ended) return; // never before the notice is accepted
   const fail = (reason, canForce = false) => {
     st.starting = false;
-    st.cameraError = reason;
-    st.canForce = canForce;
+    if (!quiet) {
+      st.cameraError = reason;
+      st.canForce = canForce;
+    }
     render();
   };
   const getCamera = (constraints) => {

@@ -7,7 +7,7 @@ import * as i18n from "./i18n.js";
 import { t } from "./i18n.js";
 import STRINGS from "./strings/caller.js";
 import { Signal, probeUpgradeUrl } from "./ws.js";
-import { showTrack, forgetPcNumber } from "./rtc.js";
+import { showTrack, forgetPcNumber, canSend, onlyCodec } from "./rtc.js";
 import { PcSession } from "./lib/pc-session.js";
 import { api } from "./lib/api.js";
 import { setupZoom } from "./zoom.js";
@@ -60,6 +60,8 @@ const st = {
   invalid: false,
   fatal: null, // "replaced" | "outdated"
   gumCalls: 0, // for tests: getUserMedia must not run before the notice is accepted
+  cameraRestarts: 0, // for tests: the camera restarted by itself after the background
+  codec: null, // "H264" when the page offered H264 alone (no VP8 in this browser)
   state: "connecting",
 };
 let zoom = null;
@@ -87,6 +89,11 @@ const media = new PcSession({
     const cam = pc.addTransceiver(st.cameraTrack, { direction: "sendonly" });
     st.cameraSender = cam.sender;
     const screen = pc.addTransceiver("video", { direction: "recvonly" });
+    // Safari without VP8: offer H264 alone (the server then uses H264 on this leg and the
+    // agent's page sends its screen in H264 too, docs/compatibility.md).
+    if (!canSend("video/vp8") && canSend("video/h264")) {
+      st.codec = onlyCodec(cam, "video/h264") && onlyCodec(screen, "video/h264") ? "H264" : null;
+    }
     showTrack(el("screen-video"), screen.receiver.track);
     pc.addEventListener("track", (ev) => {
       if (ev.transceiver === screen) showTrack(el("screen-video"), ev.track);
@@ -166,6 +173,15 @@ function onCameraEnded(track) {
   st.cameraTrack = null;
   st.cameraStopped = true;
   render();
+}
+
+// Back from the background with the camera ended: get it again without a tap. The caller
+// allowed it on this page already (Safari keeps that for the page's life, Chrome for the
+// site); if the browser now wants a gesture, the "camera-stopped" note and its button stay.
+function restartCamera() {
+  if (!st.cameraStopped || st.cameraTrack || st.starting || st.cameraError) return;
+  st.cameraRestarts += 1; // for tests (docs/testing.md)
+  startCamera(st, false, { render, useTrack: useCameraTrack, quiet: true });
 }
 
 function setPaused(paused) {
@@ -342,7 +358,9 @@ function wireUi() {
   document.addEventListener("visibilitychange", () => {
     if (document.visibilityState !== "visible" || st.ended || st.fatal) return;
     st.signal.kick();
-    if (st.cameraTrack && st.cameraTrack.readyState === "ended") return onCameraEnded(st.cameraTrack);
+    // iOS ends the camera in the background, often without an "ended" event.
+    if (st.cameraTrack && st.cameraTrack.readyState === "ended") onCameraEnded(st.cameraTrack);
+    if (st.cameraStopped) return restartCamera();
     if (st.cameraTrack && st.wsReady && (!st.pc || !["connected", "connecting", "new"].includes(st.pc.connectionState))) {
       media.recover("visible");
     }

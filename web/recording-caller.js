@@ -138,6 +138,9 @@ export function setupRecording(st) {
   });
   ui.file.addEventListener("change", () => {
     const file = ui.file.files && ui.file.files[0];
+    // A file can reach the input without the "Choose" button (WebKit's file dialog or a
+    // drop hands it straight to the input): the reminder was read, close it either way.
+    ui.confirm.hidden = true;
     if (file) upload(file, null);
   });
 

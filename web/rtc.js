@@ -114,3 +114,44 @@ export function forgetPcNumber(roomId, role) {
     /* ignore */
   }
 }
+
+// Video codecs (docs/compatibility.md, "H264 when VP8 is missing"). The server forwards
+// without transcoding and negotiates VP8 and H264 on every leg (media.codec first), so a
+// page only has to offer what it can send: a browser that lists no VP8 offers H264 alone.
+const HELPERS = ["video/rtx", "video/red", "video/ulpfec"];
+
+function videoCaps(kind) {
+  try {
+    const caps = kind && typeof kind.getCapabilities === "function" && kind.getCapabilities("video");
+    return (caps && caps.codecs) || [];
+  } catch {
+    return [];
+  }
+}
+
+// Can this browser send `mime` ("video/vp8", "video/h264")? Unknown (no getCapabilities,
+// older Safari): true, the browser's own offer decides.
+export function canSend(mime) {
+  const caps = videoCaps(window.RTCRtpSender);
+  return !caps.length || caps.some((c) => c.mimeType.toLowerCase() === mime);
+}
+
+// Offer only `mime` (and its retransmission/FEC helpers) on this transceiver; false when
+// the browser cannot (no setCodecPreferences, or no such codec).
+export function onlyCodec(transceiver, mime) {
+  if (typeof transceiver.setCodecPreferences !== "function") return false;
+  // Chromium checks the list against the receiver's capabilities, the spec against the
+  // sender's for a sendonly transceiver: try one, then the other.
+  for (const kind of [window.RTCRtpReceiver, window.RTCRtpSender]) {
+    const caps = videoCaps(kind);
+    const main = caps.filter((c) => c.mimeType.toLowerCase() === mime);
+    if (!main.length) continue;
+    try {
+      transceiver.setCodecPreferences([...main, ...caps.filter((c) => HELPERS.includes(c.mimeType.toLowerCase()))]);
+      return true;
+    } catch (err) {
+      console.warn("setCodecPreferences", mime, err && err.name);
+    }
+  }
+  return false;
+}

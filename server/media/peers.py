@@ -59,8 +59,8 @@ _DIRECTION = {
 @dataclass(frozen=True)
 class MediaEvent:
     participant_id: str
-    kind: str  # "pc_state" | "track_live" | "track_ended"
-    value: str  # the connection state, or the track name
+    kind: str  # "pc_state" | "track_live" | "track_ended" | "codec_mismatch"
+    value: str  # the connection state, the track name, or "<track>=<codec or empty>"
 
 
 class MediaError(Exception):
@@ -93,12 +93,18 @@ class _Participant:
 
 
 def _codec_preferences(codec: str) -> list[RTCRtpCodecCapability]:
+    """media.codec first, then the other codec (VP8 / H264): a browser without media.codec
+    (Safari without VP8) still negotiates and publishes the other, and every other leg
+    negotiated both, so its packets are forwarded as they are (no transcoding: the
+    subscriber uses its leg's payload type for that codec)."""
     caps = RTCRtpSender.getCapabilities("video").codecs
     chosen = [c for c in caps if c.mimeType.lower() == f"video/{codec.lower()}"]
     if not chosen:
         raise ValueError(f"codec {codec!r} is not supported by aiortc")
+    pair = ("video/vp8", "video/h264")
+    others = [c for c in caps if c.mimeType.lower() in pair and c not in chosen]
     # RTX keeps NACK retransmissions working on both legs.
-    return chosen + [c for c in caps if c.mimeType.lower() == "video/rtx"]
+    return chosen + others + [c for c in caps if c.mimeType.lower() == "video/rtx"]
 
 
 def turn_credentials(turn_secret: str, ttl_s: int, now: float) -> tuple[str, str]:
@@ -406,9 +412,6 @@ class MediaRoom:
                 if t is None:
                     pc.addTransceiver("audio", direction="inactive")  # video only
                 continue
-            if t is None:
-                t = pc.addTransceiver("video", direction="inactive")
-                t.setCodecPreferences(self._codec_prefs)
             direction = media.direction or "sendrecv"
             # Receive-only roles (supervisor) never publish, whatever their offer says.
             live = media.port != 0 or media.rtp.muxId in bundled
@@ -418,6 +421,9 @@ class MediaRoom:
                 and part.role in PUBLISHES
             )
             client_recvs = live and direction in ("recvonly", "sendrecv")
+            if t is None:
+                t = pc.addTransceiver("video", direction="inactive")
+                t.setCodecPreferences(self._prefs_for(media, client_sends and not client_recvs))
             if t is leg.publish_t and not client_sends:
                 self._stop_publishing(part, leg)
             elif client_sends and leg.publish_t is None:
@@ -426,7 +432,9 @@ class MediaRoom:
                 self._stop_receiving(leg)
             elif client_recvs and leg.receive_t is None:
                 leg.receive_t = t
-                leg.subscription = RtpSubscriber(receive_track, t)
+                leg.subscription = RtpSubscriber(
+                    receive_track, t, on_codec=self._codec_reporter(part, receive_track.name)
+                )
                 t.sender.replaceTrack(leg.subscription)
             t.direction = _DIRECTION[(t is leg.publish_t, t is leg.receive_t)]
 
@@ -436,6 +444,20 @@ class MediaRoom:
             self._start_publishing(part, leg, starts_publishing)
         await pc.setLocalDescription(await pc.createAnswer())
         return pc.localDescription.sdp
+
+    def _prefs_for(
+        self, media: aiortc_sdp.MediaDescription, publishes: bool
+    ) -> list[RTCRtpCodecCapability]:
+        """A receiving m-section gets both codecs (whatever the publisher sends can be
+        forwarded to it). A publishing one gets media.codec alone when it is offered, so a
+        browser's encoder sees the same answer as with one codec; the other codec only
+        when media.codec is not offered (Safari without VP8)."""
+        if not publishes:
+            return self._codec_prefs
+        preferred = f"video/{self.config.codec.lower()}"
+        if not any(c.mimeType.lower() == preferred for c in media.rtp.codecs):
+            return self._codec_prefs
+        return [c for c in self._codec_prefs if c.mimeType.lower() in (preferred, "video/rtx")]
 
     def _start_publishing(self, part: _Participant, leg: _Leg, t: RTCRtpTransceiver) -> None:
         name = PUBLISHES[part.role]
@@ -502,6 +524,21 @@ class MediaRoom:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+    def _codec_reporter(self, part: _Participant, track: str) -> Callable[[str | None], None]:
+        """A leg that cannot take the track's codec (e.g. the agent's screen in VP8 to a
+        caller with H264 only): a `codec_mismatch` event "<track>=<codec>", "<track>=" once
+        it matches again."""
+
+        def report(codec: str | None) -> None:
+            if codec:
+                logger.info(
+                    "room %s: %s cannot receive the %s in %s (no transcoding)",
+                    self.room_id, part.participant_id, track, codec,
+                )  # fmt: skip
+            self._emit(part.participant_id, "codec_mismatch", f"{track}={codec or ''}")
+
+        return report
 
     def _emit(self, participant_id: str, kind: str, value: str) -> None:
         try:

@@ -229,6 +229,12 @@ class RoomTrack:
     def upstream(self) -> Upstream | None:
         return self._upstream
 
+    @property
+    def codec(self) -> str | None:
+        """The current publisher's codec ("VP8" / "H264"; None: none, or frame-level)."""
+        upstream = self._upstream
+        return getattr(upstream.rtp, "codec", None) if upstream is not None else None
+
     def attach_upstream(
         self,
         request_keyframe: KeyframeRequester,

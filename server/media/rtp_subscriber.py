@@ -23,6 +23,7 @@ import asyncio
 import random
 import time
 from array import array
+from collections.abc import Callable
 from typing import Any
 
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
@@ -87,8 +88,19 @@ class RtpSubscriber(MediaStreamTrack, rtp_hooks.SenderFeedback):
 
     kind = "video"
 
-    def __init__(self, source: RoomTrack, transceiver: RTCRtpTransceiver) -> None:
+    def __init__(
+        self,
+        source: RoomTrack,
+        transceiver: RTCRtpTransceiver,
+        on_codec: Callable[[str | None], None] | None = None,
+    ) -> None:
+        """on_codec(codec): the publisher sends `codec`, which this leg did not negotiate
+        (nothing is forwarded: there is no transcoding); on_codec(None) once it matches
+        again."""
         super().__init__()
+        self._on_codec = on_codec
+        self.codec_mismatch: str | None = None
+        self._pt_by_codec: dict[str, tuple[int, int | None]] = {}
         self._source: RoomTrack | None = source
         self._transceiver = transceiver
         self.port: rtp_hooks.SenderPort | None = None
@@ -162,6 +174,13 @@ class RtpSubscriber(MediaStreamTrack, rtp_hooks.SenderFeedback):
         self.port = rtp_hooks.SenderPort(self._transceiver.sender)
         self._pt = neg.payload_type
         self._rtx_pt = neg.rtx_payload_type
+        # A leg may have negotiated VP8 and H264 (docs/media-performance.md, "Codecs"): each
+        # publisher's packets go out with this leg's payload type for that publisher's codec.
+        for pt, name in neg.media_types.items():
+            if name not in self._pt_by_codec:
+                rtx = next((r for r, apt in neg.rtx_types.items() if apt == pt), None)
+                self._pt_by_codec[name] = (pt, rtx)
+        self._pt_by_codec[neg.codec] = (neg.payload_type, neg.rtx_payload_type)
         self._ssrc = self.port.ssrc
         elements = b""
         if neg.mid_ext_id and neg.mid:
@@ -178,6 +197,28 @@ class RtpSubscriber(MediaStreamTrack, rtp_hooks.SenderFeedback):
             self._ext_post = b"\x00" * (words * 4 - total)
 
     # --- packets ------------------------------------------------------------------------
+
+    def _codec_ok(self) -> bool:
+        """At a keyframe start: use the payload type of the current publisher's codec on
+        this leg; False (reported once) when this leg cannot take that codec."""
+        source = self._source
+        upstream = source.upstream if source is not None else None
+        codec = getattr(upstream.rtp, "codec", None) if upstream is not None else None
+        if codec is None:
+            return True  # a frame-level publisher: the leg's first codec, as negotiated
+        types = self._pt_by_codec.get(codec)
+        if types is None:
+            if self.codec_mismatch != codec:
+                self.codec_mismatch = codec
+                if self._on_codec is not None:
+                    self._on_codec(codec)
+            return False
+        self._pt, self._rtx_pt = types
+        if self.codec_mismatch is not None:
+            self.codec_mismatch = None
+            if self._on_codec is not None:
+                self._on_codec(None)
+        return True
 
     def _rebase(self, pkt: Packet, now: float) -> None:
         """Start (or resume after an upstream change) at this keyframe packet."""
@@ -217,11 +258,17 @@ class RtpSubscriber(MediaStreamTrack, rtp_hooks.SenderFeedback):
         if self.waiting_keyframe:
             if not self.started or self.port is None:
                 return
+            if self.codec_mismatch is not None and not self._codec_ok():
+                if pkt.marker:
+                    self.frames_dropped += 1
+                return  # no keyframe requests: none would help until the publisher changes
             if not pkt.key or pkt.late:
                 if pkt.marker:
                     self.frames_dropped += 1
                 if self._source is not None:
                     self._source.request_keyframe()  # coalesced, rate-limited
+                return
+            if not self._codec_ok():
                 return
             self._rebase(pkt, time.monotonic())
         elif pkt.ext < self._start_ext:

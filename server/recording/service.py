@@ -68,6 +68,15 @@ class RecordingStartError(Exception):
         self.status, self.code, self.message = status, code, message
 
 
+def _codec_of(container: str | None, default: str) -> str:
+    """A recording's codec from its container (a caller without VP8 is recorded in H264
+    in a VP8 room): media.codec only when the row does not say."""
+    for codec in ("VP8", "H264"):
+        if container == container_for(codec).name:
+            return codec
+    return default
+
+
 # --- the service
 
 
@@ -202,7 +211,7 @@ class RecordingService:
             report = await recover(
                 self.source, self.keys, rid, self.spool.put,
                 metadata={"session_id": row["session_id"], "started_at": row["started_at"],
-                          "codec": self.config.media.codec,
+                          "codec": _codec_of(row["container"], self.config.media.codec),
                           "container": row["container"] or "webm"},
             )  # fmt: skip
         except Exception as exc:
@@ -278,7 +287,9 @@ class RecordingService:
                 return self.state(live)
             assert self.keyring is not None and self.spool is not None
             rec = await asyncio.to_thread(new_recording, self.keyring)  # KMS blocks
-            codec = self.config.media.codec
+            # The camera's own codec when it runs (a caller without VP8 publishes H264 in
+            # a VP8 room); else media.codec.
+            codec = live.media.tracks["camera"].codec or self.config.media.codec
             now = self.clock()
             # The key record first: the database holds the only way to the data key.
             await store_key(self.db, rec, live.room.id, now)

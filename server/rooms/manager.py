@@ -23,7 +23,7 @@ from server.core.config import Config
 from server.core.db import Database, unavailable
 from server.media.peers import MediaEvent, MediaRoom
 from server.rooms.connection import CLOSE_REPLACED, CLOSE_ROOM_ENDED
-from server.rooms.participant import CALLER, MessageSink, Participant
+from server.rooms.participant import AGENT, CALLER, MessageSink, Participant
 from server.rooms.router import LocalRouter, RoomTaken, Router
 from server.rooms.state import ParticipantState, Room, RoomEvent
 from server.signalling import messages as M
@@ -369,6 +369,11 @@ class RoomManager:
             if events and name == "camera" and is_live and room.caller_status != "paused":
                 events += room.set_caller_status("live")
             await self._apply(live, events)
+        elif event.kind == "codec_mismatch" and event.participant_id in (AGENT, CALLER):
+            # The agent's leg receives the camera, the caller's the screen (a supervisor's
+            # problem is its own: not shown to the agent).
+            track, _, codec = str(event.value).partition("=")
+            await self._apply(live, room.set_codec_mismatch(track, codec or None))
         elif (
             event.kind == "pc_state"
             and event.participant_id == CALLER

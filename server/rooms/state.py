@@ -52,6 +52,7 @@ PARTICIPANT_KINDS = ("agent", "caller", "supervisor", "recorder")
 #   track        {track, live: bool}        a track started or stopped
 #   active                                  media flowed for the first time
 #   recording    {active: bool, warning}    the recorder joined, left, or warns
+#   codec        {track, mismatch}          a track's receiver cannot take its codec (or can)
 #   ended        {reason}                   the room ended
 EVENT_KINDS = (
     "created",
@@ -62,6 +63,7 @@ EVENT_KINDS = (
     "track",
     "active",
     "recording",
+    "codec",
     "ended",
 )
 
@@ -112,6 +114,12 @@ class Room:
     # Why the caller's page cannot share the camera (signalling media "unavailable"), None
     # when it can or has not said; a live camera clears it.
     caller_camera: str | None = None
+    # A track whose codec its receiving side did not negotiate (there is no transcoding):
+    # track -> the codec it is sent in. The agent's page switches its screen to H264 for a
+    # caller without VP8; a camera the agent's browser cannot take is shown as a warning.
+    codec_mismatch: dict[str, str | None] = field(
+        default_factory=lambda: dict.fromkeys(TRACKS, None)
+    )
     notice_accepted: bool = False
     tracks: dict[str, bool] = field(default_factory=lambda: dict.fromkeys(TRACKS, False))
     participants: dict[str, ParticipantState] = field(default_factory=dict)
@@ -199,6 +207,13 @@ class Room:
         self.caller_camera = reason
         return [self._event("camera", unavailable=reason)]
 
+    def set_codec_mismatch(self, track: str, codec: str | None) -> list[RoomEvent]:
+        """`track` is sent in `codec`, which its receiver cannot take (None: it can)."""
+        if self.ended or track not in TRACKS or self.codec_mismatch.get(track) == codec:
+            return []
+        self.codec_mismatch[track] = codec
+        return [self._event("codec", track=track, mismatch=codec)]
+
     def accept_notice(self, version: str) -> list[RoomEvent]:
         if self.ended or self.notice_accepted:
             return []
@@ -257,6 +272,7 @@ class Room:
                 "name": self.agent_name,
             },
             "tracks": dict(self.tracks),
+            "codec_mismatch": dict(self.codec_mismatch),
             "started_at": iso(self.started_at),
             "ended_at": iso(self.ended_at),
             "end_reason": self.end_reason,
