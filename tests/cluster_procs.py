@@ -174,13 +174,15 @@ class Cluster:
     def start(self) -> None:
         self.redis.start()
         first = self.nodes[0]
-        r = subprocess.run(
-            [*CLI, "user", "add", "anna", "--role", "agent", "--password-stdin",
-             "--data-dir", str(first.data), "--config", str(first.config)],  # fmt: skip
-            input=PASSWORD + "\n", text=True, capture_output=True, timeout=120,
-            env={**os.environ, "CALLASSIST_SERVER_KEY": SERVER_KEY},
-        )  # fmt: skip
-        assert r.returncode == 0, r.stderr
+        # An agent and a supervisor (the ops console, silent watch), same password.
+        for name, role in (("anna", "agent"), ("sue", "supervisor")):
+            r = subprocess.run(
+                [*CLI, "user", "add", name, "--role", role, "--password-stdin",
+                 "--data-dir", str(first.data), "--config", str(first.config)],  # fmt: skip
+                input=PASSWORD + "\n", text=True, capture_output=True, timeout=120,
+                env={**os.environ, "CALLASSIST_SERVER_KEY": SERVER_KEY},
+            )  # fmt: skip
+            assert r.returncode == 0, r.stderr
         for node in self.nodes:
             node.start()
         servers = "\n".join(f"    server {n.name} 127.0.0.1:{n.port}" for n in self.nodes)
