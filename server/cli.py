@@ -76,7 +76,7 @@ def _workers(args: argparse.Namespace, cfg: Config) -> int:
     n = cfg.cluster.workers if n is None else n
     if n > 1 and args.demo:
         raise ConfigError("--workers: demo mode runs one process")
-    workers_mod.check(cfg, n, dict(os.environ))
+    workers_mod.check(cfg, n)
     return n
 
 

@@ -32,24 +32,12 @@ from server.startup.preflight import preflight
 # Set by the parent for each worker: "i/N" and the base node id.
 WORKER_ENV = "CALLASSIST_WORKER"
 NODE_ENV = "CALLASSIST_WORKER_NODE"
-# Test hook (docs/testing.md): lets `--workers N` run with the local router, embedded
-# environment only, so the process model is tested before a shared router exists. Rooms
-# are then split across workers: never for a real deployment.
-LOCAL_ROUTER_TEST_ENV = "CALLASSIST_TEST_WORKERS_LOCAL_ROUTER"
 STOP_GRACE_S = 20.0
 
 
-def check(cfg: Config, workers: int, env: dict[str, str]) -> None:
-    """ConfigError when `workers` processes cannot run with this configuration."""
-    if (
-        workers > 1
-        and cfg.cluster.router == "local"
-        and env.get(LOCAL_ROUTER_TEST_ENV) == "1"
-        and cfg.environment == "embedded"
-    ):
-        check_workers(dataclasses.replace(cfg, cluster=dataclasses.replace(
-            cfg.cluster, router="test-split")), workers)  # fmt: skip
-        return
+def check(cfg: Config, workers: int) -> None:
+    """ConfigError when `workers` processes cannot run with this configuration (more
+    than one needs the Redis router: with the local one each would hold its own rooms)."""
     check_workers(cfg, workers)
 
 
