@@ -550,3 +550,18 @@ async def test_ops_on_any_node_sees_every_room_watches_and_ends_it(cluster: Clus
         await caller.close()
         await sue.close()
         await agent.close()
+
+
+def test_one_redis_client_factory_two_flavours() -> None:
+    """server/cluster/redis.py makes both clients: decoded for the router, registry and
+    bridge (2 s timeouts); bytes for the rate limits and the ops feed (shorter)."""
+    from server.cluster import redis as cluster_redis
+    from server.cluster import redis_client
+
+    cfg = from_dict({"cluster": {"router": "redis", "redis_url": "redis://127.0.0.1:1/0",
+                                 "internal_url": "http://127.0.0.1:2"}})  # fmt: skip
+    decoded = cluster_redis.connect(cfg.cluster).connection_pool.connection_kwargs
+    raw = redis_client.connect("redis://127.0.0.1:1/0").connection_pool.connection_kwargs
+    assert decoded["decode_responses"] is True and decoded["socket_timeout"] == 2.0
+    assert raw["decode_responses"] is False and raw["socket_timeout"] == 0.5
+    assert raw["socket_connect_timeout"] == 1.0 and raw["port"] == decoded["port"] == 1
