@@ -502,6 +502,15 @@ async def test_ops_on_any_node_sees_every_room_watches_and_ends_it(cluster: Clus
             assert {r: v["node"] for r, v in mine.items()} == owners, where
             assert mine[room]["caller_status"] == "live"
             assert mine[room]["tracks"]["camera"]["kbps"] > 0
+        # The agent's session list agrees on every node (the room's node writes its
+        # state to the database; the others read it from there).
+        views = []
+        for where in ("node1", "node2", "node3"):
+            status, body = await agent.get("/api/sessions", where=where)
+            assert status == 200, body
+            views.append({s["id"]: (s["state"], s["caller_status"]) for s in body["sessions"]
+                          if s["id"] in owners})  # fmt: skip
+        assert views[0] == views[1] == views[2], views
         # The SSE stream (the ops page's data source) of a non-owner has them too.
         async with sue.http.get(cluster.node("node1").url + "/api/ops/stream",
                                 headers=sue.origin) as r:  # fmt: skip

@@ -18,11 +18,10 @@ from typing import Any
 
 import pytest
 
-from bench.lib.procs import RedisServer
+from bench.lib.procs import SERVER_KEY, RedisServer, free_port_run
 from server.cluster import workers
 from server.core import config as config_mod
 from server.core.config import ConfigError
-from tests.conftest import free_port
 
 CLI = [sys.executable, "-m", "server"]
 
@@ -41,6 +40,12 @@ def test_worker_config_names_the_node_and_slices_ports() -> None:
     assert w1.cluster.node_id == "edge-a-w1" and w1.cluster.workers == 1
     assert w1.media.udp_ports == "40005-40009"
     assert workers.worker_config(config_mod.from_dict({}), 0, 2, "n").media.udp_ports == ""
+    # Each worker's own address for forwarded requests: the internal port + 1 + i.
+    red = config_mod.from_dict({"cluster": {"router": "redis", "redis_url": "redis://r:1/0",
+                                            "internal_url": "http://10.0.0.5:8080"}})  # fmt: skip
+    assert workers.worker_config(red, 1, 2, "n").cluster.internal_url == "http://10.0.0.5:8082"
+    assert workers.worker_internal_url("https://[fd00::5]/", 0) == "https://[fd00::5]:444/"
+    assert workers.worker_internal_url("", 0) == ""
 
 
 def test_child_argv_drops_workers_only() -> None:
@@ -68,7 +73,6 @@ def test_local_router_refuses_more_than_one_worker(tmp_path: Path) -> None:
 
 # /metrics answers only with its bearer token (docs/ops.md, "Metrics").
 METRICS_TOKEN = "workers-test-metrics-token-0123456789abcdef"
-SERVER_KEY = "workers-test-server-key-0123456789abcdef-0123"
 
 
 @pytest.fixture
@@ -83,10 +87,11 @@ class Box:
     failure shows it at once instead of waiting out a deadline."""
 
     def __init__(self, tmp_path: Path, redis_url: str, db_url: str) -> None:
-        self.port = free_port()
+        self.port = free_port_run(3)  # the shared port, then each worker's own
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = tmp_path / "serve.log"
-        cfg = tmp_path / "c.toml"
+        cfg = self.config = tmp_path / "c.toml"
+        self.data = tmp_path / "data"
         cfg.write_text(
             f'[http]\npublic_url = "{self.url}"\n'
             f'[storage]\ndatabase_url = "{db_url}"\n'
@@ -99,9 +104,14 @@ class Box:
         self._fh = open(self.log, "wb")  # noqa: SIM115 - closed in close()
         self.proc = subprocess.Popen(
             [*CLI, "serve", "--workers", "2", "--port", str(self.port), "--config", str(cfg),
-             "--data-dir", str(tmp_path / "data")],
+             "--data-dir", str(self.data)],
             stdout=self._fh, stderr=subprocess.STDOUT, env=env,
         )  # fmt: skip
+
+    @property
+    def node(self) -> Any:
+        """For bench.lib.procs.add_user (it needs `data` and `config`)."""
+        return self
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
@@ -192,6 +202,50 @@ def test_two_workers_share_the_port_and_stop_on_sigterm(
     assert box.wait() == 0, box.output()
     pids = _worker_pids(box.output())
     assert len(pids) == 2 and not any(_alive(p) for p in pids), box.output()
+
+
+def test_room_bound_requests_reach_the_worker_holding_the_room(box: Box) -> None:
+    """Worker i also listens on its own internal port (cluster.internal_url's port + 1 +
+    i, docs/deploy.md "Workers"): a request forwarded to the room's worker reaches it,
+    not whichever worker the kernel picks on the shared port."""
+    from bench.lib.procs import PASSWORD, add_user
+
+    assert box.both_answer() == {"box-w0", "box-w1"}
+    add_user(box.node, "anna", "agent", PASSWORD)
+    import http.cookiejar
+    import json
+
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+
+    def call(method: str, path: str, body: Any = None, csrf: str = "") -> tuple[int, Any]:
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(box.url + path, data=data, method=method, headers={
+            "Origin": box.url, "Content-Type": "application/json", "X-CSRF-Token": csrf,
+            "Connection": "close"})  # fmt: skip
+        try:
+            with opener.open(req, timeout=30) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read())
+
+    status, body = call("POST", "/api/login", {"username": "anna", "password": PASSWORD})
+    assert status == 200, body
+    csrf = body["csrf"]
+    made = []
+    for _ in range(4):  # placement spreads them over both workers
+        status, body = call("POST", "/api/sessions", {"phone": "20000012"}, csrf)
+        assert status == 201, body
+        made.append(body["session"]["id"])
+    for sid in made:
+        seen = set()
+        for _ in range(6):  # new connections: they land on either worker
+            status, body = call("GET", f"/api/sessions/{sid}")
+            assert status == 200, body
+            seen.add(json.dumps(body, sort_keys=True))
+            status, body = call("POST", f"/api/sessions/{sid}/link", {}, csrf)
+            assert status == 200, (sid, body, box.output()[-3000:])
+        assert len(seen) == 1, seen  # the same live view from both workers
 
 
 def test_a_dead_worker_stops_the_node_non_zero(box: Box) -> None:

@@ -8,6 +8,7 @@ so nothing here imports pytest or the tests.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import glob
 import os
 import pwd
@@ -35,6 +36,24 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def free_port_run(count: int) -> int:
+    """A port P with P .. P+count-1 all free (a node with workers listens on P and each
+    worker i also on P+1+i: server/cluster/workers.py)."""
+    for _ in range(200):
+        base = free_port()
+        if base + count > 65535:
+            continue
+        with contextlib.ExitStack() as stack:
+            try:
+                for p in range(base, base + count):
+                    s = stack.enter_context(socket.socket())
+                    s.bind(("127.0.0.1", p))
+            except OSError:
+                continue
+            return base
+    raise RuntimeError(f"no {count} consecutive free ports")
 
 
 def wait_port(port: int, timeout: float = 20, proc: subprocess.Popen[bytes] | None = None,
@@ -176,7 +195,8 @@ class Node:
                  port: int | None = None) -> None:  # fmt: skip
         self.name = name
         self.workers = workers
-        self.port = port or free_port()
+        # With workers, worker i also listens on port + 1 + i (its internal address).
+        self.port = port or (free_port_run(workers + 1) if workers > 1 else free_port())
         self.url = f"http://127.0.0.1:{self.port}"
         self.data = root / name
         self.config = root / f"{name}.toml"
