@@ -85,7 +85,7 @@ class ClusterRun(Run):
 def brief(m: dict[str, Any]) -> dict[str, Any]:
     """A step's numbers in the JSON (the rest stays in the human summary)."""
     return {k: m[k] for k in ("rooms", "server_cores", "cores_per_room", "fps_mean", "loss",
-                              "client_cores", "mem_mb_per_room")}  # fmt: skip
+                              "client_cores", "mem_mb_per_room", "anchored_rooms")}  # fmt: skip
 
 
 async def ramp(run: ClusterRun, step: int, max_rooms: int, budget_s: float,
