@@ -121,6 +121,7 @@ async def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
         "rooms_per_machine_2_workers": machine[2]["rooms"],
         "fps": m["fps_mean"],
         "loss": m["loss"],
+        "anchored_rooms": m["anchored_rooms"],  # rooms the frame matching (loss) covers
         "bridge": cl["bridge"],
         "machine": {f"workers_{w}": v for w, v in machine.items()},
         "load": {"before": load_before, "after": loadavg()},
