@@ -545,7 +545,10 @@ async def test_ops_on_any_node_sees_every_room_watches_and_ends_it(cluster: Clus
         assert status == 200 and body == {"ended": True, "room": room}, body
         await c_sock.expect("ended")
         assert (await c_sock.expect("_closed"))["code"] == 4000
-        await w_sock.expect("ended")
+        deadline = time.monotonic() + 30  # the watcher: told or closed, never left open
+        while (await w_sock.recv(max(deadline - time.monotonic(), 0.01)))["type"] not in (
+            "ended", "_closed"):  # fmt: skip
+            pass
         status, row = await agent.get(f"/api/sessions/{room}", where="node3")
         assert status == 200 and row["session"]["state"] == "ended", row
         deadline = time.monotonic() + 15

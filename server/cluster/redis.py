@@ -41,12 +41,12 @@ def new_client(url: str, *, decode: bool, command_timeout_s: float = 2.0,
     `decode`: str answers (the router, registry, bridge, drain) or bytes (the rate limits
     and the ops feed store packed values: server/cluster/redis_client.py). Short timeouts:
     a Redis that is down must fail a request quickly (a clear 503), never hang it."""
+    # retry_on_timeout stays redis-py's default (False): passing it is deprecated.
     return Redis.from_url(
         url,
         decode_responses=decode,
         socket_timeout=command_timeout_s,
         socket_connect_timeout=connect_timeout_s,
-        retry_on_timeout=False,
     )
 
 
