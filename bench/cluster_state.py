@@ -10,11 +10,7 @@ redis-server this script starts on loopback (nothing persisted, stopped at the e
 from __future__ import annotations
 
 import asyncio
-import shutil
-import socket
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -23,30 +19,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT)]
 
 from bench.lib import cli  # noqa: E402
+from bench.lib.procs import RedisServer  # noqa: E402
 from bench.lib.stats import percentile  # noqa: E402
 from server.cluster import redis_client  # noqa: E402
 from server.cluster.limits import SharedLimiter  # noqa: E402
 from server.cluster.ops_feed import OpsFeed, entry  # noqa: E402
 from server.core.ratelimit import KeyedLimiter  # noqa: E402
-
-
-def start_redis(workdir: str) -> tuple[subprocess.Popen[bytes], int]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    proc = subprocess.Popen(  # noqa: S603
-        [shutil.which("redis-server") or "/usr/bin/redis-server", "--port", str(port),
-         "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", workdir],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    for _ in range(200):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return proc, port
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise SystemExit("redis-server did not start")
 
 
 def fake_room(i: int) -> dict[str, Any]:
@@ -118,16 +96,11 @@ def main() -> None:
     parser.add_argument("--nodes", type=int, default=3, help="nodes publishing ops snapshots")
     parser.add_argument("--rooms", type=int, default=50, help="rooms per node")
     args = parser.parse_args()
-    workdir = tempfile.mkdtemp(prefix="callassist-bench-redis-")
-    proc, port = start_redis(workdir)
+    redis = RedisServer().start()
     try:
-        result = asyncio.run(
-            measure(f"redis://127.0.0.1:{port}/0", args.checks, args.nodes, args.rooms)
-        )
+        result = asyncio.run(measure(redis.url, args.checks, args.nodes, args.rooms))
     finally:
-        proc.terminate()
-        proc.wait(10)
-        shutil.rmtree(workdir, ignore_errors=True)
+        redis.close()
 
     def summary(r: dict[str, Any]) -> str:
         return "\n".join([

@@ -76,7 +76,7 @@ def _workers(args: argparse.Namespace, cfg: Config) -> int:
     n = cfg.cluster.workers if n is None else n
     if n > 1 and args.demo:
         raise ConfigError("--workers: demo mode runs one process")
-    workers_mod.check(cfg, n, dict(os.environ))
+    workers_mod.check(cfg, n)
     return n
 
 
@@ -155,6 +155,7 @@ def _serve(args: argparse.Namespace, cfg: Config) -> int:
         )
     print("\n".join(lines), flush=True)
     try:
+        from server.cluster.workers import internal_port as workers_internal_port
         from server.http.guard import serve  # run_app plus the slowloris guard
         from server.observe.logs import access_log_format
 
@@ -168,6 +169,9 @@ def _serve(args: argparse.Namespace, cfg: Config) -> int:
             per_address=cfg.http.max_connections_per_address,
             header_timeout_s=cfg.http.header_timeout_s,
             reuse_port=worker is not None,  # the workers share the port (SO_REUSEPORT)
+            # ... and each has its own, which the other nodes forward to
+            # (server/cluster/workers.py, worker_internal_url)
+            extra_port=workers_internal_port(cfg) if worker is not None else None,
         )
     except (StorageError, KeyringError) as exc:  # recording storage refused at startup
         print(f"callassist: recording storage: {exc}", file=sys.stderr)

@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 
@@ -261,3 +263,29 @@ def test_inspect_json_keys() -> None:
     }  # fmt: skip
     assert set(result["stages_ms"]) == {"decode", "codes", "text", "faces", "total"}
     assert result["faces"]["lfw_faces"] == 100 and "astronaut" in result["faces"]["pictures"]
+
+
+@pytest.mark.timeout(540)  # three clusters start on 2 loaded cores: mostly waiting
+def test_cluster_json_keys() -> None:
+    """bench/cluster.py, tiny: 2 nodes behind haproxy, one room, one-room ramps."""
+    result = run_json("cluster.py", "--nodes", "2", "--rooms", "1", "--step", "1",
+                      "--max-rooms", "1", "--window", "2", "--warmup", "1", "--pings", "10",
+                      timeout=500)  # fmt: skip
+    assert {"nodes", "rooms", "cores_per_room", "signal_bridge_p95_ms", "placement",
+            "rooms_per_machine_1_worker", "rooms_per_machine_2_workers"} <= set(result)  # fmt: skip
+    assert result["nodes"] == 2 and result["rooms"] == 1
+    assert sum(result["placement"].values()) == 1
+    assert set(result["machine"]) == {"workers_1", "workers_2"}
+    assert result["machine"]["workers_2"]["placement"] in ({"node1-w0": 1}, {"node1-w1": 1})
+
+
+def test_cluster_failover_flag_without_its_module(capsys: Any) -> None:
+    from bench import cluster
+
+    try:
+        cluster.load_failover("bench.no_such_failover_measurement")
+    except SystemExit as exc:
+        assert exc.code == 2
+    else:
+        raise AssertionError("no exit")
+    assert "failover measurement not available" in capsys.readouterr().err

@@ -1,6 +1,6 @@
 """`callassist serve --workers N`: the plan (pure), the refusal with the local router, and
-real worker processes sharing one port (started through the documented test hook that
-allows the local router, docs/testing.md)."""
+real worker processes sharing one port on the Redis router, as a deployer runs them
+(docs/deploy.md, "Workers"): a real redis-server and PostgreSQL on loopback."""
 
 from __future__ import annotations
 
@@ -11,14 +11,17 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from bench.lib.procs import SERVER_KEY, RedisServer, free_port_run
 from server.cluster import workers
 from server.core import config as config_mod
 from server.core.config import ConfigError
-from tests.conftest import free_port
 
 CLI = [sys.executable, "-m", "server"]
 
@@ -37,6 +40,12 @@ def test_worker_config_names_the_node_and_slices_ports() -> None:
     assert w1.cluster.node_id == "edge-a-w1" and w1.cluster.workers == 1
     assert w1.media.udp_ports == "40005-40009"
     assert workers.worker_config(config_mod.from_dict({}), 0, 2, "n").media.udp_ports == ""
+    # Each worker's own address for forwarded requests: the internal port + 1 + i.
+    red = config_mod.from_dict({"cluster": {"router": "redis", "redis_url": "redis://r:1/0",
+                                            "internal_url": "http://10.0.0.5:8080"}})  # fmt: skip
+    assert workers.worker_config(red, 1, 2, "n").cluster.internal_url == "http://10.0.0.5:8082"
+    assert workers.worker_internal_url("https://[fd00::5]/", 0) == "https://[fd00::5]:444/"
+    assert workers.worker_internal_url("", 0) == ""
 
 
 def test_child_argv_drops_workers_only() -> None:
@@ -48,10 +57,9 @@ def test_child_argv_drops_workers_only() -> None:
 
 
 def test_local_router_refuses_more_than_one_worker(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k != workers.LOCAL_ROUTER_TEST_ENV}
     r = subprocess.run(
         [*CLI, "serve", "--workers", "2", "--data-dir", str(tmp_path / "d")],
-        capture_output=True, text=True, timeout=60, env=env,
+        capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert r.returncode == 2
     assert 'cluster.workers = 2 needs cluster.router = "redis"' in r.stderr
@@ -59,14 +67,92 @@ def test_local_router_refuses_more_than_one_worker(tmp_path: Path) -> None:
     cfg.write_text("[cluster]\nworkers = 2\n")
     with pytest.raises(ConfigError, match="needs cluster.router"):
         config_mod.load(cfg)
-    # The test hook is for the embedded environment only.
-    prod = config_mod.replace(config_mod.from_dict({}), environment="production")
     with pytest.raises(ConfigError, match="needs cluster.router"):
-        workers.check(prod, 2, {workers.LOCAL_ROUTER_TEST_ENV: "1"})
+        workers.check(config_mod.from_dict({}), 2)
 
 
 # /metrics answers only with its bearer token (docs/ops.md, "Metrics").
 METRICS_TOKEN = "workers-test-metrics-token-0123456789abcdef"
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer().start()
+    yield server
+    server.close()
+
+
+class Box:
+    """`callassist serve --workers 2` on the Redis router; its output in a file, so a
+    failure shows it at once instead of waiting out a deadline."""
+
+    def __init__(self, tmp_path: Path, redis_url: str, db_url: str) -> None:
+        self.port = free_port_run(3)  # the shared port, then each worker's own
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = tmp_path / "serve.log"
+        cfg = self.config = tmp_path / "c.toml"
+        self.data = tmp_path / "data"
+        cfg.write_text(
+            f'[http]\npublic_url = "{self.url}"\n'
+            f'[storage]\ndatabase_url = "{db_url}"\n'
+            '[media]\nice_host_addresses = ["127.0.0.1"]\nudp_ports = "41000-41009"\n'
+            f'[cluster]\nrouter = "redis"\nredis_url = "{redis_url}"\nnode_id = "box"\n'
+            f'internal_url = "{self.url}"\n'
+        )
+        env = {**os.environ, "CALLASSIST_METRICS_TOKEN": METRICS_TOKEN}
+        env["CALLASSIST_SERVER_KEY"] = SERVER_KEY
+        self._fh = open(self.log, "wb")  # noqa: SIM115 - closed in close()
+        self.proc = subprocess.Popen(
+            [*CLI, "serve", "--workers", "2", "--port", str(self.port), "--config", str(cfg),
+             "--data-dir", str(self.data)],
+            stdout=self._fh, stderr=subprocess.STDOUT, env=env,
+        )  # fmt: skip
+
+    @property
+    def node(self) -> Any:
+        """For bench.lib.procs.add_user (it needs `data` and `config`)."""
+        return self
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def alive_or_fail(self, what: str, deadline: float) -> None:
+        if self.proc.poll() is not None:
+            raise AssertionError(f"serve exited ({self.proc.returncode}) before {what}:\n"
+                                 + self.output()[-4000:])  # fmt: skip
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out before {what}:\n" + self.output()[-4000:])
+
+    def both_answer(self, timeout: float = 90) -> set[str]:
+        seen: set[str] = set()
+        deadline = time.monotonic() + timeout
+        while seen != {"box-w0", "box-w1"}:
+            self.alive_or_fail(f"both workers answered (seen: {sorted(seen)})", deadline)
+            node = _node_of(self.url)
+            if node is None:
+                time.sleep(0.2)
+            else:
+                seen.add(node)
+        return seen
+
+    def wait(self, timeout: float = 60) -> int:
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("serve did not stop:\n" + self.output()[-4000:]) from None
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self._fh.close()
+
+
+@pytest.fixture
+def box(tmp_path: Path, redis_server: RedisServer, postgres: Any) -> Iterator[Box]:
+    b = Box(tmp_path, redis_server.url, postgres.create_database("w" + uuid.uuid4().hex[:12]))
+    yield b
+    b.close()
 
 
 def _node_of(url: str) -> str | None:
@@ -81,34 +167,6 @@ def _node_of(url: str) -> str | None:
         return None
 
 
-def _start(tmp_path: Path, port: int) -> subprocess.Popen[str]:
-    cfg = tmp_path / "c.toml"
-    cfg.write_text(
-        f'[http]\npublic_url = "http://127.0.0.1:{port}"\n'
-        '[media]\nice_host_addresses = ["127.0.0.1"]\nudp_ports = "41000-41009"\n'
-        '[cluster]\nnode_id = "box"\n'
-    )
-    env = {**os.environ, workers.LOCAL_ROUTER_TEST_ENV: "1"}
-    env["CALLASSIST_METRICS_TOKEN"] = METRICS_TOKEN
-    return subprocess.Popen(
-        [*CLI, "serve", "--workers", "2", "--port", str(port), "--config", str(cfg),
-         "--data-dir", str(tmp_path / "data")],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-    )  # fmt: skip
-
-
-def _both_answer(url: str) -> set[str]:
-    seen: set[str] = set()
-    deadline = time.monotonic() + 90
-    while seen != {"box-w0", "box-w1"} and time.monotonic() < deadline:
-        node = _node_of(url)
-        if node is None:
-            time.sleep(0.2)
-        else:
-            seen.add(node)
-    return seen
-
-
 def _worker_pids(output: str) -> list[int]:
     return [int(p) for p in re.findall(r"worker \d \(pid (\d+)\) is node", output)]
 
@@ -121,39 +179,79 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def test_two_workers_share_the_port_and_stop_on_sigterm(tmp_path: Path) -> None:
-    port = free_port()
-    proc = _start(tmp_path, port)
+def _registered(redis_url: str) -> set[str]:
+    import redis
+
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
     try:
-        assert _both_answer(f"http://127.0.0.1:{port}") == {"box-w0", "box-w1"}
-        proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=60)
+        return {k.removeprefix("callassist:node:") for k in client.scan_iter("callassist:node:*")}
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == 0, out
-    pids = _worker_pids(out)
-    assert len(pids) == 2 and not any(_alive(p) for p in pids), out
+        client.close()
 
 
-def test_a_dead_worker_stops_the_node_non_zero(tmp_path: Path) -> None:
-    port = free_port()
-    proc = _start(tmp_path, port)
-    try:
-        assert _both_answer(f"http://127.0.0.1:{port}") == {"box-w0", "box-w1"}
-        out = ""
-        assert proc.stdout is not None
-        while len(_worker_pids(out)) < 2:
-            out += proc.stdout.readline()
-        victim, other = _worker_pids(out)
-        os.kill(victim, signal.SIGKILL)
-        rest, _ = proc.communicate(timeout=60)
-        out += rest
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == 1, out
-    assert f"(pid {victim}) exited with status -9; stopping the others" in out
+def test_two_workers_share_the_port_and_stop_on_sigterm(
+    box: Box, redis_server: RedisServer
+) -> None:
+    assert box.both_answer() == {"box-w0", "box-w1"}
+    # Each worker is a node of the cluster: both in the registry.
+    deadline = time.monotonic() + 30
+    while _registered(redis_server.url) != {"box-w0", "box-w1"}:
+        box.alive_or_fail("both workers registered in Redis", deadline)
+        time.sleep(0.2)
+    box.proc.send_signal(signal.SIGTERM)
+    assert box.wait() == 0, box.output()
+    pids = _worker_pids(box.output())
+    assert len(pids) == 2 and not any(_alive(p) for p in pids), box.output()
+
+
+def test_room_bound_requests_reach_the_worker_holding_the_room(box: Box) -> None:
+    """Worker i also listens on its own internal port (cluster.internal_url's port + 1 +
+    i, docs/deploy.md "Workers"): a request forwarded to the room's worker reaches it,
+    not whichever worker the kernel picks on the shared port."""
+    from bench.lib.procs import PASSWORD, add_user
+
+    assert box.both_answer() == {"box-w0", "box-w1"}
+    add_user(box.node, "anna", "agent", PASSWORD)
+    import http.cookiejar
+    import json
+
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+
+    def call(method: str, path: str, body: Any = None, csrf: str = "") -> tuple[int, Any]:
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(box.url + path, data=data, method=method, headers={
+            "Origin": box.url, "Content-Type": "application/json", "X-CSRF-Token": csrf,
+            "Connection": "close"})  # fmt: skip
+        try:
+            with opener.open(req, timeout=30) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read())
+
+    status, body = call("POST", "/api/login", {"username": "anna", "password": PASSWORD})
+    assert status == 200, body
+    csrf = body["csrf"]
+    made = []
+    for _ in range(4):  # placement spreads them over both workers
+        status, body = call("POST", "/api/sessions", {"phone": "20000012"}, csrf)
+        assert status == 201, body
+        made.append(body["session"]["id"])
+    for sid in made:
+        seen = set()
+        for _ in range(6):  # new connections: they land on either worker
+            status, body = call("GET", f"/api/sessions/{sid}")
+            assert status == 200, body
+            seen.add(json.dumps(body, sort_keys=True))
+            status, body = call("POST", f"/api/sessions/{sid}/link", {}, csrf)
+            assert status == 200, (sid, body, box.output()[-3000:])
+        assert len(seen) == 1, seen  # the same live view from both workers
+
+
+def test_a_dead_worker_stops_the_node_non_zero(box: Box) -> None:
+    assert box.both_answer() == {"box-w0", "box-w1"}
+    victim, other = _worker_pids(box.output())  # printed before the workers start
+    os.kill(victim, signal.SIGKILL)
+    assert box.wait() == 1, box.output()
+    assert f"(pid {victim}) exited with status -9; stopping the others" in box.output()
     assert not _alive(other)

@@ -39,6 +39,10 @@ class Run:
         self.base_rss = rss_mb(self.server.pid)
         return self
 
+    def server_pids(self) -> list[int]:
+        """The server's processes (bench/cluster.py: every node and worker)."""
+        return [self.server.pid]
+
     async def __aexit__(self, *exc: Any) -> None:
         for p in (self.callers, self.agents):
             with contextlib.suppress(Exception):
@@ -71,19 +75,27 @@ class Run:
     async def measure(self, warmup: float, window: float) -> dict[str, Any]:
         await asyncio.sleep(warmup)
         await self.calibrate()
-        pids = {"server": self.server.pid, "callers": self.callers.pid, "agents": self.agents.pid}
-        s0 = cpu_times(self.server.pid)
+        servers = self.server_pids()
+        pids = {"callers": self.callers.pid, "agents": self.agents.pid}
+
+        def server_times() -> tuple[float, float]:
+            times = [cpu_times(p) for p in servers]
+            return sum(t[0] for t in times), sum(t[1] for t in times)
+
+        s0 = server_times()
         c0 = {k: cpu_seconds(p) for k, p in pids.items()}
+        c0["server"] = sum(s0)
         t0 = time.monotonic()
         await asyncio.sleep(window)
         t1 = time.monotonic()
         c1 = {k: cpu_seconds(p) for k, p in pids.items()}
-        s1 = cpu_times(self.server.pid)
-        rss = rss_mb(self.server.pid)
+        s1 = server_times()
+        c1["server"] = sum(s1)
+        rss = sum(rss_mb(p) for p in servers)
         await asyncio.sleep(0.5)
         frames = await self.agents.call(op="frames", since=t0, until=t1 + 0.5)
         sent = await self.callers.call(op="sent", since=t0 - 2, until=t1)
-        cores = {k: (c1[k] - c0[k]) / (t1 - t0) for k in pids}
+        cores = {k: (c1[k] - c0[k]) / (t1 - t0) for k in c0}
         latencies: list[float] = []
         fps: list[float] = []
         expected = delivered = 0

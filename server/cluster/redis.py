@@ -35,12 +35,21 @@ def bridge_channel(node_id: str) -> str:
     return f"{PREFIX}bridge:{node_id}"
 
 
-def connect(cluster: ClusterConfig) -> Redis:
-    """A client with short timeouts: a Redis that is down must fail a request quickly
-    (a clear 503), never hang it."""
+def new_client(url: str, *, decode: bool, command_timeout_s: float = 2.0,
+               connect_timeout_s: float = 2.0) -> Redis:  # fmt: skip
+    """The one factory of the cluster's Redis clients (nothing is sent until used).
+    `decode`: str answers (the router, registry, bridge, drain) or bytes (the rate limits
+    and the ops feed store packed values: server/cluster/redis_client.py). Short timeouts:
+    a Redis that is down must fail a request quickly (a clear 503), never hang it."""
+    # retry_on_timeout stays redis-py's default (False): passing it is deprecated.
     return Redis.from_url(
-        cluster.redis_url,
-        decode_responses=True,
-        socket_timeout=2,
-        socket_connect_timeout=2,
+        url,
+        decode_responses=decode,
+        socket_timeout=command_timeout_s,
+        socket_connect_timeout=connect_timeout_s,
     )
+
+
+def connect(cluster: ClusterConfig) -> Redis:
+    """The decoding client of the router, the registry, the bridge and `node drain`."""
+    return new_client(cluster.redis_url, decode=True)

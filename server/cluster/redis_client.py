@@ -1,9 +1,7 @@
-"""The Redis client of the rate limits and the ops feed (bytes, not decoded strings).
-
-Apart from server/cluster/redis.py (the router's, registry's and bridge's client, which
-decodes responses) because these callers store packed values; both read
-`cluster.redis_url`. Short timeouts: every caller here has a fallback, and a Redis that
-does not answer must not hold a login or a link open.
+"""The Redis client of the rate limits and the ops feed (bytes, not decoded strings),
+one per app. Made by server/cluster/redis.py's one factory (`decode=False`: these
+callers store packed values), with shorter timeouts than the router's: every caller here
+has a fallback, and a Redis that does not answer must not hold a login or a link open.
 """
 
 from __future__ import annotations
@@ -11,6 +9,7 @@ from __future__ import annotations
 import redis.asyncio as aioredis
 from aiohttp import web
 
+from server.cluster.redis import new_client
 from server.core.appkeys import CONFIG
 from server.core.config import Config
 
@@ -19,14 +18,9 @@ COMMAND_TIMEOUT_S = 0.5
 
 
 def connect(url: str) -> aioredis.Redis:
-    """A client for `url` ("redis://host:port/db"); nothing is sent until it is used."""
-    return aioredis.Redis.from_url(
-        url,
-        socket_connect_timeout=CONNECT_TIMEOUT_S,
-        socket_timeout=COMMAND_TIMEOUT_S,
-        retry_on_timeout=False,
-        decode_responses=False,
-    )
+    """A bytes client for `url` ("redis://host:port/db")."""
+    return new_client(url, decode=False, command_timeout_s=COMMAND_TIMEOUT_S,
+                      connect_timeout_s=CONNECT_TIMEOUT_S)  # fmt: skip
 
 
 def url_of(config: Config) -> str:

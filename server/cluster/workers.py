@@ -23,6 +23,7 @@ import sys
 import time
 from collections.abc import Sequence
 from types import FrameType
+from urllib.parse import urlsplit, urlunsplit
 
 from server.core.config import Config, ConfigError, check_workers, parse_port_range
 from server.rooms.router import default_node_id
@@ -32,24 +33,12 @@ from server.startup.preflight import preflight
 # Set by the parent for each worker: "i/N" and the base node id.
 WORKER_ENV = "CALLASSIST_WORKER"
 NODE_ENV = "CALLASSIST_WORKER_NODE"
-# Test hook (docs/testing.md): lets `--workers N` run with the local router, embedded
-# environment only, so the process model is tested before a shared router exists. Rooms
-# are then split across workers: never for a real deployment.
-LOCAL_ROUTER_TEST_ENV = "CALLASSIST_TEST_WORKERS_LOCAL_ROUTER"
 STOP_GRACE_S = 20.0
 
 
-def check(cfg: Config, workers: int, env: dict[str, str]) -> None:
-    """ConfigError when `workers` processes cannot run with this configuration."""
-    if (
-        workers > 1
-        and cfg.cluster.router == "local"
-        and env.get(LOCAL_ROUTER_TEST_ENV) == "1"
-        and cfg.environment == "embedded"
-    ):
-        check_workers(dataclasses.replace(cfg, cluster=dataclasses.replace(
-            cfg.cluster, router="test-split")), workers)  # fmt: skip
-        return
+def check(cfg: Config, workers: int) -> None:
+    """ConfigError when `workers` processes cannot run with this configuration (more
+    than one needs the Redis router: with the local one each would hold its own rooms)."""
     check_workers(cfg, workers)
 
 
@@ -66,12 +55,34 @@ def port_slice(ports: tuple[int, int] | None, index: int, count: int) -> tuple[i
     return first, last
 
 
+def worker_internal_url(url: str, index: int) -> str:
+    """Worker `index`'s own address for the other nodes: `url` with port + 1 + index.
+    The shared port cannot name a worker (the kernel picks one per connection), so a
+    request forwarded to the room's worker must come in on that worker's own port."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    host = parts.hostname or ""
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    return urlunsplit(parts._replace(netloc=f"{host}:{port + 1 + index}"))
+
+
+def internal_port(cfg: Config) -> int | None:
+    """The port a worker listens on besides the shared one (its worker_internal_url)."""
+    return urlsplit(cfg.cluster.internal_url).port if cfg.cluster.internal_url else None
+
+
 def worker_config(cfg: Config, index: int, count: int, base_node_id: str) -> Config:
     """The configuration worker `index` of `count` serves with."""
     ports = port_slice(parse_port_range(cfg.media.udp_ports), index, count)
+    internal = worker_internal_url(cfg.cluster.internal_url, index)
     return dataclasses.replace(
         cfg,
-        cluster=dataclasses.replace(cfg.cluster, node_id=f"{base_node_id}-w{index}", workers=1),
+        cluster=dataclasses.replace(
+            cfg.cluster, node_id=f"{base_node_id}-w{index}", workers=1, internal_url=internal
+        ),  # fmt: skip
         media=dataclasses.replace(cfg.media, udp_ports=f"{ports[0]}-{ports[1]}" if ports else ""),
     )
 

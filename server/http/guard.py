@@ -117,6 +117,7 @@ def serve(
     per_address: int,
     header_timeout_s: float,
     reuse_port: bool = False,
+    extra_port: int | None = None,
 ) -> None:
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
@@ -134,6 +135,8 @@ def serve(
         await runner.setup()
         site = web.TCPSite(runner, host, port, ssl_context=ssl_context, reuse_port=reuse_port)
         await site.start()
+        if extra_port is not None:  # the same app on a port of its own (a worker's)
+            await web.TCPSite(runner, host, extra_port, ssl_context=ssl_context).start()
 
     try:
         loop.run_until_complete(start())
