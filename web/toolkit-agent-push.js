@@ -38,7 +38,10 @@ export function pushTools({ tk, send, sessionId }) {
     try {
       if (file.size > tk.settings.max_image_bytes) throw Object.assign(new Error(file.name), { code: "too_large" });
       const data = await api("POST", `/api/sessions/${encodeURIComponent(sessionId())}/blobs?kind=image`, file);
-      send({ type: "push", kind: "image", image: data.blob.id, title: file.name.slice(0, 80) || undefined });
+      // The agent's own title or none (the caller then reads "the agent sent you a
+      // picture"): a local file name ("push.png", "IMG_2041.jpg") means nothing to them.
+      const title = el("tk-image-title").value.trim().slice(0, 80);
+      if (send({ type: "push", kind: "image", image: data.blob.id, title: title || undefined })) el("tk-image-title").value = "";
     } catch (err) {
       showError(el("tk-push-error"), err);
     } finally {
