@@ -197,23 +197,8 @@ async def test_pushed_image_title(call: Call) -> None:
     await caller.get_by_test_id("push-close").click()
 
 
-async def test_share_area_is_phone_sized(call: Call) -> None:
-    agent, caller = call.agent, call.caller
-    await expect(agent.get_by_test_id("share-area-open")).to_be_visible()
-    await agent.get_by_test_id("share-area-open").click()
-    area = agent.get_by_test_id("share-area")
-    await expect(area).to_be_visible()
-    await inside_viewport(agent, "share-area")
-    b = await box(agent, "share-area-content")
-    # The share area has a phone's shape (390x844), as large as the window allows.
-    assert abs(b["width"] / b["height"] - 390 / 844) < 0.02, b
-    # A tutorial step in the area, then share it.
-    await agent.get_by_test_id("share-area-tutorial").select_option("router-restart")
-    await expect(agent.get_by_test_id("share-area-image")).to_be_visible()
-    await agent.get_by_test_id("share-area-share").click()
-    await expect(caller.get_by_test_id("call-stage")).to_have_attribute("data-screen", "on")
-    await expect(agent.get_by_test_id("share-area")).to_have_attribute("data-cropped", "yes")
-    # The caller's frames have the panel's shape, not the 1280x800 tab's.
+async def caller_frame(caller: Page) -> tuple[int, int]:
+    """The size of the caller's screen frames once they are the panel's (portrait) shape."""
     size = await caller.wait_for_function(
         """() => { const v = document.querySelector('[data-testid=screen-video]');
              return v.videoWidth && v.videoWidth / v.videoHeight < 0.7
@@ -221,14 +206,52 @@ async def test_share_area_is_phone_sized(call: Call) -> None:
         timeout=15_000,
     )
     w, h = await size.json_value()
-    assert abs(w / h - b["width"] / b["height"]) < 0.03, (w, h, b)
-    assert abs(w - b["width"]) <= 2 and abs(h - b["height"]) <= 2, (w, h, b)
-    await each_lang(caller, "caller-shared-area")
-    # Stop: the panel closes with the share.
-    await agent.get_by_test_id("stop-share").click()
-    await expect(caller.locator("body")).to_have_attribute("data-screen", "off")
+    return w, h
+
+
+async def test_share_area_is_phone_sized(call: Call) -> None:
+    agent, caller = call.agent, call.caller
+    opener = agent.get_by_test_id("share-area-open")
+    await expect(opener).to_be_visible()
+    await opener.click()
+    area = agent.get_by_test_id("share-area")
+    await expect(area).to_be_visible()
+    await expect(agent.get_by_test_id("share-area-notes")).to_be_focused()
+    for testid in ("share-area", "share-area-content", "share-area-share", "share-area-close"):
+        await inside_viewport(agent, testid)
+    b = await box(agent, "share-area-content")
+    # A phone's shape (390x844), as large as the window allows.
+    assert abs(b["width"] / b["height"] - 390 / 844) < 0.01, b
+    assert b["height"] >= 800 * 0.65, b
+    # A tutorial step and a line of text in the area, then share it.
+    await agent.get_by_test_id("share-area-tutorial").select_option("router-restart")
+    await expect(agent.get_by_test_id("share-area-image")).to_be_visible()
+    await expect(agent.get_by_test_id("share-area-step")).to_have_text("1. solis no 3")
+    await agent.get_by_test_id("share-area-next").click()
+    await expect(agent.get_by_test_id("share-area-text")).to_contain_text("30 sekundes")
+    await agent.get_by_test_id("share-area-notes").fill("Pagaidiet 30 sekundes.")
+    await shot(agent, "agent-share-area-lv-1280x800")
+    for method, label in (("element", "element"), ("crop", "region")):
+        await agent.evaluate(f"() => window.callassistShareAreaMethod = '{method}'")
+        await agent.get_by_test_id("share-area-share").click()
+        await expect(caller.get_by_test_id("call-stage")).to_have_attribute("data-screen", "on")
+        await expect(area).to_have_attribute("data-cropped", "yes")
+        await expect(area).to_have_attribute("data-method", label)
+        # The caller's frames are the panel, at its size: not the 1280x800 tab's.
+        w, h = await caller_frame(caller)
+        assert abs(w - b["width"]) <= 2 and abs(h - b["height"]) <= 2, (label, w, h, b)
+        if label == "element":
+            await each_lang(caller, "caller-shared-area")
+        await agent.get_by_test_id("stop-share").click()
+        await expect(caller.locator("body")).to_have_attribute("data-screen", "off")
+        await expect(area).to_have_attribute("data-cropped", "no")
+    # Closing the panel while it is shared ends the share.
+    await agent.get_by_test_id("share-area-share").click()
+    await expect(caller.locator("body")).to_have_attribute("data-screen", "on")
     await agent.get_by_test_id("share-area-close").click()
     await expect(area).to_be_hidden()
+    await expect(caller.locator("body")).to_have_attribute("data-screen", "off")
+    await expect(agent.get_by_test_id("share-screen")).to_be_visible()
 
 
 async def test_shared_tab_and_ended_shots(call: Call) -> None:

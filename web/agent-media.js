@@ -12,6 +12,7 @@ import { st } from "./agent-state.js";
 import { renderSession, renderSignal, renderVideo } from "./agent-card.js";
 import * as toolkit from "./toolkit-agent.js"; // pointer, drawing, freeze, chat, pushes, …
 import * as recording from "./recording-agent.js"; // record, snapshots, photos
+import * as shareArea from "./agent-share-area.js"; // a phone-sized part of the console
 
 const el = (id) => document.getElementById(id);
 
@@ -189,9 +190,13 @@ function onServerError(msg) {
   showError(el("session-error"), { message: msg.message || msg.code, code: msg.code });
 }
 
-export async function shareScreen() {
+// `area` (web/agent-share-area.js): share one element of this page alone. The capture is
+// then this tab (preferCurrentTab) and area.narrow(track) cuts it down to the element
+// before the caller gets a single frame of the rest of the console.
+export async function shareScreen(area = null) {
   showError(el("share-error"), null);
-  const opts = window.callassistShareOptions || { video: true };
+  const base = window.callassistShareOptions || { video: true };
+  const opts = area ? { ...base, video: true, preferCurrentTab: true, selfBrowserSurface: "include" } : base;
   let stream;
   try {
     // Called straight from the click: browsers require a user gesture.
@@ -207,7 +212,16 @@ export async function shareScreen() {
     return;
   }
   if ("contentHint" in track) track.contentHint = "detail"; // keep text sharp over smooth motion
-  stopShare({ silent: true });
+  if (area) {
+    try {
+      await area.narrow(track);
+    } catch (err) {
+      track.stop(); // never the whole console instead of the area
+      showError(el("share-error"), { message: t("a.area.failed", { message: (err && err.message) || String(err) }), code: err && err.name });
+      return;
+    }
+  }
+  stopShare({ silent: true, keepArea: !!area });
   st.screenTrack = track;
   // The browser's own "Stop sharing" ends the track: behave as our Stop button.
   track.addEventListener("ended", () => {
@@ -225,8 +239,9 @@ export async function shareScreen() {
   renderVideo();
 }
 
-export function stopShare({ silent = false } = {}) {
+export function stopShare({ silent = false, keepArea = false } = {}) {
   const track = st.screenTrack;
+  if (!keepArea) shareArea.unshared();
   st.screenTrack = null;
   if (track) track.stop();
   if (st.screenSender && st.pc && st.pc.signalingState !== "closed") {

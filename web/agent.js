@@ -15,6 +15,7 @@ import { initMedia, connect, disconnect, shareScreen, stopShare, toggleFullscree
 import * as toolkit from "./toolkit-agent.js"; // pointer, drawing, freeze, chat, pushes, …
 import * as recording from "./recording-agent.js"; // record, snapshots, photos
 import * as smsPreview from "./sms-preview.js"; // SMS language and segment count
+import * as shareArea from "./agent-share-area.js"; // a phone-sized part of the console
 
 i18n.extend(STRINGS);
 const t = i18n.t;
@@ -236,7 +237,8 @@ function wire() {
   el("end-session-cancel").addEventListener("click", () => (el("end-confirm-box").hidden = true));
   el("end-session-confirm").addEventListener("click", endSession);
   el("new-session").addEventListener("click", showNewForm);
-  el("share-screen").addEventListener("click", shareScreen);
+  el("share-screen").addEventListener("click", () => shareScreen());
+  shareArea.init({ shareScreen, stopShare });
   el("stop-share").addEventListener("click", () => stopShare());
   el("fullscreen-camera").addEventListener("click", toggleFullscreen);
   document.addEventListener("fullscreenchange", card.renderVideo);
