@@ -99,6 +99,18 @@ async def test_no_serious_violations(browser: Any, server: Any) -> None:
     await expect(caller.get_by_test_id("chat").get_by_test_id("chat-msg")).to_have_count(1)
     await audit.check(caller, "caller chat")
     await caller.get_by_test_id("chat-close").click()
+    # A pushed tutorial on the phone; the agent's share area with a tutorial step in it.
+    await agent.get_by_test_id("push-tutorial-select").select_option("router-restart")
+    await agent.get_by_test_id("push-tutorial").click()
+    await expect(caller.get_by_test_id("step-label")).to_have_text("1. solis no 3")
+    await audit.check(caller, "caller tutorial card")
+    await caller.get_by_test_id("push-close").click()
+    await agent.get_by_test_id("push-image-title").fill("Maršrutētājs")
+    await agent.get_by_test_id("share-area-open").click()
+    await agent.get_by_test_id("share-area-tutorial").select_option("router-restart")
+    await expect(agent.get_by_test_id("share-area-step")).to_be_visible()
+    await audit.check(agent, "agent share area")
+    await agent.get_by_test_id("share-area-close").click()
     await agent.keyboard.press("?")
     await expect(agent.get_by_test_id("shortcuts")).to_be_visible()
     await audit.check(agent, "agent shortcuts")
@@ -137,5 +149,6 @@ async def test_no_serious_violations(browser: Any, server: Any) -> None:
     await caller_ctx.close()
     audit.report()
     assert set(audit.found) >= {"caller notice", "caller ready", "caller live", "caller ended",
-                                "agent live call", "ops rooms", "dpo subject"}
+                                "agent live call", "ops rooms", "dpo subject",
+                                "caller tutorial card", "agent share area"}
     assert not audit.serious(), json.dumps(audit.serious(), indent=1, ensure_ascii=False)

@@ -258,8 +258,10 @@ async def test_shared_tab_and_ended_shots(call: Call) -> None:
     agent, caller = call.agent, call.caller
     await agent.get_by_test_id("share-screen").click()
     await expect(caller.locator("body")).to_have_attribute("data-screen", "on")
+    # The whole 1280x800 tab (landscape frames), not the last frame of the area's share.
     await caller.wait_for_function(
-        "() => document.querySelector('[data-testid=screen-video]').videoWidth > 0"
+        "() => { const v = document.querySelector('[data-testid=screen-video]');"
+        " return v.videoWidth > v.videoHeight; }", timeout=15_000
     )
     await each_lang(caller, "caller-shared-screen")
     await agent.get_by_test_id("stop-share").click()
