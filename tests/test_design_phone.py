@@ -26,6 +26,7 @@ from server.http.app import create_app
 from tests import conftest
 from tests.test_browser_e2e import COUNT_GUM, agent_page, open_link, start_session
 from tests.test_design import inside_viewport
+from tests.test_toolkit_browser import TUTORIAL_PNG
 
 SHOTS = Path("/tmp/design2")
 PHONES = ((360, 800), (390, 844))
@@ -178,7 +179,7 @@ async def test_tutorial_card_fits_the_phone(call: Call) -> None:
 
 async def test_pushed_image_title(call: Call) -> None:
     agent, caller = call.agent, call.caller
-    png = Path(__file__).resolve().parent.parent / "server/tutorials/router-restart/3.png"
+    png = TUTORIAL_PNG
     title = caller.get_by_test_id("push-title")
     # The agent names the picture: the caller reads that name.
     await agent.get_by_test_id("push-image-title").fill("Rūtera aizmugure")
