@@ -266,10 +266,12 @@ async def test_shared_tab_and_ended_shots(call: Call) -> None:
     )
     await each_lang(caller, "caller-shared-screen")
     await agent.get_by_test_id("stop-share").click()
+    await agent.get_by_test_id("share-area-open").click()  # left open: the end closes it
     await agent.get_by_test_id("end-session").click()
     await agent.get_by_test_id("end-session-confirm").click()
     state = caller.get_by_test_id("call-state")
     await expect(state).to_have_attribute("data-state", "ended", timeout=10_000)
     await expect(caller.get_by_test_id("privacy-receipt")).to_be_visible(timeout=10_000)
+    await expect(agent.get_by_test_id("share-area")).to_be_hidden()
     await each_lang(caller, "caller-ended")
     await caller.screenshot(path=str(SHOTS / "caller-ended-lv-390x844-full.png"), full_page=True)

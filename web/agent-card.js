@@ -120,6 +120,7 @@ export function renderVideo() {
 
   el("fullscreen-camera").hidden = st.ended;
   el("video-bar").hidden = st.ended;
+  if (st.ended) el("share-area").hidden = true; // its share ended with the session
   const sharing = !!st.screenTrack;
   el("share-screen").hidden = sharing || st.ended;
   el("stop-share").hidden = !sharing || st.ended;
