@@ -171,6 +171,11 @@ async def test_agent_console_in_firefox(  # type: ignore[no-untyped-def]
         d.style.background = 'rgb(255, 0, 255)'; d.style.zIndex = '99999';
         d.style.pointerEvents = 'none'; document.body.appendChild(d); return true;"""
     )
+    # Firefox has neither Element nor Region Capture: no share-area option (issue #16).
+    assert await ff.js(
+        "return document.querySelector('[data-testid=share-area-open]').hidden"
+        " && typeof CropTarget === 'undefined';"
+    )
     await ff.click("share-screen")
     await expect(caller.get_by_test_id("call-stage")).to_have_attribute(
         "data-screen", "on", timeout=15_000
