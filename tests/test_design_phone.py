@@ -246,6 +246,13 @@ async def test_share_area_is_phone_sized(call: Call) -> None:
         await agent.get_by_test_id("stop-share").click()
         await expect(caller.locator("body")).to_have_attribute("data-screen", "off")
         await expect(area).to_have_attribute("data-cropped", "no")
+    # A larger window: the full 390x844 minus what the controls need, same shape.
+    await agent.set_viewport_size({"width": 1920, "height": 1080})
+    big = await box(agent, "share-area-content")
+    assert abs(big["width"] / big["height"] - 390 / 844) < 0.01 and big["height"] > 800, big
+    await inside_viewport(agent, "share-area")
+    await shot(agent, "agent-share-area-lv-1920x1080")
+    await agent.set_viewport_size({"width": 1280, "height": 800})
     # Closing the panel while it is shared ends the share.
     await agent.get_by_test_id("share-area-share").click()
     await expect(caller.locator("body")).to_have_attribute("data-screen", "on")
