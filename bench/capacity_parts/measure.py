@@ -99,26 +99,35 @@ class Run:
         latencies: list[float] = []
         fps: list[float] = []
         expected = delivered = 0
+        # Per room: why a room's frames did not count (not anchored, off the 3000-tick
+        # grid of its anchor, or on the grid but not a frame its caller sent).
+        per_room: dict[str, dict[str, Any]] = {}
         for name, got in frames.items():
             fps.append(sum(1 for _, t in got if t <= t1) / (t1 - t0))
             off = self.offsets.get(name)
             table = {n: t for n, _, t in sent.get(name, [])}
             want = {n for n, t in table.items() if t0 <= t <= t1 - 0.3}
+            room = per_room[name] = {"frames": len(got), "anchored": off is not None}
             if off is None:
                 continue
             have = set()
+            off_grid = 0
             for ts, t in got:
                 d = (ts - off) & 0xFFFFFFFF
                 # The baseline's frames can be a few ms off: MediaRecorder's encoder rebases
                 # the shared VideoFrame's pts to its own time base before the agent's does.
                 n = (d + 1500) // 3000
                 if abs(d - n * 3000) > 450:
+                    off_grid += 1
                     continue
                 have.add(n)
                 if n in table and t0 <= t <= t1:
                     latencies.append((t - table[n]) * 1000)
             expected += len(want)
             delivered += len(want & have)
+            room.update(expected=len(want), matched=len(want & have), off_grid=off_grid)
+            if want and have and not want & have:  # how far off: frame numbers
+                room.update(want=[min(want), max(want)], have=[min(have), max(have)])
         loss = 1 - delivered / expected if expected else float("nan")
         return {
             "rooms": self.rooms,
@@ -142,4 +151,5 @@ class Run:
                 "samples": len(latencies),
             },
             "anchored_rooms": len(self.offsets),
+            "per_room": per_room,
         }
