@@ -122,6 +122,8 @@ async def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
         "fps": m["fps_mean"],
         "loss": m["loss"],
         "anchored_rooms": m["anchored_rooms"],  # rooms the frame matching (loss) covers
+        # per room: frames, anchored, expected, matched, off_grid, candidates (measure.py)
+        "per_room": m["per_room"],
         "bridge": cl["bridge"],
         "machine": {f"workers_{w}": v for w, v in machine.items()},
         "load": {"before": load_before, "after": loadavg()},

@@ -289,3 +289,30 @@ def test_cluster_failover_flag_without_its_module(capsys: Any) -> None:
     else:
         raise AssertionError("no exit")
     assert "failover measurement not available" in capsys.readouterr().err
+
+
+def test_frame_matching_with_an_ambiguous_anchor() -> None:
+    """The caller's clip restarts at every keyframe request, so the anchor's clip
+    position (0) was sent at frames 0, 40 and 60; the agent's anchor is frame 40's
+    keyframe, arriving 0.8 s late, after frame 60 left. The latest send (60) would put
+    every frame 20 off (0.67 s of latency missing); the candidates let the frames pick 40."""
+    from bench.capacity_parts.measure import candidates, match_frames
+
+    start, base, restarts = 100.0, 123_456_789, (0, 40, 60)
+    sent = []
+    for n in range(330):
+        pos = (n - max(r for r in restarts if r <= n)) % 150
+        sent.append((n, pos, start + n / 30))
+    got = [((base + 3000 * n) & 0xFFFFFFFF, t + 0.8) for n, _, t in sent]
+    anchor = (base + 3000 * 40, 0, start + 40 / 30 + 0.8)
+    offsets = {"r0": candidates(anchor, sent)}
+    assert len(offsets["r0"]) == 3
+    t0, t1 = start + 5, start + 10
+    frames = {"r0": [f for f in got if t0 <= f[1] <= t1 + 0.5]}
+    in_window = {"r0": [s for s in sent if t0 - 2 <= s[2] <= t1]}
+    expected, delivered, latencies, per_room = match_frames(frames, in_window, offsets, t0, t1)
+    assert expected > 100 and delivered == expected, per_room
+    assert min(latencies) > 790 and max(latencies) < 810
+    # The latest candidate alone (the old calibration): the latency 20 frames short.
+    _, _, wrong, _ = match_frames(frames, in_window, {"r0": offsets["r0"][:1]}, t0, t1)
+    assert max(wrong) < 200

@@ -17,7 +17,7 @@ import pytest
 import redis.asyncio as aioredis
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
-from server.cluster.bridge import Bridge, Outbound, RemoteSink
+from server.cluster.bridge import Bridge, Outbound, RemoteSink, frame
 from server.cluster.registry import NodeRow, headroom, placement
 from server.core.config import ConfigError, from_dict
 from server.media import aiortc_hooks
@@ -272,17 +272,20 @@ async def test_bridge_buffers_are_bounded(cluster: Cluster) -> None:
         sink = RemoteSink(bridge, "peer-test/1", "peer-test", "caller", "caller")
         bridge.served[sink.conn_id] = sink
         for i in range(20):  # the room's serve loop does not read: its queue fills
-            bridge._handle(json.dumps({"k": "msg", "c": sink.conn_id, "d": f"m{i}"}))
+            bridge._handle(frame("m", sink.conn_id, f"m{i}"))
         got = []
         deadline = time.monotonic() + 10
         while len(got) < 2 and time.monotonic() < deadline:
             msg = await pubsub.get_message(timeout=1.0)
             if msg and msg["type"] == "message":
-                got.append(json.loads(msg["data"]))
-        assert got[0]["k"] == "out" and got[0]["m"]["code"] == "cluster_unavailable"
-        assert "bridge buffer full" in got[0]["m"]["message"]
-        assert got[1] == {"k": "end", "c": sink.conn_id, "code": 1011,
-                          "reason": "bridge buffer full"}  # fmt: skip
+                got.append(msg["data"])
+        # A message for the socket: framed, its JSON as the room's node encoded it.
+        head, _, text = got[0].partition("\n")
+        assert head == "o" + sink.conn_id
+        assert json.loads(text)["code"] == "cluster_unavailable"
+        assert "bridge buffer full" in json.loads(text)["message"]
+        assert json.loads(got[1]) == {"k": "end", "c": sink.conn_id, "code": 1011,
+                                      "reason": "bridge buffer full"}  # fmt: skip
     finally:
         await pubsub.aclose()
         await client.aclose()

@@ -16,7 +16,80 @@ from bench.lib.rpc import Child
 from bench.lib.stats import percentile
 from bench.lib.usage import cpu_seconds, cpu_times, rss_mb
 
+Anchor = tuple[int, int, float]  # the agent's first keyframe: (rtp ts, clip position, arrival)
+Sent = tuple[int, int, float]  # a caller's frame: (frame number, clip position, time taken)
+
 SCRIPT = Path(__file__).resolve().parent.parent / "capacity.py"  # every role is a process of it
+
+
+def candidates(anchor: Anchor, sent: list[Sent]) -> list[int]:
+    """The offsets (agent rtp ts - 3000 * caller frame) the anchor frame allows, latest
+    send first. Its clip position is sent again at every keyframe request (the clip
+    restarts) and every clip cycle: under load the latest send before its arrival need not
+    be the one that arrived (a restart within the latency), so every send of it is a
+    candidate and the window's frames pick (match_frames). A wrong pick shifts every frame
+    by less than the latency: the latency figure is wrong, the loss hardly."""
+    ts, pos, arrival = anchor
+    ns = sorted((n for n, p, t in sent if p == pos and t <= arrival), reverse=True)
+    return [(ts - 3000 * n) & 0xFFFFFFFF for n in ns]
+
+
+def match_frames(
+    frames: dict[str, list[tuple[int, float]]],
+    sent: dict[str, list[Sent]],
+    offsets: dict[str, list[int]],
+    t0: float,
+    t1: float,
+) -> tuple[int, int, list[float], dict[str, dict[str, Any]]]:
+    """Frames the callers sent in [t0, t1 - 0.3] (expected) and how many of them each
+    room's agent got (delivered), by RTP timestamp with the room's best candidate offset;
+    the latencies (ms); per room, why frames did not count (not anchored, off the
+    3000-tick grid of its anchor, or on the grid but not a frame its caller sent)."""
+    expected = delivered = 0
+    latencies: list[float] = []
+    per_room: dict[str, dict[str, Any]] = {}
+    for name, got in frames.items():
+        off = offsets.get(name)
+        table = {n: t for n, _, t in sent.get(name, [])}
+        want = {n for n, t in table.items() if t0 <= t <= t1 - 0.3}
+        sent_n = table.keys()
+        room = per_room[name] = {"frames": len(got), "anchored": bool(off)}
+        if not off:
+            continue
+        matches = (_match(got, o, table, t0, t1) for o in off)
+        # Most of the window's frames, then most frames that are any sent frame: a wrong
+        # candidate shifted by less than the latency still covers the window.
+        have, off_grid, lat = max(matches, key=lambda m: (len(m[0] & want), len(m[0] & sent_n)))
+        latencies += lat
+        expected += len(want)
+        delivered += len(want & have)
+        room.update(expected=len(want), matched=len(want & have), off_grid=off_grid,
+                    candidates=len(off))  # fmt: skip
+        if want and have and not want & have:  # how far off: frame numbers
+            room.update(want=[min(want), max(want)], have=[min(have), max(have)])
+    return expected, delivered, latencies, per_room
+
+
+def _match(
+    got: list[tuple[int, float]], off: int, table: dict[int, float], t0: float, t1: float
+) -> tuple[set[int], int, list[float]]:
+    """The caller's frame numbers of the agent's frames `got` for one anchor offset `off`,
+    how many were off its 3000-tick grid, and the latencies (ms) of those in the window."""
+    have: set[int] = set()
+    off_grid = 0
+    latencies: list[float] = []
+    for ts, t in got:
+        d = (ts - off) & 0xFFFFFFFF
+        # The baseline's frames can be a few ms off: MediaRecorder's encoder rebases
+        # the shared VideoFrame's pts to its own time base before the agent's does.
+        n = (d + 1500) // 3000
+        if abs(d - n * 3000) > 450:
+            off_grid += 1
+            continue
+        have.add(n)
+        if n in table and t0 <= t <= t1:
+            latencies.append((t - table[n]) * 1000)
+    return have, off_grid, latencies
 
 
 class Run:
@@ -26,7 +99,8 @@ class Run:
         self.label = label
         self.server_args = server_args
         self.rooms = 0
-        self.offsets: dict[str, int] = {}  # room -> agent rtp ts - 3000 * caller frame
+        # room -> candidates for (agent rtp ts - 3000 * caller frame), latest first
+        self.offsets: dict[str, list[int]] = {}
         self.info: dict[str, Any] = {}
 
     async def __aenter__(self) -> Run:
@@ -68,9 +142,9 @@ class Run:
             op="sent", since=t0, until=time.monotonic(), rooms=list(todo)
         )
         for name, (ts, pos, arrival) in todo.items():
-            cands = [n for n, p, t in sent.get(name, []) if p == pos and t <= arrival]
+            cands = candidates((ts, pos, arrival), sent.get(name, []))
             if cands:
-                self.offsets[name] = (ts - 3000 * max(cands)) & 0xFFFFFFFF
+                self.offsets[name] = cands
 
     async def measure(self, warmup: float, window: float) -> dict[str, Any]:
         await asyncio.sleep(warmup)
@@ -96,29 +170,8 @@ class Run:
         frames = await self.agents.call(op="frames", since=t0, until=t1 + 0.5)
         sent = await self.callers.call(op="sent", since=t0 - 2, until=t1)
         cores = {k: (c1[k] - c0[k]) / (t1 - t0) for k in c0}
-        latencies: list[float] = []
-        fps: list[float] = []
-        expected = delivered = 0
-        for name, got in frames.items():
-            fps.append(sum(1 for _, t in got if t <= t1) / (t1 - t0))
-            off = self.offsets.get(name)
-            table = {n: t for n, _, t in sent.get(name, [])}
-            want = {n for n, t in table.items() if t0 <= t <= t1 - 0.3}
-            if off is None:
-                continue
-            have = set()
-            for ts, t in got:
-                d = (ts - off) & 0xFFFFFFFF
-                # The baseline's frames can be a few ms off: MediaRecorder's encoder rebases
-                # the shared VideoFrame's pts to its own time base before the agent's does.
-                n = (d + 1500) // 3000
-                if abs(d - n * 3000) > 450:
-                    continue
-                have.add(n)
-                if n in table and t0 <= t <= t1:
-                    latencies.append((t - table[n]) * 1000)
-            expected += len(want)
-            delivered += len(want & have)
+        fps = [sum(1 for _, t in got if t <= t1) / (t1 - t0) for got in frames.values()]
+        expected, delivered, latencies, per_room = match_frames(frames, sent, self.offsets, t0, t1)
         loss = 1 - delivered / expected if expected else float("nan")
         return {
             "rooms": self.rooms,
@@ -142,4 +195,5 @@ class Run:
                 "samples": len(latencies),
             },
             "anchored_rooms": len(self.offsets),
+            "per_room": per_room,
         }

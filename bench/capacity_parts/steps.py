@@ -8,6 +8,7 @@ import argparse
 import asyncio
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,43 @@ def project_args(forwarding: str | None, recorder: bool) -> list[str]:
     if not recorder:
         args.append("--no-recorder")
     return args
+
+
+async def ramp(
+    run: Run,
+    steps: list[dict[str, Any]],
+    step: int,
+    max_rooms: int,
+    deadline: float,
+    measure: Callable[[], Awaitable[dict[str, Any]]],
+    server_core_limit: float | None = None,
+) -> tuple[int, str]:
+    """Rooms added `step` at a time after the measured `steps` (appended to) while the
+    last step holds (>= 29 fps, < 1% loss), until the client processes (on the same
+    cores), the server's core (`server_core_limit`), `max_rooms` or `deadline` stop it.
+    Returns the most rooms a step held and what stopped the ramp ("fps/loss" when the
+    last step did not hold). bench/capacity.py and bench/cluster.py both ramp with it."""
+    limit = "max_rooms"
+    while run.rooms + step <= max_rooms:
+        last = steps[-1]
+        if time.monotonic() > deadline:
+            limit = "time"
+            break
+        if not holds(last):
+            limit = "fps/loss"
+            break
+        if max(last["client_cores"].values()) > 0.9:
+            limit = "client processes"
+            break
+        if server_core_limit is not None and last["server_cores"] > server_core_limit:
+            limit = "server process (one core)"
+            break
+        await run.grow(run.rooms + step)
+        steps.append(await measure())
+    held = [s["rooms"] for s in steps if holds(s)]
+    if not held or steps[-1]["rooms"] != max(held):
+        limit = "fps/loss"
+    return (max(held) if held else 0), limit
 
 
 async def run_project(
@@ -59,33 +97,17 @@ async def run_project(
         if spy is not None:
             await spy.wait()
         steps = [main]
-        step = 4 if quick else 10
-        limit = "max_rooms"
-        while run.rooms + step <= max_rooms:
-            if time.monotonic() > deadline:
-                limit = "time"
-                break
-            last = steps[-1]
-            if not holds(last):
-                limit = "fps/loss"
-                break
-            if max(last["client_cores"].values()) > 0.9:
-                limit = "client processes"
-                break
-            if last["server_cores"] > 0.95:
-                limit = "server process (one core)"
-                break
-            await run.grow(run.rooms + step)
-            steps.append(await run.measure(warmup=2, window=4 if quick else 6))
-        held = [s["rooms"] for s in steps if holds(s)]
+        held, limit = await ramp(run, steps, 4 if quick else 10, max_rooms, deadline,
+                                 lambda: run.measure(warmup=2, window=4 if quick else 6),
+                                 server_core_limit=0.95)  # fmt: skip
         rpc = await RpcClient.connect(run.info["port"])
         info = await rpc.call(op="summary")
         rpc.close()
         return {
             "measure": main,
             "steps": steps,
-            "max_rooms_per_process": max(held) if held else 0,
-            "stopped_by": limit if held and max(held) == steps[-1]["rooms"] else "fps/loss",
+            "max_rooms_per_process": held,
+            "stopped_by": limit,
             "server": info,
         }
 

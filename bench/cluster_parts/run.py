@@ -13,7 +13,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from bench.capacity_parts.measure import Run
-from bench.capacity_parts.room import holds
+from bench.capacity_parts.steps import ramp as ramp_steps
 from bench.lib.procs import Cluster
 from bench.lib.rpc import Child
 from bench.lib.usage import rss_mb
@@ -90,27 +90,11 @@ def brief(m: dict[str, Any]) -> dict[str, Any]:
 
 async def ramp(run: ClusterRun, step: int, max_rooms: int, budget_s: float,
                warmup: float, window: float) -> dict[str, Any]:  # fmt: skip
-    """Rooms added `step` at a time while a step holds (>= 29 fps, < 1% loss), until the
-    client processes (on the same cores) are the limit, `max_rooms` or the time budget."""
+    """Rooms added `step` at a time while a step holds (bench/capacity_parts/steps.py's
+    ramp: the clients' processes, `max_rooms` or the time budget stop it too)."""
     deadline = time.monotonic() + budget_s
     await run.grow(min(step, max_rooms))
     steps = [await run.measure(warmup=warmup, window=window)]
-    limit = "max_rooms"
-    while run.rooms + step <= max_rooms:
-        last = steps[-1]
-        if not holds(last):
-            limit = "fps/loss"
-            break
-        if max(last["client_cores"].values()) > 0.9:
-            limit = "client processes"
-            break
-        if time.monotonic() > deadline:
-            limit = "time"
-            break
-        await run.grow(run.rooms + step)
-        steps.append(await run.measure(warmup=warmup, window=window))
-    held = [s["rooms"] for s in steps if holds(s)]
-    if held and steps[-1]["rooms"] != max(held):
-        limit = "fps/loss"
-    return {"rooms": max(held) if held else 0, "stopped_by": limit,
-            "steps": [brief(s) for s in steps]}  # fmt: skip
+    held, limit = await ramp_steps(run, steps, step, max_rooms, deadline,
+                                   lambda: run.measure(warmup=warmup, window=window))  # fmt: skip
+    return {"rooms": held, "stopped_by": limit, "steps": [brief(s) for s in steps]}

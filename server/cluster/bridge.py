@@ -6,10 +6,18 @@ B did the origin/login/role checks as for a local socket, then publishes to A's 
 (`msg`), and `close`. A runs the same `serve` as for a local socket, with a sink that
 publishes to `bridge:<B>` (`out` messages, `end` with the close code); B writes those to
 the WebSocket. Each bridged socket has one bounded, ordered publisher per direction (one
-task awaiting each PUBLISH in turn: order is kept, and a full buffer closes the socket
-with a clear error instead of growing). Liveness: the heartbeat lists the live nodes;
-each side closes its bridged sockets whose other node is gone, and all of them while Redis
-is unreachable (the pages reconnect by themselves).
+task publishing in turn: order is kept, what queued meanwhile goes in one pipelined round
+trip, and a full buffer closes the socket with a clear error instead of growing).
+
+Envelopes: the two per-frame kinds are `m<conn>\n<frame text>` (socket -> room) and
+`o<conn>\n<message JSON>` (room -> socket): the frame or message text travels as it is,
+encoded once on the room's node and written to the socket as it arrives, never wrapped
+in, escaped for or parsed out of another JSON document (that was a dumps and a loads more
+per hop). Everything else (open, close, end, adopt) is a JSON object.
+
+Liveness: the heartbeat lists the live nodes; each side closes its bridged sockets whose
+other node is gone, and all of them while Redis is unreachable (the pages reconnect by
+themselves).
 """
 
 from __future__ import annotations
@@ -55,11 +63,14 @@ class Outbound:
         self._finished = False
         self.task = asyncio.create_task(self._run(), name=f"bridge-out-{channel}")
 
-    def put(self, envelope: dict[str, Any]) -> bool:
+    def put(self, envelope: dict[str, Any] | str) -> bool:
+        """Queue a JSON envelope (a dict) or a framed one (`frame()`)."""
         if self._finished:
             return False
+        if not isinstance(envelope, str):
+            envelope = json.dumps(envelope, separators=(",", ":"))
         try:
-            self._q.put_nowait(json.dumps(envelope, separators=(",", ":")))
+            self._q.put_nowait(envelope)
             return True
         except asyncio.QueueFull:
             self._on_fail("bridge buffer full")
@@ -77,19 +88,34 @@ class Outbound:
 
     async def _run(self) -> None:
         while True:
-            item = await self._q.get()
-            if item is None:
-                return
+            items = [await self._q.get()]
+            while items[-1] is not None and not self._q.empty():
+                items.append(self._q.get_nowait())  # a burst: one round trip for all
+            last = items[-1] is None
+            batch = [i for i in items if i is not None]
             try:
-                await self.redis.publish(self.channel, item)
+                if len(batch) == 1:
+                    await self.redis.publish(self.channel, batch[0])
+                elif batch:
+                    pipe = self.redis.pipeline(transaction=False)
+                    for item in batch:
+                        pipe.publish(self.channel, item)
+                    await pipe.execute()
             except CLUSTER_ERRORS as exc:
                 self._finished = True
                 self._on_fail(f"Redis: {exc}")
+                return
+            if last:
                 return
 
     async def drained(self, timeout: float = 2.0) -> None:
         with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError, Exception):
             await asyncio.wait_for(asyncio.shield(self.task), timeout)
+
+
+def frame(kind: str, conn_id: str, text: str) -> str:
+    """A per-frame envelope: kind "m" (socket -> room) or "o" (room -> socket)."""
+    return f"{kind}{conn_id}\n{text}"
 
 
 class RemoteIncoming:
@@ -149,7 +175,8 @@ class RemoteSink:
 
     def send(self, message: dict[str, Any]) -> None:
         if not self.closing:
-            self.out.put({"k": "out", "c": self.conn_id, "m": message})
+            text = json.dumps(message, separators=(",", ":"))
+            self.out.put(frame("o", self.conn_id, text))
 
     def close_soon(self, code: int, reason: str) -> None:
         if self.closing:
@@ -207,7 +234,7 @@ class Bridge:
             held.out.put(opening)
             async for msg in ws:
                 if msg.type == WSMsgType.TEXT:
-                    if not held.out.put({"k": "msg", "c": held.conn_id, "d": msg.data}):
+                    if not held.out.put(frame("m", held.conn_id, msg.data)):
                         break
                 elif msg.type == WSMsgType.BINARY:
                     binary = P.ProtocolError(P.BAD_JSON, "binary frames are not used")
@@ -245,6 +272,11 @@ class Bridge:
 
     # --- both ---------------------------------------------------------------------------
     def _handle(self, raw: str) -> None:
+        if raw[:1] in ("m", "o"):
+            conn_id, sep, text = raw[1:].partition("\n")
+            if sep:
+                self._frame(raw[0], conn_id, text)
+                return
         try:
             env = json.loads(raw)
             kind, conn_id = env["k"], str(env["c"])
@@ -256,25 +288,30 @@ class Bridge:
         elif kind == "adopt":
             if self.on_adopt is not None:
                 asyncio.ensure_future(self.on_adopt(str(env["room"])))
-        elif kind in ("msg", "close"):
+        elif kind == "close":
             sink = self.served.get(conn_id)
-            if sink is None:
-                return
-            if kind == "close":
+            if sink is not None:
                 sink.incoming.end()
-            elif not sink.incoming.put(str(env["d"])):
-                log.warning("bridge: %s socket %s sends faster than its room takes it",
-                            sink.role, conn_id)  # fmt: skip
-                sink.send(_unavailable("bridge buffer full"))
-                sink.close_soon(CLOSE_BRIDGE, "bridge buffer full")
-        elif kind in ("out", "end"):
+        elif kind == "end":
             held = self.held.get(conn_id)
-            if held is None:
-                return
-            if kind == "out":
-                held.conn.send(env["m"])
-            else:
+            if held is not None:
                 held.conn.close_soon(int(env["code"]), str(env.get("reason", "")))
+
+    def _frame(self, kind: str, conn_id: str, text: str) -> None:
+        """A socket's frame for its room ("m") or a message for its socket ("o")."""
+        if kind == "o":
+            held = self.held.get(conn_id)
+            if held is not None:
+                held.conn.send_text(text)
+            return
+        sink = self.served.get(conn_id)
+        if sink is None:
+            return
+        if not sink.incoming.put(text):
+            log.warning("bridge: %s socket %s sends faster than its room takes it",
+                        sink.role, conn_id)  # fmt: skip
+            sink.send(_unavailable("bridge buffer full"))
+            sink.close_soon(CLOSE_BRIDGE, "bridge buffer full")
 
     def close_all(self, why: str, nodes: set[str] | None = None) -> None:
         """Close every bridged socket (or those to/from `nodes`), both sides."""

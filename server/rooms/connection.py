@@ -46,8 +46,19 @@ class Connection:
     def send(self, message: dict[str, Any]) -> None:
         if self.closing:
             return
-        text = json.dumps(message, separators=(",", ":"))
+        self.send_text(json.dumps(message, separators=(",", ":")), message)
+
+    def send_text(self, text: str, message: dict[str, Any] | None = None) -> None:
+        """Send a message already encoded (the signal bridge's, encoded on the room's
+        node); `message` is its object when the caller has it."""
+        if self.closing:
+            return
         if len(text.encode()) > self.max_bytes:
+            if message is None:
+                with contextlib.suppress(ValueError):
+                    message = json.loads(text)
+            if not isinstance(message, dict):
+                message = {}
             # Never above the documented server -> client limit (docs/protocol.md): the
             # client gets a small error naming what could not be sent instead.
             log.warning(
