@@ -10,6 +10,14 @@ side; coffee, chelsea the cat, rocket, hubble_deep_field, the label: none), and 
 astronaut placed in a 1280x720 still, at two sizes; plus the time to blur a 1280x720 still.
 
     python bench/inspect.py [--rounds 5] [--json]
+
+`--ocr-set` instead scores OCR engines on bench/lib/labels.py's 36 label stills (router
+MAC/serial, SIM ICCID, phone-box IMEI; 3 sizes x 2 angles x clean/noisy): fields labelled
+exactly by the classifier, fields present in the text at all, CPU per still on one core.
+`--engine tesseract` (the server's reader), `rapidocr` (run in `--rapidocr-python`, a venv
+with rapidocr-onnxruntime: it cannot be installed beside the project's OpenCV) or `both`.
+
+    python bench/inspect.py --ocr-set --engine both --rapidocr-python /tmp/ocrvenv/bin/python
 """
 
 # This file is named like the standard library's `inspect`, which dataclasses and others
@@ -112,10 +120,59 @@ def face_set() -> dict[str, Any]:
     }  # fmt: skip
 
 
+def ocr_set(engines: list[str], rapidocr_python: str) -> dict[str, Any]:
+    from bench.lib import labels
+
+    all_stills = list(labels.stills())
+    out: dict[str, Any] = {"stills": len(all_stills),
+                           "fields": sum(len(s.fields) for s in all_stills)}  # fmt: skip
+    for engine in engines:
+        if engine == "tesseract":
+            reads = [labels.read_tesseract(s) for s in all_stills]
+        else:
+            reads = labels.read_rapidocr(all_stills, rapidocr_python)
+        exact = present = 0
+        missed: list[str] = []
+        for s, (lines, _) in zip(all_stills, reads, strict=True):
+            e, p = labels.score(lines, s.fields)
+            exact, present = exact + e, present + p
+            if e < len(s.fields):
+                missed.append(s.name)
+        cpu = [c for _, c in reads]
+        out[engine] = {
+            "fields_exact": exact, "fields_present": present,
+            "cpu_ms_median": round(statistics.median(cpu) * 1000),
+            "cpu_ms_max": round(max(cpu) * 1000), "stills_not_all_exact": missed,
+        }  # fmt: skip
+    out["load"] = loadavg()
+    return out
+
+
+def ocr_summary(r: dict[str, Any]) -> str:
+    rows = [f"{r['stills']} label stills, {r['fields']} fields"]
+    for engine in ("tesseract", "rapidocr"):
+        if engine in r:
+            e = r[engine]
+            rows.append(f"  {engine}: {e['fields_exact']}/{r['fields']} exact, "
+                        f"{e['fields_present']} present, CPU {e['cpu_ms_median']} ms median "
+                        f"({e['cpu_ms_max']} max); not all exact: "
+                        + (", ".join(e["stills_not_all_exact"]) or "none"))  # fmt: skip
+    return "\n".join([*rows, f"load {r['load']}"])
+
+
 def main() -> None:
     parser = cli.parser(__doc__)
     parser.add_argument("--rounds", type=int, default=5, help="median of this many reads")
+    parser.add_argument("--ocr-set", action="store_true", help="score OCR engines on labels")
+    parser.add_argument("--engine", choices=("tesseract", "rapidocr", "both"),
+                        default="tesseract", help="with --ocr-set")  # fmt: skip
+    parser.add_argument("--rapidocr-python", default="/tmp/ocrvenv/bin/python",
+                        help="an interpreter with rapidocr-onnxruntime (--engine rapidocr)")
     args = parser.parse_args()
+    if args.ocr_set:
+        engines = ["tesseract", "rapidocr"] if args.engine == "both" else [args.engine]
+        cli.emit(ocr_set(engines, args.rapidocr_python), args.json, ocr_summary)
+        return
     still = jpeg(label_still())
     read_still(still)  # warm: the cascade loaded, tesseract's data in the page cache
     stages: dict[str, list[float]] = {}

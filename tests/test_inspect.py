@@ -148,6 +148,36 @@ def test_cli_inspect(tmp_path: Path) -> None:
     assert failed.returncode == 1 and "not_an_image" in failed.stderr
 
 
+def test_without_tesseract_the_codes_are_still_read(tmp_path: Path) -> None:
+    # A configuration that names a binary that is not there: the codes, no failure.
+    reading = read_still(png(label()), tesseract=str(tmp_path / "no-tesseract"))
+    assert reading.notes == ["text_unavailable"]
+    assert {f.source for f in reading.findings} == {"code"}
+    assert {(m["label"], m["value"]) for f in reading.findings for m in f.labels} == {
+        ("wifi", "HomeNet_5G")}
+    assert read_still(png(label())).notes == []  # with it: the text, no note
+    # The CLI with a PATH that has no tesseract on it.
+    path = tmp_path / "label.png"
+    path.write_bytes(png(label()))
+    out = subprocess.run([sys.executable, "-m", "server", "inspect", str(path), "--json"],
+                         capture_output=True, text=True, check=True, timeout=120,
+                         env={"PATH": str(tmp_path), "HOME": str(tmp_path)})  # fmt: skip
+    doc = json.loads(out.stdout)
+    assert doc["notes"] == ["text_unavailable"]
+    assert [f["format"] for f in doc["findings"]] and all(
+        f["source"] == "code" for f in doc["findings"])
+
+
+def test_a_tesseract_too_slow_gives_the_codes_with_a_note(tmp_path: Path) -> None:
+    # A "tesseract" that hangs (a real process, killed by the read's own limit).
+    slow = tmp_path / "tesseract"
+    slow.write_text("#!/bin/sh\nexec sleep 30\n")
+    slow.chmod(0o755)
+    reading = read_still(png(label()), timeout_s=2, tesseract=str(slow))
+    assert reading.notes == ["text_unavailable"] and reading.timings_ms["total"] < 10_000
+    assert any(f.format == "QR Code" for f in reading.findings)
+
+
 # --- the pool
 
 
@@ -227,6 +257,21 @@ async def test_agent_reads_a_photo_audited_without_the_content(server: Any) -> N
     assert (await other.post(ref, {"value": "x"}))[0] == 404
     rows = [r for r in await server.app[AUDIT].rows() if r["action"] == "session.reference"]
     assert len(rows) == 4 and {r["object"] for r in rows} == {sid}
+    await sig.close()
+
+
+async def test_the_read_api_answers_the_codes_when_tesseract_is_missing(
+    make_server: Any, tmp_path: Path,
+) -> None:  # fmt: skip
+    server = await make_server(inspect={"tesseract": str(tmp_path / "missing")})
+    agent, sig, sid = await caller_session(server)
+    status, body = await upload(sig, server, png(label()), **{"Content-Type": "image/png"})
+    assert status == 201, body
+    status, body = await agent.post(f"/api/sessions/{sid}/inspect",
+                                    {"photo": body["photo"]["id"]})  # fmt: skip
+    assert status == 200, body
+    assert body["notes"] == ["text_unavailable"]
+    assert [f["text"] for f in body["findings"]] == ["Wi-Fi: HomeNet_5G", "5901234123457"]
     await sig.close()
 
 

@@ -309,8 +309,12 @@ class InspectConfig:
     workers: int = 1
     # Reads waiting for a worker before more are refused (503 inspect_busy).
     max_waiting: int = 8
-    # Seconds one read may take (tesseract is stopped then: 504 inspect_timeout).
+    # Seconds one read may take (504 inspect_timeout past it). Tesseract gets 3/4 of it:
+    # when it is stopped, or is not installed, the codes are answered without the text
+    # (note "text_unavailable").
     timeout_s: float = 20.0
+    # The tesseract binary: a name looked up on PATH, or an absolute path.
+    tesseract: str = "tesseract"
 
 
 @dataclass(frozen=True)
@@ -517,6 +521,8 @@ def from_dict(data: dict[str, Any]) -> Config:
     ic = cfg.inspect
     if not (1 <= ic.workers <= 8 and 0 <= ic.max_waiting <= 1000 and 1 <= ic.timeout_s <= 300):
         raise ConfigError("inspect: workers must be 1-8, max_waiting 0-1000, timeout_s 1-300")
+    if not ic.tesseract.strip():
+        raise ConfigError("inspect: tesseract must name the tesseract binary (or its path)")
     try:
         validate_cluster(cfg.cluster)
     except ClusterConfigError as exc:
