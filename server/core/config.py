@@ -300,6 +300,10 @@ class PrivacyConfig:
     # terms ask callers not to show other people, and they do by accident. The stored,
     # shown and exported still is the blurred one; the receipt counts the blurred faces.
     redact_faces: bool = True
+    # Blur ID documents' machine-readable zones (MRZ lines of passports and ID cards, found
+    # by the OCR, server/inspect/documents.py) too. Off by default: it runs tesseract on
+    # every stored still (about a second of one core each).
+    redact_documents: bool = False
 
 
 @dataclass(frozen=True)

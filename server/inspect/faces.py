@@ -60,12 +60,20 @@ def blur_faces(im: Image.Image) -> tuple[Image.Image, int]:
     out = im.copy()
     for x, y, w, h in boxes:
         mx, my = int(w * MARGIN), int(h * MARGIN)
-        box = (max(0, x - mx), max(0, y - my), min(im.width, x + w + mx),
-               min(im.height, y + h + my))  # fmt: skip
-        region = out.crop(box)
-        rw, rh = region.size
-        small = region.resize((max(1, rw // 16), max(1, rh // 16)), Image.Resampling.BILINEAR)
-        region = small.resize((rw, rh), Image.Resampling.NEAREST)
-        region = region.filter(ImageFilter.GaussianBlur(max(2, rw // 20)))
-        out.paste(region, box[:2])
+        obscure(out, (x - mx, y - my, x + w + mx, y + h + my))
     return out, len(boxes)
+
+
+def obscure(im: Image.Image, box: tuple[int, int, int, int]) -> None:
+    """Pixelate then blur `box` (x0, y0, x1, y1; clipped to the image) of `im` in place:
+    coarse blocks first, so no sharpening brings the detail back."""
+    x0, y0 = max(0, box[0]), max(0, box[1])
+    x1, y1 = min(im.width, box[2]), min(im.height, box[3])
+    if x1 <= x0 or y1 <= y0:
+        return
+    region = im.crop((x0, y0, x1, y1))
+    rw, rh = region.size
+    small = region.resize((max(1, rw // 16), max(1, rh // 16)), Image.Resampling.BILINEAR)
+    region = small.resize((rw, rh), Image.Resampling.NEAREST)
+    region = region.filter(ImageFilter.GaussianBlur(max(2, rw // 20)))
+    im.paste(region, (x0, y0))
