@@ -7,7 +7,9 @@ median of `--rounds`. Then the face detector on a labelled set that ships with
 scikit-image: its LFW subset (100 face crops and 100 non-faces, 25x25, scaled to 120 px on
 a plain 200x200 canvas) and whole pictures (astronaut: 1 face, camera: 1 face seen from the
 side; coffee, chelsea the cat, rocket, hubble_deep_field, the label: none), and the
-astronaut placed in a 1280x720 still, at two sizes; plus the time to blur a 1280x720 still.
+astronaut placed in a 1280x720 still, at two sizes; plus the time to blur a 1280x720 still,
+and the inspect pool's peak memory (RSS of the process and its tesseract children) with 1, 2
+and 4 reads of the still at once.
 
     python bench/inspect.py [--rounds 5] [--json]
 
@@ -120,6 +122,76 @@ def face_set() -> dict[str, Any]:
     }  # fmt: skip
 
 
+def _rss_kb(pid: str) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return next((int(x.split()[1]) for x in f if x.startswith("VmRSS:")), 0)
+    except OSError:
+        return 0  # the child ended between the listing and the read
+
+
+def _children() -> list[str]:
+    """This process's tesseract children. Only those that are tesseract already: a child
+    between fork and exec still shows the parent's pages as its RSS (counted twice)."""
+    out: list[str] = []
+    for task in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{task}/children") as f:
+                pids = f.read().split()
+        except OSError:
+            continue
+        for pid in pids:
+            try:
+                with open(f"/proc/{pid}/comm") as f:
+                    if f.read().strip() == "tesseract":
+                        out.append(pid)
+            except OSError:
+                continue
+    return out
+
+
+def pool_memory(still: bytes, parallel: tuple[int, ...]) -> dict[str, Any]:
+    """Peak RSS (this process + its tesseract children, sampled every 10 ms) while N reads
+    of the 1280x720 still run at once in an InspectPool of N workers."""
+    import asyncio
+    import threading
+
+    from server.inspect.pool import InspectPool
+
+    out: dict[str, Any] = {"baseline_mb": round(_rss_kb("self") / 1024, 1)}
+    for n in parallel:
+        peak = {"total": 0, "child": 0, "children": 0}
+        stop = threading.Event()
+
+        def sample(peak: dict[str, int] = peak, stop: threading.Event = stop) -> None:
+            while not stop.is_set():
+                kids = [_rss_kb(c) for c in _children()]
+                total = _rss_kb("self") + sum(kids)
+                peak["total"] = max(peak["total"], total)
+                peak["child"] = max([peak["child"], *kids])
+                peak["children"] = max(peak["children"], len(kids))
+                stop.wait(0.01)
+
+        async def reads(n: int = n) -> None:
+            pool = InspectPool(workers=n, max_waiting=n, timeout_s=120)
+            await asyncio.gather(*(pool.run(lambda: read_still(still, 120)) for _ in range(n)))
+            pool.close()
+
+        base = _rss_kb("self")
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        asyncio.run(reads())
+        stop.set()
+        sampler.join()
+        out[f"parallel_{n}"] = {
+            "peak_total_mb": round(peak["total"] / 1024, 1),
+            "peak_over_baseline_mb": round((peak["total"] - base) / 1024, 1),
+            "peak_tesseract_mb": round(peak["child"] / 1024, 1),
+            "tesseracts_at_once": peak["children"],
+        }  # fmt: skip
+    return out
+
+
 def ocr_set(engines: list[str], rapidocr_python: str) -> dict[str, Any]:
     from bench.lib import labels
 
@@ -192,6 +264,7 @@ def main() -> None:
 
     ocr_cpu_ms = per_read_ms(child0, child1)
     own_cpu_ms = per_read_ms(self0, self1)
+    memory = pool_memory(still, (1, 2, 4))
     scene = Image.fromarray(in_scene(160))
     blur_ms = []
     for _ in range(args.rounds):
@@ -205,17 +278,21 @@ def main() -> None:
         "ocr_child_cpu_ms": round(ocr_cpu_ms, 1), "in_process_cpu_ms": round(own_cpu_ms, 1),
         "cpu_ms_per_read": round(ocr_cpu_ms + own_cpu_ms, 1),
         "redact_1280x720_ms": round(statistics.median(blur_ms), 1), "redact_faces": n,
-        "faces": face_set(), "load": loadavg(),
+        "pool_memory": memory, "faces": face_set(), "load": loadavg(),
     }  # fmt: skip
 
     def summary(r: dict[str, Any]) -> str:
-        s, f = r["stages_ms"], r["faces"]
+        s, f, m = r["stages_ms"], r["faces"], r["pool_memory"]
         return "\n".join([
             f"{r['still']}, median of {r['rounds']}: {r['findings']} findings",
             "  " + ", ".join(f"{k} {v:.0f} ms" for k, v in s.items()),
             f"  CPU per read {r['cpu_ms_per_read']:.0f} ms (tesseract {r['ocr_child_cpu_ms']:.0f}"
             f" + decode/codes/faces {r['in_process_cpu_ms']:.0f}), each on one core",
             f"  blurring faces in a 1280x720 still: {r['redact_1280x720_ms']:.0f} ms",
+            f"pool memory (RSS, process + tesseract children; idle {m['baseline_mb']} MB): "
+            + ", ".join(f"{k.split('_')[1]} at once peak {v['peak_total_mb']} MB "
+                        f"(+{v['peak_over_baseline_mb']}, tesseract {v['peak_tesseract_mb']})"
+                        for k, v in m.items() if k.startswith("parallel")),
             f"faces, LFW subset: {f['lfw_found']}/100 found, {f['lfw_false_positives']}/100 "
             "non-faces taken for faces",
             f"faces, pictures: {f['pictures_found']}/{f['pictures_faces']} found, "
