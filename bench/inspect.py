@@ -2,8 +2,8 @@
 
 The still is a router label made here (MAC, IMEI and serial in DejaVu Sans, a Wi-Fi QR code
 from segno, an EAN-13 from python-barcode): decode, codes (zxing-cpp), text (tesseract, one
-core: OMP_THREAD_LIMIT=1, its CPU is the child's), faces (OpenCV's Haar cascade), total;
-median of `--rounds`. Then the face detector on a labelled set that ships with
+core: OMP_THREAD_LIMIT=1, its CPU is the child's), faces (OpenCV's frontal + profile Haar
+cascades), total; median of `--rounds`. Then the face detector on a labelled set that ships with
 scikit-image: its LFW subset (100 face crops and 100 non-faces, 25x25, scaled to 120 px on
 a plain 200x200 canvas) and whole pictures (astronaut: 1 face, camera: 1 face seen from the
 side; coffee, chelsea the cat, rocket, hubble_deep_field, the label: none), and the

@@ -26,6 +26,7 @@ from server.core.appkeys import AUDIT
 from server.inspect.api import appended
 from server.inspect.classify import Match, classify, luhn_ok, shown_text, wifi_ssid
 from server.inspect.documents import mrz_like, mrz_lines
+from server.inspect.faces import find_faces
 from server.inspect.pool import InspectPool, PoolBusy, PoolTimeout
 from server.inspect.read import Finding, read_codes, read_still, read_text
 from server.recording.photos import clean_photo
@@ -322,6 +323,16 @@ async def test_a_face_in_an_upload_is_blurred_in_the_stored_object(server: Any) 
         receipt = (await r.json())["receipt"]
     assert receipt["uploads"] == 1 and receipt["faces_blurred"] == 1
     await sig.close()
+
+
+def test_a_face_seen_from_the_side_is_found() -> None:
+    # scikit-image's `camera`: a man seen from the side, which the frontal cascade misses.
+    camera = np.stack([skdata.camera()] * 3, -1)
+    faces = find_faces(camera)
+    assert len(faces) == 1
+    x, y, w, h = faces[0]
+    assert 150 < x < 330 and 60 < y < 200 and 40 < w < 140  # the head, top middle
+    assert find_faces(np.asarray(label())) == []  # and a label is still no face
 
 
 async def test_redaction_off_stores_the_original(make_server: Any) -> None:

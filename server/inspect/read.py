@@ -6,9 +6,12 @@ Blocking (runs in the inspect pool, never on the event loop). Tesseract is Debia
 `tesseract-ocr` with its English data (scripts/test.sh installs them), run as a process
 on one core with a timeout: no model is downloaded, and a stuck read is killed, not waited
 for; without it (missing, failed, too slow) the codes are still answered, with the note
-`text_unavailable`. It was picked over rapidocr-onnxruntime because that wheel requires
-the GUI build of OpenCV (`opencv-python`, which clashes with the headless one used for faces) and
-onnxruntime (~60 MB more); on printed labels tesseract reads MACs and IMEIs exactly.
+`text_unavailable`. It was picked over rapidocr-onnxruntime after measuring both on 36
+label stills (docs/protocol.md, "OCR engines measured"; bench/inspect.py --ocr-set):
+RapidOCR reads tilted labels that tesseract cannot, but costs 4.4x the CPU (1.65 s a still),
+drops the spaces between words, and its wheel requires the GUI build of OpenCV
+(`opencv-python`, the same `cv2` package as the headless one used for faces) and
+onnxruntime: it does not install beside the project's dependencies.
 """
 
 from __future__ import annotations
