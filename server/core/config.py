@@ -309,7 +309,8 @@ class PrivacyConfig:
 @dataclass(frozen=True)
 class InspectConfig:
     # Reads (codes and text from a still, server/inspect/) running at once in this
-    # process; more wait their turn. OCR holds about 60 MB and one core for ~1 s.
+    # process; more wait their turn. A read holds ~58 MB at its peak (bench/inspect.py,
+    # pool_memory) and one core for ~0.7 s of CPU.
     workers: int = 1
     # Reads waiting for a worker before more are refused (503 inspect_busy).
     max_waiting: int = 8
