@@ -2,14 +2,24 @@
 
 The still is a router label made here (MAC, IMEI and serial in DejaVu Sans, a Wi-Fi QR code
 from segno, an EAN-13 from python-barcode): decode, codes (zxing-cpp), text (tesseract, one
-core: OMP_THREAD_LIMIT=1, its CPU is the child's), faces (OpenCV's Haar cascade), total;
-median of `--rounds`. Then the face detector on a labelled set that ships with
+core: OMP_THREAD_LIMIT=1, its CPU is the child's), faces (OpenCV's frontal + profile Haar
+cascades), total; median of `--rounds`. Then the face detector on a labelled set that ships with
 scikit-image: its LFW subset (100 face crops and 100 non-faces, 25x25, scaled to 120 px on
 a plain 200x200 canvas) and whole pictures (astronaut: 1 face, camera: 1 face seen from the
 side; coffee, chelsea the cat, rocket, hubble_deep_field, the label: none), and the
-astronaut placed in a 1280x720 still, at two sizes; plus the time to blur a 1280x720 still.
+astronaut placed in a 1280x720 still, at two sizes; plus the time to blur a 1280x720 still,
+and the inspect pool's peak memory (RSS of the process and its tesseract children) with 1, 2
+and 4 reads of the still at once.
 
     python bench/inspect.py [--rounds 5] [--json]
+
+`--ocr-set` instead scores OCR engines on bench/lib/labels.py's 36 label stills (router
+MAC/serial, SIM ICCID, phone-box IMEI; 3 sizes x 2 angles x clean/noisy): fields labelled
+exactly by the classifier, fields present in the text at all, CPU per still on one core.
+`--engine tesseract` (the server's reader), `rapidocr` (run in `--rapidocr-python`, a venv
+with rapidocr-onnxruntime: it cannot be installed beside the project's OpenCV) or `both`.
+
+    python bench/inspect.py --ocr-set --engine both --rapidocr-python /tmp/ocrvenv/bin/python
 """
 
 # This file is named like the standard library's `inspect`, which dataclasses and others
@@ -112,10 +122,129 @@ def face_set() -> dict[str, Any]:
     }  # fmt: skip
 
 
+def _rss_kb(pid: str) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return next((int(x.split()[1]) for x in f if x.startswith("VmRSS:")), 0)
+    except OSError:
+        return 0  # the child ended between the listing and the read
+
+
+def _children() -> list[str]:
+    """This process's tesseract children. Only those that are tesseract already: a child
+    between fork and exec still shows the parent's pages as its RSS (counted twice)."""
+    out: list[str] = []
+    for task in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{task}/children") as f:
+                pids = f.read().split()
+        except OSError:
+            continue
+        for pid in pids:
+            try:
+                with open(f"/proc/{pid}/comm") as f:
+                    if f.read().strip() == "tesseract":
+                        out.append(pid)
+            except OSError:
+                continue
+    return out
+
+
+def pool_memory(still: bytes, parallel: tuple[int, ...]) -> dict[str, Any]:
+    """Peak RSS (this process + its tesseract children, sampled every 10 ms) while N reads
+    of the 1280x720 still run at once in an InspectPool of N workers."""
+    import asyncio
+    import threading
+
+    from server.inspect.pool import InspectPool
+
+    out: dict[str, Any] = {"baseline_mb": round(_rss_kb("self") / 1024, 1)}
+    for n in parallel:
+        peak = {"total": 0, "child": 0, "children": 0}
+        stop = threading.Event()
+
+        def sample(peak: dict[str, int] = peak, stop: threading.Event = stop) -> None:
+            while not stop.is_set():
+                kids = [_rss_kb(c) for c in _children()]
+                total = _rss_kb("self") + sum(kids)
+                peak["total"] = max(peak["total"], total)
+                peak["child"] = max([peak["child"], *kids])
+                peak["children"] = max(peak["children"], len(kids))
+                stop.wait(0.01)
+
+        async def reads(n: int = n) -> None:
+            pool = InspectPool(workers=n, max_waiting=n, timeout_s=120)
+            await asyncio.gather(*(pool.run(lambda: read_still(still, 120)) for _ in range(n)))
+            pool.close()
+
+        base = _rss_kb("self")
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        asyncio.run(reads())
+        stop.set()
+        sampler.join()
+        out[f"parallel_{n}"] = {
+            "peak_total_mb": round(peak["total"] / 1024, 1),
+            "peak_over_baseline_mb": round((peak["total"] - base) / 1024, 1),
+            "peak_tesseract_mb": round(peak["child"] / 1024, 1),
+            "tesseracts_at_once": peak["children"],
+        }  # fmt: skip
+    return out
+
+
+def ocr_set(engines: list[str], rapidocr_python: str) -> dict[str, Any]:
+    from bench.lib import labels
+
+    all_stills = list(labels.stills())
+    out: dict[str, Any] = {"stills": len(all_stills),
+                           "fields": sum(len(s.fields) for s in all_stills)}  # fmt: skip
+    for engine in engines:
+        if engine == "tesseract":
+            reads = [labels.read_tesseract(s) for s in all_stills]
+        else:
+            reads = labels.read_rapidocr(all_stills, rapidocr_python)
+        exact = present = 0
+        missed: list[str] = []
+        for s, (lines, _) in zip(all_stills, reads, strict=True):
+            e, p = labels.score(lines, s.fields)
+            exact, present = exact + e, present + p
+            if e < len(s.fields):
+                missed.append(s.name)
+        cpu = [c for _, c in reads]
+        out[engine] = {
+            "fields_exact": exact, "fields_present": present,
+            "cpu_ms_median": round(statistics.median(cpu) * 1000),
+            "cpu_ms_max": round(max(cpu) * 1000), "stills_not_all_exact": missed,
+        }  # fmt: skip
+    out["load"] = loadavg()
+    return out
+
+
+def ocr_summary(r: dict[str, Any]) -> str:
+    rows = [f"{r['stills']} label stills, {r['fields']} fields"]
+    for engine in ("tesseract", "rapidocr"):
+        if engine in r:
+            e = r[engine]
+            rows.append(f"  {engine}: {e['fields_exact']}/{r['fields']} exact, "
+                        f"{e['fields_present']} present, CPU {e['cpu_ms_median']} ms median "
+                        f"({e['cpu_ms_max']} max); not all exact: "
+                        + (", ".join(e["stills_not_all_exact"]) or "none"))  # fmt: skip
+    return "\n".join([*rows, f"load {r['load']}"])
+
+
 def main() -> None:
     parser = cli.parser(__doc__)
     parser.add_argument("--rounds", type=int, default=5, help="median of this many reads")
+    parser.add_argument("--ocr-set", action="store_true", help="score OCR engines on labels")
+    parser.add_argument("--engine", choices=("tesseract", "rapidocr", "both"),
+                        default="tesseract", help="with --ocr-set")  # fmt: skip
+    parser.add_argument("--rapidocr-python", default="/tmp/ocrvenv/bin/python",
+                        help="an interpreter with rapidocr-onnxruntime (--engine rapidocr)")
     args = parser.parse_args()
+    if args.ocr_set:
+        engines = ["tesseract", "rapidocr"] if args.engine == "both" else [args.engine]
+        cli.emit(ocr_set(engines, args.rapidocr_python), args.json, ocr_summary)
+        return
     still = jpeg(label_still())
     read_still(still)  # warm: the cascade loaded, tesseract's data in the page cache
     stages: dict[str, list[float]] = {}
@@ -135,6 +264,7 @@ def main() -> None:
 
     ocr_cpu_ms = per_read_ms(child0, child1)
     own_cpu_ms = per_read_ms(self0, self1)
+    memory = pool_memory(still, (1, 2, 4))
     scene = Image.fromarray(in_scene(160))
     blur_ms = []
     for _ in range(args.rounds):
@@ -148,17 +278,21 @@ def main() -> None:
         "ocr_child_cpu_ms": round(ocr_cpu_ms, 1), "in_process_cpu_ms": round(own_cpu_ms, 1),
         "cpu_ms_per_read": round(ocr_cpu_ms + own_cpu_ms, 1),
         "redact_1280x720_ms": round(statistics.median(blur_ms), 1), "redact_faces": n,
-        "faces": face_set(), "load": loadavg(),
+        "pool_memory": memory, "faces": face_set(), "load": loadavg(),
     }  # fmt: skip
 
     def summary(r: dict[str, Any]) -> str:
-        s, f = r["stages_ms"], r["faces"]
+        s, f, m = r["stages_ms"], r["faces"], r["pool_memory"]
         return "\n".join([
             f"{r['still']}, median of {r['rounds']}: {r['findings']} findings",
             "  " + ", ".join(f"{k} {v:.0f} ms" for k, v in s.items()),
             f"  CPU per read {r['cpu_ms_per_read']:.0f} ms (tesseract {r['ocr_child_cpu_ms']:.0f}"
             f" + decode/codes/faces {r['in_process_cpu_ms']:.0f}), each on one core",
             f"  blurring faces in a 1280x720 still: {r['redact_1280x720_ms']:.0f} ms",
+            f"pool memory (RSS, process + tesseract children; idle {m['baseline_mb']} MB): "
+            + ", ".join(f"{k.split('_')[1]} at once peak {v['peak_total_mb']} MB "
+                        f"(+{v['peak_over_baseline_mb']}, tesseract {v['peak_tesseract_mb']})"
+                        for k, v in m.items() if k.startswith("parallel")),
             f"faces, LFW subset: {f['lfw_found']}/100 found, {f['lfw_false_positives']}/100 "
             "non-faces taken for faces",
             f"faces, pictures: {f['pictures_found']}/{f['pictures_faces']} found, "

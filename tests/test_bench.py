@@ -255,14 +255,32 @@ def test_cluster_state_json_keys() -> None:
     assert result["ops_nodes"] == 2 and result["limit_check_p50_ms"] > 0
 
 
+@pytest.mark.timeout(420)  # tesseract and the cascades on 2 loaded cores, 4 reads at once
 def test_inspect_json_keys() -> None:
     result = run_json("inspect.py", "--rounds", "1", timeout=300)
     assert set(result) == {
         "still", "rounds", "findings", "stages_ms", "ocr_child_cpu_ms", "in_process_cpu_ms",
-        "cpu_ms_per_read", "redact_1280x720_ms", "redact_faces", "faces", "load",
+        "cpu_ms_per_read", "redact_1280x720_ms", "redact_faces", "faces", "pool_memory",
+        "load",
     }  # fmt: skip
     assert set(result["stages_ms"]) == {"decode", "codes", "text", "faces", "total"}
     assert result["faces"]["lfw_faces"] == 100 and "astronaut" in result["faces"]["pictures"]
+    memory = result["pool_memory"]
+    assert set(memory) == {"baseline_mb", "parallel_1", "parallel_2", "parallel_4"}
+    assert memory["parallel_4"]["tesseracts_at_once"] >= 1
+    assert memory["parallel_1"]["peak_total_mb"] > memory["baseline_mb"]
+
+
+@pytest.mark.timeout(420)  # 36 stills through tesseract on a loaded core
+def test_inspect_ocr_set_json_keys() -> None:
+    """The OCR comparison with the server's engine (RapidOCR needs its own venv: not here)."""
+    result = run_json("inspect.py", "--ocr-set", "--engine", "tesseract", timeout=400)
+    assert set(result) == {"stills", "fields", "tesseract", "load"}
+    assert result["stills"] == 36 and result["fields"] == 48
+    t = result["tesseract"]
+    assert set(t) == {"fields_exact", "fields_present", "cpu_ms_median", "cpu_ms_max",
+                      "stills_not_all_exact"}  # fmt: skip
+    assert 0 < t["fields_exact"] <= t["fields_present"] <= 48
 
 
 @pytest.mark.timeout(540)  # three clusters start on 2 loaded cores: mostly waiting

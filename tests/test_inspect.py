@@ -25,8 +25,10 @@ from recorder.recovery import read_photo
 from server.core.appkeys import AUDIT
 from server.inspect.api import appended
 from server.inspect.classify import Match, classify, luhn_ok, shown_text, wifi_ssid
+from server.inspect.documents import mrz_like, mrz_lines
+from server.inspect.faces import find_faces
 from server.inspect.pool import InspectPool, PoolBusy, PoolTimeout
-from server.inspect.read import read_codes, read_still
+from server.inspect.read import Finding, read_codes, read_still, read_text
 from server.recording.photos import clean_photo
 from server.recording.service import RECORDING
 from tests.test_snapshots import caller_session, upload
@@ -148,6 +150,36 @@ def test_cli_inspect(tmp_path: Path) -> None:
     assert failed.returncode == 1 and "not_an_image" in failed.stderr
 
 
+def test_without_tesseract_the_codes_are_still_read(tmp_path: Path) -> None:
+    # A configuration that names a binary that is not there: the codes, no failure.
+    reading = read_still(png(label()), tesseract=str(tmp_path / "no-tesseract"))
+    assert reading.notes == ["text_unavailable"]
+    assert {f.source for f in reading.findings} == {"code"}
+    assert {(m["label"], m["value"]) for f in reading.findings for m in f.labels} == {
+        ("wifi", "HomeNet_5G")}
+    assert read_still(png(label())).notes == []  # with it: the text, no note
+    # The CLI with a PATH that has no tesseract on it.
+    path = tmp_path / "label.png"
+    path.write_bytes(png(label()))
+    out = subprocess.run([sys.executable, "-m", "server", "inspect", str(path), "--json"],
+                         capture_output=True, text=True, check=True, timeout=120,
+                         env={"PATH": str(tmp_path), "HOME": str(tmp_path)})  # fmt: skip
+    doc = json.loads(out.stdout)
+    assert doc["notes"] == ["text_unavailable"]
+    assert [f["format"] for f in doc["findings"]] and all(
+        f["source"] == "code" for f in doc["findings"])
+
+
+def test_a_tesseract_too_slow_gives_the_codes_with_a_note(tmp_path: Path) -> None:
+    # A "tesseract" that hangs (a real process, killed by the read's own limit).
+    slow = tmp_path / "tesseract"
+    slow.write_text("#!/bin/sh\nexec sleep 30\n")
+    slow.chmod(0o755)
+    reading = read_still(png(label()), timeout_s=2, tesseract=str(slow))
+    assert reading.notes == ["text_unavailable"] and reading.timings_ms["total"] < 10_000
+    assert any(f.format == "QR Code" for f in reading.findings)
+
+
 # --- the pool
 
 
@@ -230,6 +262,21 @@ async def test_agent_reads_a_photo_audited_without_the_content(server: Any) -> N
     await sig.close()
 
 
+async def test_the_read_api_answers_the_codes_when_tesseract_is_missing(
+    make_server: Any, tmp_path: Path,
+) -> None:  # fmt: skip
+    server = await make_server(inspect={"tesseract": str(tmp_path / "missing")})
+    agent, sig, sid = await caller_session(server)
+    status, body = await upload(sig, server, png(label()), **{"Content-Type": "image/png"})
+    assert status == 201, body
+    status, body = await agent.post(f"/api/sessions/{sid}/inspect",
+                                    {"photo": body["photo"]["id"]})  # fmt: skip
+    assert status == 200, body
+    assert body["notes"] == ["text_unavailable"]
+    assert [f["text"] for f in body["findings"]] == ["Wi-Fi: HomeNet_5G", "5901234123457"]
+    await sig.close()
+
+
 def test_appended_to_the_reference() -> None:
     assert appended("", "A") == "A" and appended("T-1", "A") == "T-1 · A"
     assert appended("T-1 · A", "A") == "T-1 · A"  # not twice
@@ -278,6 +325,16 @@ async def test_a_face_in_an_upload_is_blurred_in_the_stored_object(server: Any) 
     await sig.close()
 
 
+def test_a_face_seen_from_the_side_is_found() -> None:
+    # scikit-image's `camera`: a man seen from the side, which the frontal cascade misses.
+    camera = np.stack([skdata.camera()] * 3, -1)
+    faces = find_faces(camera)
+    assert len(faces) == 1
+    x, y, w, h = faces[0]
+    assert 150 < x < 330 and 60 < y < 200 and 40 < w < 140  # the head, top middle
+    assert find_faces(np.asarray(label())) == []  # and a label is still no face
+
+
 async def test_redaction_off_stores_the_original(make_server: Any) -> None:
     server = await make_server(privacy={"redact_faces": False})
     _, sig, _ = await caller_session(server)
@@ -292,4 +349,84 @@ async def test_redaction_off_stores_the_original(make_server: Any) -> None:
     assert stored == plain.jpeg and meta["faces_blurred"] == 0
     async with sig.http.get(server.url + "/api/caller/receipt") as r:
         assert (await r.json())["receipt"]["faces_blurred"] == 0
+    await sig.close()
+
+
+# --- ID-document redaction (privacy.redact_documents)
+
+MRZ = ["I<UTOD231458907<<<<<<<<<<<<<<<", "7408122F1204159UTO<<<<<<<<<<<6",
+       "ERIKSSON<<ANNA<MARIA<<<<<<<<<<"]  # fmt: skip
+MRZ_BOX = (270, 470, 815, 600)  # where id_card() draws the three MRZ lines (x0, y0, x1, y1)
+
+
+def id_card() -> Image.Image:
+    """A TD1 ID card (3 x 30 MRZ characters in DejaVu Sans Mono) on a desk, 1280x720."""
+    im = Image.new("RGB", (1280, 720), (90, 100, 110))
+    d = ImageDraw.Draw(im)
+    d.rounded_rectangle((240, 110, 1040, 610), 30, fill=(235, 232, 220))
+    bold = ImageFont.truetype("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf", 34)
+    d.text((280, 140), "IDENTITY CARD", font=bold, fill=(30, 40, 90))
+    d.rectangle((280, 200, 460, 420), fill=(160, 150, 140))  # the photo's place
+    font = ImageFont.truetype(FONT, 24)
+    d.text((490, 210), "Surname: ERIKSSON", font=font, fill=(20, 20, 20))
+    mono = ImageFont.truetype("/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf", 30)
+    for i, line in enumerate(MRZ):
+        d.text((270, 470 + i * 42), line, font=mono, fill=(10, 10, 10))
+    return im
+
+
+def text_line(text: str, box: list[int]) -> Finding:
+    return Finding("text", "line", text, box)
+
+
+def test_mrz_lines_are_recognised_from_ocr_output() -> None:
+    assert all(mrz_like(line) for line in MRZ)
+    assert mrz_like("P<UTOERIKSSON<<ANNA<MARIA<<<<<<<<<<<<<<<<<<<")  # TD3, 44
+    assert mrz_like("I<UT0D231458907<<<<<<<<<<<<<<")  # OCR: O read as 0, one filler lost
+    assert mrz_like("ERIKSSON«ANNA<MARIA<<<<<<<<<<")  # « for <<
+    assert not mrz_like("ICCID 8937 1234 5678 9012 3453")  # no filler
+    assert not mrz_like("Serial: AB<<12")  # too short
+    assert not mrz_like("i<utod231458907<<<<<<<<<<<<<<<x" + "a" * 8)  # 40: not an MRZ length
+    stacked = [text_line(t, [273, 476 + 42 * i, 538, 22]) for i, t in enumerate(MRZ)]
+    assert mrz_lines(stacked) == [stacked]
+    assert mrz_lines(stacked[:1]) == []  # one line alone is not a document
+    apart = [stacked[0], text_line(MRZ[1], [273, 676, 538, 22])]  # far below: two things
+    assert mrz_lines(apart) == []
+    assert mrz_lines([*stacked, text_line("Surname: ERIKSSON", [491, 215, 242, 18])]) == [
+        stacked]  # fmt: skip
+
+
+async def test_an_mrz_is_blurred_in_the_stored_object_when_on(make_server: Any) -> None:
+    server = await make_server(privacy={"redact_documents": True})
+    _, sig, _ = await caller_session(server)
+    original = png(id_card())
+    status, body = await upload(sig, server, original, **{"Content-Type": "image/png"})
+    assert status == 201, body
+    service = server.app[RECORDING]
+    stored, meta = await read_photo(service.source, service.keys, body["photo"]["id"])
+    assert meta["documents_blurred"] == 1
+    rc = server.config.recording
+    plain = clean_photo(original, max_pixels=rc.photo_max_pixels, max_side=rc.photo_max_side_px,
+                        quality=rc.photo_jpeg_quality)  # fmt: skip
+    got, want = Image.open(io.BytesIO(stored)), Image.open(io.BytesIO(plain.jpeg))
+    assert region_diff(got, want, MRZ_BOX) > 15  # blurred
+    assert region_diff(got, want, (240, 110, 1040, 430)) < 1.5  # the rest of the card as is
+    # What is stored can no longer be read as a document.
+    assert mrz_lines(read_text(got, 30)) == []
+    await sig.close()
+
+
+async def test_an_mrz_is_stored_untouched_when_off(server: Any) -> None:
+    assert server.config.privacy.redact_documents is False  # the default
+    _, sig, _ = await caller_session(server)
+    original = png(id_card())
+    status, body = await upload(sig, server, original, **{"Content-Type": "image/png"})
+    assert status == 201, body
+    service = server.app[RECORDING]
+    stored, meta = await read_photo(service.source, service.keys, body["photo"]["id"])
+    rc = server.config.recording
+    plain = clean_photo(original, max_pixels=rc.photo_max_pixels, max_side=rc.photo_max_side_px,
+                        quality=rc.photo_jpeg_quality)  # fmt: skip
+    assert stored == plain.jpeg and meta["documents_blurred"] == 0
+    assert len(mrz_lines(read_text(Image.open(io.BytesIO(stored)), 30))) == 1
     await sig.close()

@@ -116,10 +116,18 @@ function show(card, photo, result) {
     list.append(row);
   });
   if (!result.findings.length) list.append(node("li", "muted", t("ai.nothing")));
+  // The OCR was missing or too slow: the codes above are all there is, and the agent is
+  // told so rather than left to think the still has no text.
+  const notes = [];
+  if ((result.notes || []).includes("text_unavailable")) {
+    const note = node("p", "muted", t("ai.text_unavailable"));
+    note.dataset.testid = "inspect-note";
+    notes.push(note);
+  }
   const copied = node("p", "muted", "");
   copied.dataset.testid = "inspect-copied";
   copied.hidden = true;
-  view.append(head, stage, list, copied);
+  view.append(head, stage, list, ...notes, copied);
   card.append(view);
 }
 

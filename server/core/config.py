@@ -300,17 +300,26 @@ class PrivacyConfig:
     # terms ask callers not to show other people, and they do by accident. The stored,
     # shown and exported still is the blurred one; the receipt counts the blurred faces.
     redact_faces: bool = True
+    # Blur ID documents' machine-readable zones (MRZ lines of passports and ID cards, found
+    # by the OCR, server/inspect/documents.py) too. Off by default: it runs tesseract on
+    # every stored still (about a second of one core each).
+    redact_documents: bool = False
 
 
 @dataclass(frozen=True)
 class InspectConfig:
     # Reads (codes and text from a still, server/inspect/) running at once in this
-    # process; more wait their turn. OCR holds about 60 MB and one core for ~1 s.
+    # process; more wait their turn. A read holds ~58 MB at its peak (bench/inspect.py,
+    # pool_memory) and one core for ~0.7 s of CPU.
     workers: int = 1
     # Reads waiting for a worker before more are refused (503 inspect_busy).
     max_waiting: int = 8
-    # Seconds one read may take (tesseract is stopped then: 504 inspect_timeout).
+    # Seconds one read may take (504 inspect_timeout past it). Tesseract gets 3/4 of it:
+    # when it is stopped, or is not installed, the codes are answered without the text
+    # (note "text_unavailable").
     timeout_s: float = 20.0
+    # The tesseract binary: a name looked up on PATH, or an absolute path.
+    tesseract: str = "tesseract"
 
 
 @dataclass(frozen=True)
@@ -517,6 +526,8 @@ def from_dict(data: dict[str, Any]) -> Config:
     ic = cfg.inspect
     if not (1 <= ic.workers <= 8 and 0 <= ic.max_waiting <= 1000 and 1 <= ic.timeout_s <= 300):
         raise ConfigError("inspect: workers must be 1-8, max_waiting 0-1000, timeout_s 1-300")
+    if not ic.tesseract.strip():
+        raise ConfigError("inspect: tesseract must name the tesseract binary (or its path)")
     try:
         validate_cluster(cfg.cluster)
     except ClusterConfigError as exc:

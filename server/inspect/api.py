@@ -71,8 +71,9 @@ async def inspect_photo(request: web.Request) -> web.StreamResponse:
     from server.inspect.read import InspectError, read_still
 
     pool = request.app[INSPECT]
+    tesseract = request.app[CONFIG].inspect.tesseract
     try:
-        reading = await pool.run(lambda: read_still(jpeg, pool.timeout_s))
+        reading = await pool.run(lambda: read_still(jpeg, pool.timeout_s, tesseract))
     except PoolBusy:
         await _audit(request, photo_id, "refused")
         return error(503, "inspect_busy", "every reader is busy: try again in a moment")

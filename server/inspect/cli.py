@@ -18,6 +18,8 @@ def render(reading: Reading) -> str:
     """The human summary: one finding a line, its labels after it."""
     lines = [f"{reading.width}x{reading.height}, {len(reading.findings)} findings, "
              f"{reading.faces} faces, {reading.timings_ms['total']:.0f} ms"]  # fmt: skip
+    if "text_unavailable" in reading.notes:
+        lines.append("text not read: the OCR (tesseract) is missing, failed or was too slow")
     for f in reading.findings:
         x, y, w, h = f.box
         labels = "".join(f"  [{m['label']} {m['value']}]" for m in f.labels)
@@ -26,14 +28,14 @@ def render(reading: Reading) -> str:
 
 
 def cmd_inspect(args: argparse.Namespace, load: Callable[[argparse.Namespace], Config]) -> int:
-    timeout_s = load(args).inspect.timeout_s  # the data directory is not used
+    ic = load(args).inspect  # the data directory is not used
     try:
         data = Path(args.image).read_bytes()
     except OSError as exc:
         print(f"callassist: cannot read {args.image}: {exc.strerror}", file=sys.stderr)
         return 2
     try:
-        reading = read_still(data, timeout_s)
+        reading = read_still(data, ic.timeout_s, ic.tesseract)
     except InspectError as exc:
         print(f"callassist: {args.image}: {exc.code}: {exc.message}", file=sys.stderr)
         return 1

@@ -5,7 +5,7 @@ A read holds one core for about a second and tesseract's memory (~60 MB), so at 
 the GIL: the event loop keeps running), and at most `max_waiting` more wait for a turn;
 past that a read is refused at once (`PoolBusy`) instead of queueing without bound. A
 read that takes longer than `timeout_s` is answered with `PoolTimeout`; its thread ends
-when tesseract's own timeout (the same) kills the process.
+when tesseract's own timeout (3/4 of it, server/inspect/read.py) kills the process.
 """
 
 from __future__ import annotations

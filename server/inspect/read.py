@@ -5,15 +5,20 @@ faces.py) are counted, not read.
 Blocking (runs in the inspect pool, never on the event loop). Tesseract is Debian's
 `tesseract-ocr` with its English data (scripts/test.sh installs them), run as a process
 on one core with a timeout: no model is downloaded, and a stuck read is killed, not waited
-for. It was picked over rapidocr-onnxruntime because that wheel requires the GUI build of
-OpenCV (`opencv-python`, which clashes with the headless one used for faces) and
-onnxruntime (~60 MB more); on printed labels tesseract reads MACs and IMEIs exactly.
+for; without it (missing, failed, too slow) the codes are still answered, with the note
+`text_unavailable`. It was picked over rapidocr-onnxruntime after measuring both on 36
+label stills (docs/protocol.md, "OCR engines measured"; bench/inspect.py --ocr-set):
+RapidOCR reads tilted labels that tesseract cannot, but costs 4.4x the CPU (1.65 s a still),
+drops the spaces between words, and its wheel requires the GUI build of OpenCV
+(`opencv-python`, the same `cv2` package as the headless one used for faces) and
+onnxruntime: it does not install beside the project's dependencies.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import logging
 import os
 import shutil
 import subprocess
@@ -28,7 +33,13 @@ from PIL import Image
 from server.inspect.classify import classify, shown_text
 from server.inspect.faces import find_faces
 
-TESSERACT = shutil.which("tesseract") or "/usr/bin/tesseract"
+log = logging.getLogger(__name__)
+
+# The default `inspect.tesseract`: a name looked up on PATH when the read runs, or a path.
+TESSERACT = "tesseract"
+# The share of a read's time limit the OCR may use: when tesseract is stopped the codes
+# already read are still answered (note `text_unavailable`) before the pool's own limit.
+TEXT_SHARE = 0.75
 # Words below this confidence (0-100) are noise: a texture read as letters.
 MIN_WORD_CONFIDENCE = 40.0
 # Tesseract reads best when letters are ~30 px high: a small still is scaled up first.
@@ -59,11 +70,15 @@ class Reading:
     findings: list[Finding]
     faces: int
     timings_ms: dict[str, float]
+    # "text_unavailable": the OCR could not run, failed or took too long; the codes and
+    # faces are still there. Empty when everything was read.
+    notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "width": self.width, "height": self.height, "faces": self.faces,
-            "findings": [asdict(f) for f in self.findings], "timings_ms": self.timings_ms,
+            "findings": [asdict(f) for f in self.findings], "notes": self.notes,
+            "timings_ms": self.timings_ms,
         }  # fmt: skip
 
 
@@ -99,7 +114,7 @@ def read_codes(rgb: np.ndarray) -> list[Finding]:
     return out
 
 
-def read_text(im: Image.Image, timeout_s: float) -> list[Finding]:
+def read_text(im: Image.Image, timeout_s: float, tesseract: str = TESSERACT) -> list[Finding]:
     scale = 1.0
     if max(im.size) < MIN_OCR_SIDE:
         scale = MIN_OCR_SIDE / max(im.size)
@@ -109,9 +124,12 @@ def read_text(im: Image.Image, timeout_s: float) -> list[Finding]:
     im.convert("L").save(png, "PNG")
     # One core: the pool decides how many reads run, not tesseract's OpenMP threads.
     env = {**os.environ, "OMP_THREAD_LIMIT": "1"}
+    binary = shutil.which(tesseract)
+    if binary is None:
+        raise InspectError("ocr_unavailable", f"tesseract ({tesseract}) is not installed")
     try:
         done = subprocess.run(
-            [TESSERACT, "-", "-", "-l", "eng", "--psm", "11", "tsv"], input=png.getvalue(),
+            [binary, "-", "-", "-l", "eng", "--psm", "11", "tsv"], input=png.getvalue(),
             capture_output=True, timeout=timeout_s, env=env, check=False,
         )  # fmt: skip
     except subprocess.TimeoutExpired:
@@ -160,19 +178,27 @@ def keep_text(line: Finding, codes: list[Finding]) -> bool:
     return not any(_inside(line.box, c.box) for c in codes)
 
 
-def read_still(data: bytes, timeout_s: float = 20.0) -> Reading:
-    """Codes, text lines and the number of faces of one still (JPEG/PNG/WebP bytes)."""
+def read_still(data: bytes, timeout_s: float = 20.0, tesseract: str = TESSERACT) -> Reading:
+    """Codes, text lines and the number of faces of one still (JPEG/PNG/WebP bytes). When
+    the OCR cannot give the text (not installed, failed, too slow) the rest is answered
+    with the note `text_unavailable`: a missing text reader loses the codes of no read."""
     t0 = time.perf_counter()
     im = decode(data)
     rgb = np.asarray(im)
     t1 = time.perf_counter()
     codes = read_codes(rgb)
     t2 = time.perf_counter()
-    text = [t for t in read_text(im, timeout_s) if keep_text(t, codes)]
+    notes: list[str] = []
+    try:
+        left = max(1.0, timeout_s * TEXT_SHARE - (t2 - t0))
+        text = [t for t in read_text(im, left, tesseract) if keep_text(t, codes)]
+    except InspectError as exc:
+        log.warning("text not read: %s: %s", exc.code, exc.message)
+        text, notes = [], ["text_unavailable"]
     t3 = time.perf_counter()
     faces = len(find_faces(rgb))
     t4 = time.perf_counter()
     ms = {"decode": t1 - t0, "codes": t2 - t1, "text": t3 - t2, "faces": t4 - t3,
           "total": t4 - t0}  # fmt: skip
     return Reading(im.width, im.height, codes + text, faces,
-                   {k: round(v * 1000, 1) for k, v in ms.items()})  # fmt: skip
+                   {k: round(v * 1000, 1) for k, v in ms.items()}, notes)  # fmt: skip

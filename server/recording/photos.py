@@ -6,13 +6,16 @@ refused). What is stored is a NEW image built from the pixels alone, re-encoded 
 EXIF (GPS position, camera serial numbers, time), XMP, IPTC, ICC profiles and comments are
 all gone. The EXIF orientation is applied first, so the picture still shows upright.
 With `redact_faces` the faces found are blurred before the encode (server/inspect/faces.py):
-what is stored, shown and exported never held them.
+what is stored, shown and exported never held them; `redact_documents`, a function the
+caller gives (server/inspect/documents.py runs the OCR, which is I/O), does the same to
+ID documents' machine-readable zones.
 """
 
 from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -37,6 +40,7 @@ class CleanPhoto:
     original_format: str
     original_bytes: int
     faces_blurred: int = 0
+    documents_blurred: int = 0  # machine-readable zones (privacy.redact_documents)
 
 
 # Bytes per pixel of Pillow's in-memory modes (RGB and 2-band modes are stored 4 bytes a
@@ -96,6 +100,7 @@ def clean_photo(
     quality: int = 85,
     max_decode_bytes: int | None = None,
     redact_faces: bool = False,
+    redact_documents: Callable[[Image.Image], tuple[Image.Image, int]] | None = None,
 ) -> CleanPhoto:
     """Decode `data`, refuse what is not a reasonable image, return a clean JPEG.
 
@@ -160,7 +165,11 @@ def clean_photo(
         from server.inspect.faces import blur_faces  # OpenCV only where redaction is on
 
         im, faces = blur_faces(im)
+    documents = 0
+    if redact_documents is not None:
+        im, documents = redact_documents(im)
     clean = im
     out = io.BytesIO()
     clean.save(out, "JPEG", quality=quality, optimize=True)
-    return CleanPhoto(out.getvalue(), clean.width, clean.height, fmt, len(data), faces)
+    return CleanPhoto(out.getvalue(), clean.width, clean.height, fmt, len(data), faces,
+                      documents)  # fmt: skip

@@ -480,7 +480,22 @@ class RecordingService:
             data, max_pixels=rc.photo_max_pixels, max_side=rc.photo_max_side_px,
             quality=rc.photo_jpeg_quality, max_decode_bytes=self.images.per_decode_bytes,
             redact_faces=self.config.privacy.redact_faces,
+            redact_documents=self._documents if self.config.privacy.redact_documents else None,
         ))  # fmt: skip
+
+    def _documents(self, im: Any) -> tuple[Any, int]:
+        """Blur ID documents' machine-readable zones (privacy.redact_documents). Without a
+        working OCR the photo is stored with its faces blurred but not its documents (the
+        caller's photo is not lost; the log says so)."""
+        from server.inspect.documents import blur_documents
+        from server.inspect.read import InspectError
+
+        ic = self.config.inspect
+        try:
+            return blur_documents(im, ic.tesseract, ic.timeout_s * 0.75)
+        except InspectError as exc:
+            log.error("ID documents not looked for in a photo: %s: %s", exc.code, exc.message)
+            return im, 0
 
     async def store_photo(
         self, live: LiveRoom, photo: CleanPhoto, kind: str, snapshot_id: str | None = None
@@ -497,7 +512,8 @@ class RecordingService:
         meta = {"kind": kind, "session_id": live.room.id, "content_type": "image/jpeg",
                 "container": "jpeg", "width": photo.width, "height": photo.height,
                 "taken_at": now, "original_format": photo.original_format,
-                "snapshot_id": snapshot_id, "faces_blurred": photo.faces_blurred}  # fmt: skip
+                "snapshot_id": snapshot_id, "faces_blurred": photo.faces_blurred,
+                "documents_blurred": photo.documents_blurred}  # fmt: skip
         manifest = rec.seal_manifest([seg.entry], complete=True, metadata=meta)
         objects = [(header_object(rec.id), rec.header), (segment_object(rec.id, 0), segment),
                    (manifest_object(rec.id), manifest)]  # fmt: skip
