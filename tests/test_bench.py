@@ -257,7 +257,7 @@ def test_cluster_state_json_keys() -> None:
 
 @pytest.mark.timeout(420)  # tesseract and the cascades on 2 loaded cores, 4 reads at once
 def test_inspect_json_keys() -> None:
-    result = run_json("inspect.py", "--rounds", "1", timeout=300)
+    result = run_json("inspect_still.py", "--rounds", "1", timeout=300)
     assert set(result) == {
         "still", "rounds", "findings", "stages_ms", "ocr_child_cpu_ms", "in_process_cpu_ms",
         "cpu_ms_per_read", "redact_1280x720_ms", "redact_faces", "faces", "pool_memory",
@@ -274,7 +274,7 @@ def test_inspect_json_keys() -> None:
 @pytest.mark.timeout(420)  # 36 stills through tesseract on a loaded core
 def test_inspect_ocr_set_json_keys() -> None:
     """The OCR comparison with the server's engine (RapidOCR needs its own venv: not here)."""
-    result = run_json("inspect.py", "--ocr-set", "--engine", "tesseract", timeout=400)
+    result = run_json("inspect_still.py", "--ocr-set", "--engine", "tesseract", timeout=400)
     assert set(result) == {"stills", "fields", "tesseract", "load"}
     assert result["stills"] == 36 and result["fields"] == 48
     t = result["tesseract"]

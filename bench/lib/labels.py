@@ -1,4 +1,4 @@
-"""Real-looking labels for the OCR comparison (bench/inspect.py --ocr-set): a router label
+"""Real-looking labels for the OCR comparison (bench/inspect_still.py --ocr-set): a router label
 (MAC, serial), a SIM card carrier (ICCID), a phone box (IMEI, EAN-13), drawn with Debian's
 DejaVu fonts at three text sizes, straight and tilted, clean and degraded (JPEG quality 35
 plus a slight blur, as a phone camera gives them). Each still comes with the fields it

@@ -1,7 +1,7 @@
 """Run by another interpreter (a venv with rapidocr-onnxruntime, which needs the GUI build
 of OpenCV and so cannot live beside the project's headless one): reads the image paths on
 argv with RapidOCR on one thread and prints one JSON line per image, its text lines and the
-CPU seconds the read took. Used by bench/inspect.py --engine rapidocr."""
+CPU seconds the read took. Used by bench/inspect_still.py --engine rapidocr."""
 
 import json
 import sys

@@ -309,7 +309,7 @@ class PrivacyConfig:
 @dataclass(frozen=True)
 class InspectConfig:
     # Reads (codes and text from a still, server/inspect/) running at once in this
-    # process; more wait their turn. A read holds ~58 MB at its peak (bench/inspect.py,
+    # process; more wait their turn. A read holds ~58 MB at its peak (bench/inspect_still.py,
     # pool_memory) and one core for ~0.7 s of CPU.
     workers: int = 1
     # Reads waiting for a worker before more are refused (503 inspect_busy).

@@ -2,7 +2,7 @@
 
 The detectors are OpenCV's frontal-face and profile-face Haar cascades, which ship inside
 the opencv-python-headless wheel (cv2.data): no model is downloaded. They are old and miss
-small faces (bench/inspect.py measures found/missed), but they run in ~150-300 ms on a
+small faces (bench/inspect_still.py measures found/missed), but they run in ~150-300 ms on a
 1280x720 still on one core and need no extra runtime. Each face's box is widened
 (hair, chin) and pixelated then blurred, so nothing of it can be recovered by sharpening.
 """
@@ -64,7 +64,7 @@ def _overlaps(a: Box, b: Box) -> bool:
 def find_faces(rgb: np.ndarray) -> list[Box]:
     """Boxes (x, y, w, h) of the faces in an RGB array: frontal faces on at most 960 px,
     then profiles (the profile cascade, on the image and its mirror: it knows one side
-    only) on at most 640 px with coarser steps. bench/inspect.py measured on its set: the
+    only) on at most 640 px with coarser steps. bench/inspect_still.py measured on its set: the
     profile pass finds the side face the frontal one misses, no new false positive, for
     ~2.5x the CPU (130 -> 330 ms a 1280x720 still under load); an upscaled pass for small
     faces found none more and added false positives, so there is none."""

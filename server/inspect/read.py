@@ -7,7 +7,7 @@ Blocking (runs in the inspect pool, never on the event loop). Tesseract is Debia
 on one core with a timeout: no model is downloaded, and a stuck read is killed, not waited
 for; without it (missing, failed, too slow) the codes are still answered, with the note
 `text_unavailable`. It was picked over rapidocr-onnxruntime after measuring both on 36
-label stills (docs/protocol.md, "OCR engines measured"; bench/inspect.py --ocr-set):
+label stills (docs/protocol.md, "OCR engines measured"; bench/inspect_still.py --ocr-set):
 RapidOCR reads tilted labels that tesseract cannot, but costs 4.4x the CPU (1.65 s a still),
 drops the spaces between words, and its wheel requires the GUI build of OpenCV
 (`opencv-python`, the same `cv2` package as the headless one used for faces) and

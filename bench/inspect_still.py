@@ -11,7 +11,7 @@ astronaut placed in a 1280x720 still, at two sizes; plus the time to blur a 1280
 and the inspect pool's peak memory (RSS of the process and its tesseract children) with 1, 2
 and 4 reads of the still at once.
 
-    python bench/inspect.py [--rounds 5] [--json]
+    python bench/inspect_still.py [--rounds 5] [--json]
 
 `--ocr-set` instead scores OCR engines on bench/lib/labels.py's 36 label stills (router
 MAC/serial, SIM ICCID, phone-box IMEI; 3 sizes x 2 angles x clean/noisy): fields labelled
@@ -19,7 +19,7 @@ exactly by the classifier, fields present in the text at all, CPU per still on o
 `--engine tesseract` (the server's reader), `rapidocr` (run in `--rapidocr-python`, a venv
 with rapidocr-onnxruntime: it cannot be installed beside the project's OpenCV) or `both`.
 
-    python bench/inspect.py --ocr-set --engine both --rapidocr-python /tmp/ocrvenv/bin/python
+    python bench/inspect_still.py --ocr-set --engine both --rapidocr-python /tmp/ocrvenv/bin/python
 """
 
 # This file is named like the standard library's `inspect`, which dataclasses and others
