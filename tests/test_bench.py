@@ -225,6 +225,15 @@ def test_capacity_summary_keys_and_ratio() -> None:
     assert "baseline/project" not in table(result)
 
 
+def test_no_bench_script_shadows_a_standard_module() -> None:
+    """`python bench/X.py` puts bench/ first on sys.path: a bench/inspect.py once broke
+    `import asyncio` in every other bench script."""
+    import sys
+
+    clashes = [p.name for p in BENCH.glob("*.py") if p.stem in sys.stdlib_module_names]
+    assert clashes == []
+
+
 def test_media_internals_imported_in_one_place() -> None:
     """server/media/ changes are adapted in bench/lib/media.py alone."""
     importers = sorted(
