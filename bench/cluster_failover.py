@@ -32,12 +32,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT)]
 
+# None of these imports pytest or a test module (tests/test_bench_imports.py checks):
+# the bench runs in a venv without the test extras.
+from bench.lib.procs import Cluster, PostgresServer  # noqa: E402
 from server.media import aiortc_hooks  # noqa: E402
-from tests.cluster_procs import Cluster  # noqa: E402
+from tests.cluster_client import owner_of  # noqa: E402
 from tests.failover_pages import Call, kill, restart  # noqa: E402
-from tests.pg import PostgresServer  # noqa: E402
 from tests.s3_server import S3TestServer  # noqa: E402
-from tests.test_cluster import owner_of  # noqa: E402
 
 ENV = {
     "CALLASSIST_RECORDING_KEYS": "mk-0001:" + base64.b64encode(os.urandom(32)).decode(),

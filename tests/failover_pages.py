@@ -1,8 +1,9 @@
 """aiortc stand-ins for the caller's and agent's pages in a cluster, for the failover tests
 and bench/cluster_failover.py: each holds one signalling socket through haproxy and, like
-web/ws.js and the pages, reconnects by itself (backoff 0.5 s doubling to 5 s, at once after
-`moved`) and makes a new peer connection after every `welcome`. `Call` is one session
-with both pages; `kill` and `restart` act on a node of tests/cluster_procs.py."""
+web/ws.js and the pages, reconnects by itself (the same backoff: web/ws.js's steps) and
+makes a new peer connection after every `welcome`. `Call` is one session with both pages;
+`kill` and `restart` act on a node of bench/lib/procs.py. Nothing here imports pytest
+(bench/cluster_failover.py runs without it)."""
 
 from __future__ import annotations
 
@@ -16,11 +17,11 @@ from typing import Any
 import aiohttp
 from aiortc import RTCSessionDescription
 
-from tests.cluster_procs import Cluster, Node
+from bench.lib.procs import Cluster, Node
+from tests.cluster_client import Client
 from tests.media_helpers import RED
 from tests.media_helpers import Client as MediaClient
 from tests.signalling_client import SUBPROTOCOL
-from tests.test_cluster import Client
 
 
 class Page:

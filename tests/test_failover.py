@@ -19,9 +19,9 @@ import pytest
 from server.cluster.failover import room_from_record
 from server.core.config import ConfigError, from_dict
 from server.media import aiortc_hooks
+from tests.cluster_client import drain, owner_of
 from tests.cluster_procs import CLI, SERVER_KEY, Cluster, Node
 from tests.failover_pages import Call, kill, restart
-from tests.test_cluster import drain, owner_of
 
 
 def test_room_from_record_rebuilds_what_the_pages_need() -> None:
