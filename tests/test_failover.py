@@ -426,3 +426,34 @@ async def test_orphan_sweep_ends_sessions_nobody_reopens(cluster: Cluster) -> No
                                 end_reason="agent_ended")  # fmt: skip
         await redis.aclose()
         await db.close()
+
+
+async def test_hand_off_forgets_the_rooms_recording_state(make_server: Any) -> None:
+    """A room handed over while draining leaves nothing of itself in the recording service
+    (photo count, lock, pending snapshots): it lives on another node now."""
+    import io
+    from types import SimpleNamespace
+
+    from PIL import Image
+
+    from server.cluster.failover import Failover
+    from server.recording.service import RECORDING
+    from tests.test_snapshots import caller_session, upload
+
+    server = await make_server()
+    agent, sig, sid = await caller_session(server)
+    png = io.BytesIO()
+    Image.new("RGB", (32, 24), (200, 10, 10)).save(png, "PNG")
+    assert (await upload(sig, server, png.getvalue()))[0] == 201
+    rec = server.app[RECORDING]
+    rec._snapshots[sid] = {"snap-pending": server.clock() + 30}
+    assert sid in rec._photo_counts
+
+    async def no_rows() -> list[Any]:
+        return []  # no other node: handed over to "any" (the pages' reconnect re-opens it)
+
+    registry = SimpleNamespace(rows=no_rows, redis=None, draining=True)
+    await Failover(server.app, registry, "node1").hand_off(sid)  # type: ignore[arg-type]
+    assert sid not in rec._photo_counts and sid not in rec._locks
+    assert sid not in rec._snapshots
+    await sig.close()

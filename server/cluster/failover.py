@@ -171,6 +171,8 @@ class Failover:
             return
         if TOOLKIT in app:
             app[TOOLKIT].rooms.pop(room_id, None)
+        if RECORDING in app:
+            app[RECORDING].forget(room_id)  # the room lives elsewhere now
         self.handed_off += 1
         log.info("drain: room %s handed over (to node %s)", room_id, target or "any")
         if target is not None:
