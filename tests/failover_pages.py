@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import random
 import signal
 import time
 from typing import Any
@@ -23,6 +24,10 @@ from tests.media_helpers import RED
 from tests.media_helpers import Client as MediaClient
 from tests.signalling_client import SUBPROTOCOL
 
+# web/ws.js's reconnect backoff (0.25 s doubling to 5 s, ±20 % jitter; `moved`: a fifth).
+BACKOFF_MIN_S = 0.25
+BACKOFF_MAX_S = 5.0
+
 
 class Page:
     def __init__(self, http: aiohttp.ClientSession, base: str, path: str, role: str) -> None:
@@ -34,6 +39,7 @@ class Page:
         self.pc_id = 0
         self.welcomes = 0
         self.reconnects = 0
+        self.attempts: list[float] = []  # monotonic times of the sockets that opened
         self.messages: list[dict[str, Any]] = []
         self.closes: list[int | None] = []
         self.ended = False
@@ -44,7 +50,7 @@ class Page:
         self._task = asyncio.create_task(self._run())
 
     async def _run(self) -> None:
-        backoff = 0.5
+        backoff = BACKOFF_MIN_S
         while not self.ended:
             try:
                 ws = await self.http.ws_connect(
@@ -52,15 +58,17 @@ class Page:
                     protocols=(SUBPROTOCOL,), origin=self.base, heartbeat=None,
                 )  # fmt: skip
             except (aiohttp.ClientError, OSError):
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+                await asyncio.sleep(backoff * random.uniform(0.8, 1.2))
+                backoff = min(backoff * 2, BACKOFF_MAX_S)
                 continue
+            self.attempts.append(time.monotonic())
             moved = await self._serve(ws)
             if self.ended:
                 return
             self.reconnects += 1
-            backoff = 0.1 if moved else 0.5
-            await asyncio.sleep(backoff)
+            backoff = BACKOFF_MIN_S / 5 if moved else BACKOFF_MIN_S
+            await asyncio.sleep(backoff * random.uniform(0.8, 1.2))
+            backoff = min(backoff * 2, BACKOFF_MAX_S)
 
     async def _serve(self, ws: aiohttp.ClientWebSocketResponse) -> bool:
         moved = False

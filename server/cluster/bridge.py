@@ -10,6 +10,12 @@ task awaiting each PUBLISH in turn: order is kept, and a full buffer closes the 
 with a clear error instead of growing). Liveness: the heartbeat lists the live nodes;
 each side closes its bridged sockets whose other node is gone, and all of them while Redis
 is unreachable (the pages reconnect by themselves).
+
+A killed node is noticed faster than its registry row expires (`node_ttl_s`): Redis drops
+a dead process's connections at once, so nobody is subscribed to its channel any more
+(`PUBSUB NUMSUB`). A live node is always subscribed, except for the ~0.5 s in which it
+subscribes again after a Redis failure: `gone` asks twice, `CONFIRM_GONE_S` apart, and
+only then is the node taken for dead (its bridged sockets closed, its rooms re-opened).
 """
 
 from __future__ import annotations
@@ -34,6 +40,9 @@ log = logging.getLogger(__name__)
 
 # The socket is closed because the way to its room's node failed (docs/protocol.md).
 CLOSE_BRIDGE = WSCloseCode.INTERNAL_ERROR
+# Longer than `run`'s pause before subscribing again after a Redis failure (0.5 s) plus a
+# subscribe: a live node's channel has a subscriber again by then.
+CONFIRM_GONE_S = 1.0
 Serve = Callable[..., Awaitable[None]]
 
 
@@ -191,6 +200,34 @@ class Bridge:
         self.subscribed = asyncio.Event()
         # A draining node handed a room to this one (server/cluster/failover.py).
         self.on_adopt: Callable[[str], Awaitable[None]] | None = None
+        self._checking: asyncio.Task[None] | None = None
+
+    # --- liveness of the other nodes ---------------------------------------------------
+    async def listening(self, node_id: str) -> bool:
+        """Someone is subscribed to the node's bridge channel (raises CLUSTER_ERRORS)."""
+        counts = await self.redis.pubsub_numsub(bridge_channel(node_id))
+        return bool(counts and int(counts[0][1]) > 0)
+
+    async def gone(self, node_id: str) -> bool:
+        """The node's process is gone (nobody on its channel, twice, CONFIRM_GONE_S
+        apart): seconds before its registry row expires. False when Redis cannot say."""
+        if node_id == self.node_id:
+            return False
+        try:
+            if await self.listening(node_id):
+                return False
+            await asyncio.sleep(CONFIRM_GONE_S)
+            return not await self.listening(node_id)
+        except CLUSTER_ERRORS:
+            return False
+
+    async def _close_gone_peers(self, peers: set[str]) -> None:
+        found = await asyncio.gather(*(self.gone(p) for p in sorted(peers)))
+        dead = {p for p, is_gone in zip(sorted(peers), found, strict=True) if is_gone}
+        if dead:
+            log.warning("bridge: node(s) %s gone (not subscribed to the bridge)",
+                        ", ".join(sorted(dead)))  # fmt: skip
+            self.close_all("the other node is gone", dead)
 
     # --- the node holding the socket ---------------------------------------------------
     async def hold(
@@ -295,6 +332,10 @@ class Bridge:
         gone = peers - alive
         if gone:
             self.close_all("the other node is gone", gone)
+        # The rest may be dead already with their row not yet expired: ask Redis who
+        # listens (one check at a time; it takes CONFIRM_GONE_S when one looks dead).
+        if peers - gone and (self._checking is None or self._checking.done()):
+            self._checking = asyncio.ensure_future(self._close_gone_peers(peers - gone))
 
     async def run(self) -> None:
         """Listen on this node's channel; after a Redis failure, subscribe again."""
