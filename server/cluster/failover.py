@@ -178,7 +178,15 @@ class Failover:
         with contextlib.suppress(*CLUSTER_ERRORS):
             rows = [r for r in await self.registry.rows() if r.node_id != self.node_id]
             target = placement(rows)
-        if not await app[ROOMS].hand_off(room_id, P.moved(), CLOSE_MOVED):
+
+        async def adopt_elsewhere() -> None:
+            # Before the pages hear `moved`: the room is usually open again when they come.
+            if target is not None:
+                envelope = json.dumps({"k": "adopt", "c": "-", "room": room_id})
+                with contextlib.suppress(*CLUSTER_ERRORS):
+                    await self.redis.publish(bridge_channel(target), envelope)
+
+        if not await app[ROOMS].hand_off(room_id, P.moved(), CLOSE_MOVED, adopt_elsewhere):
             return
         if TOOLKIT in app:
             app[TOOLKIT].rooms.pop(room_id, None)
@@ -186,10 +194,6 @@ class Failover:
             app[RECORDING].forget(room_id)  # the room lives elsewhere now
         self.handed_off += 1
         log.info("drain: room %s handed over (to node %s)", room_id, target or "any")
-        if target is not None:
-            envelope = json.dumps({"k": "adopt", "c": "-", "room": room_id})
-            with contextlib.suppress(*CLUSTER_ERRORS):
-                await self.redis.publish(bridge_channel(target), envelope)
 
     async def adopt(self, room_id: str) -> None:
         """Another node handed this room over: re-open it now, before the pages come."""

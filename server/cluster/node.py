@@ -38,6 +38,7 @@ class ClusterNode:
         self.failover = Failover(app, self.registry, self.node_id)
         self.registry.listeners.append(self.failover.on_heartbeat)
         self.bridge.on_adopt = self.failover.adopt
+        self.bridge.draining = lambda: self.failover.draining
         router.after_change = self.registry.write_row
         self.no_capacity = 0  # sessions refused because every node was full
         self.forwarded = 0  # requests this node forwarded to a room's node

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -207,23 +207,30 @@ class RoomManager:
         self._live[room.id] = live
         return live
 
-    async def hand_off(self, room_id: str, message: dict[str, Any], code: int) -> bool:
-        """A draining node lets go of a room without ending it: every participant gets
-        `message` (`moved`) and its socket closed with `code`, the media closes, the
-        session's pending writes go first, and the room key is released so another node
-        re-opens it from the record (server/cluster/failover.py)."""
+    async def hand_off(
+        self, room_id: str, message: dict[str, Any], code: int,
+        released: Callable[[], Awaitable[None]] | None = None,
+    ) -> bool:  # fmt: skip
+        """A draining node lets go of a room without ending it. In this order, so that the
+        pages' reconnect finds the room free for another node, not half here: the room
+        leaves this node's map (no new socket joins it here), the session's pending
+        writes go first, the room key is released and `released` runs (the cluster asks
+        a node to re-open it: server/cluster/failover.py); then every participant gets
+        `message` (`moved`) and its socket closed with `code`, and the media closes."""
         live = self._live.get(room_id)
         if live is None or live.room.ended:
             return False
+        self._live.pop(room_id, None)
+        if self._writer is not None and not self._writer.done():
+            await asyncio.wait([self._writer], timeout=3)
+        await self.router.release(room_id)
+        if released is not None:
+            await released()
         for p in list(live.participants.values()):
             p.send(message)
             if p.sink is not None:
                 p.sink.close_soon(code, "moved")
         await live.media.close()
-        if self._writer is not None and not self._writer.done():
-            await asyncio.wait([self._writer], timeout=3)
-        self._live.pop(room_id, None)
-        await self.router.release(room_id)
         return True
 
     def get(self, room_id: str) -> LiveRoom | None:
