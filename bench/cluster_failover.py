@@ -20,17 +20,24 @@ the service only through haproxy and reconnect by themselves (tests/failover_pag
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import base64
-import json
-import os
-import statistics
-import sys
-import time
-import uuid
-from pathlib import Path
-from typing import Any
+import os.path
+import sys  # noqa: E402
+
+# `python bench/cluster_failover.py` puts bench/ first on sys.path, where bench/inspect.py
+# would stand in for the standard library's inspect (asyncio imports it): take it off.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
+
+import argparse  # noqa: E402
+import asyncio  # noqa: E402
+import base64  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+import uuid  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT)]

@@ -42,18 +42,26 @@ window.RTCPeerConnection = class extends NativePC {
   constructor(config) {
     super(config);
     T("pc new");
-    this.addEventListener("connectionstatechange", () => T("pc " + this.connectionState));
+    this.addEventListener("connectionstatechange", () => {
+      T("pc " + this.connectionState);
+      if (this.connectionState === "connected") window.__framed = false;
+    });
   }
 };
 """
 # Every frame the agent's <video> presents (requestVideoFrameCallback survives a new
-# srcObject): the time of the last one, page clock.
+# srcObject): the time of the last one, page clock; the first after each new connection
+# goes into the timeline (after TIMELINE, in the same script: it uses T).
 FRAME_CLOCK = """
 setInterval(() => {
   const v = document.querySelector('[data-testid="camera-video"]');
   if (!v || v.__clocked) return;
   v.__clocked = true;
-  const tick = () => { window.__lastFrame = Date.now(); v.requestVideoFrameCallback(tick); };
+  const tick = () => {
+    window.__lastFrame = Date.now();
+    if (window.__framed === false) { window.__framed = true; T("first frame on the new pc"); }
+    v.requestVideoFrameCallback(tick);
+  };
   v.requestVideoFrameCallback(tick);
 }, 100);
 """

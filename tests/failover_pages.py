@@ -161,9 +161,9 @@ class Call:
         await self.agent_page.frames_after(0, 5, 60)
 
     async def api(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        """The console's request through haproxy. haproxy (no health checks, as
-        docs/cluster.md's sample) still sends some to a node that just died and answers
-        its own 503 page (the request reached no node): the console asks again."""
+        """The console's request through haproxy. haproxy retries what reached no node
+        (docs/cluster.md's sample), but not a POST that a node took and then died with:
+        its own 503 page then; the console asks again."""
         headers = {**self.agent.origin, "X-CSRF-Token": self.agent.csrf}
         for _ in range(20):
             async with self.agent.http.request(method, self.cluster.url + path, json=body,

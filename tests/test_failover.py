@@ -313,11 +313,18 @@ async def test_browsers_move_once_when_the_rooms_node_drains(
             owner.proc.send_signal(signal.SIGTERM)
             await asyncio.to_thread(owner.proc.wait, 25)
             exited = time.time() * 1000 - t0
-            back = await frame_after_reconnect(call.agent, t0)
-            await wait_colours(call.agent, "camera-video", QUADRANTS, COLOURS, timeout=30)
+            try:
+                # Bounded: a page that never gets its media back fails here, with the
+                # timeline, not at the module's timeout.
+                await asyncio.wait_for(frame_after_reconnect(call.agent, t0), 90)
+                await asyncio.wait_for(wait_colours(call.agent, "camera-video", QUADRANTS,
+                                                    COLOURS, timeout=30), 60)  # fmt: skip
+            finally:
+                print(format_timeline(f"\nSIGTERM to {owner.name} at 0 s (so far):",
+                                      [*redis_side, *await call.events(t0)]))  # fmt: skip
             await asyncio.sleep(1)  # a second reconnect would show by now
             events = [*redis_side, *await call.events(t0)]
-        events += [(exited, f"{owner.name} exited"), (back - t0, "agent: first new frame")]
+        events.append((exited, f"{owner.name} exited"))
         print(format_timeline(f"\nSIGTERM to {owner.name} at 0 s:", events))
         assert exited / 1000 < 20.0  # cluster.drain_timeout_s (the default)
         for page in (call.agent, call.caller):
@@ -526,7 +533,8 @@ async def test_a_node_nobody_listens_for_is_gone_before_its_row_expires(
     try:
         assert not await watcher.gone(ghost.node_id)
         for node in cluster.nodes:
-            assert not await watcher.gone(node.name)
+            if node.proc is not None and node.proc.poll() is None:
+                assert not await watcher.gone(node.name)
         task.cancel()  # what kill -9 does to its subscription: Redis drops it
         with contextlib.suppress(asyncio.CancelledError):
             await task
