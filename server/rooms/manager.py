@@ -207,16 +207,13 @@ class RoomManager:
         self._live[room.id] = live
         return live
 
-    async def hand_off(
-        self, room_id: str, message: dict[str, Any], code: int,
-        released: Callable[[], Awaitable[None]] | None = None,
-    ) -> bool:  # fmt: skip
-        """A draining node lets go of a room without ending it. In this order, so that the
-        pages' reconnect finds the room free for another node, not half here: the room
-        leaves this node's map (no new socket joins it here), the session's pending
-        writes go first, the room key is released and `released` runs (the cluster asks
-        a node to re-open it: server/cluster/failover.py); then every participant gets
-        `message` (`moved`) and its socket closed with `code`, and the media closes."""
+    async def hand_off(self, room_id: str, message: dict[str, Any], code: int,
+                       released: Callable[[], Awaitable[None]] | None = None) -> bool:  # fmt: skip
+        """A draining node lets go of a room without ending it, in an order that has the
+        pages' reconnect find it free for another node: out of this node's map (no new
+        socket joins here), pending session writes, key released, `released` (a node
+        asked to adopt it: server/cluster/failover.py); then every participant gets
+        `message` (`moved`), its socket closed with `code`; the media closes."""
         live = self._live.get(room_id)
         if live is None or live.room.ended:
             return False
