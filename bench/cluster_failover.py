@@ -8,7 +8,10 @@ the service only through haproxy and reconnect by themselves (tests/failover_pag
    `recording_segments_lost` = segments uploaded before the kill and missing from the
    recording the re-opening node sealed.
 2. rolling restart: `--rooms` live rooms, every node stopped (SIGTERM: drain) and started
-   again in turn; rooms ended (0 is the goal) and the agent page's reconnects per room.
+   again in turn; rooms ended (0 is the goal) and the pages' reconnects: per room (both
+   pages, whole rolling restart), per page and restart of its room's node (1: `moved`),
+   per page and restart of another node (only the pages whose socket it held: the share
+   of those), and the most one page made in one restart (1 is the goal).
 
     python bench/cluster_failover.py [--runs 3] [--rooms 10] [--json]
 
@@ -32,12 +35,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT)]
 
+# None of these imports pytest or a test module (tests/test_bench_imports.py checks):
+# the bench runs in a venv without the test extras.
+from bench.lib.procs import Cluster, PostgresServer  # noqa: E402
 from server.media import aiortc_hooks  # noqa: E402
-from tests.cluster_procs import Cluster  # noqa: E402
+from tests.cluster_client import owner_of  # noqa: E402
 from tests.failover_pages import Call, kill, restart  # noqa: E402
-from tests.pg import PostgresServer  # noqa: E402
 from tests.s3_server import S3TestServer  # noqa: E402
-from tests.test_cluster import owner_of  # noqa: E402
 
 ENV = {
     "CALLASSIST_RECORDING_KEYS": "mk-0001:" + base64.b64encode(os.urandom(32)).decode(),
@@ -94,23 +98,53 @@ async def _rolling(cluster: Cluster, rooms: int) -> dict[str, Any]:
     try:
         for call in calls:
             await call.start()
-        before = [c.agent_page.welcomes for c in calls]
+        counts = RestartCounts()
         for node in cluster.nodes:
+            owners = {c.room: await owner_of(cluster, c.room) for c in calls}
+            before = {id(p): p.reconnects for c in calls for p in c.pages}
             await asyncio.to_thread(node.stop)  # SIGTERM: the node drains, then exits
             await restart(cluster, node)
-        for call in calls:
-            assert call.agent_page.media is not None
-            await call.agent_page.media.wait_frames(5, 60)
+            for call in calls:
+                assert call.agent_page.media is not None
+                await call.agent_page.media.wait_frames(5, 60)
+            await asyncio.sleep(1)  # late reconnects of this restart count for it
+            for call in calls:
+                for page in call.pages:
+                    counts.add(owners[call.room] == node.name, page.reconnects - before[id(page)])
         ended = 0
         for call in calls:
             ended += await call.state() == "ended"
-        per_room = [c.agent_page.welcomes - b for c, b in zip(calls, before, strict=True)]
     finally:
         for call in calls:
             await call.close()
-    return {"rooms": rooms, "rooms_ended": ended,
-            "reconnects_per_room": round(statistics.mean(per_room), 2),
-            "reconnects_per_room_max": max(per_room)}  # fmt: skip
+    return {"rooms": rooms, "rooms_ended": ended, **counts.summary(rooms)}
+
+
+class RestartCounts:
+    """A page's reconnects over one node restart, split by what that node was to it: the
+    room's node (its pages get `moved`: 1 expected) or another (only a page whose socket
+    that node held reconnects)."""
+
+    def __init__(self) -> None:
+        self.own: list[int] = []
+        self.other: list[int] = []
+
+    def add(self, rooms_node: bool, reconnects: int) -> None:
+        (self.own if rooms_node else self.other).append(reconnects)
+
+    def summary(self, rooms: int) -> dict[str, Any]:
+        every = self.own + self.other
+        pages = 2 * rooms
+        return {
+            # both pages of each room, over the whole rolling restart
+            "reconnects_per_room": round(sum(every) / rooms, 2),
+            "reconnects_per_page": round(sum(every) / pages, 2),
+            "reconnects_per_page_max_in_one_restart": max(every, default=0),
+            "reconnects_per_restart_of_rooms_node": round(statistics.mean(self.own), 2)
+            if self.own else None,
+            "reconnects_per_restart_of_other_node": round(statistics.mean(self.other), 2)
+            if self.other else None,
+        }  # fmt: skip
 
 
 async def _measure(args: argparse.Namespace) -> dict[str, Any]:
@@ -169,7 +203,10 @@ def main() -> None:
     print(f"failover after kill -9: median {f['median']} s, max {f['max']} s ({f['runs']})")
     print(f"recording segments lost: {result['recording_segments_lost']}")
     print(f"rolling restart: {r['rooms']} rooms, {r['rooms_ended']} ended, "
-          f"{r['reconnects_per_room']} reconnects per room (max {r['reconnects_per_room_max']})")
+          f"{r['reconnects_per_room']} reconnects per room (both pages), per page: "
+          f"{r['reconnects_per_restart_of_rooms_node']} per restart of its room's node, "
+          f"{r['reconnects_per_restart_of_other_node']} per restart of another node, at "
+          f"most {r['reconnects_per_page_max_in_one_restart']} in one restart")
 
 
 if __name__ == "__main__":

@@ -1,14 +1,16 @@
 """aiortc stand-ins for the caller's and agent's pages in a cluster, for the failover tests
 and bench/cluster_failover.py: each holds one signalling socket through haproxy and, like
-web/ws.js and the pages, reconnects by itself (backoff 0.5 s doubling to 5 s, at once after
-`moved`) and makes a new peer connection after every `welcome`. `Call` is one session
-with both pages; `kill` and `restart` act on a node of tests/cluster_procs.py."""
+web/ws.js and the pages, reconnects by itself (the same backoff: web/ws.js's steps) and
+makes a new peer connection after every `welcome`. `Call` is one session with both pages;
+`kill` and `restart` act on a node of bench/lib/procs.py. Nothing here imports pytest
+(bench/cluster_failover.py runs without it)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
+import random
 import signal
 import time
 from typing import Any
@@ -16,11 +18,15 @@ from typing import Any
 import aiohttp
 from aiortc import RTCSessionDescription
 
-from tests.cluster_procs import Cluster, Node
+from bench.lib.procs import Cluster, Node
+from tests.cluster_client import Client
 from tests.media_helpers import RED
 from tests.media_helpers import Client as MediaClient
 from tests.signalling_client import SUBPROTOCOL
-from tests.test_cluster import Client
+
+# web/ws.js's reconnect backoff (0.25 s doubling to 5 s, ±20 % jitter; `moved`: a fifth).
+BACKOFF_MIN_S = 0.25
+BACKOFF_MAX_S = 5.0
 
 
 class Page:
@@ -33,6 +39,7 @@ class Page:
         self.pc_id = 0
         self.welcomes = 0
         self.reconnects = 0
+        self.attempts: list[float] = []  # monotonic times of the sockets that opened
         self.messages: list[dict[str, Any]] = []
         self.closes: list[int | None] = []
         self.ended = False
@@ -43,7 +50,7 @@ class Page:
         self._task = asyncio.create_task(self._run())
 
     async def _run(self) -> None:
-        backoff = 0.5
+        backoff = BACKOFF_MIN_S
         while not self.ended:
             try:
                 ws = await self.http.ws_connect(
@@ -51,15 +58,17 @@ class Page:
                     protocols=(SUBPROTOCOL,), origin=self.base, heartbeat=None,
                 )  # fmt: skip
             except (aiohttp.ClientError, OSError):
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+                await asyncio.sleep(backoff * random.uniform(0.8, 1.2))
+                backoff = min(backoff * 2, BACKOFF_MAX_S)
                 continue
+            self.attempts.append(time.monotonic())
             moved = await self._serve(ws)
             if self.ended:
                 return
             self.reconnects += 1
-            backoff = 0.1 if moved else 0.5
-            await asyncio.sleep(backoff)
+            backoff = BACKOFF_MIN_S / 5 if moved else BACKOFF_MIN_S
+            await asyncio.sleep(backoff * random.uniform(0.8, 1.2))
+            backoff = min(backoff * 2, BACKOFF_MAX_S)
 
     async def _serve(self, ws: aiohttp.ClientWebSocketResponse) -> bool:
         moved = False
@@ -152,9 +161,9 @@ class Call:
         await self.agent_page.frames_after(0, 5, 60)
 
     async def api(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        """The console's request through haproxy. haproxy (no health checks, as
-        docs/cluster.md's sample) still sends some to a node that just died and answers
-        its own 503 page (the request reached no node): the console asks again."""
+        """The console's request through haproxy. haproxy retries what reached no node
+        (docs/cluster.md's sample), but not a POST that a node took and then died with:
+        its own 503 page then; the console asks again."""
         headers = {**self.agent.origin, "X-CSRF-Token": self.agent.csrf}
         for _ in range(20):
             async with self.agent.http.request(method, self.cluster.url + path, json=body,

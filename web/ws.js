@@ -1,6 +1,7 @@
 // Small signalling client shared by the caller page, the agent console and the ops watch.
 // Speaks docs/protocol.md: JSON frames over one WebSocket with subprotocol
-// "callassist.v1". It reconnects by itself with backoff (0.5 s doubling to 5 s),
+// "callassist.v1". It reconnects by itself with backoff (0.25, 0.5, 1, 2, 4 s, then every
+// 5 s; each ±20 % jittered so that the pages of a dead node do not come back in step),
 // pings every 10 s and treats 25 s without any frame from the server as a dead
 // connection (mobile networks often drop a TCP connection silently).
 
@@ -16,7 +17,11 @@ const FINAL_CODES = new Set([
 
 const PING_EVERY_MS = 10000;
 const DEAD_AFTER_MS = 25000;
-const BACKOFF_MIN_MS = 500;
+// The first retries are quick: after a node fails (docs/cluster.md, "When a part fails")
+// the load balancer and the cluster need about a second to route around it, and the
+// pages should be back as soon as they do. The cap keeps a page from hammering a service
+// that is down: at most one attempt (plus its HTTP probe) every 5 s.
+const BACKOFF_MIN_MS = 250;
 const BACKOFF_MAX_MS = 5000;
 
 export function wsUrl(path) {

@@ -264,12 +264,17 @@ global
 
 defaults
     mode http
-    timeout connect 5s
+    timeout connect 2s
     timeout client 60s
     timeout server 60s
     # WebSockets stay open for the whole call
     timeout tunnel 1h
     option forwardfor
+    # A request that reaches no node (refused, reset, no answer) is sent to another one
+    # instead of failing: the pages do not see a dead node before the checks take it out.
+    retries 3
+    option redispatch 1
+    retry-on conn-failure empty-response response-timeout
 
 frontend callassist
     bind 127.0.0.1:{port}
@@ -278,6 +283,11 @@ frontend callassist
 backend nodes
     # plain round robin, no stickiness: any node answers any request
     balance roundrobin
+    # A node that stops answering /healthz twice, 0.5 s apart, gets no new requests.
+    option httpchk GET /healthz
+    default-server check inter 500 fall 2 rise 1
+    # Only what reached no node is retried for a POST/PUT/DELETE: never done twice.
+    http-request disable-l7-retry if !METH_GET !METH_HEAD
 {servers}
 """
 

@@ -18,6 +18,12 @@ per hop). Everything else (open, close, end, adopt) is a JSON object.
 Liveness: the heartbeat lists the live nodes; each side closes its bridged sockets whose
 other node is gone, and all of them while Redis is unreachable (the pages reconnect by
 themselves).
+
+A killed node is noticed faster than its registry row expires (`node_ttl_s`): Redis drops
+a dead process's connections at once, so nobody is subscribed to its channel any more
+(`PUBSUB NUMSUB`). A live node is always subscribed, except for the ~0.5 s in which it
+subscribes again after a Redis failure: `gone` asks twice, `CONFIRM_GONE_S` apart, and
+only then is the node taken for dead (its bridged sockets closed, its rooms re-opened).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import contextlib
 import json
 import logging
 import secrets
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -42,6 +49,12 @@ log = logging.getLogger(__name__)
 
 # The socket is closed because the way to its room's node failed (docs/protocol.md).
 CLOSE_BRIDGE = WSCloseCode.INTERNAL_ERROR
+# Longer than `run`'s pause before subscribing again after a Redis failure (0.5 s) plus a
+# subscribe: a live node's channel has a subscriber again by then.
+CONFIRM_GONE_S = 1.0
+# A node confirmed gone stays so, without a new wait, while nobody listens on its channel
+# (for this long; then it is confirmed again).
+DEAD_REMEMBERED_S = 30.0
 Serve = Callable[..., Awaitable[None]]
 
 
@@ -218,6 +231,45 @@ class Bridge:
         self.subscribed = asyncio.Event()
         # A draining node handed a room to this one (server/cluster/failover.py).
         self.on_adopt: Callable[[str], Awaitable[None]] | None = None
+        self._checking: asyncio.Task[None] | None = None
+        self._dead: dict[str, float] = {}  # node id -> when `gone` confirmed it
+        # This node takes no rooms (set by ClusterNode: the failover's `draining`).
+        self.draining: Callable[[], bool] = lambda: False
+
+    # --- liveness of the other nodes ---------------------------------------------------
+    async def listening(self, node_id: str) -> bool:
+        """Someone is subscribed to the node's bridge channel (raises CLUSTER_ERRORS)."""
+        counts = await self.redis.pubsub_numsub(bridge_channel(node_id))
+        return bool(counts and int(counts[0][1]) > 0)
+
+    async def gone(self, node_id: str) -> bool:
+        """The node's process is gone (nobody on its channel, twice, CONFIRM_GONE_S
+        apart): seconds before its registry row expires. A node found gone a moment ago
+        (the heartbeat's check, another page) is not waited for again; one that listens
+        again (restarted under its id) is not gone. False when Redis cannot say."""
+        if node_id == self.node_id:
+            return False
+        try:
+            if await self.listening(node_id):
+                self._dead.pop(node_id, None)
+                return False
+            if time.monotonic() - self._dead.get(node_id, -1e9) < DEAD_REMEMBERED_S:
+                return True
+            await asyncio.sleep(CONFIRM_GONE_S)
+            if await self.listening(node_id):
+                return False
+        except CLUSTER_ERRORS:
+            return False
+        self._dead[node_id] = time.monotonic()
+        return True
+
+    async def _close_gone_peers(self, peers: set[str]) -> None:
+        found = await asyncio.gather(*(self.gone(p) for p in sorted(peers)))
+        dead = {p for p, is_gone in zip(sorted(peers), found, strict=True) if is_gone}
+        if dead:
+            log.warning("bridge: node(s) %s gone (not subscribed to the bridge)",
+                        ", ".join(sorted(dead)))  # fmt: skip
+            self.close_all("the other node is gone", dead)
 
     # --- the node holding the socket ---------------------------------------------------
     async def hold(
@@ -253,6 +305,12 @@ class Bridge:
         conn_id, peer = str(env["c"]), str(env["from"])
         sink = RemoteSink(self, conn_id, peer, str(env["role"]), str(env["participant"]))
         live = self.app[ROOMS].get(str(env["room"]))
+        if live is None and self.draining():
+            # Handed over a moment ago (the key still named this node): not ended, the
+            # page retries and finds the room's new node.
+            sink.send(_unavailable("this server is handing the call over"))
+            sink.close_soon(CLOSE_BRIDGE, "draining")
+            return
         if live is None or self.serve is None:
             sink.send(P.error(P.ROOM_ENDED, "this session has ended"))
             sink.close_soon(4000, "room ended")
@@ -322,6 +380,18 @@ class Bridge:
             if nodes is None or sink.peer in nodes:
                 sink._failed(why)
 
+    async def move_held(self) -> int:
+        """This node stops (SIGTERM, after its own rooms were handed over): every socket
+        it holds for a room elsewhere gets `moved` and 1012, so the page reconnects at once
+        (through the load balancer, to a node that stays) instead of after its backoff."""
+        held = list(self.held.values())
+        for h in held:
+            h.conn.send(P.moved())
+            h.conn.close_soon(WSCloseCode.SERVICE_RESTART, "moved")
+        # Written and closed before the app closes what is left with 1001 (at most 2 s).
+        await asyncio.gather(*(h.conn.wait_closed() for h in held))
+        return len(held)
+
     def on_heartbeat(self, healthy: bool, alive: set[str]) -> None:
         """The registry's beat: Redis down closes everything that crosses nodes; a node
         gone from the registry closes what goes to or comes from it."""
@@ -332,6 +402,10 @@ class Bridge:
         gone = peers - alive
         if gone:
             self.close_all("the other node is gone", gone)
+        # The rest may be dead already with their row not yet expired: ask Redis who
+        # listens (one check at a time; it takes CONFIRM_GONE_S when one looks dead).
+        if peers - gone and (self._checking is None or self._checking.done()):
+            self._checking = asyncio.ensure_future(self._close_gone_peers(peers - gone))
 
     async def run(self) -> None:
         """Listen on this node's channel; after a Redis failure, subscribe again."""

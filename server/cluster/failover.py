@@ -83,6 +83,7 @@ class Failover:
         self.reopened = 0  # rooms this node re-opened (metrics)
         self.handed_off = 0  # rooms this node handed over while draining
         self.orphans_ended = 0
+        self._sealing: set[asyncio.Task[None]] = set()
 
     @property
     def redis(self) -> Any:
@@ -128,7 +129,17 @@ class Failover:
             for m in await app[DB].chat_messages(room_id):
                 kit.chat.append(P.chat_kept(m["text"], m["n"], iso(m["at"]), m["sender"]))
                 kit.chat_n = max(kit.chat_n, m["n"])
-        await self._seal_recordings(room_id)
+        # Sealing reads the dead node's segments from storage: the pages' welcome (and so
+        # the media) does not wait for it.
+        task = asyncio.ensure_future(self._seal_quietly(room_id))
+        self._sealing.add(task)
+        task.add_done_callback(self._sealing.discard)
+
+    async def _seal_quietly(self, session_id: str) -> None:
+        try:
+            await self._seal_recordings(session_id)
+        except Exception:  # logged; the re-opened room goes on
+            log.exception("room %s: sealing the dead node's recording failed", session_id)
 
     async def _seal_recordings(self, session_id: str) -> None:
         """The dead node's recording: sealed as incomplete over what it had uploaded, as
@@ -167,16 +178,22 @@ class Failover:
         with contextlib.suppress(*CLUSTER_ERRORS):
             rows = [r for r in await self.registry.rows() if r.node_id != self.node_id]
             target = placement(rows)
-        if not await app[ROOMS].hand_off(room_id, P.moved(), CLOSE_MOVED):
+
+        async def adopt_elsewhere() -> None:
+            # Before the pages hear `moved`: the room is usually open again when they come.
+            if target is not None:
+                envelope = json.dumps({"k": "adopt", "c": "-", "room": room_id})
+                with contextlib.suppress(*CLUSTER_ERRORS):
+                    await self.redis.publish(bridge_channel(target), envelope)
+
+        if not await app[ROOMS].hand_off(room_id, P.moved(), CLOSE_MOVED, adopt_elsewhere):
             return
         if TOOLKIT in app:
             app[TOOLKIT].rooms.pop(room_id, None)
+        if RECORDING in app:
+            app[RECORDING].forget(room_id)  # the room lives elsewhere now
         self.handed_off += 1
         log.info("drain: room %s handed over (to node %s)", room_id, target or "any")
-        if target is not None:
-            envelope = json.dumps({"k": "adopt", "c": "-", "room": room_id})
-            with contextlib.suppress(*CLUSTER_ERRORS):
-                await self.redis.publish(bridge_channel(target), envelope)
 
     async def adopt(self, room_id: str) -> None:
         """Another node handed this room over: re-open it now, before the pages come."""

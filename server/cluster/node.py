@@ -38,6 +38,7 @@ class ClusterNode:
         self.failover = Failover(app, self.registry, self.node_id)
         self.registry.listeners.append(self.failover.on_heartbeat)
         self.bridge.on_adopt = self.failover.adopt
+        self.bridge.draining = lambda: self.failover.draining
         router.after_change = self.registry.write_row
         self.no_capacity = 0  # sessions refused because every node was full
         self.forwarded = 0  # requests this node forwarded to a room's node
@@ -124,13 +125,19 @@ class Elsewhere:
 async def locate(app: web.Application, room_id: str) -> LiveRoom | Elsewhere | None:
     """The room if this node holds it, else where it is, else None (the session ended).
     A live session no node holds (its node died or drained) is re-opened here
-    (server/cluster/failover.py). Raises ClusterUnavailable when Redis cannot say, or
+    (server/cluster/failover.py), also one whose node is in Redis but gone (nobody on its
+    bridge channel: server/cluster/bridge.py). Raises ClusterUnavailable when Redis cannot say, or
     when this node is draining and would have to re-open it."""
     live = app[ROOMS].get(room_id)
     if live is not None or CLUSTER not in app:
         return live
     node = app[CLUSTER]
     owner = await owner_of(app, room_id)
+    if owner and await node.bridge.gone(owner):
+        # Killed: re-open here now rather than bridge to nobody until the key expires.
+        log.warning("room %s: its node %s is gone; re-opening it", room_id, owner)
+        await node.router.forget_dead_owner(room_id, owner)
+        owner = await owner_of(app, room_id)
     if owner:
         return Elsewhere(room_id, owner)
     live = await node.failover.reopen(room_id)

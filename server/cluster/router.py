@@ -20,6 +20,12 @@ from server.rooms.router import Deliver, RoomTaken
 
 log = logging.getLogger(__name__)
 
+# Compare and delete in one step: a node that re-opened the room meanwhile keeps it.
+_DELETE_IF = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
 
 class RedisRouter:
     def __init__(self, redis: Redis, node_id: str, ttl_s: float) -> None:
@@ -78,6 +84,14 @@ class RedisRouter:
                 for room_id in refresh:
                     pipe.pexpire(room_key(room_id), self.ttl_ms)
                 await pipe.execute()
+
+    async def forget_dead_owner(self, room_id: str, owner: str) -> bool:
+        """Delete `room:<id>` if it still names `owner`, a node found dead (the bridge's
+        `gone`): the room is re-opened now instead of when the key's TTL runs out."""
+        try:
+            return bool(await self.redis.eval(_DELETE_IF, 1, room_key(room_id), owner))
+        except CLUSTER_ERRORS as exc:
+            raise ClusterUnavailable(str(exc)) from None
 
     async def release(self, room_id: str) -> None:
         self._rooms.discard(room_id)

@@ -63,5 +63,9 @@ def setup(app: web.Application) -> None:
         # Before the sockets are closed (app.py's on_shutdown comes after this one): the
         # pages get `moved` and the rooms a new node, not an end.
         await node.failover.drain(app[ROOMS].config.cluster.drain_timeout_s)
+        # Then the sockets held here for other nodes' rooms: `moved` too, not a bare 1001.
+        moved = await node.bridge.move_held()
+        if moved:
+            log.info("drain: %d socket(s) bridged to other nodes told to move", moved)
 
     app.on_shutdown.append(drain)

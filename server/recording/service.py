@@ -243,9 +243,15 @@ class RecordingService:
         elif event.kind == "ended" and room.id in self.active:
             self._spawn(self._stop_active(room.id))
         if event.kind == "ended":
-            self._snapshots.pop(room.id, None)
-            self._photo_counts.pop(room.id, None)
-            self._locks.pop(room.id, None)
+            self.forget(room.id)
+
+    def forget(self, room_id: str) -> None:
+        """Drop the room's per-room state (pending snapshots, photo count, lock): its room
+        ended, or was handed to another node (server/cluster/failover.py), which keeps
+        its own from then on. Without this a draining node kept them for good."""
+        self._snapshots.pop(room_id, None)
+        self._photo_counts.pop(room_id, None)
+        self._locks.pop(room_id, None)
 
     async def _auto_start(self, room_id: str) -> None:
         live = self.rooms.get(room_id)

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -207,23 +207,27 @@ class RoomManager:
         self._live[room.id] = live
         return live
 
-    async def hand_off(self, room_id: str, message: dict[str, Any], code: int) -> bool:
-        """A draining node lets go of a room without ending it: every participant gets
-        `message` (`moved`) and its socket closed with `code`, the media closes, the
-        session's pending writes go first, and the room key is released so another node
-        re-opens it from the record (server/cluster/failover.py)."""
+    async def hand_off(self, room_id: str, message: dict[str, Any], code: int,
+                       released: Callable[[], Awaitable[None]] | None = None) -> bool:  # fmt: skip
+        """A draining node lets go of a room without ending it, in an order that has the
+        pages' reconnect find it free for another node: out of this node's map (no new
+        socket joins here), pending session writes, key released, `released` (a node
+        asked to adopt it: server/cluster/failover.py); then every participant gets
+        `message` (`moved`), its socket closed with `code`; the media closes."""
         live = self._live.get(room_id)
         if live is None or live.room.ended:
             return False
+        self._live.pop(room_id, None)
+        if self._writer is not None and not self._writer.done():
+            await asyncio.wait([self._writer], timeout=3)
+        await self.router.release(room_id)
+        if released is not None:
+            await released()
         for p in list(live.participants.values()):
             p.send(message)
             if p.sink is not None:
                 p.sink.close_soon(code, "moved")
         await live.media.close()
-        if self._writer is not None and not self._writer.done():
-            await asyncio.wait([self._writer], timeout=3)
-        self._live.pop(room_id, None)
-        await self.router.release(room_id)
         return True
 
     def get(self, room_id: str) -> LiveRoom | None:
