@@ -38,7 +38,7 @@ sys.path[:0] = [str(ROOT)]
 # None of these imports pytest or a test module (tests/test_bench_imports.py checks):
 # the bench runs in a venv without the test extras.
 from bench.lib.procs import Cluster, PostgresServer  # noqa: E402
-from server.media import aiortc_hooks  # noqa: E402
+from bench.lib.media import loopback_ice  # noqa: E402
 from tests.cluster_client import owner_of  # noqa: E402
 from tests.failover_pages import Call, kill, restart  # noqa: E402
 from tests.s3_server import S3TestServer  # noqa: E402
@@ -148,7 +148,7 @@ class RestartCounts:
 
 
 async def _measure(args: argparse.Namespace) -> dict[str, Any]:
-    aiortc_hooks.install(["127.0.0.1"])
+    loopback_ice()
     saved = {k: os.environ.get(k) for k in ENV}
     os.environ.update(ENV)
     pg = PostgresServer()
