@@ -37,8 +37,8 @@ sys.path[:0] = [str(ROOT)]
 
 # None of these imports pytest or a test module (tests/test_bench_imports.py checks):
 # the bench runs in a venv without the test extras.
-from bench.lib.procs import Cluster, PostgresServer  # noqa: E402
 from bench.lib.media import loopback_ice  # noqa: E402
+from bench.lib.procs import Cluster, PostgresServer  # noqa: E402
 from tests.cluster_client import owner_of  # noqa: E402
 from tests.failover_pages import Call, kill, restart  # noqa: E402
 from tests.s3_server import S3TestServer  # noqa: E402
