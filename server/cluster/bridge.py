@@ -24,6 +24,10 @@ a dead process's connections at once, so nobody is subscribed to its channel any
 (`PUBSUB NUMSUB`). A live node is always subscribed, except for the ~0.5 s in which it
 subscribes again after a Redis failure: `gone` asks twice, `CONFIRM_GONE_S` apart, and
 only then is the node taken for dead (its bridged sockets closed, its rooms re-opened).
+
+Over 400 lines because both ends of a bridged socket (the node holding it and the node
+holding the room), their envelope format and the liveness checks are one protocol: split
+over files, a change to one end would no longer sit beside the other end it must match.
 """
 
 from __future__ import annotations
