@@ -181,6 +181,35 @@ async def test_node_drain_command_moves_its_rooms(cluster: Cluster) -> None:
         await call.close()
 
 
+async def test_node_drain_stop_exits_the_node(cluster: Cluster) -> None:
+    """`callassist node drain NODE --stop`: the room moves (the pages get `moved`, media
+    comes back on another node), then the node exits by itself, cleanly, and its flag is
+    gone (started again under the same id, it takes rooms)."""
+    aiortc_hooks.install(["127.0.0.1"])
+    call = Call(cluster)
+    node = None
+    try:
+        await call.start()
+        owner = await owner_of(cluster, call.room)
+        node = cluster.node(owner)
+        t0 = time.monotonic()
+        r = await asyncio.to_thread(drain, cluster, owner, "--stop")
+        assert r.returncode == 0, r.stderr
+        assert "then it exits" in r.stdout
+        await call.agent_page.frames_after(t0, 5, 60)
+        assert await owner_of(cluster, call.room) not in ("None", owner)
+        assert any(m["type"] == "moved" for m in call.caller_page.messages)
+        # drain_timeout_s (20 s) bounds the drain; the process then closes what is left.
+        code = await asyncio.to_thread(node.proc.wait, 60)
+        print(f"\n{owner} exited {code} {time.monotonic() - t0:.1f} s after node drain --stop")
+        assert code == 0
+        assert await call.state() != "ended"
+    finally:
+        await call.close()
+        if node is not None and node.proc.poll() is not None:
+            await restart(cluster, node)
+
+
 # Real processes started and stopped in turn on a loaded machine: minutes, not seconds.
 @pytest.mark.timeout(600)
 async def test_rolling_restart_ends_no_room(cluster: Cluster) -> None:

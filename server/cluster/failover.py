@@ -16,7 +16,8 @@
   takes no new rooms, and for each room finishes its recording, tells the pages `moved`,
   closes their sockets (1012), releases the room and asks the node placement picks to
   re-open it at once (a bridge envelope `adopt`); the pages reconnect, through the load
-  balancer, to wherever it lives now. SIGTERM then exits, within `cluster.drain_timeout_s`.
+  balancer, to wherever it lives now. SIGTERM (and `node drain --stop`, which sends this
+  process a SIGTERM) then exits, within `cluster.drain_timeout_s`.
 """
 
 from __future__ import annotations
@@ -25,11 +26,19 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
+import signal
 from typing import Any
 
 from aiohttp import WSCloseCode, web
 
-from server.cluster.redis import CLUSTER_ERRORS, ClusterUnavailable, bridge_channel, room_key
+from server.cluster.redis import (
+    CLUSTER_ERRORS,
+    ClusterUnavailable,
+    bridge_channel,
+    drain_key,
+    room_key,
+)
 from server.cluster.registry import Registry, placement
 from server.core.appkeys import AUDIT, CLOCK, DB
 from server.rooms.manager import ROOMS, LiveRoom
@@ -157,8 +166,21 @@ class Failover:
     def on_heartbeat(self, healthy: bool, alive: set[str]) -> None:
         """The registry's beat: a drain flag seen starts moving this node's rooms."""
         idle = self._moving is None or self._moving.done()
-        if healthy and self.draining and idle and self.app[ROOMS].rooms():
+        if healthy and self.registry.stop_asked and not self.stopping:
+            self.stopping = True
+            self._moving = asyncio.ensure_future(self._stop_self())
+        elif healthy and self.draining and idle and self.app[ROOMS].rooms():
             self._moving = asyncio.ensure_future(self.move_all())
+
+    async def _stop_self(self) -> None:
+        """`callassist node drain --stop`: the flag is taken away (a node started again
+        under this id must not stop at once), then this process gets the SIGTERM a
+        deployer would send: the same drain, rooms handed over, exit within
+        `cluster.drain_timeout_s`."""
+        with contextlib.suppress(*CLUSTER_ERRORS):
+            await self.redis.delete(drain_key(self.node_id))
+        log.info("drain: asked to stop; handing the rooms over, then exiting")
+        os.kill(os.getpid(), signal.SIGTERM)
 
     async def move_all(self) -> None:
         for live in self.app[ROOMS].rooms():

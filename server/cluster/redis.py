@@ -23,6 +23,10 @@ def node_key(node_id: str) -> str:
     return f"{PREFIX}node:{node_id}"
 
 
+# The drain flag's value when the node is to exit once its rooms are handed over.
+STOP = "stop"
+
+
 def drain_key(node_id: str) -> str:
     return f"{PREFIX}drain:{node_id}"
 

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 
 from redis.asyncio import Redis
 
-from server.cluster.redis import CLUSTER_ERRORS, PREFIX, drain_key, node_key
+from server.cluster.redis import CLUSTER_ERRORS, PREFIX, STOP, drain_key, node_key
 from server.core.cluster_config import ClusterConfig
 
 log = logging.getLogger(__name__)
@@ -101,6 +101,7 @@ class Registry:
         self.healthy = False  # the last beat reached Redis
         self.draining = False
         self.stopping = False  # set by a SIGTERM drain (server/cluster/failover.py)
+        self.stop_asked = False  # the drain flag says "stop" (`node drain --stop`)
         self.listeners: list[Callable[[bool, set[str]], None]] = []
         self._cpu_mark = (time.monotonic(), time.process_time())
         self._lag_ms = 0.0
@@ -127,8 +128,10 @@ class Registry:
     async def beat(self) -> None:
         """One heartbeat: read the drain flag, write this node's row, re-claim its rooms."""
         # A stopping node (SIGTERM, server/cluster/failover.py) stays draining, flag or not.
-        flagged = bool(await self.redis.exists(drain_key(self.node_id)))
-        self.draining = self.stopping or flagged
+        flag = await self.redis.get(drain_key(self.node_id))
+        self.draining = self.stopping or bool(flag)
+        # `callassist node drain --stop`: hand the rooms over, then exit (failover.py).
+        self.stop_asked = flag == STOP
         await self.write_row()
         await self._reclaim(self._held_rooms())
 
