@@ -28,7 +28,7 @@ from server.inspect.classify import Match, classify, luhn_ok, shown_text, wifi_s
 from server.inspect.documents import mrz_like, mrz_lines
 from server.inspect.faces import find_faces
 from server.inspect.pool import InspectPool, PoolBusy, PoolTimeout
-from server.inspect.read import Finding, read_codes, read_still, read_text
+from server.inspect.read import Finding, keep_text, read_codes, read_still, read_text
 from server.recording.photos import clean_photo
 from server.recording.service import RECORDING
 from tests.test_snapshots import caller_session, upload
@@ -430,3 +430,13 @@ async def test_an_mrz_is_stored_untouched_when_off(server: Any) -> None:
     assert stored == plain.jpeg and meta["documents_blurred"] == 0
     assert len(mrz_lines(read_text(Image.open(io.BytesIO(stored)), 30))) == 1
     await sig.close()
+
+
+def test_digits_under_a_barcode_are_not_shown_twice() -> None:
+    """The human-readable digits printed under an EAN-13 are the code's own text: the
+    agent sees the code once (a text line elsewhere with other text stays)."""
+    code = Finding("code", "EAN13", "5901234123457", [10, 10, 200, 80])
+    under = Finding("text", "line", "5 901234 123457", [10, 95, 200, 20])
+    other = Finding("text", "line", "S/N RT7X4K92B1", [10, 140, 200, 20])
+    assert not keep_text(under, [code])
+    assert keep_text(other, [code])

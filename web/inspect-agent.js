@@ -68,7 +68,7 @@ function show(card, photo, result) {
   view.dataset.photoId = photo.id;
   const head = node("div", "inspect-head");
   head.append(node("strong", null, t("ai.title", { n: result.findings.length })));
-  const shut = node("button", "secondary", t("ai.close"));
+  const shut = node("button", "btn btn-small", t("ai.close"));
   shut.type = "button";
   shut.dataset.testid = "inspect-close";
   shut.addEventListener("click", close);
@@ -99,10 +99,10 @@ function show(card, photo, result) {
     row.dataset.label = box.dataset.label;
     const label = node("span", "inspect-label", box.dataset.label ? t("ai.label." + box.dataset.label) : t("ai.source." + f.source));
     const value = node("code", "inspect-value", valueOf(f));
-    const btn = node("button", "secondary", t("ai.copy"));
+    const btn = node("button", "btn btn-small", t("ai.copy"));
     btn.type = "button";
     btn.dataset.testid = "inspect-copy";
-    const keep = node("button", "secondary", t("ai.reference"));
+    const keep = node("button", "btn btn-small", t("ai.reference"));
     keep.type = "button";
     keep.dataset.testid = "inspect-reference";
     keep.addEventListener("click", () => toReference(valueOf(f), row));
@@ -133,7 +133,7 @@ function show(card, photo, result) {
 
 // A "read" button for one photo of the list (web/recording-agent.js renders the list).
 export function readButton(sessionId, photo, ctx, errorBox) {
-  const btn = node("button", "secondary inspect-read", t("ai.read"));
+  const btn = node("button", "btn btn-small inspect-read", t("ai.read"));
   btn.type = "button";
   btn.dataset.testid = "inspect-read";
   btn.addEventListener("click", async () => {

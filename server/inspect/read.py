@@ -171,9 +171,12 @@ def _inside(box: list[int], outer: list[int]) -> bool:
 
 
 def keep_text(line: Finding, codes: list[Finding]) -> bool:
-    """A line is shown unless it is noise: under 3 letters/digits, or the OCR of a code's
-    own modules (its centre inside a code's box)."""
+    """A line is shown unless it is noise: under 3 letters/digits, the OCR of a code's
+    own modules (its centre inside a code's box), or the digits printed under a barcode
+    (the same text as a code found: the agent would see it twice)."""
     if sum(ch.isalnum() for ch in line.text) < 3:
+        return False
+    if any(line.text.replace(" ", "") == c.text.replace(" ", "") for c in codes):
         return False
     return not any(_inside(line.box, c.box) for c in codes)
 
