@@ -353,8 +353,8 @@ class Cluster:
         wait_port(self.lb_port, 20, self.haproxy)
 
     async def ready(self, timeout: float = 120) -> None:
-        """Every node answers /healthz and every node id is in the registry; fails at once
-        (with the logs) when a node process exits."""
+        """Every node answers /healthz, every node id is in the registry and haproxy routes
+        to them; fails at once (with the logs) when a node process exits."""
         import redis.asyncio as aioredis
 
         deadline = time.monotonic() + timeout
@@ -383,6 +383,20 @@ class Cluster:
             while not want <= {k async for k in client.scan_iter(match="callassist:node:*")}:
                 check("the nodes register")
                 await asyncio.sleep(0.2)
+            # haproxy's health checks (`fall 2 rise 1`, every 0.5 s) may still hold nodes
+            # it saw down while they started: until a check passes it answers 503 "No
+            # server is available". Ready = it routes, several times in a row.
+            async with aiohttp.ClientSession() as http:
+                routed = 0
+                while routed < 2 * len(self.nodes):
+                    try:
+                        async with http.get(f"{self.url}/healthz") as r:
+                            routed = routed + 1 if r.status == 200 else 0
+                    except aiohttp.ClientError:
+                        routed = 0
+                    if routed == 0:
+                        check("haproxy routes to the nodes")
+                        await asyncio.sleep(0.2)
         finally:
             await client.aclose()
 
