@@ -44,17 +44,27 @@ async def _audit(request: web.Request, obj: str, result: str) -> None:
         log.exception("audit record inspect.read failed")
 
 
-@require_user("agent")
-async def inspect_photo(request: web.Request) -> web.StreamResponse:
+async def _own_session(request: web.Request) -> tuple[Any, Any] | web.StreamResponse:
+    """The session row (this agent's own, else an audited 404) and the JSON body (None
+    when it is not JSON): what both routes start with."""
     user: User = request[USER_KEY]
-    db = request.app[DB]
-    row = await db.get_session(request.match_info["session_id"])
+    row = await request.app[DB].get_session(request.match_info["session_id"])
     if row is None or row["agent_id"] != user.id:
         return await deny(request, user, 404, "not_found", "no such session")  # audited
     try:
         body: Any = await request.json()
     except ValueError:
         body = None
+    return row, body
+
+
+@require_user("agent")
+async def inspect_photo(request: web.Request) -> web.StreamResponse:
+    db = request.app[DB]
+    own = await _own_session(request)
+    if isinstance(own, web.StreamResponse):
+        return own
+    row, body = own
     photo_id = body.get("photo") if isinstance(body, dict) else None
     if not isinstance(photo_id, str) or not 0 < len(photo_id) <= 64:
         return error(400, "bad_request", 'send {"photo": PHOTO_ID} (an id from the photos list)')
@@ -104,13 +114,10 @@ def appended(reference: str, value: str) -> str | None:
 async def add_to_reference(request: web.Request) -> web.StreamResponse:
     user: User = request[USER_KEY]
     db = request.app[DB]
-    row = await db.get_session(request.match_info["session_id"])
-    if row is None or row["agent_id"] != user.id:
-        return await deny(request, user, 404, "not_found", "no such session")  # audited
-    try:
-        body: Any = await request.json()
-    except ValueError:
-        body = None
+    own = await _own_session(request)
+    if isinstance(own, web.StreamResponse):
+        return own
+    row, body = own
     value = body.get("value") if isinstance(body, dict) else None
     if isinstance(value, str):
         value = " ".join(value.split())  # no control characters, newlines or runs of spaces
