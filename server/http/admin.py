@@ -9,6 +9,11 @@ and may disable (never elevate or take over) a dpo or admin account.
     POST /api/admin/users                 {"username", "password", "role"} -> 201
     POST /api/admin/users/{username}      {"disabled"?: bool, "role"?: str, "password"?: str}
     GET  /api/admin/status                configuration and health, without secrets
+    GET  /api/admin/config                the effective configuration, secrets masked
+                                          (server/http/admin_config.py)
+    GET  /admin                           the page (web/admin.html; it asks for a login)
+
+Nodes: server/http/admin_cluster.py; webhook deliveries: server/http/admin_webhooks.py.
 """
 
 from __future__ import annotations
@@ -17,8 +22,10 @@ from typing import Any
 
 from aiohttp import web
 
-from server.core.appkeys import AUDIT, CLOCK, CONFIG, DB
+from server.core.appkeys import AUDIT, CLOCK, CONFIG, DB, SECRETS
 from server.core.db import User
+from server.http import admin_cluster, admin_webhooks
+from server.http.admin_config import effective_config
 from server.http.auth import (
     CLI_ONLY_ROLES,
     ROLES,
@@ -28,6 +35,7 @@ from server.http.auth import (
     normalize_username,
 )
 from server.http.web_auth import USER_KEY, deny, require_user, revoke_sockets
+from server.paths import WEB_DIR
 from server.recording.service import RECORDING
 from server.rooms.manager import ROOMS
 from server.rooms.state import iso
@@ -189,9 +197,27 @@ async def status(request: web.Request) -> web.StreamResponse:
     })  # fmt: skip
 
 
+@require_user("admin")
+async def config_view(request: web.Request) -> web.StreamResponse:
+    cfg = request.app[CONFIG]
+    data = effective_config(cfg, request.app.get(SECRETS))
+    return web.json_response({**data, "at": iso(request.app[CLOCK]())},
+                             headers={"Cache-Control": "no-store"})  # fmt: skip
+
+
+async def admin_page(request: web.Request) -> web.StreamResponse:
+    response = web.FileResponse(WEB_DIR / "admin.html")
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 def setup(app: web.Application) -> None:
     r = app.router
+    r.add_get("/admin", admin_page)
+    r.add_get("/api/admin/config", config_view)
     r.add_get("/api/admin/users", list_users)
     r.add_post("/api/admin/users", create_user)
     r.add_post("/api/admin/users/{username}", update_user)
     r.add_get("/api/admin/status", status)
+    admin_cluster.setup(app)
+    admin_webhooks.setup(app)

@@ -176,6 +176,36 @@ class OutboxRepository:
                 )  # fmt: skip
         return ids
 
+    async def outbox_list(self, status: str, limit: int = 200) -> list[dict[str, Any]]:
+        """The oldest rows of one status (pending or dead), for the admin page."""
+        o = webhook_outbox.c
+        query = (
+            sa.select(o.seq, o.id, o.url, o.session_id, o.type, o.status, o.created_at,
+                      o.attempts, o.next_attempt_at, o.last_error)
+            .where(o.status == status).order_by(o.seq).limit(limit)
+        )  # fmt: skip
+        async with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in (await conn.execute(query)).all()]
+
+    async def outbox_replay_event(self, event_id: str) -> int:
+        """Make one event's dead rows pending again; returns how many this call changed.
+        The count comes from the UPDATE itself, so of two replays racing only one sees
+        rows (and is audited): the other gets 0 and the event is sent once."""
+        o = webhook_outbox.c
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                webhook_outbox.update().where(o.status == DEAD, o.id == event_id).values(
+                    status=PENDING, attempts=0, next_attempt_at=time.time(),
+                    queued_at=time.time())
+            )  # fmt: skip
+        return int(result.rowcount or 0)
+
+    async def outbox_has_event(self, event_id: str) -> bool:
+        o = webhook_outbox.c
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(sa.select(o.seq).where(o.id == event_id).limit(1))).first()
+        return row is not None
+
     # --- leases --------------------------------------------------------------------------
     async def lease_acquire(self, name: str, holder: str, now: float, ttl: float) -> bool:
         """Take or renew the lease `name`: True while `holder` has it until now + ttl. One
