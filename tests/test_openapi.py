@@ -180,6 +180,14 @@ async def test_answers_fit_the_documented_shapes(server: Any, role: str) -> None
                 json={"disabled": True})))  # fmt: skip
             ck.check("GET", "/api/admin/status",
                      *(await call(staff, server, "GET", "/api/admin/status")))  # fmt: skip
+            for path in ("/api/admin/config", "/api/admin/nodes", "/api/admin/webhooks"):
+                ck.check("GET", path, *(await call(staff, server, "GET", path)))
+            ck.check("POST", "/api/admin/nodes/{node_id}/drain", *(await call(
+                staff, server, "POST", "/api/admin/nodes/n1/drain", headers=csrf,
+                json={"drain": True})))  # fmt: skip
+            replay = "/api/admin/webhooks/{event_id}/replay"
+            url = replay.format(event_id="evt_0")
+            ck.check("POST", replay, *(await call(staff, server, "POST", url, headers=csrf)))
     finally:
         await staff.close()
     assert len(ck.seen) >= 20

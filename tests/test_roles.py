@@ -247,6 +247,7 @@ ROUTES: dict[tuple[str, str], tuple[int, dict[str, bool], Call]] = {
     ("GET", "/agent"): (200, {}, get("/agent")),
     ("GET", "/ops"): (200, {}, get("/ops")),
     ("GET", "/dpo"): (200, {}, get("/dpo")),
+    ("GET", "/admin"): (200, {}, get("/admin")),
     ("GET", "/c"): (200, {}, get("/c")),
     ("GET", "/j/{token}"): (200, {}, link_page),
     ("POST", "/j/{token}"): (303, {}, open_link),
@@ -315,20 +316,33 @@ ROUTES: dict[tuple[str, str], tuple[int, dict[str, bool], Call]] = {
     ("POST", "/api/admin/users"): (201, {}, post("/api/admin/users", json=new_user)),
     ("POST", "/api/admin/users/{username}"): (200, {}, update_user),
     ("GET", "/api/admin/status"): (200, {}, get("/api/admin/status")),
+    ("GET", "/api/admin/config"): (200, {}, get("/api/admin/config")),
+    ("GET", "/api/admin/nodes"): (200, {}, get("/api/admin/nodes")),
+    # One node here: the admin's answer is 409 no_cluster (test_admin_page: a real cluster).
+    ("POST", "/api/admin/nodes/{node_id}/drain"): (409, {}, post(
+        "/api/admin/nodes/n1/drain", json={"drain": True})),
+    ("GET", "/api/admin/webhooks"): (200, {}, get("/api/admin/webhooks")),
+    # No dead letter here: 404 (test_admin_page replays a real one).
+    ("POST", "/api/admin/webhooks/{event_id}/replay"): (404, {}, post(
+        "/api/admin/webhooks/evt_00/replay")),
 }
 
 
 # Routes that use no session of the test: answered from the shared one.
 NO_SCENE = {
-    ("GET", p) for p in ("/", "/agent", "/ops", "/dpo", "/c", "/healthz", "/readyz", "/metrics",
+    ("GET", p) for p in ("/", "/agent", "/ops", "/dpo", "/admin", "/c", "/healthz", "/readyz",
+                         "/metrics",
                          "/api/openapi.json", "/static", "/api/caller/notice", "/api/me",
                          "/api/sessions", "/api/tutorials", "/api/tutorials/{tutorial_id}",
                          "/api/tutorials/{tutorial_id}/{name}", "/api/ops/snapshot",
                          "/api/ops/stream", "/api/dpo/audit", "/api/admin/users",
-                         "/api/admin/status", "/api/caller/receipt")
+                         "/api/admin/status", "/api/admin/config", "/api/admin/nodes",
+                         "/api/admin/webhooks", "/api/caller/receipt")
 } | {("POST", p) for p in ("/api/login", "/api/logout", "/api/sessions", "/api/dpo/search",
                           "/api/dpo/export", "/api/dpo/erase", "/api/dpo/objection",
-                          "/api/admin/users", "/api/admin/users/{username}")}  # fmt: skip
+                          "/api/admin/users", "/api/admin/users/{username}",
+                          "/api/admin/nodes/{node_id}/drain",
+                          "/api/admin/webhooks/{event_id}/replay")}  # fmt: skip
 
 
 def test_every_route_is_in_the_matrix(server: Any) -> None:

@@ -50,6 +50,8 @@ PAGES = (
           page("web/ops.html"), "pages"),
     Route("GET", "/dpo", "The data-protection officer's page (its data: dpo)", ANYONE,
           page("web/dpo.html"), "pages"),
+    Route("GET", "/admin", "The administrator's page (its data: admin)", ANYONE,
+          page("web/admin.html"), "pages"),
     Route("GET", "/c", "The caller page, for the browser that opened the one-time link",
           CALLER, page("web/caller.html"), "caller", errors=(LINK_INVALID,)),
     Route("GET", "/j/{token}", "The link page of a one-time link (uses nothing up)",

@@ -46,6 +46,11 @@ OPS_SNAPSHOT = obj(
     rooms=arr({"type": "object", "description": "one live room: masked number, "
                "participants, per-track numbers, warnings (docs/ops.md)"}),
 )  # fmt: skip
+DELIVERY = obj(
+    event_id=STR, type=STR, session_id=STR, receiver="the receiver URL's origin",
+    status=enum("pending", "dead"), created_at=TIME, attempts=INT,
+    next_attempt_at=opt(TIME), last_error=opt(STR),
+)  # fmt: skip
 PHONE_BODY = {"phone": "the subject's number (E.164 or local); never in a URL",
               "reason": "optional, e.g. the request's ticket (at most 200 characters)"}  # fmt: skip
 MIN_10_CHARS = {"type": "string", "minLength": 10}
@@ -138,6 +143,41 @@ ADMINISTRATION = (
               environment=STR, public_url=STR, database=ANY_OBJ, recording=ANY_OBJ,
               retention=ANY_OBJ, sms=ANY_OBJ, webhooks=ANY_OBJ, live_rooms=INT,
               audit=obj(ok=BOOL, records=INT, problem=opt(STR)), at=TIME)), "admin"),
+    Route("GET", "/api/admin/config", "The effective configuration, secrets masked", ADMIN,
+          ok("every key by section; secrets only as set or not", obj(
+              sections=arr(obj(name=STR, keys=arr(obj(
+                  key=STR, value={"description": "as configured, or masked (•••)"},
+                  masked=BOOL)))),
+              secrets=arr(obj(name=STR, set=BOOL)), at=TIME)), "admin",
+          description="A URL's password and query values are masked; a receiver URL "
+                      "(webhooks.urls, sms.http_url) shows its origin only."),
+    Route("GET", "/api/admin/nodes", "The cluster's nodes (or the single node)", ADMIN,
+          ok("nodes", obj(cluster=BOOL, node_id=STR, rooms=INT, nodes=arr(obj(
+              node_id=STR, internal_url=STR, rooms=INT, max_rooms=INT, cpu_percent=NUM,
+              loop_lag_ms=NUM, draining=BOOL, drain_requested=opt(STR), this=BOOL,
+              headroom=NUM)))), "admin",
+          errors=((503, "`cluster_unavailable`: Redis did not answer"),)),
+    Route("POST", "/api/admin/nodes/{node_id}/drain", "Drain a node, or undo it", ADMIN,
+          ok("the flag is set (read at the node's next heartbeat)",
+             obj(node_id=STR, drain_requested=BOOL)), "admin",
+          body=obj(("drain",), drain=BOOL),
+          errors=((400, "`bad_request`"), (404, "`not_found`: no such node (drain only)"),
+                  (409, "`no_cluster`: cluster.router is local"),
+                  (503, "`cluster_unavailable`")),
+          description="Audited `node.drain` (reason `drain` or `undo`); the same flag as "
+                      "`callassist node drain`."),
+    Route("GET", "/api/admin/webhooks", "Webhook deliveries: pending and dead letters", ADMIN,
+          ok("the outbox", obj(
+              enabled=BOOL, receivers=arr(STR), counts=obj(pending=INT, dead=INT),
+              pending=arr(DELIVERY), dead=arr(DELIVERY), limit=INT)),
+          "admin", description="Audited `webhooks.view`; receivers by origin only."),
+    Route("POST", "/api/admin/webhooks/{event_id}/replay", "Send a dead letter again", ADMIN,
+          ok("pending again, with its original id", obj(event_id=STR, replayed=INT)),
+          "admin",
+          errors=((400, "`bad_event_id`"), (404, "`not_found`: not in the outbox"),
+                  (409, "`not_dead`: already pending again; nothing changed")),
+          description="Audited `webhooks.replay`; only rows still dead change, so a "
+                      "repeated replay sends nothing twice."),
 )  # fmt: skip
 
 ROUTES: tuple[Route, ...] = (*SUPERVISION, *PRIVACY, *ADMINISTRATION)
