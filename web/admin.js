@@ -118,7 +118,7 @@ function renderUsers() {
     name.dataset.label = t("col.name");
     roleCell.dataset.label = t("col.role");
     stateCell.dataset.label = t("col.state");
-    return h("tr", { "data-testid": "admin-user", "data-name": u.name, "data-role": u.role, class: state.resetting === u.name ? "editing" : null },
+    return h("tr", { "data-testid": "admin-account", "data-name": u.name, "data-role": u.role, class: state.resetting === u.name ? "editing" : null },
       name, roleCell, stateCell, actions);
   });
   $("admin-user-rows").replaceChildren(...rows);
@@ -135,7 +135,7 @@ async function setDisabled(u, disabled) {
   if (ok) status(disabled ? "user.disabled_done" : "user.enabled_done", { name: u.name });
   await refreshUsers();
   // Keep the keyboard where it was: on the same row's button.
-  const row = document.querySelector(`tr[data-testid="admin-user"][data-name="${CSS.escape(u.name)}"]`);
+  const row = document.querySelector(`tr[data-testid="admin-account"][data-name="${CSS.escape(u.name)}"]`);
   row?.querySelector('[data-testid="admin-user-toggle"]')?.focus();
 }
 
