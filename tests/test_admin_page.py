@@ -346,6 +346,7 @@ async def test_refusals_for_dpo_and_admin_accounts_are_shown(browser: Any, site:
         await user_row(page, "anna").get_by_test_id("admin-user-role").select_option("admin")
         await expect(error).to_have_attribute("data-code", "cli_only")
         await expect(error).to_contain_text("only with the command line on the server")
+        await expect(page.get_by_test_id("admin-error-subject")).to_have_text("anna: ")
         await expect(user_row(page, "anna").get_by_test_id("admin-user-role")).to_have_value(
             "agent")  # fmt: skip
         # Take over a dpo (new password) or another admin (role): refused.
@@ -353,6 +354,7 @@ async def test_refusals_for_dpo_and_admin_accounts_are_shown(browser: Any, site:
         await page.get_by_test_id("admin-password-input").fill(NEW_PASSWORD)
         await page.get_by_test_id("admin-password-save").click()
         await expect(error).to_have_attribute("data-code", "cli_only")
+        await expect(page.get_by_test_id("admin-error-subject")).to_have_text("dora: ")
         assert await can_log_in(server, "dora", PASSWORD)
         await page.get_by_test_id("admin-password-cancel").click()
         await user_row(page, "alma").get_by_test_id("admin-user-role").select_option("agent")

@@ -45,29 +45,31 @@ function renderStatus() {
 
 // A refusal says what was refused and why, in the page's language when the code is known
 // (cli_only, own_account, ...), with the server's stable code in small print.
-function showError(err) {
-  state.error = err || null;
+// subject: the account, node or event the refused action was about (named in the box).
+function showError(err, subject = null) {
+  state.error = err ? { err, subject } : null;
   if (err) status(null);
   renderError();
 }
 
 function renderError() {
   const box = $("admin-error");
-  const err = state.error;
-  box.hidden = !err;
-  box.dataset.code = err ? err.code || "" : "";
-  if (!err) return box.replaceChildren();
+  box.hidden = !state.error;
+  box.dataset.code = state.error ? state.error.err.code || "" : "";
+  if (!state.error) return box.replaceChildren();
+  const { err, subject } = state.error;
   const known = `error.${err.code}`;
   const text = t(known) !== known ? t(known) : err.code === "network" ? t("error.network") : err.message;
-  box.replaceChildren(h("span", {}, text), " ", h("span", { class: "code" }, t("error.code", { code: err.code })));
+  box.replaceChildren(subject ? h("strong", { "data-testid": "admin-error-subject" }, `${subject}: `) : "",
+    h("span", {}, text), " ", h("span", { class: "code" }, t("error.code", { code: err.code })));
 }
 
-async function act(fn) {
+async function act(fn, subject = null) {
   showError(null);
   try {
     return await fn();
   } catch (err) {
-    showError(err);
+    showError(err, subject);
     return null;
   }
 }
@@ -86,7 +88,7 @@ function roleSelect(u) {
   select.value = u.role;
   select.addEventListener("change", async () => {
     const role = select.value;
-    const ok = await act(() => api("POST", `/api/admin/users/${encodeURIComponent(u.name)}`, { role }));
+    const ok = await act(() => api("POST", `/api/admin/users/${encodeURIComponent(u.name)}`, { role }), u.name);
     if (ok) status("user.role_done", { name: u.name, role: t(`role.${role}`) });
     else select.value = u.role; // refused: the select shows the role the account still has
     await refreshUsers();
@@ -131,7 +133,7 @@ async function refreshUsers() {
 }
 
 async function setDisabled(u, disabled) {
-  const ok = await act(() => api("POST", `/api/admin/users/${encodeURIComponent(u.name)}`, { disabled }));
+  const ok = await act(() => api("POST", `/api/admin/users/${encodeURIComponent(u.name)}`, { disabled }), u.name);
   if (ok) status(disabled ? "user.disabled_done" : "user.enabled_done", { name: u.name });
   await refreshUsers();
   // Keep the keyboard where it was: on the same row's button.
@@ -160,7 +162,7 @@ function closePassword() {
 async function savePassword(ev) {
   ev.preventDefault();
   const name = state.resetting;
-  const ok = await act(() => api("POST", `/api/admin/users/${encodeURIComponent(name)}`, { password: $("admin-password-input").value }));
+  const ok = await act(() => api("POST", `/api/admin/users/${encodeURIComponent(name)}`, { password: $("admin-password-input").value }), name);
   if (!ok) return;
   closePassword();
   status("user.password_done", { name });
@@ -169,7 +171,7 @@ async function savePassword(ev) {
 async function createUser(ev) {
   ev.preventDefault();
   const body = { username: $("admin-create-username").value, password: $("admin-create-password").value, role: $("admin-create-role").value };
-  const data = await act(() => api("POST", "/api/admin/users", body));
+  const data = await act(() => api("POST", "/api/admin/users", body), body.username.trim() || null);
   if (!data) return;
   $("admin-create-username").value = "";
   $("admin-create-password").value = "";
@@ -244,7 +246,7 @@ async function loadNodes() {
 }
 
 async function drain(node, on) {
-  const ok = await act(() => api("POST", `/api/admin/nodes/${encodeURIComponent(node)}/drain`, { drain: on }));
+  const ok = await act(() => api("POST", `/api/admin/nodes/${encodeURIComponent(node)}/drain`, { drain: on }), node);
   if (ok) status(on ? "node.drain_done" : "node.undo_done", { node });
   const data = await api("GET", "/api/admin/nodes").catch(() => null);
   if (data) state.nodes = data;
@@ -296,7 +298,7 @@ async function loadWebhooks() {
 
 async function replay(id, btn) {
   btn.disabled = true; // one click, one request (the server refuses a second anyway: 409)
-  const ok = await act(() => api("POST", `/api/admin/webhooks/${encodeURIComponent(id)}/replay`));
+  const ok = await act(() => api("POST", `/api/admin/webhooks/${encodeURIComponent(id)}/replay`), id);
   if (ok) status("webhooks.replayed", { id });
   const data = await api("GET", "/api/admin/webhooks").catch(() => null);
   if (data) state.webhooks = data;
