@@ -538,6 +538,28 @@ async def test_webhooks_pending_dead_and_replay(browser: Any, site: Any) -> None
         assert [(r["actor"], r["object"]) for r in replays] == [("adam", dead_id)]
         assert any(r["action"] == "webhooks.view" for r in await audit_rows(server, seq))
         receiver.release.set()  # s2's delivery answers
+        # Two replays at once (two admins): one changes the row, the other finds it pending.
+        receiver.mode = "fail"
+        anna = await server.agent("anna")
+        adam = await server.agent("adam")
+        try:
+            await anna.new_session("20000056")
+            await wait_for(lambda: hooks.counts["dead"] >= 1)
+            receiver.mode = "ok"
+            again = (await server.db.outbox_list("dead"))[0]["id"]
+            url = f"/api/admin/webhooks/{again}/replay"
+            answers = await asyncio.gather(adam.post(url), adam.post(url))
+            assert sorted(s for s, _ in answers)[0] == 200
+            assert sorted(s for s, _ in answers)[1] in (404, 409), answers
+            await wait_for(lambda: again in receiver.delivered)
+            await asyncio.sleep(0.5)
+            assert receiver.delivered.count(again) == 1
+            objects = [r["object"] for r in await audit_rows(server, seq)
+                       if r["action"] == "webhooks.replay"]  # fmt: skip
+            assert objects == [dead_id, again]
+        finally:
+            await anna.close()
+            await adam.close()
         await wait_for(lambda: hooks.counts["pending"] == 0)
         await page.get_by_test_id("admin-webhooks-reload").click()
         await expect(page.get_by_test_id("admin-pending-empty")).to_be_visible()
