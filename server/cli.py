@@ -71,6 +71,7 @@ def _workers(args: argparse.Namespace, cfg: Config) -> int:
     me = workers_mod.worker_from_env(dict(os.environ))
     if me is not None:
         args.worker = me
+        workers_mod.die_with_supervisor(dict(os.environ))  # never outlive the supervisor
         return 1
     n = getattr(args, "workers", None)
     n = cfg.cluster.workers if n is None else n

@@ -294,3 +294,52 @@ def scraper(server: Any) -> dict[str, str]:
     from server.core.appkeys import SECRETS
 
     return {"Authorization": f"Bearer {server.app[SECRETS].metrics_token}"}
+
+
+# --- one cluster for several modules -----------------------------------------------------
+
+# The tests that share the three-node cluster (tests/cluster_procs.py) below; the fixture
+# stops it right after the last of them, instead of each module starting its own (Redis,
+# three `serve` processes, haproxy: tens of seconds to start and stop on a loaded machine).
+_shared_cluster: dict[str, Any] = {}
+_last_cluster_item: list[pytest.Item] = []
+
+
+@pytest.hookimpl(trylast=True)  # after -k/-m deselected theirs
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    users = [i for i in items if "shared_cluster" in getattr(i, "fixturenames", ())]
+    _last_cluster_item[:] = users[-1:]
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    if _last_cluster_item and item is _last_cluster_item[0]:
+        _stop_shared_cluster()
+
+
+def _stop_shared_cluster() -> None:
+    cluster = _shared_cluster.pop("cluster", None)
+    if cluster is not None:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+async def shared_cluster(postgres: Any) -> AsyncIterator[Any]:
+    """Redis + three nodes (cluster.max_rooms_per_node = 3) + haproxy on one database,
+    for test_cluster and test_cluster_media. Each test leaves it as it found it: its rooms
+    ended, no node drained, every node (and Redis) running."""
+    import uuid
+
+    from tests.cluster_procs import Cluster
+
+    c = Cluster(postgres.create_database("cl" + uuid.uuid4().hex[:12]), nodes=3, max_rooms=3)
+    _shared_cluster["cluster"] = c
+    try:
+        c.start()
+        await c.ready()
+        yield c
+    except BaseException:
+        print(c.logs())
+        raise
+    finally:
+        _stop_shared_cluster()  # when the last user's teardown has not already

@@ -1,5 +1,6 @@
 """Media stays in its room across a cluster: three rooms, one on each of three nodes
-(max_rooms_per_node = 1), every caller's camera a colour of its own, both signalling
+(the shared cluster of tests/conftest.py is filled, so each node holds its share, and one
+room of each node is called), every caller's camera a colour of its own, both signalling
 sockets of each room bridged from the other two nodes; each agent sees only its own
 caller's colour (docs/cluster.md, "What crosses nodes": media goes straight to the
 room's node, never through Redis or another room)."""
@@ -7,10 +8,6 @@ room's node, never through Redis or another room)."""
 from __future__ import annotations
 
 import asyncio
-import time
-import uuid
-from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 
@@ -18,35 +15,15 @@ from server.media import aiortc_hooks
 from tests.cluster_procs import Cluster
 from tests.media_helpers import BLUE, GREEN, RED, close_to
 from tests.media_helpers import Client as MediaClient
-from tests.test_cluster import Client, _offer, end_all, owner_of
+from tests.test_cluster import Client, _offer, end_all, one_room_per_node, owner_of
 
 COLOURS = (RED, GREEN, BLUE)
 
 
-@pytest.fixture(scope="module")
-async def cluster(postgres: Any) -> AsyncIterator[Cluster]:
-    c = Cluster(postgres.create_database("cm" + uuid.uuid4().hex[:12]), nodes=3, max_rooms=1)
-    try:
-        c.start()
-        await c.ready()
-        yield c
-    except BaseException:
-        print(c.logs())
-        raise
-    finally:
-        c.stop()
-
-
-async def create_session(agent: Client, phone: str) -> dict[str, Any]:
-    """A session through haproxy; a node that filled up since the placement read the rows
-    answers 503 no_capacity until its next heartbeat (0.5 s) says so."""
-    deadline = time.monotonic() + 20
-    while True:
-        status, made = await agent.post("/api/sessions", {"phone": phone})
-        if status == 201:
-            return dict(made)
-        assert status == 503 and time.monotonic() < deadline, made
-        await asyncio.sleep(0.5)
+@pytest.fixture
+def cluster(shared_cluster: Cluster) -> Cluster:
+    """The three-node cluster of tests/conftest.py, shared with test_cluster."""
+    return shared_cluster
 
 
 async def test_each_agent_sees_only_its_own_callers_camera(cluster: Cluster) -> None:
@@ -60,9 +37,10 @@ async def test_each_agent_sees_only_its_own_callers_camera(cluster: Cluster) -> 
     sockets = []
     try:
         await end_all(agent)
+        chosen = await one_room_per_node(cluster, agent)
         owners = []
         for i, caller in enumerate(callers):
-            made = await create_session(agent, f"2000001{i}")
+            made = chosen[i]
             room = made["session"]["id"]
             owner = await owner_of(cluster, room)
             owners.append(owner)

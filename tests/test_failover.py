@@ -428,7 +428,10 @@ async def test_recording_across_a_failover(cluster: Cluster) -> None:
         assert status == 200, body
         second = body["recording"]["id"]
         assert second != first
-        await asyncio.sleep(3)
+        deadline = time.monotonic() + 60  # the new node records: segments reach S3
+        while len(await asyncio.to_thread(segments, second)) < 2:
+            assert time.monotonic() < deadline, "the second recording uploads no segments"
+            await asyncio.sleep(0.3)
         status, body = await call.api("POST", f"/api/sessions/{call.room}/recording",
                                      {"action": "stop"})  # fmt: skip
         assert status == 200, body

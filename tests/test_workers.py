@@ -142,10 +142,19 @@ class Box:
             raise AssertionError("serve did not stop:\n" + self.output()[-4000:]) from None
 
     def close(self) -> None:
+        """Stop as a deployer does (SIGTERM: the supervisor stops its workers), -9 only
+        when that hangs; then no worker of this box may be left (they once outlived the
+        kill and stayed until the machine stopped)."""
         if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
         self._fh.close()
+        left = _wait_gone(_worker_pids(self.output()), 30)
+        assert not left, f"workers {left} outlived their supervisor:\n" + self.output()[-3000:]
 
 
 @pytest.fixture
@@ -177,6 +186,27 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def _alive_pids(pids: list[int]) -> list[int]:
+    """Those of `pids` still running (a zombie nobody reaps yet counts as gone)."""
+    out = []
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state not in ("Z", "X"):
+            out.append(pid)
+    return out
+
+
+def _wait_gone(pids: list[int], timeout: float) -> list[int]:
+    """Poll until none of `pids` runs or `timeout` passes; those still running."""
+    deadline = time.monotonic() + timeout
+    while (left := _alive_pids(pids)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return left
 
 
 def _registered(redis_url: str) -> set[str]:
@@ -255,3 +285,29 @@ def test_a_dead_worker_stops_the_node_non_zero(box: Box) -> None:
     assert box.wait() == 1, box.output()
     assert f"(pid {victim}) exited with status -9; stopping the others" in box.output()
     assert not _alive(other)
+
+
+def test_workers_stop_when_their_supervisor_is_killed(box: Box) -> None:
+    """kill -9 of the supervisor forwards nothing: each worker asked the kernel for a
+    SIGTERM when its parent dies (prctl PR_SET_PDEATHSIG), so none is left serving."""
+    assert box.both_answer() == {"box-w0", "box-w1"}
+    pids = _worker_pids(box.output())
+    assert len(pids) == 2 and _alive_pids(pids) == pids
+    box.proc.kill()
+    box.proc.wait()
+    assert _wait_gone(pids, 30) == [], box.output()[-3000:]
+    assert _node_of(box.url) is None  # nothing answers on the shared port any more
+
+
+def test_a_worker_whose_supervisor_is_already_gone_stops() -> None:
+    """The supervisor may die between a worker's start and its prctl: then no signal
+    comes, so the worker checks its parent once itself (and stops)."""
+    code = (
+        "import os, signal, time\n"
+        "from server.cluster import workers\n"
+        "signal.signal(signal.SIGTERM, lambda *a: os._exit(7))\n"
+        "workers.die_with_supervisor({'CALLASSIST_WORKER_PARENT': str(os.getppid() + 1)})\n"
+        "time.sleep(30)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], timeout=60)
+    assert r.returncode == 7

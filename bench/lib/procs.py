@@ -3,6 +3,9 @@ stopped afterwards: PostgreSQL (Debian's binaries), redis-server, haproxy and N
 `callassist serve` nodes (docs/cluster.md). The cluster tests (tests/cluster_procs.py,
 tests/pg.py, tests/redis_helpers.py re-export these) and bench/cluster.py both start them,
 so nothing here imports pytest or the tests.
+
+Over 400 lines because the four starters belong together: the cluster starts and stops
+them as one, and a split would only spread that order over modules.
 """
 
 from __future__ import annotations
@@ -245,9 +248,15 @@ class Node:
     def wait_listening(self, timeout: float = 120) -> None:
         wait_port(self.port, timeout, self.proc, self.log)
 
-    def stop(self) -> None:
+    def signal_stop(self) -> None:
+        """SIGTERM without waiting: `Cluster.stop` tells every node first, then waits for
+        all, so their graceful stops overlap instead of queueing."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
+
+    def stop(self) -> None:
+        self.signal_stop()
+        if self.proc is not None:
             try:
                 self.proc.wait(20)
             except subprocess.TimeoutExpired:
@@ -292,15 +301,41 @@ backend nodes
 """
 
 
-def add_user(node: Node, name: str, role: str, password: str) -> None:
-    r = subprocess.run(
+def _user_add(node: Node, name: str, role: str, password: str) -> subprocess.Popen[bytes]:
+    """`callassist user add`, started (not waited for: `_user_added`). Its stderr goes to
+    a file, so nothing can fill a pipe while it runs."""
+    err = tempfile.TemporaryFile()  # noqa: SIM115 - closed in _user_added
+    proc = subprocess.Popen(  # noqa: S603
         [*CLI, "user", "add", name, "--role", role, "--password-stdin",
          "--data-dir", str(node.data), "--config", str(node.config)],  # fmt: skip
-        input=password + "\n", text=True, capture_output=True, timeout=120,
+        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err,
         env={**os.environ, "CALLASSIST_SERVER_KEY": SERVER_KEY},
     )  # fmt: skip
-    if r.returncode != 0:
-        raise RuntimeError(f"user add {name}: {r.stderr}")
+    proc.err_file = err  # type: ignore[attr-defined]
+    assert proc.stdin is not None
+    proc.stdin.write(password.encode() + b"\n")
+    proc.stdin.close()
+    return proc
+
+
+def _user_added(proc: subprocess.Popen[bytes], name: str) -> None:
+    err = proc.err_file  # type: ignore[attr-defined]
+    try:
+        proc.wait(120)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise RuntimeError(f"user add {name}: no answer in 120 s") from None
+    finally:
+        err.seek(0)
+        text = err.read().decode(errors="replace")
+        err.close()
+    if proc.returncode != 0:
+        raise RuntimeError(f"user add {name}: {text}")
+
+
+def add_user(node: Node, name: str, role: str, password: str) -> None:
+    _user_added(_user_add(node, name, role, password), name)
 
 
 class Cluster:
@@ -311,6 +346,7 @@ class Cluster:
                  password: str = PASSWORD, workers: int = 1, extra: str = "") -> None:  # fmt: skip
         self.root = Path(tempfile.mkdtemp(prefix="callassist-cluster-"))
         self.password = password
+        self.max_rooms = max_rooms
         self.redis = RedisServer()
         self.lb_port = free_port()
         self.url = f"http://127.0.0.1:{self.lb_port}"
@@ -335,11 +371,14 @@ class Cluster:
     def start(self) -> None:
         self.redis.start()
         first = self.nodes[0]
-        # An agent and a supervisor (the ops console, silent watch), same password.
-        for name, role in (("anna", "agent"), ("sue", "supervisor")):
-            add_user(first, name, role, self.password)
+        # An agent and a supervisor (the ops console, silent watch), same password. The
+        # first `user add` upgrades the schema alone (two upgrades at once would race);
+        # the second runs while the nodes start (each a Python start: seconds when loaded).
+        add_user(first, "anna", "agent", self.password)
+        sue = _user_add(first, "sue", "supervisor", self.password)
         for node in self.nodes:
             node.start()
+        _user_added(sue, "sue")
         servers = "\n".join(f"    server {n.name} 127.0.0.1:{n.port}" for n in self.nodes)
         cfg = self.root / "haproxy.cfg"
         cfg.write_text(HAPROXY_CFG.format(port=self.lb_port, servers=servers))
@@ -406,9 +445,16 @@ class Cluster:
     def stop(self) -> None:
         if self.haproxy is not None and self.haproxy.poll() is None:
             self.haproxy.terminate()
-            self.haproxy.wait(10)
+        for node in self.nodes:  # all at once: their graceful stops overlap
+            node.signal_stop()
         for node in self.nodes:
             node.stop()
+        if self.haproxy is not None:
+            try:
+                self.haproxy.wait(10)
+            except subprocess.TimeoutExpired:
+                self.haproxy.kill()
+                self.haproxy.wait()
         self.redis.cleanup()
 
     def cleanup(self) -> None:

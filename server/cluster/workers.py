@@ -6,6 +6,8 @@ workers share the listening port (SO_REUSEPORT, aiohttp's `reuse_port`); worker 
 `<node_id>-w<i>` with its own slice of `media.udp_ports`. Nothing is restarted here: a
 worker that dies on its own stops the others and the parent exits non-zero, so the
 machine's supervisor (systemd, Kubernetes) restarts the node as a whole and sees it.
+A worker never outlives its parent: killed with -9 the parent cannot forward anything, so
+each worker asks the kernel for a SIGTERM when its parent dies (`die_with_supervisor`).
 
 The planning (`worker_config`, `port_slice`, `child_argv`) is pure; `supervise` is the I/O.
 docs/deploy.md, "Workers".
@@ -15,11 +17,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ctypes
 import dataclasses
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from types import FrameType
@@ -33,6 +37,9 @@ from server.startup.preflight import preflight
 # Set by the parent for each worker: "i/N" and the base node id.
 WORKER_ENV = "CALLASSIST_WORKER"
 NODE_ENV = "CALLASSIST_WORKER_NODE"
+# The supervisor's pid: a worker whose parent is no longer it stops (die_with_supervisor).
+PARENT_ENV = "CALLASSIST_WORKER_PARENT"
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 STOP_GRACE_S = 20.0
 
 
@@ -96,6 +103,36 @@ def worker_from_env(env: dict[str, str]) -> tuple[int, int, str] | None:
     return int(index), int(count), env.get(NODE_ENV, "")
 
 
+def die_with_supervisor(env: dict[str, str]) -> None:
+    """In a worker: SIGTERM to ourselves as soon as the supervisor that started us is gone
+    (a graceful stop, as if it had forwarded one). Without this, a supervisor killed with
+    -9 (OOM killer, `kill -9`, a test's teardown) left its workers serving on the port
+    forever, holding their rooms, with nobody to stop them."""
+    raw = env.get(PARENT_ENV, "")
+    parent = int(raw) if raw.isdigit() else None
+    armed = False
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            armed = libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) == 0
+        except (OSError, AttributeError):
+            armed = False
+    if not armed:  # no prctl (not Linux): watch the parent from a thread instead
+        threading.Thread(target=_watch_parent, args=(parent,), daemon=True,
+                         name="callassist-parent-watch").start()  # fmt: skip
+    # The parent may have died between our fork and the prctl: then no signal comes (we
+    # were already re-parented), so check once now.
+    if parent is not None and os.getppid() != parent:
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _watch_parent(parent: int | None, every_s: float = 1.0) -> None:
+    start = os.getppid() if parent is None else parent
+    while os.getppid() == start:
+        time.sleep(every_s)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
 def child_argv(argv: Sequence[str]) -> list[str]:
     """The parent's `callassist …` arguments without `--workers N` (a worker serves)."""
     out: list[str] = []
@@ -146,7 +183,8 @@ def supervise(argv: Sequence[str], count: int, base_node_id: str) -> int:
     old = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         for i in range(count):
-            env = {**os.environ, WORKER_ENV: f"{i}/{count}", NODE_ENV: base_node_id}
+            env = {**os.environ, WORKER_ENV: f"{i}/{count}", NODE_ENV: base_node_id,
+                   PARENT_ENV: str(os.getpid())}  # fmt: skip
             # Own process group: a terminal's Ctrl-C reaches the parent only, which
             # forwards it once (twice would cut a worker's graceful shutdown short).
             procs.append(subprocess.Popen(cmd, env=env, process_group=0))  # noqa: S603
