@@ -105,6 +105,52 @@ async def test_tap_gets_raw_packets_and_aiortc_keeps_reporting() -> None:
         await b.close()
 
 
+def test_check_compat_notices_aioice_receive_changes(monkeypatch: pytest.MonkeyPatch) -> None:
+    from aioice.ice import Connection  # noqa: PLC0415
+
+    def data_received(self: Any, data: bytes, component: int) -> None:
+        self._events.put_nowait(data)  # a new aioice that no longer queues for recv()
+
+    monkeypatch.setattr(Connection, "data_received", data_received)
+    with pytest.raises(RuntimeError, match="Connection.data_received"):
+        rtp_hooks.check_compat()
+
+
+async def test_sync_tap_takes_srtp_straight_from_the_socket() -> None:
+    """A sync handler runs in aioice's datagram_received (no task: not the DTLS
+    transport's), every packet unprotected; the transport's counters still count them;
+    a handler that raises is logged and the packets keep coming."""
+    a, b = await pair()
+    receiver = b.getTransceivers()[0].receiver
+    tasks: list[object] = []
+    raised = [0]
+
+    def handler(data: bytes, arrival_ms: int) -> None:
+        assert data[0] >> 6 == 2 and len(data) > 12  # RTP, unprotected
+        tasks.append(asyncio.current_task())
+        if len(tasks) == 5:
+            raised[0] += 1
+            raise ValueError("a bug in the forwarder")
+
+    rtp_hooks.tap_rtp(receiver, handler)
+    try:
+        await wait_for(lambda: len(tasks) >= 30, 5, "tapped packets")
+        assert raised == [1]
+        # the first packets may have queued before the DTLS handshake ended; after them
+        # none comes through aiortc's DTLS task
+        assert tasks[-20:] == [None] * 20
+        dtls = receiver.transport
+        stats = [s for s in dtls._get_stats().values() if s.type == "transport"]
+        assert stats[0].packetsReceived >= 30 and stats[0].bytesReceived > 30 * 12
+        assert receiver.track._queue.qsize() == 0  # nothing reached aiortc's decoder
+        rtp_hooks.untap_rtp(receiver)  # aiortc's own path again: this receiver decodes
+        frame = await asyncio.wait_for(receiver.track.recv(), 5)
+        assert frame is not None
+    finally:
+        await a.close()
+        await b.close()
+
+
 async def test_sender_port_sends_hand_made_packets_and_counts_them() -> None:
     a, b = await pair(back=True)
     tb = b.getTransceivers()[0]
@@ -121,7 +167,7 @@ async def test_sender_port_sends_hand_made_packets_and_counts_them() -> None:
         neg = rtp_hooks.negotiated(tb)
         assert port.connected and port.ssrc == tb.sender._ssrc
         packet = struct.pack("!BBHII", 0x80, 0x80 | neg.payload_type, 7, 9000, port.ssrc) + b"x"
-        await port.send(packet)
+        port.send(packet)
         port.sent(1, 1)
         port.sent_frame(9000, 1_700_000_000.0)
         await wait_for(lambda: packet in got, 2, "the packet at the other end")

@@ -43,9 +43,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import pylibsrtp
+from aioice.ice import Connection, StunProtocol
 from aiortc import rtp as aiortc_rtp
 from aiortc.codecs import h264 as aiortc_h264
-from aiortc.rtcdtlstransport import RTCDtlsTransport, RtpRouter
+from aiortc.rtcdtlstransport import RTCDtlsTransport, RtpRouter, State
+from aiortc.rtcicetransport import RTCIceTransport
 from aiortc.rtcrtpreceiver import RTCRtpReceiver, StreamStatistics
 from aiortc.rtcrtpsender import RTCRtpSender
 from aiortc.rtcrtptransceiver import RTCRtpTransceiver
@@ -64,7 +67,9 @@ URI_MID = "urn:ietf:params:rtp-hdrext:sdes:mid"
 URI_ABS_SEND_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
 NTP_EPOCH_OFFSET = 2_208_988_800  # seconds from 1900-01-01 to 1970-01-01
 
-RtpHandler = Callable[[bytes, int], Awaitable[None]]
+# A sync handler (returns None) also gets the fast path (see _FastPath); an async one only
+# aiortc's own path (the DTLS task), as every handler did before.
+RtpHandler = Callable[[bytes, int], Awaitable[None] | None]
 
 _checked = False
 
@@ -91,14 +96,19 @@ class _RouteKey:
 
 
 class _TransportTap:
-    """Installed as `transport._handle_rtp_data` on one RTCDtlsTransport instance."""
+    """Installed as `transport._handle_rtp_data` on one RTCDtlsTransport instance: the
+    packets that still take aiortc's path (before the fast path is in place, or an async
+    handler's)."""
 
     def __init__(self, transport: RTCDtlsTransport) -> None:
         self.transport = transport
         self.original: Callable[[bytes, int], Awaitable[None]] = transport._handle_rtp_data
         self.router: RtpRouter = transport._rtp_router
         self.handlers: dict[RTCRtpReceiver, RtpHandler] = {}
+        # the sync handlers among them: the fast path's (_FastPath.rtp)
+        self.sync: dict[RTCRtpReceiver, Callable[[bytes, int], None]] = {}
         self.key = _RouteKey()
+        self.fast: _FastPath | None = None
 
     async def __call__(self, data: bytes, arrival_time_ms: int) -> None:
         if self.handlers and len(data) >= 12:
@@ -110,9 +120,91 @@ class _TransportTap:
             if receiver is not None:
                 handler = self.handlers.get(receiver)  # type: ignore[call-overload]
                 if handler is not None:
-                    await handler(data, arrival_time_ms)
+                    result = handler(data, arrival_time_ms)
+                    if result is not None:
+                        await result
                     return
         await self.original(data, arrival_time_ms)
+
+
+class _FastPath:
+    """SRTP packets of tapped receivers straight from the socket to unprotect and the
+    handler, in aioice's `datagram_received` (issue 18, part 3).
+
+    aiortc's own path puts every datagram on the ICE connection's asyncio.Queue, wakes the
+    DTLS transport's task (`_recv_next`: `Connection.recvfrom`, `current_ms()`, the
+    unprotect, two awaits), and aioice first tries to parse each one as STUN. Here an RTP
+    datagram (first byte 128-191: never STUN, never DTLS) whose SSRC and payload type
+    (in the clear in SRTP) route to a tapped receiver with a sync handler is unprotected
+    and handed over at once. Everything else (STUN, DTLS, SRTCP, other receivers' RTP)
+    takes the old path unchanged. Installed on the ICE `Connection` instance
+    (`data_received`, which every datagram that is not STUN reaches) and, once known, on
+    its `StunProtocol`s (`datagram_received`, before the STUN parse)."""
+
+    def __init__(self, tap: _TransportTap, connection: Connection) -> None:
+        self.tap = tap
+        self.dtls = tap.transport
+        self.connection = connection
+        self.key = _RouteKey()
+        self.hooked: set[int] = set()  # id() of the StunProtocols hooked
+        original = connection.data_received
+
+        def data_received(data: bytes, component: int) -> None:
+            if not (127 < data[0] < 192 and self.rtp(data)):
+                original(data, component)
+            if len(self.hooked) != len(connection._protocols):
+                self._hook_protocols()
+
+        connection.data_received = data_received  # type: ignore[method-assign]
+        self._hook_protocols()
+
+    def _hook_protocols(self) -> None:
+        for protocol in self.connection._protocols:
+            if id(protocol) not in self.hooked:
+                self.hooked.add(id(protocol))
+                self._hook(protocol)
+
+    def _hook(self, protocol: StunProtocol) -> None:
+        original = protocol.datagram_received
+        rtp = self.rtp
+
+        def datagram_received(data: bytes | str, addr: tuple[Any, ...]) -> None:
+            if not (127 < data[0] < 192 and rtp(data)):  # type: ignore[operator, arg-type]
+                original(data, addr)
+
+        protocol.datagram_received = datagram_received  # type: ignore[method-assign]
+
+    def rtp(self, data: bytes) -> bool:
+        """True: the packet was this path's (handed over, or dropped as aiortc would)."""
+        dtls = self.dtls
+        srtp = dtls._rx_srtp
+        if srtp is None or dtls._state is not State.CONNECTED or len(data) < 12:
+            return False
+        b1 = data[1]
+        if 192 <= b1 <= 208:
+            return False  # SRTCP: aiortc's path (a few per second)
+        key = self.key
+        key.payload_type = b1 & 0x7F
+        key.ssrc = int.from_bytes(data[8:12], "big")
+        receiver = self.tap.router.route_rtp(key)
+        if receiver is None:
+            return False
+        handler = self.tap.sync.get(receiver)  # type: ignore[call-overload]
+        if handler is None:
+            return False
+        try:
+            plain = srtp.unprotect(data)
+        except pylibsrtp.Error:
+            return True  # aiortc drops it too (replayed, or not authentic)
+        dtls._RTCDtlsTransport__rx_bytes += len(data)  # type: ignore[attr-defined]
+        dtls._RTCDtlsTransport__rx_packets += 1  # type: ignore[attr-defined]
+        try:
+            handler(plain, 0)
+        except Exception:
+            # On aiortc's path an exception ends the DTLS task (and the connection); here
+            # it would reach the event loop's handler once per packet: log it, go on.
+            logger.exception("RTP tap handler failed")
+        return True
 
 
 # The tap lives ON its transport (an attribute), never in a module-level map: a
@@ -129,8 +221,10 @@ def _tap_of(transport: RTCDtlsTransport) -> _TransportTap | None:
 
 def tap_rtp(receiver: RTCRtpReceiver, handler: RtpHandler) -> None:
     """Send the RTP packets (unprotected bytes, RTX included) that aiortc would hand to
-    `receiver` to `await handler(data, arrival_time_ms)` instead. The receiver's RTCP
-    (sender reports, BYE) and its receiver reports keep running in aiortc."""
+    `receiver` to `handler(data, arrival_time_ms)` instead. A sync handler gets them
+    straight from the socket (`_FastPath`; arrival_time_ms is 0 there: read the clock if
+    needed), an async one (awaited) from aiortc's DTLS task. The receiver's RTCP (sender
+    reports, BYE) and its receiver reports keep running in aiortc."""
     ensure_compat()
     transport = receiver.transport
     tap = _tap_of(transport)
@@ -139,12 +233,19 @@ def tap_rtp(receiver: RTCRtpReceiver, handler: RtpHandler) -> None:
         setattr(transport, _TAP, tap)
         transport._handle_rtp_data = tap  # type: ignore[method-assign]
     tap.handlers[receiver] = handler
+    if inspect.iscoroutinefunction(handler):
+        tap.sync.pop(receiver, None)
+        return
+    tap.sync[receiver] = handler  # type: ignore[assignment]
+    if tap.fast is None:
+        tap.fast = _FastPath(tap, transport.transport._connection)
 
 
 def untap_rtp(receiver: RTCRtpReceiver) -> None:
     tap = _tap_of(receiver.transport)
     if tap is not None:
         tap.handlers.pop(receiver, None)
+        tap.sync.pop(receiver, None)
 
 
 def tapped(receiver: RTCRtpReceiver) -> bool:
@@ -281,10 +382,21 @@ class SenderPort:
         self.ssrc: int = sender._ssrc
         self.rtx_ssrc: int = sender._rtx_ssrc
         self._transport: RTCDtlsTransport = sender.transport
+        self._nominated: dict[int, Any] = sender.transport.transport._connection._nominated
 
-    async def send(self, data: bytes) -> None:
-        """Protect and send one RTP packet; ConnectionError when the transport is down."""
-        await self._transport._send_rtp(data)
+    def send(self, data: bytes) -> None:
+        """Protect and send one RTP packet, at once; ConnectionError when the transport is
+        down. What `RTCDtlsTransport._send_rtp` does, without its four coroutine frames
+        (`_send_rtp` -> `Connection.send` -> `sendto` -> `StunProtocol.send_data`, none of
+        which ever waits): the datagram goes to the nominated pair's socket here."""
+        t = self._transport
+        pair = self._nominated.get(1)
+        if t._state is not State.CONNECTED or pair is None:
+            raise ConnectionError("Cannot send encrypted RTP, not connected")
+        data = t._tx_srtp.protect(data)
+        pair.protocol.transport.sendto(data, pair.remote_addr)
+        t._RTCDtlsTransport__tx_bytes += len(data)  # type: ignore[attr-defined]
+        t._RTCDtlsTransport__tx_packets += 1  # type: ignore[attr-defined]
 
     def sent(self, packets: int, payload_bytes: int) -> None:
         s = self.sender
@@ -411,7 +523,71 @@ def _src(fn: Any) -> str:
 def check_compat() -> None:
     """Assert every private symbol this module relies on exists as expected."""
     _check_receiving()
+    _check_fast_path()
     _check_sending()
+
+
+def _check_fast_path() -> None:
+    """What _FastPath and SenderPort.send take from aioice and aiortc's DTLS transport."""
+    received = _src(StunProtocol.datagram_received)
+    _require(
+        _params(StunProtocol.datagram_received) == ["self", "data", "addr"]
+        and "self.receiver.data_received(data, self.local_candidate.component)" in received,
+        "aioice.ice.StunProtocol.datagram_received",
+        "no longer hands datagrams that are not STUN to receiver.data_received",
+    )
+    _require(
+        _params(Connection.data_received) == ["self", "data", "component"]
+        and "self._queue.put_nowait((data, component))" in _src(Connection.data_received),
+        "aioice.ice.Connection.data_received",
+        "no longer queues a datagram for recv()",
+    )
+    cinit = _src(Connection.__init__)
+    _require(
+        "self._protocols" in cinit and "self._nominated" in cinit,
+        "aioice.ice.Connection._protocols/_nominated",
+        "are missing",
+    )
+    _require(
+        "active_pair.protocol.send_data(data, active_pair.remote_addr)"
+        in _src(Connection.sendto)
+        and "self.transport.sendto(data, addr)" in _src(StunProtocol.send_data),
+        "aioice.ice.Connection.sendto",
+        "no longer sends on the nominated pair's protocol.transport",
+    )
+    _require(
+        "self._connection = gatherer._connection" in _src(RTCIceTransport.__init__)
+        and "self._send = self._connection.send" in _src(RTCIceTransport.__init__),
+        "aiortc.RTCIceTransport._connection",
+        "is no longer the aioice Connection it sends and receives on",
+    )
+    recv_next = _src(RTCDtlsTransport._recv_next)
+    _require(
+        "first_byte > 127 and first_byte < 192 and self._rx_srtp" in recv_next
+        and "self.__rx_bytes += len(data)" in recv_next
+        and "self.__rx_packets += 1" in recv_next,
+        "aiortc.RTCDtlsTransport._recv_next",
+        "no longer takes SRTP as first bytes 128-191 with _rx_srtp, counting __rx_bytes",
+    )
+    send_rtp = _src(RTCDtlsTransport._send_rtp)
+    _require(
+        "self._state != State.CONNECTED" in send_rtp
+        and "await self.transport._send(data)" in send_rtp
+        and "self.__tx_bytes += len(data)" in send_rtp
+        and "self.__tx_packets += 1" in send_rtp,
+        "aiortc.RTCDtlsTransport._send_rtp",
+        "no longer checks _state, sends on transport._send and counts __tx_bytes",
+    )
+    dinit = _src(RTCDtlsTransport.__init__)
+    for name in ("_state", "__rx_bytes", "__rx_packets", "__tx_bytes", "__tx_packets"):
+        _require(f"self.{name} =" in dinit, f"aiortc.RTCDtlsTransport.{name}", "is missing")
+    _require(
+        "self._rx_srtp = Session(" in _src(RTCDtlsTransport._setup_srtp)
+        and hasattr(State, "CONNECTED")
+        and isinstance(getattr(pylibsrtp, "Error", None), type),
+        "aiortc.RTCDtlsTransport._rx_srtp",
+        "is no longer a pylibsrtp Session set up after the handshake",
+    )
 
 
 def _check_receiving() -> None:

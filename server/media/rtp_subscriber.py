@@ -253,7 +253,7 @@ class RtpSubscriber(MediaStreamTrack, rtp_hooks.SenderFeedback):
             tl0 = (payload[pkt.tl0_pos] + self._tl0_off) & 0xFF
         return vcodec.vp8_rewrite(payload, pkt.pid_pos, pid, pkt.tl0_pos, tl0)
 
-    async def forward(self, pkt: Packet) -> None:
+    def forward(self, pkt: Packet) -> None:
         """Send one publisher packet (or wait for a keyframe, asking for one)."""
         if self.waiting_keyframe:
             if not self.started or self.port is None:
@@ -296,7 +296,7 @@ class RtpSubscriber(MediaStreamTrack, rtp_hooks.SenderFeedback):
         port = self.port
         assert port is not None
         try:
-            await port.send(data)
+            port.send(data)
         except ConnectionError:
             return
         self.packets_sent += 1
@@ -309,7 +309,7 @@ class RtpSubscriber(MediaStreamTrack, rtp_hooks.SenderFeedback):
 
     # --- feedback from the subscriber's receiver ------------------------------------------
 
-    async def on_nack(self, lost: list[int]) -> None:
+    def on_nack(self, lost: list[int]) -> None:
         port = self.port
         if port is None:
             return
@@ -335,7 +335,7 @@ class RtpSubscriber(MediaStreamTrack, rtp_hooks.SenderFeedback):
                 )
                 self._rtx_seq = (self._rtx_seq + 1) & 0xFFFF
             try:
-                await port.send(data)
+                port.send(data)
             except ConnectionError:
                 return
             self.retransmitted += 1
