@@ -95,8 +95,8 @@ class FakePort:
         self.sent_packets: list[bytes] = []
         self.counted = [0, 0]
 
-    def send(self, data: bytes) -> None:
-        self.sent_packets.append(data)
+    def send(self, data: bytes | memoryview) -> None:
+        self.sent_packets.append(bytes(data))  # a view of the history: copied, as SRTP does
 
     def sent(self, packets: int, payload_bytes: int) -> None:
         self.counted[0] += packets

@@ -151,6 +151,31 @@ async def test_sync_tap_takes_srtp_straight_from_the_socket() -> None:
         await b.close()
 
 
+async def test_async_handlers_of_every_kind_are_awaited() -> None:
+    """An async callable object (bench/lib's FrameCounter) is awaited on aiortc's path,
+    not called from the socket and dropped; so is an async handler that looks sync."""
+    a, b = await pair()
+    receiver = b.getTransceivers()[0].receiver
+    got: list[bytes] = []
+
+    class Counter:
+        async def __call__(self, data: bytes, arrival_ms: int) -> None:
+            got.append(data)
+
+    async def collect(data: bytes, arrival_ms: int) -> None:
+        got.append(data)
+
+    rtp_hooks.tap_rtp(receiver, Counter())
+    try:
+        await wait_for(lambda: len(got) >= 10, 5, "packets for an async callable object")
+        rtp_hooks.tap_rtp(receiver, lambda data, ms: collect(data, ms))  # returns a coroutine
+        count = len(got)
+        await wait_for(lambda: len(got) >= count + 10, 5, "packets for a lambda's coroutine")
+    finally:
+        await a.close()
+        await b.close()
+
+
 async def test_sender_port_sends_hand_made_packets_and_counts_them() -> None:
     a, b = await pair(back=True)
     tb = b.getTransceivers()[0]

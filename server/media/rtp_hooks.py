@@ -36,6 +36,7 @@ and `SenderPort` run.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import time
@@ -60,6 +61,8 @@ from aiortc.rtp import (
     RtcpPsfbPacket,
     RtcpRtpfbPacket,
 )
+from pylibsrtp._binding import ffi as srtp_ffi
+from pylibsrtp._binding import lib as srtp_lib
 
 logger = logging.getLogger(__name__)
 
@@ -127,6 +130,39 @@ class _TransportTap:
         await self.original(data, arrival_time_ms)
 
 
+class _Srtp:
+    """One pylibsrtp Session's protect or unprotect, called the way `Session.__process`
+    calls libsrtp but in place in the session's own 1500-byte buffer: no `ffi.new` per
+    packet, and the caller can read the result from `view` without a copy (the send
+    side hands `view[:n]` to `sendto`). Only one packet is in the buffer at a time: each
+    call is done with it before the next (one thread, no await in between)."""
+
+    __slots__ = ("_ctx", "_func", "_len", "_max", "buf", "session", "view")
+
+    def __init__(self, session: pylibsrtp.Session, protect: bool) -> None:
+        self.session = session  # keeps the context alive
+        self._ctx = session._srtp[0]
+        self._func = srtp_lib.srtp_protect if protect else srtp_lib.srtp_unprotect
+        self.buf = session._buffer
+        self.view = memoryview(session._buffer)
+        self._len = srtp_ffi.new("int *")
+        # room for the authentication tag (and MKI) protect appends, as pylibsrtp keeps
+        self._max = len(session._buffer) - (pylibsrtp.SRTP_MAX_TRAILER_LEN if protect else 0)
+
+    def __call__(self, data: bytes | memoryview) -> int:
+        """Process `data` into `buf`/`view`; the length of the result."""
+        n = len(data)
+        if n > self._max:
+            raise pylibsrtp.Error("packet is too long")
+        self.buf[0:n] = data
+        length = self._len
+        length[0] = n
+        rc = self._func(self._ctx, self.session._cdata, length)
+        if rc:
+            raise pylibsrtp.Error(pylibsrtp.ERRORS[rc] if rc < len(pylibsrtp.ERRORS) else rc)
+        return length[0]
+
+
 class _FastPath:
     """SRTP packets of tapped receivers straight from the socket to unprotect and the
     handler, in aioice's `datagram_received` (issue 18, part 3).
@@ -146,6 +182,7 @@ class _FastPath:
         self.dtls = tap.transport
         self.connection = connection
         self.key = _RouteKey()
+        self._unprotect: _Srtp | None = None
         self.hooked: set[int] = set()  # id() of the StunProtocols hooked
         original = connection.data_received
 
@@ -192,14 +229,22 @@ class _FastPath:
         handler = self.tap.sync.get(receiver)  # type: ignore[call-overload]
         if handler is None:
             return False
+        unprotect = self._unprotect
+        if unprotect is None or unprotect.session is not srtp:
+            unprotect = self._unprotect = _Srtp(srtp, protect=False)
         try:
-            plain = srtp.unprotect(data)
+            plain = unprotect.buf[0 : unprotect(data)]
         except pylibsrtp.Error:
             return True  # aiortc drops it too (replayed, or not authentic)
         dtls._RTCDtlsTransport__rx_bytes += len(data)  # type: ignore[attr-defined]
         dtls._RTCDtlsTransport__rx_packets += 1  # type: ignore[attr-defined]
         try:
-            handler(plain, 0)
+            result = handler(plain, 0)
+            if result is not None:
+                # an async handler _is_async did not recognise: run this one, and give it
+                # aiortc's path (where it is awaited) from now on
+                asyncio.ensure_future(result)
+                self.tap.sync.pop(receiver, None)  # type: ignore[call-overload]
         except Exception:
             # On aiortc's path an exception ends the DTLS task (and the connection); here
             # it would reach the event loop's handler once per packet: log it, go on.
@@ -233,12 +278,18 @@ def tap_rtp(receiver: RTCRtpReceiver, handler: RtpHandler) -> None:
         setattr(transport, _TAP, tap)
         transport._handle_rtp_data = tap  # type: ignore[method-assign]
     tap.handlers[receiver] = handler
-    if inspect.iscoroutinefunction(handler):
+    if _is_async(handler):
         tap.sync.pop(receiver, None)
         return
     tap.sync[receiver] = handler  # type: ignore[assignment]
     if tap.fast is None:
         tap.fast = _FastPath(tap, transport.transport._connection)
+
+
+def _is_async(handler: RtpHandler) -> bool:
+    """An `async def` function or method, or an object with an `async def __call__`."""
+    call = type(handler).__call__  # noqa: B004 (not a callable() test: its coroutine-ness)
+    return inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(call)
 
 
 def untap_rtp(receiver: RTCRtpReceiver) -> None:
@@ -383,19 +434,25 @@ class SenderPort:
         self.rtx_ssrc: int = sender._rtx_ssrc
         self._transport: RTCDtlsTransport = sender.transport
         self._nominated: dict[int, Any] = sender.transport.transport._connection._nominated
+        self._protect: _Srtp | None = None
 
-    def send(self, data: bytes) -> None:
-        """Protect and send one RTP packet, at once; ConnectionError when the transport is
-        down. What `RTCDtlsTransport._send_rtp` does, without its four coroutine frames
-        (`_send_rtp` -> `Connection.send` -> `sendto` -> `StunProtocol.send_data`, none of
-        which ever waits): the datagram goes to the nominated pair's socket here."""
+    def send(self, data: bytes | memoryview) -> None:
+        """Protect and send one RTP packet (any bytes-like object: it is copied), at once;
+        ConnectionError when the transport is down. What `RTCDtlsTransport._send_rtp` does,
+        without its four coroutine frames (`_send_rtp` -> `Connection.send` -> `sendto` ->
+        `StunProtocol.send_data`, none of which ever waits) and without a bytes object per
+        packet: protected in the SRTP session's buffer, which goes to the nominated pair's
+        socket as it is (asyncio copies it only if the socket is full and it must wait)."""
         t = self._transport
         pair = self._nominated.get(1)
         if t._state is not State.CONNECTED or pair is None:
             raise ConnectionError("Cannot send encrypted RTP, not connected")
-        data = t._tx_srtp.protect(data)
-        pair.protocol.transport.sendto(data, pair.remote_addr)
-        t._RTCDtlsTransport__tx_bytes += len(data)  # type: ignore[attr-defined]
+        protect = self._protect
+        if protect is None or protect.session is not t._tx_srtp:
+            protect = self._protect = _Srtp(t._tx_srtp, protect=True)
+        n = protect(data)
+        pair.protocol.transport.sendto(protect.view[:n], pair.remote_addr)
+        t._RTCDtlsTransport__tx_bytes += n  # type: ignore[attr-defined]
         t._RTCDtlsTransport__tx_packets += 1  # type: ignore[attr-defined]
 
     def sent(self, packets: int, payload_bytes: int) -> None:
@@ -587,6 +644,19 @@ def _check_fast_path() -> None:
         and isinstance(getattr(pylibsrtp, "Error", None), type),
         "aiortc.RTCDtlsTransport._rx_srtp",
         "is no longer a pylibsrtp Session set up after the handshake",
+    )
+    process = _src(pylibsrtp.Session._Session__process)  # type: ignore[attr-defined]
+    _require(
+        "self._buffer[0 : len(data)] = data" in process
+        and "func(self._srtp[0], self._cdata, len_p)" in process
+        and "return self._buffer[0 : len_p[0]]" in process
+        and "self._cdata = ffi.new(\"char[]\", 1500)" in _src(pylibsrtp.Session.__init__)
+        and callable(getattr(srtp_lib, "srtp_protect", None))
+        and callable(getattr(srtp_lib, "srtp_unprotect", None))
+        and isinstance(getattr(pylibsrtp, "SRTP_MAX_TRAILER_LEN", None), int)
+        and isinstance(getattr(pylibsrtp, "ERRORS", None), list),
+        "pylibsrtp.Session.__process",
+        "no longer runs libsrtp in place in self._cdata/_buffer (see _Srtp)",
     )
 
 
