@@ -1,4 +1,5 @@
-"""aiortc private APIs that RTP-level forwarding needs, in one place (aiortc 1.16).
+"""aiortc private APIs that RTP-level forwarding needs, in one place (aiortc 1.16,
+aioice 0.13, pylibsrtp 1.0).
 
 `server.media.aiortc_hooks` reaches behind aiortc's receivers and ICE; this module goes
 one level lower, to RTP packets, so that the forwarder (`rtp_publisher`, `rtp_subscriber`)
@@ -13,6 +14,14 @@ Receiving
   transport instance. Packets that aiortc's router (`_rtp_router.route_rtp`, which reads
   only `.ssrc` and `.payload_type`) would give to a tapped receiver go to the tap as raw
   bytes; everything else takes aiortc's own path.
+- The fast path (`_FastPath`, for sync handlers: the forwarder's): aioice's
+  `StunProtocol.datagram_received` and `Connection.data_received` are shadowed per
+  instance, so an SRTP datagram of a tapped receiver is unprotected with the DTLS
+  transport's `_rx_srtp` (while `_state` is CONNECTED, counting its `__rx_bytes` /
+  `__rx_packets`) and handed over in the same call, without aioice's queue and the DTLS
+  transport's task (`_recv_next`). STUN, DTLS and SRTCP keep aiortc's path.
+- pylibsrtp's `Session` internals (`_srtp`, `_cdata`, `_buffer`: what `Session.__process`
+  uses) to run libsrtp in place (`_Srtp`), both ways.
 - `RTCRtpReceiver.__remote_streams` (`StreamStatistics.add(packet)` reads
   `.sequence_number` and `.timestamp`): fed by `ReceiveStats`, so aiortc's receiver reports
   (RTCP RR to the publisher) and `getStats()` keep working for tapped packets.
@@ -21,17 +30,20 @@ Receiving
 
 Sending
 - `RTCRtpTransceiver._codecs` / `_headerExtensions` (what was negotiated), the sender's
-  `_ssrc` / `_rtx_ssrc`, and `RTCDtlsTransport._send_rtp(data)` (protect + send).
+  `_ssrc` / `_rtx_ssrc`; `SenderPort.send` does what `RTCDtlsTransport._send_rtp(data)`
+  does (protect with `_tx_srtp`, count `__tx_bytes` / `__tx_packets`) and sends on the aioice
+  connection's nominated pair (`_nominated[1].protocol.transport`, `remote_addr`), as
+  `Connection.sendto` would, without its chain of coroutines.
 - The sender's counters that its RTCP sender reports and `getStats()` read:
   `__packet_count`, `__octet_count`, `__ntp_timestamp`, `__rtp_timestamp`.
 - `RTCRtpSender._handle_rtcp_packet(packet)`: the dispatch target of RTCP addressed to the
   sender (`RtpRouter.route_rtcp`), shadowed per instance by `on_sender_rtcp()` so NACK,
   PLI/FIR and REMB go to the forwarder; reports still reach aiortc.
 
-Over 400 lines because every aiortc private API the RTP path relies on is in this one
-module, next to the `check_compat()` that pins it (a third of the file): an aiortc upgrade
-is reviewed here and nowhere else. Per packet only the tap's dispatch, `ReceiveStats.add`
-and `SenderPort` run.
+Over 400 lines because every aiortc/aioice/pylibsrtp private API the RTP path relies on
+is in this one module, next to the `check_compat()` that pins it (a third of the file): an
+upgrade is reviewed here and nowhere else. Per packet only `_FastPath.rtp`, `_Srtp`,
+`ReceiveStats.add` and `SenderPort` run.
 """
 
 from __future__ import annotations
