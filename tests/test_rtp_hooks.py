@@ -151,6 +151,43 @@ async def test_sync_tap_takes_srtp_straight_from_the_socket() -> None:
         await b.close()
 
 
+async def test_forged_datagrams_teach_the_router_nothing_and_empty_ones_end_nothing() -> None:
+    """Datagrams from a real socket of another sender to the receiving pc's port: RTP
+    with new SSRCs that is not authentic is dropped without aiortc's router learning the
+    SSRCs (its table would grow with every forged one), and an empty datagram neither
+    ends the connection (aiortc's DTLS task fails on it) nor stops the media."""
+    import socket  # noqa: PLC0415
+
+    a, b = await pair()
+    receiver = b.getTransceivers()[0].receiver
+    got: list[int] = []
+
+    def handler(data: bytes, arrival_ms: int) -> None:
+        got.append(struct.unpack_from("!I", data, 8)[0])
+
+    rtp_hooks.tap_rtp(receiver, handler)
+    try:
+        await wait_for(lambda: len(got) >= 5, 5, "tapped packets")
+        router = receiver.transport._rtp_router
+        pt = rtp_hooks.negotiated(b.getTransceivers()[0]).payload_type
+        host, port = b.getTransceivers()[0].receiver.transport.transport._connection._nominated[
+            1
+        ].protocol.transport.get_extra_info("sockname")[:2]
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            for forged in range(1000, 1100):
+                header = struct.pack("!BBHII", 0x80, pt, forged, 0, forged)
+                sock.sendto(header + bytes(100), (host, port))
+            sock.sendto(b"", (host, port))
+        count = len(got)
+        await wait_for(lambda: len(got) >= count + 20, 5, "media after the forged datagrams")
+        assert not set(range(1000, 1100)) & set(router.ssrc_table)
+        assert not set(range(1000, 1100)) & set(got)
+        assert receiver.transport.state == "connected"
+    finally:
+        await a.close()
+        await b.close()
+
+
 async def test_async_handlers_of_every_kind_are_awaited() -> None:
     """An async callable object (bench/lib's FrameCounter) is awaited on aiortc's path,
     not called from the socket and dropped; so is an async handler that looks sync."""

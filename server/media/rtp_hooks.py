@@ -193,12 +193,13 @@ class _FastPath:
         self.tap = tap
         self.dtls = tap.transport
         self.connection = connection
-        self.key = _RouteKey()
         self._unprotect: _Srtp | None = None
         self.hooked: set[int] = set()  # id() of the StunProtocols hooked
         original = connection.data_received
 
         def data_received(data: bytes, component: int) -> None:
+            if not data:
+                return  # see _hook
             if not (127 < data[0] < 192 and self.rtp(data)):
                 original(data, component)
             if len(self.hooked) != len(connection._protocols):
@@ -218,6 +219,10 @@ class _FastPath:
         rtp = self.rtp
 
         def datagram_received(data: bytes | str, addr: tuple[Any, ...]) -> None:
+            if not data:
+                # Nothing (STUN, DTLS and RTP are longer), and aiortc's DTLS task would end
+                # the connection on it (`data[0]` of b"": IndexError in `_recv_next`).
+                return
             if not (127 < data[0] < 192 and rtp(data)):  # type: ignore[operator, arg-type]
                 original(data, addr)
 
@@ -232,11 +237,21 @@ class _FastPath:
         b1 = data[1]
         if 192 <= b1 <= 208:
             return False  # SRTCP: aiortc's path (a few per second)
-        key = self.key
-        key.payload_type = b1 & 0x7F
-        key.ssrc = int.from_bytes(data[8:12], "big")
-        receiver = self.tap.router.route_rtp(key)
-        if receiver is None:
+        # RtpRouter.route_rtp's choice, read before the packet is known to be authentic:
+        # an SSRC it has not seen is learned (as route_rtp would) only after unprotect, so
+        # forged datagrams cannot fill its table.
+        router = self.tap.router
+        ssrc = int.from_bytes(data[8:12], "big")
+        pts = router.payload_type_table.get(b1 & 0x7F)
+        if not pts:
+            return False
+        receiver = router.ssrc_table.get(ssrc)
+        new = receiver is None
+        if new:
+            if len(pts) != 1:
+                return False
+            receiver = next(iter(pts))
+        elif receiver not in pts:
             return False
         handler = self.tap.sync.get(receiver)  # type: ignore[call-overload]
         if handler is None:
@@ -248,6 +263,8 @@ class _FastPath:
             plain = unprotect.buf[0 : unprotect(data)]
         except pylibsrtp.Error:
             return True  # aiortc drops it too (replayed, or not authentic)
+        if new:
+            router.ssrc_table[ssrc] = receiver
         dtls._RTCDtlsTransport__rx_bytes += len(data)  # type: ignore[attr-defined]
         dtls._RTCDtlsTransport__rx_packets += 1  # type: ignore[attr-defined]
         try:
@@ -690,6 +707,15 @@ def _check_receiving() -> None:
         set(_attr_reads(route, "packet")) == {"ssrc", "payload_type"},
         "aiortc.rtcdtlstransport.RtpRouter.route_rtp",
         "reads more of a packet than .ssrc and .payload_type",
+    )
+    _require(  # what _FastPath.rtp repeats of it
+        "self.ssrc_table.get(packet.ssrc)" in route
+        and "self.payload_type_table.get(packet.payload_type, set())" in route
+        and "ssrc_receiver in pt_receivers" in route
+        and "ssrc_receiver is None and len(pt_receivers) == 1" in route
+        and "self.ssrc_table[packet.ssrc] = pt_receiver" in route,
+        "aiortc.rtcdtlstransport.RtpRouter.route_rtp",
+        "no longer routes by ssrc_table, else a single payload_type_table match (learned)",
     )
     _require(
         "self._rtp_router = RtpRouter()" in _src(RTCDtlsTransport.__init__),
