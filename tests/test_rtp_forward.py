@@ -95,8 +95,8 @@ class FakePort:
         self.sent_packets: list[bytes] = []
         self.counted = [0, 0]
 
-    async def send(self, data: bytes) -> None:
-        self.sent_packets.append(data)
+    def send(self, data: bytes | memoryview) -> None:
+        self.sent_packets.append(bytes(data))  # a view of the history: copied, as SRTP does
 
     def sent(self, packets: int, payload_bytes: int) -> None:
         self.counted[0] += packets
@@ -200,13 +200,13 @@ async def test_rewrites_headers_and_starts_at_a_keyframe(fakes: Fakes) -> None:
     track = RoomTrack("camera", keyframe_min_interval_s=0.05)
     pub, feed = await publish(track, fakes)
     sub, port = await subscriber(track, fakes)
-    await feed(vp8(10, 9000, pid=7), 0)  # a delta frame: the subscriber waits
+    feed(vp8(10, 9000, pid=7), 0)  # a delta frame: the subscriber waits
     assert port.sent_packets == [] and sub.waiting_keyframe
     await asyncio.sleep(0.01)
     assert ("pli", IN_SSRC) in fakes.rtcp  # asked the publisher for a keyframe
-    await feed(vp8(11, 12000, pid=8, key=True, marker=False, body=b"k1"), 0)
-    await feed(vp8(12, 12000, pid=8, start=False, body=b"k2"), 0)
-    await feed(vp8(13, 15000, pid=9, body=b"d"), 0)
+    feed(vp8(11, 12000, pid=8, key=True, marker=False, body=b"k1"), 0)
+    feed(vp8(12, 12000, pid=8, start=False, body=b"k2"), 0)
+    feed(vp8(13, 15000, pid=9, body=b"d"), 0)
     out = [parse(p) for p in port.sent_packets]
     assert [o["pt"] for o in out] == [OUT_PT] * 3 and {o["ssrc"] for o in out} == {OUT_SSRC}
     assert [o["seq"] - out[0]["seq"] for o in out] == [0, 1, 2]
@@ -228,15 +228,15 @@ async def test_gaps_are_nacked_upstream_and_repairs_forwarded(fakes: Fakes) -> N
     sub, port = await subscriber(track, fakes)
     packets = {s: vp8(s, 3000 * s, pid=s, key=s == 1) for s in range(1, 8)}
     for s in (1, 2, 5, 6):  # 3 and 4 lost on the way in
-        await feed(packets[s], 0)
+        feed(packets[s], 0)
     await asyncio.sleep(0.01)
     assert ("nack", [3, 4]) in fakes.rtcp
-    await feed(rtx(packets[3], 500), 0)
-    await feed(rtx(packets[3], 501), 0)  # a second copy: dropped
+    feed(rtx(packets[3], 500), 0)
+    feed(rtx(packets[3], 501), 0)  # a second copy: dropped
     await asyncio.sleep(rtp_publisher.NACK_RETRY_S + 0.03)
     assert fakes.rtcp.count(("nack", [4])) >= 1  # still missing: asked again
-    await feed(packets[4], 0)  # late original
-    await feed(packets[7], 0)
+    feed(packets[4], 0)  # late original
+    feed(packets[7], 0)
     seqs = [parse(p)["seq"] - parse(port.sent_packets[0])["seq"] for p in port.sent_packets]
     assert seqs == [0, 1, 4, 5, 2, 3, 6]  # repairs go out late, in their place
     assert pub.packets_recovered == 2 and pub.duplicates == 1
@@ -249,10 +249,10 @@ async def test_subscriber_nacks_answered_from_history_as_rtx(fakes: Fakes) -> No
     pub, feed = await publish(track, fakes)
     sub, port = await subscriber(track, fakes)
     for s in range(1, 6):
-        await feed(vp8(s, 3000 * s, pid=s, key=s == 1, body=bytes([s]) * 50), 0)
+        feed(vp8(s, 3000 * s, pid=s, key=s == 1, body=bytes([s]) * 50), 0)
     sent = [parse(p) for p in port.sent_packets]
     want = sent[2]
-    await sub.on_nack([want["seq"], (want["seq"] + 1000) & 0xFFFF])  # one never sent
+    sub.on_nack([want["seq"], (want["seq"] + 1000) & 0xFFFF])  # one never sent
     assert len(port.sent_packets) == 6 and sub.retransmitted == 1
     r = parse(port.sent_packets[-1])
     assert r["pt"] == OUT_RTX_PT and r["ssrc"] == OUT_RTX_SSRC and r["ts"] == want["ts"]
@@ -269,13 +269,13 @@ async def test_new_publisher_continues_sequence_timestamps_and_picture_ids(
     pub1, feed1 = await publish(track, fakes)
     sub, port = await subscriber(track, fakes)
     for s in range(1, 4):
-        await feed1(vp8(s, 3000 * s, pid=30000 + s, key=s == 1), 0)
+        feed1(vp8(s, 3000 * s, pid=30000 + s, key=s == 1), 0)
     await asyncio.sleep(0.05)
     pub2, feed2 = await publish(track, fakes)  # the caller's new peer connection
-    await feed1(vp8(4, 12000, pid=30004), 0)  # the old one: ignored
-    await feed2(vp8(60000, 777, pid=5, ssrc=9999), 0)  # not a keyframe: skipped
-    await feed2(vp8(60001, 3777, pid=6, ssrc=9999, key=True), 0)
-    await feed2(vp8(60002, 6777, pid=7, ssrc=9999), 0)
+    feed1(vp8(4, 12000, pid=30004), 0)  # the old one: ignored
+    feed2(vp8(60000, 777, pid=5, ssrc=9999), 0)  # not a keyframe: skipped
+    feed2(vp8(60001, 3777, pid=6, ssrc=9999, key=True), 0)
+    feed2(vp8(60002, 6777, pid=7, ssrc=9999), 0)
     out = [parse(p) for p in port.sent_packets]
     assert len(out) == 5
     assert [(o["seq"] - out[0]["seq"]) & 0xFFFF for o in out] == [0, 1, 2, 3, 4]
@@ -294,7 +294,7 @@ async def test_lowest_remb_goes_upstream(fakes: Fakes) -> None:
     pub, feed = await publish(track, fakes)
     a, _ = await subscriber(track, fakes)
     b, _ = await subscriber(track, fakes)
-    await feed(vp8(1, 0, key=True), 0)
+    feed(vp8(1, 0, key=True), 0)
     a.on_remb(900_000)
     b.on_remb(300_000)  # a drop goes up at once
     b.on_remb(320_000)  # a small rise waits
@@ -329,10 +329,10 @@ async def test_frames_assembled_for_frame_subscribers(fakes: Fakes) -> None:
     f2 = frame(3, 6000, [b"CC", b"DD", b"EE"], False)
     f3 = frame(6, 9000, [b"FF"], False)
     for p in f1 + [f2[0], f2[2]] + f3:  # f2's middle packet comes late
-        await feed(p, 0)
+        feed(p, 0)
     await asyncio.sleep(0)
     assert len(frames) == 1
-    await feed(f2[1], 0)
+    feed(f2[1], 0)
     await asyncio.sleep(0)
     assert [bytes(f) for f in frames] == [b"\x00AABB", b"\x01CCDDEE", b"\x01FF"]
     assert [f.pts for f in frames] == [0, 3000, 6000]
@@ -341,10 +341,10 @@ async def test_frames_assembled_for_frame_subscribers(fakes: Fakes) -> None:
     f5 = frame(9, 15000, [b"II"], False)
     f6 = frame(10, 18000, [b"JJ"], True)
     for p in [f4[0], *f5]:
-        await feed(p, 0)
+        feed(p, 0)
     await asyncio.sleep(rtp_assembly.ASSEMBLY_MAX_WAIT_S + 0.05)
     for p in f6:
-        await feed(p, 0)
+        feed(p, 0)
     await asyncio.sleep(0)
     assert [bytes(f) for f in frames[3:]] == [b"\x00JJ"]
     assert recorder.frames_dropped >= 1
@@ -359,7 +359,7 @@ async def test_keyframe_request_before_media_goes_with_the_first_packet(
     pub, feed = await publish(track, fakes)
     assert pub.request_keyframe() is None  # no SSRC to address it to yet
     assert fakes.rtcp == []
-    await feed(vp8(1, 0), 0)
+    feed(vp8(1, 0), 0)
     await asyncio.sleep(0)
     assert fakes.rtcp == [("pli", IN_SSRC)]
     pub.close()
@@ -424,11 +424,11 @@ async def test_loss_towards_the_agent_is_repaired_from_history(room: MediaRoom) 
         original = port.send
         count = [0]
 
-        async def lossy(data: bytes) -> None:
+        def lossy(data: bytes) -> None:
             count[0] += 1
             if count[0] % 20 == 0:
                 return  # 5% of what the server sends the agent
-            await original(data)
+            original(data)
 
         port.send = lossy
         took = await agent.wait_frames(60, 6)

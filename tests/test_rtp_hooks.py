@@ -105,6 +105,114 @@ async def test_tap_gets_raw_packets_and_aiortc_keeps_reporting() -> None:
         await b.close()
 
 
+def test_check_compat_notices_aioice_receive_changes(monkeypatch: pytest.MonkeyPatch) -> None:
+    from aioice.ice import Connection  # noqa: PLC0415
+
+    def data_received(self: Any, data: bytes, component: int) -> None:
+        self._events.put_nowait(data)  # a new aioice that no longer queues for recv()
+
+    monkeypatch.setattr(Connection, "data_received", data_received)
+    with pytest.raises(RuntimeError, match="Connection.data_received"):
+        rtp_hooks.check_compat()
+
+
+async def test_sync_tap_takes_srtp_straight_from_the_socket() -> None:
+    """A sync handler runs in aioice's datagram_received (no task: not the DTLS
+    transport's), every packet unprotected; the transport's counters still count them;
+    a handler that raises is logged and the packets keep coming."""
+    a, b = await pair()
+    receiver = b.getTransceivers()[0].receiver
+    tasks: list[object] = []
+    raised = [0]
+
+    def handler(data: bytes, arrival_ms: int) -> None:
+        assert data[0] >> 6 == 2 and len(data) > 12  # RTP, unprotected
+        tasks.append(asyncio.current_task())
+        if len(tasks) == 5:
+            raised[0] += 1
+            raise ValueError("a bug in the forwarder")
+
+    rtp_hooks.tap_rtp(receiver, handler)
+    try:
+        await wait_for(lambda: len(tasks) >= 30, 5, "tapped packets")
+        assert raised == [1]
+        # the first packets may have queued before the DTLS handshake ended; after them
+        # none comes through aiortc's DTLS task
+        assert tasks[-20:] == [None] * 20
+        dtls = receiver.transport
+        stats = [s for s in dtls._get_stats().values() if s.type == "transport"]
+        assert stats[0].packetsReceived >= 30 and stats[0].bytesReceived > 30 * 12
+        assert receiver.track._queue.qsize() == 0  # nothing reached aiortc's decoder
+        rtp_hooks.untap_rtp(receiver)  # aiortc's own path again: this receiver decodes
+        frame = await asyncio.wait_for(receiver.track.recv(), 5)
+        assert frame is not None
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_forged_datagrams_teach_the_router_nothing_and_empty_ones_end_nothing() -> None:
+    """Datagrams from a real socket of another sender to the receiving pc's port: RTP
+    with new SSRCs that is not authentic is dropped without aiortc's router learning the
+    SSRCs (its table would grow with every forged one), and an empty datagram neither
+    ends the connection (aiortc's DTLS task fails on it) nor stops the media."""
+    import socket  # noqa: PLC0415
+
+    a, b = await pair()
+    receiver = b.getTransceivers()[0].receiver
+    got: list[int] = []
+
+    def handler(data: bytes, arrival_ms: int) -> None:
+        got.append(struct.unpack_from("!I", data, 8)[0])
+
+    rtp_hooks.tap_rtp(receiver, handler)
+    try:
+        await wait_for(lambda: len(got) >= 5, 5, "tapped packets")
+        router = receiver.transport._rtp_router
+        pt = rtp_hooks.negotiated(b.getTransceivers()[0]).payload_type
+        host, port = b.getTransceivers()[0].receiver.transport.transport._connection._nominated[
+            1
+        ].protocol.transport.get_extra_info("sockname")[:2]
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            for forged in range(1000, 1100):
+                header = struct.pack("!BBHII", 0x80, pt, forged, 0, forged)
+                sock.sendto(header + bytes(100), (host, port))
+            sock.sendto(b"", (host, port))
+        count = len(got)
+        await wait_for(lambda: len(got) >= count + 20, 5, "media after the forged datagrams")
+        assert not set(range(1000, 1100)) & set(router.ssrc_table)
+        assert not set(range(1000, 1100)) & set(got)
+        assert receiver.transport.state == "connected"
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_async_handlers_of_every_kind_are_awaited() -> None:
+    """An async callable object (bench/lib's FrameCounter) is awaited on aiortc's path,
+    not called from the socket and dropped; so is an async handler that looks sync."""
+    a, b = await pair()
+    receiver = b.getTransceivers()[0].receiver
+    got: list[bytes] = []
+
+    class Counter:
+        async def __call__(self, data: bytes, arrival_ms: int) -> None:
+            got.append(data)
+
+    async def collect(data: bytes, arrival_ms: int) -> None:
+        got.append(data)
+
+    rtp_hooks.tap_rtp(receiver, Counter())
+    try:
+        await wait_for(lambda: len(got) >= 10, 5, "packets for an async callable object")
+        rtp_hooks.tap_rtp(receiver, lambda data, ms: collect(data, ms))  # returns a coroutine
+        count = len(got)
+        await wait_for(lambda: len(got) >= count + 10, 5, "packets for a lambda's coroutine")
+    finally:
+        await a.close()
+        await b.close()
+
+
 async def test_sender_port_sends_hand_made_packets_and_counts_them() -> None:
     a, b = await pair(back=True)
     tb = b.getTransceivers()[0]
@@ -121,7 +229,7 @@ async def test_sender_port_sends_hand_made_packets_and_counts_them() -> None:
         neg = rtp_hooks.negotiated(tb)
         assert port.connected and port.ssrc == tb.sender._ssrc
         packet = struct.pack("!BBHII", 0x80, 0x80 | neg.payload_type, 7, 9000, port.ssrc) + b"x"
-        await port.send(packet)
+        port.send(packet)
         port.sent(1, 1)
         port.sent_frame(9000, 1_700_000_000.0)
         await wait_for(lambda: packet in got, 2, "the packet at the other end")

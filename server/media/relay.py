@@ -55,7 +55,7 @@ class PacketSubscriber(Protocol):
     remb: int  # its receiver's latest bandwidth estimate (0: none)
     remb_at: float
 
-    async def forward(self, pkt: Any) -> None: ...  # one packet of the current upstream
+    def forward(self, pkt: Any) -> None: ...  # one packet of the current upstream (sync)
     def restart(self) -> None: ...  # a new upstream: resume at its first keyframe
     def stop(self) -> None: ...
 
@@ -200,8 +200,8 @@ class RoomTrack:
         self.keyframe_min_interval_s = keyframe_min_interval_s
         self._upstream: Upstream | None = None
         self._subscribers: list[ForwardedTrack] = []
-        # Replaced, never changed in place: the forwarder iterates it per packet, awaiting
-        # each send, without copying it.
+        # Replaced, never changed in place: the forwarder iterates it per packet without
+        # copying it (a subscriber's callback may unsubscribe during the loop).
         self.packet_subscribers: list[PacketSubscriber] = []
         self._last_out_pts: int | None = None
         self._last_out_time = 0.0

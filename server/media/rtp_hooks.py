@@ -1,4 +1,5 @@
-"""aiortc private APIs that RTP-level forwarding needs, in one place (aiortc 1.16).
+"""aiortc private APIs that RTP-level forwarding needs, in one place (aiortc 1.16,
+aioice 0.13, pylibsrtp 1.0).
 
 `server.media.aiortc_hooks` reaches behind aiortc's receivers and ICE; this module goes
 one level lower, to RTP packets, so that the forwarder (`rtp_publisher`, `rtp_subscriber`)
@@ -13,6 +14,14 @@ Receiving
   transport instance. Packets that aiortc's router (`_rtp_router.route_rtp`, which reads
   only `.ssrc` and `.payload_type`) would give to a tapped receiver go to the tap as raw
   bytes; everything else takes aiortc's own path.
+- The fast path (`_FastPath`, for sync handlers: the forwarder's): aioice's
+  `StunProtocol.datagram_received` and `Connection.data_received` are shadowed per
+  instance, so an SRTP datagram of a tapped receiver is unprotected with the DTLS
+  transport's `_rx_srtp` (while `_state` is CONNECTED, counting its `__rx_bytes` /
+  `__rx_packets`) and handed over in the same call, without aioice's queue and the DTLS
+  transport's task (`_recv_next`). STUN, DTLS and SRTCP keep aiortc's path.
+- pylibsrtp's `Session` internals (`_srtp`, `_cdata`, `_buffer`: what `Session.__process`
+  uses) to run libsrtp in place (`_Srtp`), both ways.
 - `RTCRtpReceiver.__remote_streams` (`StreamStatistics.add(packet)` reads
   `.sequence_number` and `.timestamp`): fed by `ReceiveStats`, so aiortc's receiver reports
   (RTCP RR to the publisher) and `getStats()` keep working for tapped packets.
@@ -21,21 +30,25 @@ Receiving
 
 Sending
 - `RTCRtpTransceiver._codecs` / `_headerExtensions` (what was negotiated), the sender's
-  `_ssrc` / `_rtx_ssrc`, and `RTCDtlsTransport._send_rtp(data)` (protect + send).
+  `_ssrc` / `_rtx_ssrc`; `SenderPort.send` does what `RTCDtlsTransport._send_rtp(data)`
+  does (protect with `_tx_srtp`, count `__tx_bytes` / `__tx_packets`) and sends on the aioice
+  connection's nominated pair (`_nominated[1].protocol.transport`, `remote_addr`), as
+  `Connection.sendto` would, without its chain of coroutines.
 - The sender's counters that its RTCP sender reports and `getStats()` read:
   `__packet_count`, `__octet_count`, `__ntp_timestamp`, `__rtp_timestamp`.
 - `RTCRtpSender._handle_rtcp_packet(packet)`: the dispatch target of RTCP addressed to the
   sender (`RtpRouter.route_rtcp`), shadowed per instance by `on_sender_rtcp()` so NACK,
   PLI/FIR and REMB go to the forwarder; reports still reach aiortc.
 
-Over 400 lines because every aiortc private API the RTP path relies on is in this one
-module, next to the `check_compat()` that pins it (a third of the file): an aiortc upgrade
-is reviewed here and nowhere else. Per packet only the tap's dispatch, `ReceiveStats.add`
-and `SenderPort` run.
+Over 400 lines because every aiortc/aioice/pylibsrtp private API the RTP path relies on
+is in this one module, next to the `check_compat()` that pins it (a third of the file): an
+upgrade is reviewed here and nowhere else. Per packet only `_FastPath.rtp`, `_Srtp`,
+`ReceiveStats.add` and `SenderPort` run.
 """
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import time
@@ -43,9 +56,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import pylibsrtp
+from aioice.ice import Connection, StunProtocol
 from aiortc import rtp as aiortc_rtp
 from aiortc.codecs import h264 as aiortc_h264
-from aiortc.rtcdtlstransport import RTCDtlsTransport, RtpRouter
+from aiortc.rtcdtlstransport import RTCDtlsTransport, RtpRouter, State
+from aiortc.rtcicetransport import RTCIceTransport
 from aiortc.rtcrtpreceiver import RTCRtpReceiver, StreamStatistics
 from aiortc.rtcrtpsender import RTCRtpSender
 from aiortc.rtcrtptransceiver import RTCRtpTransceiver
@@ -57,6 +73,8 @@ from aiortc.rtp import (
     RtcpPsfbPacket,
     RtcpRtpfbPacket,
 )
+from pylibsrtp._binding import ffi as srtp_ffi
+from pylibsrtp._binding import lib as srtp_lib
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +82,9 @@ URI_MID = "urn:ietf:params:rtp-hdrext:sdes:mid"
 URI_ABS_SEND_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
 NTP_EPOCH_OFFSET = 2_208_988_800  # seconds from 1900-01-01 to 1970-01-01
 
-RtpHandler = Callable[[bytes, int], Awaitable[None]]
+# A sync handler (returns None) also gets the fast path (see _FastPath); an async one only
+# aiortc's own path (the DTLS task), as every handler did before.
+RtpHandler = Callable[[bytes, int], Awaitable[None] | None]
 
 _checked = False
 
@@ -91,14 +111,19 @@ class _RouteKey:
 
 
 class _TransportTap:
-    """Installed as `transport._handle_rtp_data` on one RTCDtlsTransport instance."""
+    """Installed as `transport._handle_rtp_data` on one RTCDtlsTransport instance: the
+    packets that still take aiortc's path (before the fast path is in place, or an async
+    handler's)."""
 
     def __init__(self, transport: RTCDtlsTransport) -> None:
         self.transport = transport
         self.original: Callable[[bytes, int], Awaitable[None]] = transport._handle_rtp_data
         self.router: RtpRouter = transport._rtp_router
         self.handlers: dict[RTCRtpReceiver, RtpHandler] = {}
+        # the sync handlers among them: the fast path's (_FastPath.rtp)
+        self.sync: dict[RTCRtpReceiver, Callable[[bytes, int], None]] = {}
         self.key = _RouteKey()
+        self.fast: _FastPath | None = None
 
     async def __call__(self, data: bytes, arrival_time_ms: int) -> None:
         if self.handlers and len(data) >= 12:
@@ -110,9 +135,150 @@ class _TransportTap:
             if receiver is not None:
                 handler = self.handlers.get(receiver)  # type: ignore[call-overload]
                 if handler is not None:
-                    await handler(data, arrival_time_ms)
+                    result = handler(data, arrival_time_ms)
+                    if result is not None:
+                        await result
                     return
         await self.original(data, arrival_time_ms)
+
+
+class _Srtp:
+    """One pylibsrtp Session's protect or unprotect, called the way `Session.__process`
+    calls libsrtp but in place in the session's own 1500-byte buffer: no `ffi.new` per
+    packet, and the caller can read the result from `view` without a copy (the send
+    side hands `view[:n]` to `sendto`). Only one packet is in the buffer at a time: each
+    call is done with it before the next (one thread, no await in between)."""
+
+    __slots__ = ("_ctx", "_func", "_len", "_max", "buf", "session", "view")
+
+    def __init__(self, session: pylibsrtp.Session, protect: bool) -> None:
+        self.session = session  # keeps the context alive
+        self._ctx = session._srtp[0]
+        self._func = srtp_lib.srtp_protect if protect else srtp_lib.srtp_unprotect
+        self.buf = session._buffer
+        self.view = memoryview(session._buffer)
+        self._len = srtp_ffi.new("int *")
+        # room for the authentication tag (and MKI) protect appends, as pylibsrtp keeps
+        self._max = len(session._buffer) - (pylibsrtp.SRTP_MAX_TRAILER_LEN if protect else 0)
+
+    def __call__(self, data: bytes | memoryview) -> int:
+        """Process `data` into `buf`/`view`; the length of the result."""
+        n = len(data)
+        if n > self._max:
+            raise pylibsrtp.Error("packet is too long")
+        self.buf[0:n] = data
+        length = self._len
+        length[0] = n
+        rc = self._func(self._ctx, self.session._cdata, length)
+        if rc:
+            raise pylibsrtp.Error(pylibsrtp.ERRORS[rc] if rc < len(pylibsrtp.ERRORS) else rc)
+        return length[0]
+
+
+class _FastPath:
+    """SRTP packets of tapped receivers straight from the socket to unprotect and the
+    handler, in aioice's `datagram_received` (issue 18, part 3).
+
+    aiortc's own path puts every datagram on the ICE connection's asyncio.Queue, wakes the
+    DTLS transport's task (`_recv_next`: `Connection.recvfrom`, `current_ms()`, the
+    unprotect, two awaits), and aioice first tries to parse each one as STUN. Here an RTP
+    datagram (first byte 128-191: never STUN, never DTLS) whose SSRC and payload type
+    (in the clear in SRTP) route to a tapped receiver with a sync handler is unprotected
+    and handed over at once. Everything else (STUN, DTLS, SRTCP, other receivers' RTP)
+    takes the old path unchanged. Installed on the ICE `Connection` instance
+    (`data_received`, which every datagram that is not STUN reaches) and, once known, on
+    its `StunProtocol`s (`datagram_received`, before the STUN parse)."""
+
+    def __init__(self, tap: _TransportTap, connection: Connection) -> None:
+        self.tap = tap
+        self.dtls = tap.transport
+        self.connection = connection
+        self._unprotect: _Srtp | None = None
+        self.hooked: set[int] = set()  # id() of the StunProtocols hooked
+        original = connection.data_received
+
+        def data_received(data: bytes, component: int) -> None:
+            if not data:
+                return  # see _hook
+            if not (127 < data[0] < 192 and self.rtp(data)):
+                original(data, component)
+            if len(self.hooked) != len(connection._protocols):
+                self._hook_protocols()
+
+        connection.data_received = data_received  # type: ignore[method-assign]
+        self._hook_protocols()
+
+    def _hook_protocols(self) -> None:
+        for protocol in self.connection._protocols:
+            if id(protocol) not in self.hooked:
+                self.hooked.add(id(protocol))
+                self._hook(protocol)
+
+    def _hook(self, protocol: StunProtocol) -> None:
+        original = protocol.datagram_received
+        rtp = self.rtp
+
+        def datagram_received(data: bytes | str, addr: tuple[Any, ...]) -> None:
+            if not data:
+                # Nothing (STUN, DTLS and RTP are longer), and aiortc's DTLS task would end
+                # the connection on it (`data[0]` of b"": IndexError in `_recv_next`).
+                return
+            if not (127 < data[0] < 192 and rtp(data)):  # type: ignore[operator, arg-type]
+                original(data, addr)
+
+        protocol.datagram_received = datagram_received  # type: ignore[method-assign]
+
+    def rtp(self, data: bytes) -> bool:
+        """True: the packet was this path's (handed over, or dropped as aiortc would)."""
+        dtls = self.dtls
+        srtp = dtls._rx_srtp
+        if srtp is None or dtls._state is not State.CONNECTED or len(data) < 12:
+            return False
+        b1 = data[1]
+        if 192 <= b1 <= 208:
+            return False  # SRTCP: aiortc's path (a few per second)
+        # RtpRouter.route_rtp's choice, read before the packet is known to be authentic:
+        # an SSRC it has not seen is learned (as route_rtp would) only after unprotect, so
+        # forged datagrams cannot fill its table.
+        router = self.tap.router
+        ssrc = int.from_bytes(data[8:12], "big")
+        pts = router.payload_type_table.get(b1 & 0x7F)
+        if not pts:
+            return False
+        receiver = router.ssrc_table.get(ssrc)
+        new = receiver is None
+        if new:
+            if len(pts) != 1:
+                return False
+            receiver = next(iter(pts))
+        elif receiver not in pts:
+            return False
+        handler = self.tap.sync.get(receiver)  # type: ignore[call-overload]
+        if handler is None:
+            return False
+        unprotect = self._unprotect
+        if unprotect is None or unprotect.session is not srtp:
+            unprotect = self._unprotect = _Srtp(srtp, protect=False)
+        try:
+            plain = unprotect.buf[0 : unprotect(data)]
+        except pylibsrtp.Error:
+            return True  # aiortc drops it too (replayed, or not authentic)
+        if new:
+            router.ssrc_table[ssrc] = receiver
+        dtls._RTCDtlsTransport__rx_bytes += len(data)  # type: ignore[attr-defined]
+        dtls._RTCDtlsTransport__rx_packets += 1  # type: ignore[attr-defined]
+        try:
+            result = handler(plain, 0)
+            if result is not None:
+                # an async handler _is_async did not recognise: run this one, and give it
+                # aiortc's path (where it is awaited) from now on
+                asyncio.ensure_future(result)
+                self.tap.sync.pop(receiver, None)  # type: ignore[call-overload]
+        except Exception:
+            # On aiortc's path an exception ends the DTLS task (and the connection); here
+            # it would reach the event loop's handler once per packet: log it, go on.
+            logger.exception("RTP tap handler failed")
+        return True
 
 
 # The tap lives ON its transport (an attribute), never in a module-level map: a
@@ -129,8 +295,10 @@ def _tap_of(transport: RTCDtlsTransport) -> _TransportTap | None:
 
 def tap_rtp(receiver: RTCRtpReceiver, handler: RtpHandler) -> None:
     """Send the RTP packets (unprotected bytes, RTX included) that aiortc would hand to
-    `receiver` to `await handler(data, arrival_time_ms)` instead. The receiver's RTCP
-    (sender reports, BYE) and its receiver reports keep running in aiortc."""
+    `receiver` to `handler(data, arrival_time_ms)` instead. A sync handler gets them
+    straight from the socket (`_FastPath`; arrival_time_ms is 0 there: read the clock if
+    needed), an async one (awaited) from aiortc's DTLS task. The receiver's RTCP (sender
+    reports, BYE) and its receiver reports keep running in aiortc."""
     ensure_compat()
     transport = receiver.transport
     tap = _tap_of(transport)
@@ -139,12 +307,25 @@ def tap_rtp(receiver: RTCRtpReceiver, handler: RtpHandler) -> None:
         setattr(transport, _TAP, tap)
         transport._handle_rtp_data = tap  # type: ignore[method-assign]
     tap.handlers[receiver] = handler
+    if _is_async(handler):
+        tap.sync.pop(receiver, None)
+        return
+    tap.sync[receiver] = handler  # type: ignore[assignment]
+    if tap.fast is None:
+        tap.fast = _FastPath(tap, transport.transport._connection)
+
+
+def _is_async(handler: RtpHandler) -> bool:
+    """An `async def` function or method, or an object with an `async def __call__`."""
+    call = type(handler).__call__  # noqa: B004 (not a callable() test: its coroutine-ness)
+    return inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(call)
 
 
 def untap_rtp(receiver: RTCRtpReceiver) -> None:
     tap = _tap_of(receiver.transport)
     if tap is not None:
         tap.handlers.pop(receiver, None)
+        tap.sync.pop(receiver, None)
 
 
 def tapped(receiver: RTCRtpReceiver) -> bool:
@@ -281,10 +462,27 @@ class SenderPort:
         self.ssrc: int = sender._ssrc
         self.rtx_ssrc: int = sender._rtx_ssrc
         self._transport: RTCDtlsTransport = sender.transport
+        self._nominated: dict[int, Any] = sender.transport.transport._connection._nominated
+        self._protect: _Srtp | None = None
 
-    async def send(self, data: bytes) -> None:
-        """Protect and send one RTP packet; ConnectionError when the transport is down."""
-        await self._transport._send_rtp(data)
+    def send(self, data: bytes | memoryview) -> None:
+        """Protect and send one RTP packet (any bytes-like object: it is copied), at once;
+        ConnectionError when the transport is down. What `RTCDtlsTransport._send_rtp` does,
+        without its four coroutine frames (`_send_rtp` -> `Connection.send` -> `sendto` ->
+        `StunProtocol.send_data`, none of which ever waits) and without a bytes object per
+        packet: protected in the SRTP session's buffer, which goes to the nominated pair's
+        socket as it is (asyncio copies it only if the socket is full and it must wait)."""
+        t = self._transport
+        pair = self._nominated.get(1)
+        if t._state is not State.CONNECTED or pair is None:
+            raise ConnectionError("Cannot send encrypted RTP, not connected")
+        protect = self._protect
+        if protect is None or protect.session is not t._tx_srtp:
+            protect = self._protect = _Srtp(t._tx_srtp, protect=True)
+        n = protect(data)
+        pair.protocol.transport.sendto(protect.view[:n], pair.remote_addr)
+        t._RTCDtlsTransport__tx_bytes += n  # type: ignore[attr-defined]
+        t._RTCDtlsTransport__tx_packets += 1  # type: ignore[attr-defined]
 
     def sent(self, packets: int, payload_bytes: int) -> None:
         s = self.sender
@@ -411,7 +609,84 @@ def _src(fn: Any) -> str:
 def check_compat() -> None:
     """Assert every private symbol this module relies on exists as expected."""
     _check_receiving()
+    _check_fast_path()
     _check_sending()
+
+
+def _check_fast_path() -> None:
+    """What _FastPath and SenderPort.send take from aioice and aiortc's DTLS transport."""
+    received = _src(StunProtocol.datagram_received)
+    _require(
+        _params(StunProtocol.datagram_received) == ["self", "data", "addr"]
+        and "self.receiver.data_received(data, self.local_candidate.component)" in received,
+        "aioice.ice.StunProtocol.datagram_received",
+        "no longer hands datagrams that are not STUN to receiver.data_received",
+    )
+    _require(
+        _params(Connection.data_received) == ["self", "data", "component"]
+        and "self._queue.put_nowait((data, component))" in _src(Connection.data_received),
+        "aioice.ice.Connection.data_received",
+        "no longer queues a datagram for recv()",
+    )
+    cinit = _src(Connection.__init__)
+    _require(
+        "self._protocols" in cinit and "self._nominated" in cinit,
+        "aioice.ice.Connection._protocols/_nominated",
+        "are missing",
+    )
+    _require(
+        "active_pair.protocol.send_data(data, active_pair.remote_addr)"
+        in _src(Connection.sendto)
+        and "self.transport.sendto(data, addr)" in _src(StunProtocol.send_data),
+        "aioice.ice.Connection.sendto",
+        "no longer sends on the nominated pair's protocol.transport",
+    )
+    _require(
+        "self._connection = gatherer._connection" in _src(RTCIceTransport.__init__)
+        and "self._send = self._connection.send" in _src(RTCIceTransport.__init__),
+        "aiortc.RTCIceTransport._connection",
+        "is no longer the aioice Connection it sends and receives on",
+    )
+    recv_next = _src(RTCDtlsTransport._recv_next)
+    _require(
+        "first_byte > 127 and first_byte < 192 and self._rx_srtp" in recv_next
+        and "self.__rx_bytes += len(data)" in recv_next
+        and "self.__rx_packets += 1" in recv_next,
+        "aiortc.RTCDtlsTransport._recv_next",
+        "no longer takes SRTP as first bytes 128-191 with _rx_srtp, counting __rx_bytes",
+    )
+    send_rtp = _src(RTCDtlsTransport._send_rtp)
+    _require(
+        "self._state != State.CONNECTED" in send_rtp
+        and "await self.transport._send(data)" in send_rtp
+        and "self.__tx_bytes += len(data)" in send_rtp
+        and "self.__tx_packets += 1" in send_rtp,
+        "aiortc.RTCDtlsTransport._send_rtp",
+        "no longer checks _state, sends on transport._send and counts __tx_bytes",
+    )
+    dinit = _src(RTCDtlsTransport.__init__)
+    for name in ("_state", "__rx_bytes", "__rx_packets", "__tx_bytes", "__tx_packets"):
+        _require(f"self.{name} =" in dinit, f"aiortc.RTCDtlsTransport.{name}", "is missing")
+    _require(
+        "self._rx_srtp = Session(" in _src(RTCDtlsTransport._setup_srtp)
+        and hasattr(State, "CONNECTED")
+        and isinstance(getattr(pylibsrtp, "Error", None), type),
+        "aiortc.RTCDtlsTransport._rx_srtp",
+        "is no longer a pylibsrtp Session set up after the handshake",
+    )
+    process = _src(pylibsrtp.Session._Session__process)  # type: ignore[attr-defined]
+    _require(
+        "self._buffer[0 : len(data)] = data" in process
+        and "func(self._srtp[0], self._cdata, len_p)" in process
+        and "return self._buffer[0 : len_p[0]]" in process
+        and "self._cdata = ffi.new(\"char[]\", 1500)" in _src(pylibsrtp.Session.__init__)
+        and callable(getattr(srtp_lib, "srtp_protect", None))
+        and callable(getattr(srtp_lib, "srtp_unprotect", None))
+        and isinstance(getattr(pylibsrtp, "SRTP_MAX_TRAILER_LEN", None), int)
+        and isinstance(getattr(pylibsrtp, "ERRORS", None), list),
+        "pylibsrtp.Session.__process",
+        "no longer runs libsrtp in place in self._cdata/_buffer (see _Srtp)",
+    )
 
 
 def _check_receiving() -> None:
@@ -432,6 +707,15 @@ def _check_receiving() -> None:
         set(_attr_reads(route, "packet")) == {"ssrc", "payload_type"},
         "aiortc.rtcdtlstransport.RtpRouter.route_rtp",
         "reads more of a packet than .ssrc and .payload_type",
+    )
+    _require(  # what _FastPath.rtp repeats of it
+        "self.ssrc_table.get(packet.ssrc)" in route
+        and "self.payload_type_table.get(packet.payload_type, set())" in route
+        and "ssrc_receiver in pt_receivers" in route
+        and "ssrc_receiver is None and len(pt_receivers) == 1" in route
+        and "self.ssrc_table[packet.ssrc] = pt_receiver" in route,
+        "aiortc.rtcdtlstransport.RtpRouter.route_rtp",
+        "no longer routes by ssrc_table, else a single payload_type_table match (learned)",
     )
     _require(
         "self._rtp_router = RtpRouter()" in _src(RTCDtlsTransport.__init__),

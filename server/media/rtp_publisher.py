@@ -146,7 +146,8 @@ class RtpPublisher:
 
     # --- the packet path ----------------------------------------------------------------
 
-    async def _on_rtp(self, data: bytes, arrival_time_ms: int) -> None:
+    def _on_rtp(self, data: bytes, arrival_time_ms: int) -> None:
+        # Sync: rtp_hooks' fast path calls it from the socket's datagram_received.
         try:
             b0, b1, seq, ts, ssrc = HDR.unpack_from(data)
         except struct.error:
@@ -198,8 +199,8 @@ class RtpPublisher:
         if not late and (pkt.key or pkt.marker):
             self._count(rt, pkt)
 
-        for sub in rt.packet_subscribers:  # replaced, not changed, while we await
-            await sub.forward(pkt)
+        for sub in rt.packet_subscribers:
+            sub.forward(pkt)
 
         if rt._subscribers:  # frame subscribers (rt.frame_subscribers, without the call)
             self._assemble(rt, pkt, data, off, end, now)

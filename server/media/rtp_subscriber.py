@@ -40,33 +40,44 @@ SLOT = 1400  # bytes per history slot (aiortc and browsers send <= ~1300-byte pa
 
 class _History:
     """The last HISTORY packets sent, for NACKs: one buffer allocated once (a list of
-    per-packet bytes objects with mixed lifetimes fragments the heap for minutes)."""
+    per-packet bytes objects with mixed lifetimes fragments the heap for minutes). The
+    forwarder writes each packet straight into its slot (`slot`) and sends it from there."""
 
     def __init__(self) -> None:
-        self._buf: bytearray | None = None
+        self._view: memoryview | None = None
         self._lengths = array("H", bytes(2 * HISTORY))
         self._large: dict[int, bytes] = {}
 
+    def slot(self, seq: int, n: int) -> memoryview | None:
+        """The slot of `seq`, `n` bytes long, to write the packet into; None when it is
+        too large for a slot (then `put` it)."""
+        if n > SLOT:
+            return None
+        i = seq & _MASK
+        view = self._view
+        if view is None:
+            view = self._view = memoryview(bytearray(HISTORY * SLOT))
+        if self._large:
+            self._large.pop(i, None)
+        self._lengths[i] = n
+        return view[i * SLOT : i * SLOT + n]
+
     def put(self, seq: int, data: bytes) -> None:
         i = seq & _MASK
-        n = len(data)
-        if n > SLOT:
+        if len(data) > SLOT:
             self._large[i] = data
             self._lengths[i] = 0
             return
-        if self._buf is None:
-            self._buf = bytearray(HISTORY * SLOT)
-        if self._large:
-            self._large.pop(i, None)
-        self._buf[i * SLOT : i * SLOT + n] = data
-        self._lengths[i] = n
+        view = self.slot(seq, len(data))
+        assert view is not None
+        view[:] = data
 
     def get(self, seq: int) -> bytes | None:
         i = seq & _MASK
         n = self._lengths[i]
         if n:
-            assert self._buf is not None
-            data = bytes(self._buf[i * SLOT : i * SLOT + n])
+            assert self._view is not None
+            data = bytes(self._view[i * SLOT : i * SLOT + n])
         else:
             data = self._large.get(i)  # type: ignore[assignment]
         if data is None or ((data[2] << 8) | data[3]) != seq:
@@ -74,7 +85,7 @@ class _History:
         return data
 
     def release(self) -> None:
-        self._buf = None
+        self._view = None
         self._large.clear()
         self._lengths = array("H", bytes(2 * HISTORY))
 
@@ -127,7 +138,9 @@ class RtpSubscriber(MediaStreamTrack, rtp_hooks.SenderFeedback):
         self._b0 = 0x80
         self._ext_pre = b""
         self._ext_post = b""
+        self._ext = b""  # the whole header extension block (abs-send-time zero)
         self._abs = False
+        self._abs_at = 0  # offset of the abs-send-time value in the packet
         self.remb = 0
         self.remb_at = 0.0
         # counters
@@ -195,6 +208,8 @@ class RtpSubscriber(MediaStreamTrack, rtp_hooks.SenderFeedback):
             self._b0 = 0x90
             self._ext_pre = b"\xbe\xde" + words.to_bytes(2, "big") + elements
             self._ext_post = b"\x00" * (words * 4 - total)
+            self._ext = self._ext_pre + (b"\x00\x00\x00" if self._abs else b"") + self._ext_post
+            self._abs_at = 12 + len(self._ext_pre)
 
     # --- packets ------------------------------------------------------------------------
 
@@ -253,7 +268,7 @@ class RtpSubscriber(MediaStreamTrack, rtp_hooks.SenderFeedback):
             tl0 = (payload[pkt.tl0_pos] + self._tl0_off) & 0xFF
         return vcodec.vp8_rewrite(payload, pkt.pid_pos, pid, pkt.tl0_pos, tl0)
 
-    async def forward(self, pkt: Packet) -> None:
+    def forward(self, pkt: Packet) -> None:
         """Send one publisher packet (or wait for a keyframe, asking for one)."""
         if self.waiting_keyframe:
             if not self.started or self.port is None:
@@ -276,14 +291,26 @@ class RtpSubscriber(MediaStreamTrack, rtp_hooks.SenderFeedback):
         seq = (pkt.ext + self._seq_off) & 0xFFFF
         ts = (pkt.timestamp + self._ts_off) & 0xFFFFFFFF
         payload = pkt.payload if not (self._pid_off or self._tl0_off) else self._vp8_ids(pkt)
-        header = HDR.pack(self._b0 | pkt.pad, (pkt.marker << 7) | self._pt, seq, ts, self._ssrc)
+        # Written in place into this packet's history slot (no per-packet bytes objects
+        # but the 3-byte abs-send-time), and sent from there.
+        hl = 12 + len(self._ext)
+        n = hl + len(payload)
+        view = self._history.slot(seq, n)
+        large = view is None
+        if view is None:
+            view = memoryview(bytearray(n))  # over a slot: rare
+        b1 = (pkt.marker << 7) | self._pt
+        HDR.pack_into(view, 0, self._b0 | pkt.pad, b1, seq, ts, self._ssrc)
+        view[12:hl] = self._ext
         if self._abs:
             wall = time.time()
-            ext = self._ext_pre + (int(wall * 262144) & 0xFFFFFF).to_bytes(3, "big")
-            data = b"".join((header, ext, self._ext_post, payload))
+            at = self._abs_at
+            view[at : at + 3] = (int(wall * 262144) & 0xFFFFFF).to_bytes(3, "big")
         else:
             wall = 0.0
-            data = b"".join((header, self._ext_pre, self._ext_post, payload))
+        view[hl:n] = payload
+        if large:
+            self._history.put(seq, view.tobytes())
         if not pkt.late:
             self._last_seq = seq
             self._last_ts = ts
@@ -292,11 +319,10 @@ class RtpSubscriber(MediaStreamTrack, rtp_hooks.SenderFeedback):
                 self._last_pid_pkt = pkt
             if pkt.tl0_pos >= 0:
                 self._last_tl0_pkt = pkt
-        self._history.put(seq, data)
         port = self.port
         assert port is not None
         try:
-            await port.send(data)
+            port.send(view)
         except ConnectionError:
             return
         self.packets_sent += 1
@@ -309,7 +335,7 @@ class RtpSubscriber(MediaStreamTrack, rtp_hooks.SenderFeedback):
 
     # --- feedback from the subscriber's receiver ------------------------------------------
 
-    async def on_nack(self, lost: list[int]) -> None:
+    def on_nack(self, lost: list[int]) -> None:
         port = self.port
         if port is None:
             return
@@ -335,7 +361,7 @@ class RtpSubscriber(MediaStreamTrack, rtp_hooks.SenderFeedback):
                 )
                 self._rtx_seq = (self._rtx_seq + 1) & 0xFFFF
             try:
-                await port.send(data)
+                port.send(data)
             except ConnectionError:
                 return
             self.retransmitted += 1
