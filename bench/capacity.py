@@ -25,6 +25,11 @@ the limit): the largest step that held is `max_rooms_per_process`.
 
     python bench/capacity.py [--quick] [--json] [--forwarding rtp]
                              [--skip-baseline] [--max-rooms N] [--soak SECONDS]
+                             [--peer auto|janus|none]
+
+3. Janus (Debian's `janus`, VideoRoom) with the same clients, interleaved A/B with the
+   project (bench/capacity_parts/janus.py): always when janus is installed (`--peer
+   auto`), `--peer janus` requires it, `--peer none` leaves it out.
 
 Every process is this script: the orchestrator starts it again as a server (`--role
 server`) and as the two client processes; the parts are in bench/capacity_parts/.
@@ -60,6 +65,8 @@ def main() -> None:
     parser.add_argument("--server", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--no-recorder", action="store_true", help="project room without it")
+    parser.add_argument("--peer", choices=("auto", "janus", "none"), default="auto",
+                        help="compare with Janus (auto: when installed)")  # fmt: skip
     args = parser.parse_args()
     cli.quiet_logs()
     # Each role imports only what it runs.
@@ -72,6 +79,11 @@ def main() -> None:
             from bench.capacity_parts.project_server import run_server_project
 
             asyncio.run(run_server_project(args.forwarding, not args.no_recorder))
+        return
+    if args.role in ("callers", "agents") and args.server == "janus":
+        from bench.capacity_parts.janus import run_janus_clients
+
+        asyncio.run(run_janus_clients(args.role, args.port, not args.no_recorder))
         return
     if args.role in ("callers", "agents"):
         from bench.capacity_parts.clients import run_clients
