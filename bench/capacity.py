@@ -1,4 +1,4 @@
-"""Capacity: server CPU, memory and added latency per room, against aiortc's own relay.
+"""Capacity: server CPU, memory and added latency per room, against aiortc's relay and Janus.
 
 A room is the caller's camera (640x480, 30 fps, ~1 Mbps VP8) forwarded to the agent and
 recorded, plus the agent's screen (1280x720, 5 fps, ~300 kbps) forwarded to the caller.
@@ -8,6 +8,9 @@ The same load runs, in one invocation, through
    agent, re-encode for the recording), the way aiortc's examples relay media;
 2. the project's media path as shipped (server.media.MediaRoom with the configured
    `media.forwarding`, and the recorder participant when recorder/ is there);
+3. Janus (Debian's `janus`, VideoRoom), a C SFU, with the same clients, in cells
+   interleaved A/B with the project's (bench/capacity_parts/janus.py): always when janus
+   is installed (`--peer auto`), `--peer janus` requires it, `--peer none` leaves it out;
 
 each in its own server process. Clients are aiortc peers in two other processes
 (callers, agents) on loopback, sending a clip encoded once with libvpx in a loop (aiortc
@@ -26,10 +29,6 @@ the limit): the largest step that held is `max_rooms_per_process`.
     python bench/capacity.py [--quick] [--json] [--forwarding rtp]
                              [--skip-baseline] [--max-rooms N] [--soak SECONDS]
                              [--peer auto|janus|none]
-
-3. Janus (Debian's `janus`, VideoRoom) with the same clients, interleaved A/B with the
-   project (bench/capacity_parts/janus.py): always when janus is installed (`--peer
-   auto`), `--peer janus` requires it, `--peer none` leaves it out.
 
 Every process is this script: the orchestrator starts it again as a server (`--role
 server`) and as the two client processes; the parts are in bench/capacity_parts/.

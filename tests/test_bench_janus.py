@@ -8,9 +8,12 @@ import subprocess
 import sys
 from typing import Any
 
+import pytest
+
 from tests.test_bench import BENCH, _measure, run_json
 
 
+@pytest.mark.timeout(660)  # six server processes one after another on 2 loaded cores
 def test_capacity_with_janus_json_keys() -> None:
     """One room a cell: the project and Janus (recorded, forwarding only, event_loops=2),
     each cell a fresh server process, the same clients."""
