@@ -22,7 +22,7 @@ def test_capacity_with_janus_json_keys() -> None:
     janus = result["janus"]
     assert {"cores_per_room", "mem_mb_per_room", "p95_added_latency_ms", "fps", "loss",
             "screen_fps", "forwarding_only", "event_loops_2", "project_same_cells",
-            "recorded_mb", "rooms_measured"} <= set(janus)  # fmt: skip
+            "recorded_mb", "rooms_measured", "held"} <= set(janus)  # fmt: skip
     assert set(janus["event_loops_2"]) >= {"cores_per_room", "mem_mb_per_room",
                                            "p95_added_latency_ms"}  # fmt: skip
     assert {"ratio_vs_janus", "ratio_vs_janus_forwarding",
@@ -89,4 +89,8 @@ def test_capacity_summary_with_janus() -> None:
     assert s["ratio_vs_janus"] == 2.0  # project / Janus, the recorded cells
     assert s["ratio_vs_janus_forwarding"] == 1.8
     assert s["ratio_vs_janus_event_loops_2"] == 3.0
+    assert s["janus"]["held"] and s["janus"]["project_same_cells"]["recorded"]["held"]
     assert "vs Janus (VideoRoom, 4 rooms" in table(result)
+    result["janus"]["project"]["fps_mean"] = 6.7  # a starved project process
+    assert not summary_json(result)["janus"]["project_same_cells"]["recorded"]["held"]
+    assert "project did NOT hold" in table(result)
