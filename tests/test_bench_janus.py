@@ -4,8 +4,10 @@ numbers), the generated configuration, and the summary it adds."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import time
 from typing import Any
 
 import pytest
@@ -94,3 +96,41 @@ def test_capacity_summary_with_janus() -> None:
     result["janus"]["project"]["fps_mean"] = 6.7  # a starved project process
     assert not summary_json(result)["janus"]["project_same_cells"]["recorded"]["held"]
     assert "project did NOT hold" in table(result)
+
+
+def test_janus_dies_with_the_bench_that_started_it(tmp_path: Any) -> None:
+    """A bench killed outright (a test's timeout) leaves no Janus behind."""
+    script = tmp_path / "start.py"
+    script.write_text(
+        "import asyncio, sys\n"
+        f"sys.path.insert(0, {str(BENCH.parent)!r})\n"
+        "from bench.lib.janus_server import JanusProcess\n"
+        "async def main():\n"
+        "    janus = JanusProcess()\n"
+        "    proc = await janus.start()\n"
+        "    print(proc.pid, janus.dir, flush=True)\n"
+        "    await asyncio.sleep(60)\n"
+        "asyncio.run(main())\n"
+    )
+    bench = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    assert bench.stdout is not None
+    pid_text, janus_dir = bench.stdout.readline().split()
+    pid = int(pid_text)
+    bench.kill()
+    bench.wait()
+    shutil.rmtree(janus_dir, ignore_errors=True)  # the killed bench could not
+    for _ in range(200):
+        if not os.path.exists(f"/proc/{pid}") or "Z" in _state(pid):
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(pid, 9)
+        raise AssertionError("janus outlived the bench")
+
+
+def _state(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return "Z"

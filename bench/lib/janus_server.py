@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -101,6 +103,12 @@ def janus_configs(port: int, event_loops: int = 0) -> dict[str, str]:
     }
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the bench that started it dies (a killed
+    bench or test must not leave a Janus behind holding ports and CPU)."""
+    ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def build_shim(into: Path) -> Path:
     """bench/janus/loopback_shim.c compiled into `into` (gcc: scripts/test.sh)."""
     out = into / "loopback_shim.so"
@@ -131,6 +139,7 @@ class JanusProcess:
             JANUS, "-F", str(conf), "-C", str(conf / "janus.jcfg"), "-o",
             stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
             cwd=self.rec_dir,  # VideoRoom records into its working directory
+            preexec_fn=_die_with_parent,
         )  # fmt: skip
         log.close()
         await self._ready()
