@@ -1,4 +1,4 @@
-"""Capacity: server CPU, memory and added latency per room, against aiortc's own relay.
+"""Capacity: server CPU, memory and added latency per room, against aiortc's relay and Janus.
 
 A room is the caller's camera (640x480, 30 fps, ~1 Mbps VP8) forwarded to the agent and
 recorded, plus the agent's screen (1280x720, 5 fps, ~300 kbps) forwarded to the caller.
@@ -8,6 +8,9 @@ The same load runs, in one invocation, through
    agent, re-encode for the recording), the way aiortc's examples relay media;
 2. the project's media path as shipped (server.media.MediaRoom with the configured
    `media.forwarding`, and the recorder participant when recorder/ is there);
+3. Janus (Debian's `janus`, VideoRoom), a C SFU, with the same clients, in cells
+   interleaved A/B with the project's (bench/capacity_parts/janus.py): always when janus
+   is installed (`--peer auto`), `--peer janus` requires it, `--peer none` leaves it out;
 
 each in its own server process. Clients are aiortc peers in two other processes
 (callers, agents) on loopback, sending a clip encoded once with libvpx in a loop (aiortc
@@ -25,6 +28,7 @@ the limit): the largest step that held is `max_rooms_per_process`.
 
     python bench/capacity.py [--quick] [--json] [--forwarding rtp]
                              [--skip-baseline] [--max-rooms N] [--soak SECONDS]
+                             [--peer auto|janus|none]
 
 Every process is this script: the orchestrator starts it again as a server (`--role
 server`) and as the two client processes; the parts are in bench/capacity_parts/.
@@ -60,6 +64,8 @@ def main() -> None:
     parser.add_argument("--server", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--no-recorder", action="store_true", help="project room without it")
+    parser.add_argument("--peer", choices=("auto", "janus", "none"), default="auto",
+                        help="compare with Janus (auto: when installed)")  # fmt: skip
     args = parser.parse_args()
     cli.quiet_logs()
     # Each role imports only what it runs.
@@ -72,6 +78,11 @@ def main() -> None:
             from bench.capacity_parts.project_server import run_server_project
 
             asyncio.run(run_server_project(args.forwarding, not args.no_recorder))
+        return
+    if args.role in ("callers", "agents") and args.server == "janus":
+        from bench.capacity_parts.janus import run_janus_clients
+
+        asyncio.run(run_janus_clients(args.role, args.port, not args.no_recorder))
         return
     if args.role in ("callers", "agents"):
         from bench.capacity_parts.clients import run_clients

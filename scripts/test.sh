@@ -5,11 +5,13 @@
 # tests start their own throwaway server), coturn (tests/test_turn.py starts its own
 # turnserver), redis-server and haproxy (the cluster tests start their own), Python packages
 # in .venv, tesseract-ocr with its English data and DejaVu fonts (tests/test_inspect.py reads
-# labels drawn in DejaVu Sans).
+# labels drawn in DejaVu Sans), janus (bench/capacity.py compares with its VideoRoom;
+# tests/test_bench_janus.py runs a tiny cell) and gcc (builds bench/janus/loopback_shim.c).
 # Extra arguments go to pytest.
 source "$(dirname "$0")/env.sh"
 apt_install chromium iproute2 util-linux postgresql coturn redis-server haproxy \
-    firefox-esr webkit2gtk-driver xvfb tesseract-ocr tesseract-ocr-eng fonts-dejavu-core
+    firefox-esr webkit2gtk-driver xvfb tesseract-ocr tesseract-ocr-eng fonts-dejavu-core \
+    janus gcc
 ensure_venv "[test]"
 
 echo "callassist: ruff"

@@ -6,5 +6,6 @@ picks the role a process plays):
 - `clients`: a process of aiortc callers or agents;
 - `measure`: one server process with its two client processes, measured over a window;
 - `steps`: baseline, project ramp and soak, in order;
+- `janus`: the Janus cells (a Janus process, VideoRoom clients) and their summary;
 - `report`: the summary (`--json`) and the table.
 """

@@ -11,7 +11,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiortc import RTCSessionDescription
+from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from bench.capacity_parts.room import CAMERA, SCREEN
 from bench.lib.clips import make_clip
@@ -23,6 +23,10 @@ from bench.lib.rpc import RpcClient, serve_stdio
 Offer = Callable[[str, str], Awaitable[str]]
 # the "add" command -> extra fields of its answer (run before the rooms' offers)
 Prepare = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+# (room name, track, counter) -> the room's peer connections, and how many it will hold:
+# a server with one peer connection per participant has them all at once; Janus' VideoRoom
+# (bench/capacity_parts/janus.py) appends the subscriber when the other side publishes.
+Connect = Callable[[str, ClipTrack, FrameCounter], Awaitable[tuple[list[RTCPeerConnection], int]]]
 
 
 async def run_clients(role: str, port: int) -> None:
@@ -35,8 +39,10 @@ async def run_clients(role: str, port: int) -> None:
     await serve_clients(role, offer)
 
 
-async def serve_clients(role: str, offer: Offer, prepare: Prepare | None = None,
-                        close: Callable[[], Awaitable[None]] | None = None) -> None:  # fmt: skip
+async def serve_clients(role: str, offer: Offer | None, prepare: Prepare | None = None,
+                        close: Callable[[], Awaitable[None]] | None = None,
+                        connect: Connect | None = None) -> None:  # fmt: skip
+    """`offer` (one peer connection a room, its offer answered) or `connect` (any)."""
     loopback_ice()
     camera, screen = make_clip(CAMERA), make_clip(SCREEN)
     rooms: dict[str, dict[str, Any]] = {}
@@ -46,26 +52,40 @@ async def serve_clients(role: str, offer: Offer, prepare: Prepare | None = None,
         sent = Sent() if caller else None
         track = ClipTrack(camera if caller else screen, CAMERA["fps"] if caller else 5, sent)
         counter = FrameCounter(anchor=not caller)
-        pc = client_peer(caller, track, counter)
-        await pc.setLocalDescription(await pc.createOffer())
-        answer = await offer(name, pc.localDescription.sdp)
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
-        rooms[name] = {"pc": pc, "sent": sent, "counter": counter, "track": track}
+        if connect is not None:
+            pcs, want = await connect(name, track, counter)
+        else:
+            assert offer is not None
+            pc = client_peer(caller, track, counter)
+            await pc.setLocalDescription(await pc.createOffer())
+            answer = await offer(name, pc.localDescription.sdp)
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+            pcs, want = [pc], 1
+        rooms[name] = {"pcs": pcs, "want": want, "sent": sent, "counter": counter}
+
+    def connected(r: dict[str, Any], all_of_them: bool) -> bool:
+        pcs = r["pcs"]
+        if all_of_them and len(pcs) < r["want"]:
+            return False
+        return all(pc.connectionState == "connected" for pc in pcs)
+
+    async def wait(all_of_them: bool) -> int:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if all(connected(r, all_of_them) for r in rooms.values()):
+                break
+            await asyncio.sleep(0.05)
+        return sum(connected(r, all_of_them) for r in rooms.values())
 
     async def command(msg: dict[str, Any]) -> Any:
         op = msg["op"]
         if op == "add":
             extra = await prepare(msg) if prepare is not None else {}
             await asyncio.gather(*(add(n) for n in msg["rooms"]))
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline:
-                if all(r["pc"].connectionState == "connected" for r in rooms.values()):
-                    break
-                await asyncio.sleep(0.05)
-            return {
-                "connected": sum(r["pc"].connectionState == "connected" for r in rooms.values()),
-                **extra,
-            }
+            # the peer connections made so far (Janus: the subscribers may come later)
+            return {"connected": await wait(False), **extra}
+        if op == "wait":  # every peer connection of every room
+            return {"connected": await wait(True)}
         if op == "anchors":
             return {n: r["counter"].anchor for n, r in rooms.items() if r["counter"].anchor}
         if op == "sent":
@@ -79,7 +99,7 @@ async def serve_clients(role: str, offer: Offer, prepare: Prepare | None = None,
                 r["counter"].trim(t1 - 5)
             return out
         if op == "close":
-            await asyncio.gather(*(r["pc"].close() for r in rooms.values()))
+            await asyncio.gather(*(pc.close() for r in rooms.values() for pc in r["pcs"]))
             if close is not None:
                 await close()
             return {}

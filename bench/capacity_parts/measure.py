@@ -169,6 +169,9 @@ class Run:
         await asyncio.sleep(0.5)
         frames = await self.agents.call(op="frames", since=t0, until=t1 + 0.5)
         sent = await self.callers.call(op="sent", since=t0 - 2, until=t1)
+        # the other end: the agent's screen (5 fps) as its caller gets it, counted
+        screen = await self.callers.call(op="frames", since=t0, until=t1)
+        screen_fps = [len(got) / (t1 - t0) for got in screen.values()]
         cores = {k: (c1[k] - c0[k]) / (t1 - t0) for k in c0}
         fps = [sum(1 for _, t in got if t <= t1) / (t1 - t0) for got in frames.values()]
         expected, delivered, latencies, per_room = match_frames(frames, sent, self.offsets, t0, t1)
@@ -188,6 +191,7 @@ class Run:
             "fps_mean": round(statistics.fmean(fps), 2) if fps else 0.0,
             "fps_min": round(min(fps), 2) if fps else 0.0,
             "loss": round(loss, 5),
+            "screen_fps": round(statistics.fmean(screen_fps), 2) if screen_fps else 0.0,
             "latency_ms": {
                 "p50": round(percentile(latencies, 0.5), 2),
                 "p95": round(percentile(latencies, 0.95), 2),

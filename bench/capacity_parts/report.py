@@ -42,6 +42,10 @@ def summary_json(result: dict[str, Any]) -> dict[str, Any]:
             "rooms_measured": bm["rooms"],
         }
         obj["ratio"] = ratio(bm["cores_per_room"], pm["cores_per_room"])
+    if "janus" in result:  # `janus`, `ratio_vs_janus` (bench/capacity_parts/janus.py)
+        from bench.capacity_parts.janus import summary
+
+        obj.update(summary(result["janus"]))
     return obj
 
 
@@ -83,5 +87,9 @@ def table(result: dict[str, Any]) -> str:
         f"max rooms in one server process at >= {HOLD_FPS:.0f} fps and < 1% loss: "
         f"{p['max_rooms_per_process']} (stopped by: {p['stopped_by']})"
     )
+    if "janus" in result:
+        from bench.capacity_parts.janus import summary_line
+
+        lines.append(summary_line(result["janus"]))
     lines.append(f"load average before/after: {result['load_before']} / {result['load_after']}")
     return "\n".join(lines)

@@ -14,6 +14,7 @@ from typing import Any
 
 from bench.capacity_parts.measure import Run
 from bench.capacity_parts.room import CAMERA, SCREEN, holds
+from bench.lib import janus_server
 from bench.lib.clips import clip_bitrate, make_clip
 from bench.lib.rpc import RpcClient
 from bench.lib.usage import loadavg, rss_mb
@@ -80,7 +81,7 @@ async def run_project(
     profile: str | None,
 ) -> dict[str, Any]:
     async with Run("project", args) as run:
-        first = 4 if quick else 10
+        first = min(4 if quick else 10, max_rooms)
         await run.grow(first)
         spy = None
         if profile:
@@ -136,6 +137,10 @@ async def run_soak(args: list[str], seconds: float, rooms: int) -> dict[str, Any
 
 async def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
     started = time.monotonic()
+    # Janus when installed (scripts/test.sh installs it); --peer janus insists, up front.
+    with_janus = args.peer == "janus" or (args.peer == "auto" and janus_server.available())
+    if with_janus and not janus_server.available():
+        raise SystemExit("--peer janus: janus is not installed (apt-get install janus)")
     camera, screen = make_clip(CAMERA), make_clip(SCREEN)  # before the clocks start
     out: dict[str, Any] = {
         "load_before": loadavg(),
@@ -160,6 +165,17 @@ async def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
         started + budget - 20,
         args.profile,
     )
+    if with_janus:
+        from bench.capacity_parts.janus import compare
+
+        out["janus"] = await compare(
+            args.quick,
+            {
+                "recorded": project_args(args.forwarding, True),
+                "forwarding": project_args(args.forwarding, False),
+            },
+            args.max_rooms,
+        )
     out["load_after"] = loadavg()
     out["elapsed_s"] = round(time.monotonic() - started, 1)
     return out
