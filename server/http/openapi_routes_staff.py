@@ -72,6 +72,11 @@ SUPERVISION = (
     Route("GET", "/ws/watch/{room_id}", "Silent watch of a live room", SUPERVISOR, WEBSOCKET,
           "signalling", errors=((400, "`version_unsupported`"), (410, "`room_ended`")),
           description="Receive-only; audited `media.watch`."),
+    Route("GET", "/ws/join/{room_id}", "Join a live room visibly", SUPERVISOR, WEBSOCKET,
+          "signalling", errors=((400, "`version_unsupported`"), (410, "`room_ended`")),
+          description="The caller's page names the joiner first; audited `media.join`. A "
+                      "room with rooms.max_participants people: `error` `room_full` on the "
+                      "socket, then it closes."),
 )  # fmt: skip
 
 PRIVACY = (

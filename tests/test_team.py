@@ -1,0 +1,130 @@
+"""Join, visibly (issue #19), in real Chromium with three contexts: the caller (Pixel 7,
+fake red/green/blue/white camera), the agent's console, a supervisor's ops console.
+
+The supervisor joins from the ops console: the caller's page names them before they get
+any media, they see the caller's pattern, marks from the agent and the supervisor both
+land on the caller's picture (with whose they are), a second joiner past
+rooms.max_participants is refused, and the caller asks the supervisor to leave (the
+agent is told). With CALLASSIST_SHOTS=<dir> the pages are saved there."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import Any
+
+from playwright.async_api import Page, expect
+
+from tests.test_browser_e2e import agent_page, caller_page, open_link, start_session, wait_colours
+from tests.test_ops_browser import login
+from tests.test_toolkit_browser import COLOURS, MAP, QUADRANTS, agent_click_frame, drawn, near
+
+SHOTS = os.environ.get("CALLASSIST_SHOTS")
+
+
+async def shot(page: Page, name: str) -> None:
+    if SHOTS:
+        os.makedirs(SHOTS, exist_ok=True)  # noqa: ASYNC230 - a directory, once
+        await page.screenshot(path=str(Path(SHOTS) / f"team-{name}.png"))
+
+
+async def test_supervisor_joins_visibly_marks_and_is_asked_to_leave(
+    browser: Any, make_server: Any
+) -> None:
+    # Three people at most: the agent, the caller and one more.
+    server = await make_server(rooms={"max_participants": 3})
+    await server.add_user("sue", role="supervisor")
+    await server.add_user("tom", role="supervisor")
+    agent_ctx, agent = await agent_page(browser, server)
+    link = await start_session(agent)
+    caller_ctx, caller = await caller_page(browser)
+    errors: list[str] = []
+    caller.on("pageerror", lambda e: errors.append(f"caller: {e}"))
+    agent.on("pageerror", lambda e: errors.append(f"agent: {e}"))
+    contexts = [agent_ctx, caller_ctx]
+    try:
+        await open_link(caller, link)
+        await caller.get_by_test_id("lang-en").click()
+        await caller.get_by_test_id("notice-accept").click()
+        await caller.get_by_test_id("start-camera").click()
+        await expect(caller.get_by_test_id("call-state")).to_have_attribute(
+            "data-state", "live", timeout=15_000
+        )
+        await caller.wait_for_function("() => !!window.callassistToolkit", timeout=10_000)
+        await wait_colours(agent, "camera-video", QUADRANTS, COLOURS)
+
+        # The supervisor joins from the ops console.
+        sue_ctx, sue = await login(browser, server, "sue")
+        contexts.append(sue_ctx)
+        sue.on("pageerror", lambda e: errors.append(f"sue: {e}"))
+        join = sue.get_by_test_id("room-join")
+        await expect(join).to_be_visible(timeout=10_000)
+        await join.click()
+
+        # The caller's page names them (en) ...
+        joined = caller.get_by_test_id("team-joined")
+        await expect(joined).to_contain_text("Supervisor sue joined the call", timeout=10_000)
+        await expect(caller.get_by_test_id("team-dismiss")).to_be_visible()
+        # ... and the supervisor sees the caller's pattern, only after the caller was told.
+        await wait_colours(sue, "join-camera", QUADRANTS, COLOURS)
+        await expect(sue.get_by_test_id("join-state")).to_have_attribute("data-state", "connected")
+        shown = await caller.evaluate("() => Object.values(window.callassist.team.shownAt)[0]")
+        first = await sue.evaluate("() => window.callassistJoin.firstFrameAt.camera")
+        assert shown and first and shown <= first, (shown, first)
+        # The agent's console says who is there.
+        await expect(agent.get_by_test_id("agent-team")).to_contain_text("Supervisor sue")
+
+        # Marks from both staff land on the caller's picture where they were put.
+        await agent.get_by_test_id("tool-arrow").click()
+        await agent.get_by_test_id("tool-pin").check()
+        await agent_click_frame(agent, 0.25, 0.25, (0.4, 0.4))
+        agent_mark = await agent.evaluate(
+            "() => [...window.callassistToolkit.overlay.marks.keys()].pop()"
+        )
+        got = await sue.evaluate(MAP, ["[data-testid=join-camera]", [[0.75, 0.75]]])
+        (x, y) = got["pts"][0]
+        await sue.mouse.click(x, y)
+        sue_mark = await sue.evaluate("() => window.callassistJoin.marks[0]")
+        want = await caller.evaluate(
+            MAP, ["[data-testid=camera-preview]", [[0.25, 0.25], [0.75, 0.75]]]
+        )
+        a = await drawn(caller, "overlay", agent_mark)
+        s = await drawn(caller, "overlay", sue_mark)
+        assert near(a["pts"][0], want["pts"][0], 2), (a, want)
+        assert near(s["pts"][0], want["pts"][1], 2), (s, want)
+        await expect(caller.get_by_test_id("team-mark-by")).to_have_text("Marked by Supervisor sue")
+        # Chat from the supervisor reaches the caller and carries whose it is.
+        await sue.get_by_test_id("join-chat-input").fill("Hello from sue")
+        await sue.get_by_test_id("join-chat-send").click()
+        await expect(sue.get_by_test_id("join-chat-msg")).to_contain_text("sue (supervisor): Hello")
+        await shot(caller, "caller-joined")
+        await shot(sue, "supervisor-joined")
+        await shot(agent, "agent-joined")
+
+        # A fourth person is one too many: a clear refusal.
+        tom_ctx, tom = await login(browser, server, "tom")
+        contexts.append(tom_ctx)
+        await tom.get_by_test_id("room-join").click()
+        await expect(tom.get_by_test_id("join-state")).to_have_attribute(
+            "data-state", "full", timeout=10_000
+        )
+        await shot(tom, "refused-full")
+
+        # The caller asks the supervisor to leave: removed, the agent is told.
+        await caller.get_by_test_id("team-dismiss").click()
+        await expect(sue.get_by_test_id("join-state")).to_have_attribute(
+            "data-state", "removed", timeout=10_000
+        )
+        await expect(caller.get_by_test_id("team-left")).to_contain_text("Supervisor sue left")
+        await expect(agent.get_by_test_id("agent-team")).to_have_attribute(
+            "data-last", "caller_asked"
+        )
+        await expect(caller.get_by_test_id("team-here")).to_have_count(0)
+        await shot(caller, "caller-dismissed")
+        await shot(agent, "agent-dismissed")
+        await asyncio.sleep(0.2)
+        assert not errors, errors
+    finally:
+        for ctx in contexts:
+            await ctx.close()
