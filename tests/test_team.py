@@ -10,6 +10,7 @@ agent is told). With CALLASSIST_SHOTS=<dir> the pages are saved there."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -128,3 +129,103 @@ async def test_supervisor_joins_visibly_marks_and_is_asked_to_leave(
     finally:
         for ctx in contexts:
             await ctx.close()
+
+
+async def _ws_welcome(user: Any, server: Any, path: str) -> dict[str, Any]:
+    """Open a signalling socket as `user` and return its first message."""
+    url = server.url.replace("http", "ws", 1) + path
+    async with user.http.ws_connect(url, protocols=["callassist.v1"]) as ws:
+        return await ws.receive_json(timeout=10)  # type: ignore[no-any-return]
+
+
+async def test_staff_link_is_single_use_expires_and_hand_over_is_recorded(
+    make_server: Any,
+) -> None:
+    from server.core.audit import Audit
+    from tests.privacy_helpers import caller_for
+
+    server = await make_server()
+    anna = await server.agent("anna")
+    boris = await server.agent("boris")
+    carl = await server.agent("carl")
+    sid, sig = await caller_for(server, anna, "+37120000001")
+    try:
+        # Only the holder makes links; the link is single use and the hash is stored.
+        status, body = await boris.post(f"/api/sessions/{sid}/staff-link")
+        assert status == 404, body
+        status, body = await anna.post(f"/api/sessions/{sid}/staff-link")
+        assert status == 200, body
+        token = body["link"].rsplit("/x/", 1)[1]
+        async with server.db.engine.connect() as conn:
+            stored = json.dumps([list(r) for r in (await conn.exec_driver_sql(
+                "SELECT * FROM staff_links")).all()])  # fmt: skip
+        assert token not in stored
+        # Not joined yet: no expert socket.
+        url = server.url.replace("http", "ws", 1) + f"/ws/expert/{sid}"
+        async with boris.http.get(url.replace("ws", "http", 1)) as r:
+            assert r.status in (400, 403)
+        status, body = await boris.post("/api/staff-links/redeem", {"token": token})
+        assert (status, body) == (200, {"room": sid})
+        status, body = await carl.post("/api/staff-links/redeem", {"token": token})
+        assert status == 410 and body["error"]["code"] == "link_invalid", body
+        status, body = await carl.post("/api/staff-links/redeem", {"token": "x"})
+        assert status == 400 and body["error"]["code"] == "bad_token"
+        # Boris joins as an expert; carl (no link) is refused.
+        welcome = await _ws_welcome(boris, server, f"/ws/expert/{sid}")
+        assert welcome["role"] == "staff" and welcome["participant"].startswith("staff-expert-")
+        async with carl.http.get(url.replace("ws", "http", 1)) as r:
+            assert r.status in (400, 403)
+
+        # Hand-over to another agent account: record, holders, audit, report.
+        status, body = await anna.post(f"/api/sessions/{sid}/hand-over", {"username": "nobody"})
+        assert status == 400 and body["error"]["code"] == "bad_target"
+        status, body = await anna.post(f"/api/sessions/{sid}/hand-over", {"username": "carl"})
+        assert (status, body) == (200, {"holder": "carl"})
+        row = await server.db.get_session(sid)
+        carl_user = await server.db.user_by_name("carl")
+        assert row["agent_id"] == carl_user.id
+        holders = await server.db.holders(sid)
+        assert [h["username"] for h in holders] == ["anna", "carl"]
+        assert holders[0]["until"] == holders[1]["since"] and holders[1]["until"] is None
+        actions = [(r["action"], r["role"]) for r in await Audit.rows_about(server.db, {sid})]
+        for want in ("team.link_create", "team.link_use", "media.join", "session.hand_over"):
+            assert want in {a for a, _ in actions}, actions
+        # Anna no longer holds it: she cannot hand it over again; carl's report lists both.
+        status, _ = await anna.post(f"/api/sessions/{sid}/hand-over", {"username": "boris"})
+        assert status == 404
+        status, body = await carl.get(f"/api/sessions/{sid}/report")
+        report = body["report"]
+        assert status == 200
+        assert [h["agent"] for h in report["holders"]] == ["anna", "carl"]
+        assert report["holders"][1]["until"] is None
+        # A link expires after 15 minutes (last: the room times out meanwhile too).
+        status, body = await carl.post(f"/api/sessions/{sid}/staff-link")
+        later = body["link"].rsplit("/x/", 1)[1]
+        server.clock.advance(901)
+        status, body = await anna.post("/api/staff-links/redeem", {"token": later})
+        assert status == 410 and body["error"]["code"] == "link_invalid"
+    finally:
+        await sig.close()
+        for user in (anna, boris, carl):
+            await user.close()
+
+
+async def test_receipt_says_whether_a_supervisor_watched(make_server: Any) -> None:
+    from tests.privacy_helpers import caller_for
+
+    server = await make_server()
+    await server.add_user("sue", role="supervisor")
+    anna = await server.agent("anna")
+    sue = await server.agent("sue")
+    watched_sid, watched = await caller_for(server, anna, "+37120000001")
+    _, quiet = await caller_for(server, anna, "+37120000002")
+    try:
+        welcome = await _ws_welcome(sue, server, f"/ws/watch/{watched_sid}")
+        assert welcome["role"] == "supervisor"
+        for sig, want in ((watched, True), (quiet, False)):
+            async with sig.http.get(server.url + "/api/caller/receipt") as r:
+                receipt = (await r.json())["receipt"]
+            assert receipt["watched_by_supervisor"] is want
+    finally:
+        for c in (watched, quiet, anna, sue):
+            await c.close()

@@ -19,6 +19,7 @@ i18n.extend({
     "team.role.supervisor": "Vadītājs",
     "team.role.expert": "Eksperts",
     "team.role.agent": "Konsultants",
+    "team.holder": "Tagad jums palīdz {name}",
   },
   en: {
     "team.joined": "{role} {name} joined the call",
@@ -29,6 +30,7 @@ i18n.extend({
     "team.role.supervisor": "Supervisor",
     "team.role.expert": "Expert",
     "team.role.agent": "Agent",
+    "team.holder": "Now helping you: {name}",
   },
   ru: {
     "team.joined": "{role} {name} присоединился к звонку",
@@ -39,6 +41,7 @@ i18n.extend({
     "team.role.supervisor": "Руководитель",
     "team.role.expert": "Эксперт",
     "team.role.agent": "Консультант",
+    "team.holder": "Теперь вам помогает {name}",
   },
 });
 
@@ -66,6 +69,8 @@ function setup(st) {
   const staff = new Map(); // participant id -> {id, name, role}
   const notes = []; // what was said, to re-render on a language change
   st.team = { staff, shownAt: {} }; // for tests (docs/testing.md)
+  let holder = st.room && st.room.agent ? st.room.agent.name : null; // who helps (hand-over)
+  let handedTo = null;
 
   function render() {
     box.replaceChildren();
@@ -98,6 +103,13 @@ function setup(st) {
       });
       p.append(x);
       box.append(p);
+    }
+    if (handedTo) {
+      const hd = document.createElement("div");
+      hd.dataset.testid = "team-holder";
+      hd.style.cssText = "padding:8px 10px;border-radius:8px;background:#dff3e4;color:#222";
+      hd.textContent = t("team.holder", { name: handedTo });
+      box.append(hd);
     }
     if (staff.size) {
       const here = document.createElement("div");
@@ -133,6 +145,9 @@ function setup(st) {
     } else if (m.room && Array.isArray(m.room.staff)) {
       sync(m.room.staff);
     }
+    const name = m.room && m.room.agent && m.room.agent.name;
+    if (name && holder && name !== holder) handedTo = name; // handed over: say to whom
+    if (name) holder = name;
     render();
   };
 }

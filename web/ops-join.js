@@ -143,9 +143,10 @@ export function stopJoin() {
   panel().hidden = true;
 }
 
-export function startJoin(roomId) {
+// base: "/ws/join/" (a supervisor, from the ops console) or "/ws/expert/" (web/join.js).
+export function startJoin(roomId, base = "/ws/join/") {
   stopJoin();
-  const signal = new Signal(`/ws/join/${encodeURIComponent(roomId)}`);
+  const signal = new Signal(base + encodeURIComponent(roomId));
   const j = { roomId, signal, state: "idle", welcomed: false, iceServers: [], marks: [], firstFrameAt: {} };
   const live = () => current === j && j.welcomed && !["ended", "removed", "full"].includes(j.state);
   // One receive-only pc per track; camera pcs have odd numbers, screen pcs even, so an

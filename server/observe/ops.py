@@ -464,7 +464,7 @@ def setup(app: web.Application) -> None:
     r.add_get("/api/ops/stream", stream_handler)
     r.add_post("/api/ops/rooms/{room_id}/end", end_room_handler)
     r.add_get("/ws/watch/{room_id}", signalling.watch_ws)
-    r.add_get("/ws/join/{room_id}", team.join_ws)  # visibly (docs/protocol.md, "Team")
+    team.setup(app)  # join visibly, experts' links, hand-over (docs/protocol.md, "Team")
 
 
 # This feature's application key (docs/architecture.md).

@@ -165,6 +165,10 @@ class RoomManager:
                 ended_at=room.ended_at,
                 end_reason=d["reason"],
             )
+        elif event.kind == "holder":  # a hand-over: the record and who held it when
+            await db.update_session(room.id, agent_id=d["user_id"])
+            first = (d["from_id"], d["from_name"], room.created_at)
+            await db.hand_over(room.id, d["user_id"], d["name"], at, first=first)
         elif event.kind == "media_ended":  # not a Room event: written by `end`
             await db.set_session_time_once(room.id, "media_ended_at", at)
 
@@ -365,6 +369,13 @@ class RoomManager:
             # keep the media a moment; the page reconnects by itself.
             events += live.room.set_caller_status("reconnecting")
         await self._apply(live, events)
+
+    async def hand_over(self, live: LiveRoom, user_id: int, name: str) -> bool:
+        """The session's holder changes (docs/protocol.md, "Team"): every page's `room`
+        names the new one; the record and session_holders are written."""
+        events = live.room.hand_over(user_id, name)
+        await self._apply(live, events)
+        return bool(events)
 
     async def set_warning(self, live: LiveRoom, participant_id: str, warning: str | None) -> None:
         await self._apply(live, live.room.set_warning(participant_id, warning))

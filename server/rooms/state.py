@@ -58,6 +58,7 @@ STAFF_ROLES = ("supervisor", "expert")
 #   recording    {active: bool, warning}    the recorder joined, left, or warns
 #   codec        {track, mismatch}          a track's receiver cannot take its codec (or can)
 #   ended        {reason}                   the room ended
+#   holder       {user_id, name, from_id, from_name}  handed over to another staff user
 EVENT_KINDS = (
     "created",
     "participant",
@@ -69,6 +70,7 @@ EVENT_KINDS = (
     "recording",
     "codec",
     "ended",
+    "holder",
 )
 
 
@@ -213,6 +215,16 @@ class Room:
         if gone.kind == "recorder" and not self.ended:
             events.append(self._event("recording", active=False, warning=None))
         return events
+
+    def hand_over(self, user_id: int, name: str) -> list[RoomEvent]:
+        """Another staff user holds the session from now: its agent (the name the caller
+        is shown, whose console may hold it) changes."""
+        if self.ended or self.agent_id == user_id:
+            return []
+        before = (self.agent_id, self.agent_name)
+        self.agent_id, self.agent_name = user_id, name
+        return [self._event("holder", user_id=user_id, name=name, from_id=before[0],
+                            from_name=before[1])]  # fmt: skip
 
     def set_warning(self, participant_id: str, warning: str | None) -> list[RoomEvent]:
         p = self.participants.get(participant_id)
