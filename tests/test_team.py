@@ -12,11 +12,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 from playwright.async_api import Page, expect
 
+from tests.conftest import PASSWORD
 from tests.test_browser_e2e import agent_page, caller_page, open_link, start_session, wait_colours
 from tests.test_ops_browser import login
 from tests.test_toolkit_browser import COLOURS, MAP, QUADRANTS, agent_click_frame, drawn, near
@@ -229,3 +231,80 @@ async def test_receipt_says_whether_a_supervisor_watched(make_server: Any) -> No
     finally:
         for c in (watched, quiet, anna, sue):
             await c.close()
+
+
+async def test_expert_link_opens_a_join_page_and_hand_over_changes_the_holder(
+    browser: Any, make_server: Any
+) -> None:
+    server = await make_server()
+    await server.add_user("boris")
+    await server.add_user("carl")
+    agent_ctx, agent = await agent_page(browser, server)
+    link = await start_session(agent)
+    caller_ctx, caller = await caller_page(browser)
+    contexts = [agent_ctx, caller_ctx]
+    try:
+        await open_link(caller, link)
+        await caller.get_by_test_id("lang-en").click()
+        await caller.get_by_test_id("notice-accept").click()
+        await caller.get_by_test_id("start-camera").click()
+        await expect(caller.get_by_test_id("call-state")).to_have_attribute(
+            "data-state", "live", timeout=15_000
+        )
+        # The agent makes a one-time link for a colleague.
+        await agent.get_by_test_id("agent-invite").click()
+        shown = agent.get_by_test_id("agent-invite-link")
+        await expect(shown).to_contain_text("/x/")
+        staff_link = re.search(r"https?://\S+/x/[A-Za-z0-9_-]+", await shown.inner_text())
+        assert staff_link is not None
+        # Boris opens it, logs in and is in the call as an expert.
+        boris_ctx, boris = await _staff_at(browser, staff_link.group(0), "boris")
+        contexts.append(boris_ctx)
+        await expect(boris.get_by_test_id("xjoin-state")).to_have_attribute("data-state", "joined")
+        assert boris.url.endswith("/x")  # the token left the address bar
+        await expect(caller.get_by_test_id("team-joined")).to_contain_text(
+            "Expert boris joined the call", timeout=10_000
+        )
+        await wait_colours(boris, "join-camera", QUADRANTS, COLOURS)
+        # Used once: carl gets a clear refusal.
+        carl_ctx, carl = await _staff_at(browser, staff_link.group(0), "carl")
+        contexts.append(carl_ctx)
+        await expect(carl.get_by_test_id("xjoin-state")).to_have_attribute("data-state", "invalid")
+        await expect(carl.get_by_test_id("xjoin-state")).to_contain_text("used already")
+        await shot(boris, "expert-joined")
+        await shot(carl, "expert-link-used")
+
+        # Hand-over to the joined expert: every page names boris.
+        hand = agent.locator('[data-testid="agent-hand-over"]')
+        await expect(hand).to_contain_text("Expert boris")
+        await hand.click()
+        await expect(caller.get_by_test_id("team-holder")).to_have_text(
+            "Now helping you: boris", timeout=10_000
+        )
+        await expect(agent.get_by_test_id("agent-holder")).to_contain_text("Held by boris")
+        await expect(agent.get_by_test_id("agent-invite")).to_have_count(0)
+        sid = await agent.evaluate("() => window.callassist.session.id")
+        row = await server.db.get_session(sid)
+        assert row["agent_id"] == (await server.db.user_by_name("boris")).id
+        assert [h["username"] for h in await server.db.holders(sid)] == ["anna", "boris"]
+        from server.core.audit import Audit
+
+        actions = {r["action"] for r in await Audit.rows_about(server.db, {sid})}
+        assert "session.hand_over" in actions, actions
+        await shot(caller, "caller-handed-over")
+        await shot(agent, "agent-handed-over")
+    finally:
+        for ctx in contexts:
+            await ctx.close()
+
+
+async def _staff_at(browser: Any, url: str, name: str) -> tuple[Any, Page]:
+    ctx = await browser.new_context(
+        viewport={"width": 1280, "height": 900}, permissions=["camera"], locale="en-GB"
+    )
+    page = await ctx.new_page()
+    await page.goto(url)
+    await page.get_by_test_id("login-username").fill(name)
+    await page.get_by_test_id("login-password").fill(PASSWORD)
+    await page.get_by_test_id("login-submit").click()
+    return ctx, page
