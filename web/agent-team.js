@@ -22,7 +22,7 @@ i18n.extend({
     "ateam.joined": "{who} pievienojās",
     "ateam.left": "{who} izgāja",
     "ateam.caller_asked": "{who} izgāja pēc zvanītāja lūguma",
-    "ateam.role.supervisor": "Vadītājs",
+    "ateam.role.supervisor": "Uzraugs",
     "ateam.role.expert": "Eksperts",
   },
   en: {
@@ -48,7 +48,7 @@ i18n.extend({
     "ateam.joined": "{who} присоединился",
     "ateam.left": "{who} вышел",
     "ateam.caller_asked": "{who} вышел по просьбе звонящего",
-    "ateam.role.supervisor": "Руководитель",
+    "ateam.role.supervisor": "Супервайзер",
     "ateam.role.expert": "Эксперт",
   },
 });

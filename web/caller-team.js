@@ -16,7 +16,7 @@ i18n.extend({
     "team.dismiss": "Lūgt iziet",
     "team.here": "Zvanā arī: {who}",
     "team.markBy": "Atzīmēja: {who}",
-    "team.role.supervisor": "Vadītājs",
+    "team.role.supervisor": "Uzraugs",
     "team.role.expert": "Eksperts",
     "team.role.agent": "Konsultants",
     "team.holder": "Tagad jums palīdz {name}",
@@ -38,7 +38,7 @@ i18n.extend({
     "team.dismiss": "Попросить выйти",
     "team.here": "Также в звонке: {who}",
     "team.markBy": "Отметил(а): {who}",
-    "team.role.supervisor": "Руководитель",
+    "team.role.supervisor": "Супервайзер",
     "team.role.expert": "Эксперт",
     "team.role.agent": "Консультант",
     "team.holder": "Теперь вам помогает {name}",
@@ -60,12 +60,14 @@ function setup(st) {
   box.dataset.testid = "team";
   box.setAttribute("role", "status");
   box.setAttribute("aria-live", "assertive");
-  box.style.cssText = "position:fixed;left:8px;right:8px;top:8px;z-index:30;display:grid;gap:6px";
+  // In the flow at the top (sticky), not over the page: the status and the safety line
+  // below it stay readable.
+  box.style.cssText = "position:sticky;top:0;z-index:30;display:grid;gap:6px;padding:6px 8px;background:#fff";
   const by = document.createElement("p");
   by.dataset.testid = "team-mark-by";
   by.hidden = true;
-  by.style.cssText = "position:fixed;left:8px;bottom:8px;z-index:30;margin:0;padding:4px 8px;border-radius:6px;background:#101820;color:#fff;font-size:.85rem";
-  document.body.append(box, by);
+  by.style.cssText = "margin:0;padding:4px 8px;border-radius:6px;background:#101820;color:#fff;font-size:.85rem";
+  document.body.prepend(box);
   const staff = new Map(); // participant id -> {id, name, role}
   const notes = []; // what was said, to re-render on a language change
   st.team = { staff, shownAt: {} }; // for tests (docs/testing.md)
@@ -118,6 +120,7 @@ function setup(st) {
       here.textContent = t("team.here", { who: [...staff.values()].map(who).join(", ") });
       box.append(here);
     }
+    box.append(by);
   }
   i18n.onLangChange(render);
 
@@ -132,6 +135,7 @@ function setup(st) {
     by.textContent = t("team.markBy", { who: who(m.sender) });
     by.dataset.role = m.sender.role;
     by.hidden = false;
+    box.append(by);
   });
 
   return (m) => {

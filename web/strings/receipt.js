@@ -3,8 +3,8 @@
 
 export default {
   lv: {
-    "rc.watched.yes": "Vadītājs kvalitātes nolūkā klusi vēroja zvanu: jā",
-    "rc.watched.no": "Vadītājs kvalitātes nolūkā klusi vēroja zvanu: nē",
+    "rc.watched.yes": "Uzraugs kvalitātes nolūkā klusi vēroja zvanu: jā",
+    "rc.watched.no": "Uzraugs kvalitātes nolūkā klusi vēroja zvanu: nē",
     "rc.title": "Jūsu privātuma kvīts",
     "rc.kept": "Šajā sesijā saglabāts:",
     "rc.record": "Sesijas ieraksts: tālruņa numurs {phone}, ierīces veids, laiks un ilgums",
@@ -45,8 +45,8 @@ export default {
     "rc.sec": "{s} s",
   },
   ru: {
-    "rc.watched.yes": "Руководитель молча наблюдал за звонком для контроля качества: да",
-    "rc.watched.no": "Руководитель молча наблюдал за звонком для контроля качества: нет",
+    "rc.watched.yes": "Супервайзер молча наблюдал за звонком для контроля качества: да",
+    "rc.watched.no": "Супервайзер молча наблюдал за звонком для контроля качества: нет",
     "rc.title": "Ваша квитанция о данных",
     "rc.kept": "Что сохранено об этом сеансе:",
     "rc.record": "Запись о сеансе: номер телефона {phone}, тип устройства, время и длительность",
