@@ -29,6 +29,7 @@ the limit): the largest step that held is `max_rooms_per_process`.
     python bench/capacity.py [--quick] [--json] [--forwarding rtp]
                              [--skip-baseline] [--max-rooms N] [--soak SECONDS]
                              [--peer auto|janus|none]
+    python bench/capacity.py --viewers N [--json]   # forwarding cost per extra viewer
 
 Every process is this script: the orchestrator starts it again as a server (`--role
 server`) and as the two client processes; the parts are in bench/capacity_parts/.
@@ -66,8 +67,17 @@ def main() -> None:
     parser.add_argument("--no-recorder", action="store_true", help="project room without it")
     parser.add_argument("--peer", choices=("auto", "janus", "none"), default="auto",
                         help="compare with Janus (auto: when installed)")  # fmt: skip
+    parser.add_argument("--viewers", type=int, default=0,
+                        help="cost per extra viewer, 0..N (bench/lib/viewers.py)")  # fmt: skip
     args = parser.parse_args()
     cli.quiet_logs()
+    if args.viewers:
+        from bench.capacity_parts.room import CAMERA
+        from bench.lib.viewers import measure
+
+        out = asyncio.run(measure(args.viewers, CAMERA))
+        print(json.dumps(out) if args.json else json.dumps(out, indent=1))
+        return
     # Each role imports only what it runs.
     if args.role == "server":
         if args.server == "baseline":

@@ -241,6 +241,22 @@ async def update_user(c: Ctx, w: Who, s: Scene) -> tuple[int, Any]:
     return await c.request(w, "POST", f"/api/admin/users/{name}", json={"disabled": True})
 
 
+async def redeem(c: Ctx, w: Who, s: Scene) -> tuple[int, Any]:
+    """A staff link anna made for her session, redeemed by `w`."""
+    status, body = await c.request(c.staff["agent"], "POST", f"/api/sessions/{s.sid}/staff-link")
+    assert status == 200, body
+    token = body["link"].rsplit("/x/", 1)[1]
+    return await c.request(w, "POST", "/api/staff-links/redeem", json={"token": token})
+
+
+async def expert_ws(c: Ctx, w: Who, s: Scene) -> tuple[int, Any]:
+    """Anna redeemed a staff link of the room first (her "own"); anyone else did not."""
+    if w.name == c.staff["agent"].name:
+        status, _ = await redeem(c, w, s)
+        assert status == 200
+    return await c.ws(w, f"/ws/expert/{s.sid}")
+
+
 SID = "/api/sessions/{s.sid}"
 ROUTES: dict[tuple[str, str], tuple[int, dict[str, bool], Call]] = {
     ("GET", "/"): (302, {}, get("/")),
@@ -303,6 +319,13 @@ ROUTES: dict[tuple[str, str], tuple[int, dict[str, bool], Call]] = {
     ("POST", "/api/ops/rooms/{room_id}/end"): (200, {}, post(
         "/api/ops/rooms/{s.sid}/end", json={"reason": "matrix test"})),
     ("GET", "/ws/watch/{room_id}"): (101, {}, ws("/ws/watch/{s.sid}")),
+    ("GET", "/ws/join/{room_id}"): (101, {}, ws("/ws/join/{s.sid}")),
+    ("GET", "/ws/expert/{room_id}"): (101, {}, expert_ws),
+    ("POST", "/api/sessions/{session_id}/staff-link"): (200, {}, post(SID + "/staff-link")),
+    ("POST", "/api/sessions/{session_id}/hand-over"): (200, {}, post(
+        SID + "/hand-over", json={"username": "lena"})),
+    ("POST", "/api/staff-links/redeem"): (200, {}, redeem),
+    ("GET", "/x/{token}"): (200, {}, get("/x/" + "t" * 32)),
     ("POST", "/api/dpo/search"): (200, {}, post("/api/dpo/search", json={"phone": "20000012"})),
     ("POST", "/api/dpo/export"): (200, {}, post("/api/dpo/export", json={"phone": "20000099"})),
     ("POST", "/api/dpo/erase"): (200, {}, post("/api/dpo/erase", json={
@@ -337,7 +360,7 @@ NO_SCENE = {
                          "/api/tutorials/{tutorial_id}/{name}", "/api/ops/snapshot",
                          "/api/ops/stream", "/api/dpo/audit", "/api/admin/users",
                          "/api/admin/status", "/api/admin/config", "/api/admin/nodes",
-                         "/api/admin/webhooks", "/api/caller/receipt")
+                         "/api/admin/webhooks", "/api/caller/receipt", "/x/{token}")
 } | {("POST", p) for p in ("/api/login", "/api/logout", "/api/sessions", "/api/dpo/search",
                           "/api/dpo/export", "/api/dpo/erase", "/api/dpo/objection",
                           "/api/admin/users", "/api/admin/users/{username}",

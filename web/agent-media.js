@@ -12,6 +12,7 @@ import { st } from "./agent-state.js";
 import { renderSession, renderSignal, renderVideo } from "./agent-card.js";
 import * as toolkit from "./toolkit-agent.js"; // pointer, drawing, freeze, chat, pushes, …
 import * as recording from "./recording-agent.js"; // record, snapshots, photos
+import * as team from "./agent-team.js";
 import * as shareArea from "./agent-share-area.js"; // a phone-sized part of the console
 
 const el = (id) => document.getElementById(id);
@@ -108,6 +109,7 @@ export function connect(roomId) {
   st.everConnected = false;
   toolkit.attach(signal);
   recording.attach(signal);
+  team.attach(signal); // who else joined (web/agent-team.js)
   signal.on("welcome", (msg) => {
     st.wsReady = true;
     st.everConnected = true;

@@ -298,6 +298,7 @@ function onError(msg) {
 
 function wireSignal() {
   const s = st.signal;
+  s.on("message", (m) => (/^pa/.test(m.type) || m.room?.staff?.[0]) && import("./caller-team.js").then((x) => x.on(st, m)));
   s.on("welcome", onWelcome);
   s.on("room", onRoom);
   s.on("answer", (msg) => media.answer(msg));

@@ -7,6 +7,7 @@ import { h } from "./lib/dom.js";
 import { state } from "./ops-state.js";
 import { num, rate, pct, duration } from "./ops-format.js";
 import { startWatch } from "./ops-watch.js";
+import { startJoin } from "./ops-join.js";
 
 const t = i18n.t;
 const SVG_NS = "http://www.w3.org/2000/svg";
@@ -94,6 +95,7 @@ function makeCard(roomId) {
     }
   });
   q(card, "room-watch").addEventListener("click", () => startWatch(roomId));
+  q(card, "room-join").addEventListener("click", () => startJoin(roomId)); // visibly
   return card;
 }
 
@@ -122,6 +124,7 @@ function fillCard(card, room) {
   bitrate.dataset.kbps = String(room.in_kbps);
   bitrate.dataset.outKbps = String(room.out_kbps);
   q(card, "room-watch").hidden = !(state.me && state.me.role === "supervisor");
+  q(card, "room-join").hidden = q(card, "room-watch").hidden;
   fillParticipants(q(card, "room-participants"), room.participants);
   fillWarnings(q(card, "room-warnings"), room.warnings);
   drawSpark(card, room.history);

@@ -84,6 +84,10 @@ function render() {
     faces.dataset.count = String(r.faces_blurred);
     list.append(faces);
   }
+  // Watched silently by a supervisor, for quality: yes/no (the notice says one may).
+  const watched = node("li", "receipt-watched", t(r.watched_by_supervisor ? "rc.watched.yes" : "rc.watched.no"));
+  watched.dataset.watched = r.watched_by_supervisor ? "yes" : "no";
+  list.append(watched);
   const parts = [h, kept, list];
   if (!r.recording.recorded && !r.snapshots && !r.uploads) parts.push(node("p", "receipt-nothing", t("rc.nothing"), "muted"));
   const until = node("div", "receipt-kept-until", undefined, "receipt-until");

@@ -295,6 +295,15 @@ class ToolkitConfig:
 
 
 @dataclass(frozen=True)
+class RoomsConfig:
+    # People in one room at once: the agent, the caller and the staff who joined
+    # (supervisors, experts). The recorder and silent watchers are not counted; one more
+    # is refused (`room_full`). Each extra viewer costs one more forwarded subscriber leg
+    # per stream (bench/capacity.py --viewers).
+    max_participants: int = 4
+
+
+@dataclass(frozen=True)
 class PrivacyConfig:
     # Blur the faces found in a snapshot or photo before it is stored (encrypted): the
     # terms ask callers not to show other people, and they do by accident. The stored,
@@ -338,6 +347,7 @@ class Config:
     webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
     toolkit: ToolkitConfig = field(default_factory=ToolkitConfig)
+    rooms: RoomsConfig = field(default_factory=RoomsConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     inspect: InspectConfig = field(default_factory=InspectConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
@@ -456,6 +466,10 @@ def _validate(cfg: Config) -> None:
             raise ConfigError(f"retention.{name}: must be at least 1 day")
     if cfg.retention.sweep_interval_s < 1:
         raise ConfigError("retention.sweep_interval_s: must be at least 1 second")
+    if not 2 <= cfg.rooms.max_participants <= 16:
+        # Fewer than the agent and the caller is no call; more than 16 forwarded legs per
+        # stream is beyond what one node was measured to carry.
+        raise ConfigError("rooms.max_participants: must be 2 to 16")
     for name in ("link_ttl_s", "inactivity_timeout_s", "max_duration_s"):
         if getattr(cfg.session, name) <= 0:
             raise ConfigError(f"session.{name}: must be positive")

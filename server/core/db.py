@@ -19,6 +19,7 @@ from server.core.repositories.outbox import OutboxHook
 from server.core.repositories.recordings import RecordingsRepository
 from server.core.repositories.sessions import SessionsRepository
 from server.core.repositories.subjects import SubjectsRepository
+from server.core.repositories.team import TeamRepository
 from server.core.repositories.users import User, UsersRepository
 from server.core.schema import (  # noqa: F401 (re-exported: the tables are the schema)
     BASELINE_REVISION,
@@ -30,7 +31,9 @@ from server.core.schema import (  # noqa: F401 (re-exported: the tables are the 
     recording_keys,
     recording_objections,
     recordings,
+    session_holders,
     sessions,
+    staff_links,
     token_hash,
     users,
     webhook_outbox,
@@ -46,7 +49,9 @@ if logging.getLogger("alembic").level == logging.NOTSET:
 __all__ = ["Database", "User", "metadata", "token_hash"]
 
 
-class Database(UsersRepository, SessionsRepository, RecordingsRepository, SubjectsRepository):
+class Database(
+    UsersRepository, SessionsRepository, RecordingsRepository, SubjectsRepository, TeamRepository
+):
     def __init__(self, url: str) -> None:
         self.url = url
         kwargs: dict[str, Any] = {}

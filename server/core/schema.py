@@ -117,6 +117,36 @@ chat_messages = sa.Table(
 )
 
 
+# --- team (issue #19; server/signalling/team.py) -----------------------------------------
+# Who held a session when: the agent who opened it from created_at, then each hand-over
+# closes the holder's row (`until`) and opens the next one's. The report and the session
+# record show it.
+session_holders = sa.Table(
+    "session_holders",
+    metadata,
+    sa.Column("session_id", sa.String(32), sa.ForeignKey("sessions.id"), primary_key=True),
+    sa.Column("since", sa.Float, primary_key=True),
+    sa.Column("until", sa.Float),
+    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("username", sa.String(64), nullable=False),
+)
+
+# A one-time staff link the agent made for a colleague (an expert) to join one room: like
+# the caller's link, only the token's hash is kept; used once (`used_by`), 15 minutes.
+staff_links = sa.Table(
+    "staff_links",
+    metadata,
+    sa.Column("token_hash", sa.String(64), primary_key=True),
+    sa.Column("session_id", sa.String(32), sa.ForeignKey("sessions.id"), nullable=False,
+              index=True),  # fmt: skip
+    sa.Column("created_by", sa.Integer, sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False),
+    sa.Column("used_at", sa.Float),
+    sa.Column("used_by", sa.Integer, sa.ForeignKey("users.id")),
+)
+
+
 # Objections to recording (GDPR Art. 21), one row per phone number that must not be
 # recorded. The number itself is not stored: `phone_key` is an HMAC of it under the server
 # key (server/privacy/subjects.py), so the list names nobody to whoever reads the database.

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from server.http.openapi_spec import (
     ADMIN,
+    AGENT_OWN,
     ANY_OBJ,
+    ANYONE,
     BOOL,
     DPO,
     INT,
@@ -24,6 +26,7 @@ from server.http.openapi_spec import (
     obj,
     ok,
     opt,
+    page,
     ref,
 )
 
@@ -35,6 +38,7 @@ REPORT = obj(
     durations_s=obj(to_open=opt(NUM), to_accept=opt(NUM), to_connect=opt(NUM),
                     media=opt(NUM), total=opt(NUM)),
     connected=BOOL, snapshots=arr(ANY_OBJ), recording=opt(ANY_OBJ),
+    holders=arr(obj(("agent", "from"), **{"agent": opt(STR), "from": TIME, "until": opt(TIME)})),
 )  # fmt: skip
 OPS_SNAPSHOT = obj(
     type=enum("snapshot"), at=TIME,
@@ -77,6 +81,33 @@ SUPERVISION = (
     Route("GET", "/ws/watch/{room_id}", "Silent watch of a live room", SUPERVISOR, WEBSOCKET,
           "signalling", errors=((400, "`version_unsupported`"), (410, "`room_ended`")),
           description="Receive-only; audited `media.watch`."),
+    Route("GET", "/ws/join/{room_id}", "Join a live room visibly", SUPERVISOR, WEBSOCKET,
+          "signalling", errors=((400, "`version_unsupported`"), (410, "`room_ended`")),
+          description="The caller's page names the joiner first; audited `media.join`. A "
+                      "room with rooms.max_participants people: `error` `room_full` on the "
+                      "socket, then it closes."),
+    Route("GET", "/ws/expert/{room_id}", "Join a live room as an invited expert",
+          AGENT_OWN, WEBSOCKET, "signalling",
+          errors=((400, "`version_unsupported`"), (403, "`forbidden`: no staff link of "
+                  "this room was redeemed by you"), (410, "`room_ended`")),
+          description="As `/ws/join`, role `expert`; audited `media.join`."),
+    Route("POST", "/api/sessions/{session_id}/staff-link", "A one-time link for an expert",
+          AGENT_OWN, ok("the link (15 minutes, single use)", obj(link=STR, expires_at=TIME)),
+          "sessions", errors=((404, "`not_found`"), (410, "`room_ended`")),
+          description="Only the token's hash is stored; audited `team.link_create`."),
+    Route("POST", "/api/staff-links/redeem", "Use a staff link up (after the staff login)",
+          {"agent": "yes", "supervisor": "yes"}, ok("its room", obj(room=STR)), "sessions",
+          body=obj(("token",), token=STR),
+          errors=((400, "`bad_token`"), (410, "`link_invalid`: used or expired")),
+          description="Audited `team.link_use`; the user may then join `/ws/expert/{room}`."),
+    Route("POST", "/api/sessions/{session_id}/hand-over", "Hand the session to someone else",
+          AGENT_OWN, ok("the new holder", obj(holder=STR)), "sessions",
+          body=obj((), participant=STR, username=STR),
+          errors=((400, "`bad_target`"), (404, "`not_found`"), (410, "`room_ended`")),
+          description="To a joined staff participant or an agent account; audited "
+                      "`session.hand_over`; written to the session's holders."),
+    Route("GET", "/x/{token}", "An expert's one-time staff link: the join page", ANYONE,
+          page("web/join.html: staff login, then the link is redeemed"), "sessions"),
 )  # fmt: skip
 
 PRIVACY = (

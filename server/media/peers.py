@@ -46,7 +46,9 @@ logger = logging.getLogger(__name__)
 
 PUBLISHES = {"caller": "camera", "agent": "screen"}
 # A supervisor silently watches: it receives the camera and publishes nothing.
-RECEIVES = {"caller": "screen", "agent": "camera", "supervisor": "camera"}
+# Staff who joined visibly (server/rooms) receive both: one leg per track ("staff_screen").
+RECEIVES = {"caller": "screen", "agent": "camera", "supervisor": "camera", "staff": "camera",
+            "staff_screen": "screen"}  # fmt: skip
 ROLES = frozenset(PUBLISHES) | frozenset(RECEIVES)
 _DIRECTION = {
     (True, True): "sendrecv",

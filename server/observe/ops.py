@@ -44,6 +44,7 @@ from server.recording.service import RECORDING
 from server.rooms.manager import ROOMS, LiveRoom
 from server.rooms.state import RoomEvent, iso
 from server.signalling import endpoints as signalling
+from server.signalling import team
 
 log = logging.getLogger(__name__)
 
@@ -463,6 +464,7 @@ def setup(app: web.Application) -> None:
     r.add_get("/api/ops/stream", stream_handler)
     r.add_post("/api/ops/rooms/{room_id}/end", end_room_handler)
     r.add_get("/ws/watch/{room_id}", signalling.watch_ws)
+    team.setup(app)  # join visibly, experts' links, hand-over (docs/protocol.md, "Team")
 
 
 # This feature's application key (docs/architecture.md).

@@ -66,8 +66,9 @@ def media_summary(recordings: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def build_report(
-    row: dict[str, Any], agent_name: str | None, recordings: list[dict[str, Any]] | None = None
-) -> dict[str, Any]:
+    row: dict[str, Any], agent_name: str | None, recordings: list[dict[str, Any]] | None = None,
+    holders: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:  # fmt: skip
     timeline = [
         {"event": name, "at": iso(row[column])} for name, column in STEPS if row.get(column)
     ]
@@ -90,6 +91,13 @@ def build_report(
             "total": _span(row, "created_at", "ended_at"),
         },
         "connected": row.get("media_started_at") is not None,
+        # Who held the session when (hand-over, docs/protocol.md "Team"); one entry, the
+        # opening agent, when it was never handed over.
+        "holders": [
+            {"agent": h["username"], "from": iso(h["since"]), "until": iso(h["until"])}
+            for h in holders or []
+        ]
+        or [{"agent": agent_name, "from": iso(row["created_at"]), "until": None}],
         **media_summary(recordings or []),
     }
 
@@ -99,7 +107,8 @@ async def session_report(db: Database, session_id: str) -> dict[str, Any] | None
     if row is None:
         return None
     agent = await db.user_by_id(row["agent_id"])
-    return build_report(row, agent.username if agent else None, await db.list_recordings(row["id"]))
+    return build_report(row, agent.username if agent else None, await db.list_recordings(row["id"]),
+                        await db.holders(row["id"]))  # fmt: skip
 
 
 @require_user("agent", "supervisor")  # admins manage accounts, not sessions

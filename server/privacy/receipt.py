@@ -10,6 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from server.core.appkeys import CLOCK, CONFIG, DB
+from server.core.audit import Audit
 from server.core.config import Config
 from server.core.phone import mask
 from server.http.auth import caller_cookie_name, error
@@ -18,8 +19,9 @@ from server.rooms.state import iso
 
 
 def build_receipt(
-    cfg: Config, row: dict[str, Any], recordings: list[dict[str, Any]], now: float
-) -> dict[str, Any]:
+    cfg: Config, row: dict[str, Any], recordings: list[dict[str, Any]], now: float,
+    watched: bool = False,
+) -> dict[str, Any]:  # fmt: skip
     rc = cfg.retention
     ended = row["ended_at"]
     base = ended if ended is not None else now  # retention counts from the session's end
@@ -59,6 +61,9 @@ def build_receipt(
             "recordings": until(rc.recordings_days) if videos else None,
             "photos": until(rc.media_days) if snapshots or uploads else None,
         },
+        # A supervisor watched the call silently, for quality (the notice says one may):
+        # the caller is told afterwards, here (docs/protocol.md, "Privacy receipt").
+        "watched_by_supervisor": watched,
         "contact": cfg.session.privacy_contact,
     }
 
@@ -74,7 +79,9 @@ async def caller_receipt(request: web.Request) -> web.StreamResponse:
     if row is None:
         return error(401, "not_authenticated", "open the link from your SMS again")
     recordings = await db.list_recordings(row["id"])
-    return web.json_response({"receipt": build_receipt(cfg, row, recordings, request.app[CLOCK]())})
+    watched = any(r["action"] == "media.watch" for r in await Audit.rows_about(db, {row["id"]}))
+    receipt = build_receipt(cfg, row, recordings, request.app[CLOCK](), watched)
+    return web.json_response({"receipt": receipt})
 
 
 def setup(app: web.Application) -> None:

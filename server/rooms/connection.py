@@ -21,6 +21,8 @@ log = logging.getLogger(__name__)
 
 CLOSE_ROOM_ENDED = 4000
 CLOSE_REPLACED = 4001
+# A staff participant the caller asked to leave (after the `removed` message).
+CLOSE_REMOVED = 4005
 
 
 class Connection:

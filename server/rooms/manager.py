@@ -5,6 +5,10 @@ Every change to a room goes through a method here: it changes the pure state
 persists them (the session record), notifies the participants (`room` message) and tells
 the listeners (webhooks, metrics, ops, recording, toolkit) — in that order, in one place.
 Nothing else writes a `Room`.
+
+Over 400 lines because it is the one writer: the room's lifecycle, its participants
+(including the staff who join visibly: join, dismiss) and its media events belong
+together, and splitting the writer would make two.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from aiohttp import web
 from server.core.config import Config
 from server.core.db import Database, unavailable
 from server.media.peers import MediaEvent, MediaRoom
-from server.rooms.connection import CLOSE_REPLACED, CLOSE_ROOM_ENDED
+from server.rooms.connection import CLOSE_REMOVED, CLOSE_REPLACED, CLOSE_ROOM_ENDED
 from server.rooms.participant import AGENT, CALLER, MessageSink, Participant
 from server.rooms.router import LocalRouter, RoomTaken, Router
 from server.rooms.state import ParticipantState, Room, RoomEvent
@@ -161,6 +165,10 @@ class RoomManager:
                 ended_at=room.ended_at,
                 end_reason=d["reason"],
             )
+        elif event.kind == "holder":  # a hand-over: the record and who held it when
+            await db.update_session(room.id, agent_id=d["user_id"])
+            first = (d["from_id"], d["from_name"], room.created_at)
+            await db.hand_over(room.id, d["user_id"], d["name"], at, first=first)
         elif event.kind == "media_ended":  # not a Room event: written by `end`
             await db.set_session_time_once(room.id, "media_ended_at", at)
 
@@ -299,6 +307,10 @@ class RoomManager:
         participant = Participant(pstate, sink)
         live.participants[participant_id] = participant
         events = live.room.join(pstate)
+        if kind == "staff" and events:
+            # The caller's page names who joined before the joiner can get any media: its
+            # offer is read only after this returns (docs/protocol.md, "Team").
+            self._tell_others(live, participant_id, M.participant_joined(pstate.public()))
         if kind not in _SILENT_KINDS:
             live.room.touch(self.clock())
         # A reconnecting agent or caller changes no state, but the others' pages refresh.
@@ -313,6 +325,32 @@ class RoomManager:
         p = live.participants.get(participant_id)
         if p is None or (sink is not None and p.sink is not sink):
             return
+        await self._remove(live, p, "left")
+
+    async def dismiss(self, live: LiveRoom, participant_id: str) -> bool:
+        """The caller asked a staff participant to leave: it is told (`removed`), its
+        socket closed and its media dropped; everyone else gets `participant_left`."""
+        p = live.participants.get(participant_id)
+        if p is None or p.kind != "staff":
+            return False
+        p.send(M.removed("caller_asked"))
+        if p.sink is not None:
+            p.sink.close_soon(CLOSE_REMOVED, "the caller asked you to leave")
+        log.info("room %s: the caller asked %s to leave", live.room.id, participant_id)
+        await self._remove(live, p, "caller_asked")
+        return True
+
+    def _tell_others(self, live: LiveRoom, participant_id: str, message: dict[str, Any]) -> None:
+        # The caller first: what it is shown must not lag behind the staff's pages.
+        others = sorted(
+            (p for pid, p in live.participants.items() if pid != participant_id),
+            key=lambda p: p.id != CALLER,
+        )
+        for other in others:
+            other.send(message)
+
+    async def _remove(self, live: LiveRoom, p: Participant, reason: str) -> None:
+        participant_id = p.id
         del live.participants[participant_id]
         if self._live.get(live.room.id) is not live:
             # Handed over (drain): the room's record is the new node's to write now.
@@ -320,11 +358,24 @@ class RoomManager:
         events = live.room.leave(participant_id)
         if p.kind == "supervisor":
             await live.media.drop(participant_id)
+        if p.kind == "staff":
+            for media_id in staff_media_ids(participant_id):
+                await live.media.drop(media_id)
+            if events:
+                left = M.participant_left(p.state.public(), reason)
+                self._tell_others(live, participant_id, left)
         if participant_id == CALLER and live.room.caller_status in ("live", "paused", "connecting"):
             # The page went away without saying goodbye (network change, backgrounded):
             # keep the media a moment; the page reconnects by itself.
             events += live.room.set_caller_status("reconnecting")
         await self._apply(live, events)
+
+    async def hand_over(self, live: LiveRoom, user_id: int, name: str) -> bool:
+        """The session's holder changes (docs/protocol.md, "Team"): every page's `room`
+        names the new one; the record and session_holders are written."""
+        events = live.room.hand_over(user_id, name)
+        await self._apply(live, events)
+        return bool(events)
 
     async def set_warning(self, live: LiveRoom, participant_id: str, warning: str | None) -> None:
         await self._apply(live, live.room.set_warning(participant_id, warning))
@@ -386,6 +437,11 @@ class RoomManager:
         ):
             # The caller's page sees this status and makes a new peer connection.
             await self.set_caller_status(live, "reconnecting")
+
+
+def staff_media_ids(participant_id: str) -> tuple[str, str]:
+    """A staff participant's two media legs (one per track it receives): camera, screen."""
+    return participant_id, f"{participant_id}/screen"
 
 
 def _visible(event: RoomEvent) -> bool:

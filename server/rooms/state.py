@@ -40,8 +40,12 @@ END_REASONS = (
 )
 TRACKS = ("camera", "screen")
 # Who can be in a room. A supervisor watches silently (the caller's notice says one may);
-# the recorder receives the camera and writes it, encrypted.
-PARTICIPANT_KINDS = ("agent", "caller", "supervisor", "recorder")
+# `staff` is a supervisor or an expert who joined visibly (the caller's page names them
+# before they receive media, and the caller can ask them to leave); the recorder receives
+# the camera and writes it, encrypted.
+PARTICIPANT_KINDS = ("agent", "caller", "supervisor", "staff", "recorder")
+# The roles a visible `staff` participant joins in (ParticipantState.role).
+STAFF_ROLES = ("supervisor", "expert")
 
 # Event kinds (RoomEvent.kind) and what `data` holds:
 #   created                                 a room was opened
@@ -54,6 +58,7 @@ PARTICIPANT_KINDS = ("agent", "caller", "supervisor", "recorder")
 #   recording    {active: bool, warning}    the recorder joined, left, or warns
 #   codec        {track, mismatch}          a track's receiver cannot take its codec (or can)
 #   ended        {reason}                   the room ended
+#   holder       {user_id, name, from_id, from_name}  handed over to another staff user
 EVENT_KINDS = (
     "created",
     "participant",
@@ -65,6 +70,7 @@ EVENT_KINDS = (
     "recording",
     "codec",
     "ended",
+    "holder",
 )
 
 
@@ -99,6 +105,13 @@ class ParticipantState:
     # (e.g. the spool is over its limit), None when all is well.
     recording_id: str | None = None
     warning: str | None = None
+    # A staff participant's role (STAFF_ROLES) and staff user id.
+    role: str | None = None
+    user_id: int | None = None
+
+    def public(self) -> dict[str, Any]:
+        """How pages name a visible participant (`participant_joined`, `room.staff`)."""
+        return {"id": self.id, "name": self.name, "role": self.role or self.kind}
 
 
 @dataclass
@@ -140,6 +153,25 @@ class Room:
         return any(p.kind == "agent" for p in self.participants.values())
 
     @property
+    def staff(self) -> list[ParticipantState]:
+        """The supervisors and experts who joined visibly, oldest first."""
+        return sorted(
+            (p for p in self.participants.values() if p.kind == "staff"), key=lambda p: p.joined_at
+        )
+
+    def counted(self) -> int:
+        """People counted against rooms.max_participants: the agent and the caller always
+        (their places are kept while they reconnect), plus the staff who joined."""
+        return 2 + len(self.staff)
+
+    def full(self, max_participants: int, participant_id: str) -> bool:
+        """Whether staff `participant_id` joining would be one too many (a reconnect, the
+        same id again, is never refused)."""
+        if participant_id in self.participants:
+            return False
+        return self.counted() >= max_participants
+
+    @property
     def recorder(self) -> ParticipantState | None:
         return next((p for p in self.participants.values() if p.kind == "recorder"), None)
 
@@ -167,6 +199,8 @@ class Room:
         if replaced:  # a reconnect: the same participant, a new socket
             return []
         events = [self._event("participant", id=participant.id, kind=participant.kind, joined=True)]
+        if participant.kind == "staff":
+            events[0].data.update(participant.public())
         if participant.kind == "recorder":
             events.append(self._event("recording", active=True, warning=participant.warning))
         return events
@@ -176,9 +210,21 @@ class Room:
         if gone is None:
             return []
         events = [self._event("participant", id=gone.id, kind=gone.kind, joined=False)]
+        if gone.kind == "staff":
+            events[0].data.update(gone.public())
         if gone.kind == "recorder" and not self.ended:
             events.append(self._event("recording", active=False, warning=None))
         return events
+
+    def hand_over(self, user_id: int, name: str) -> list[RoomEvent]:
+        """Another staff user holds the session from now: its agent (the name the caller
+        is shown, whose console may hold it) changes."""
+        if self.ended or self.agent_id == user_id:
+            return []
+        before = (self.agent_id, self.agent_name)
+        self.agent_id, self.agent_name = user_id, name
+        return [self._event("holder", user_id=user_id, name=name, from_id=before[0],
+                            from_name=before[1])]  # fmt: skip
 
     def set_warning(self, participant_id: str, warning: str | None) -> list[RoomEvent]:
         p = self.participants.get(participant_id)
@@ -277,4 +323,5 @@ class Room:
             "ended_at": iso(self.ended_at),
             "end_reason": self.end_reason,
             "recording": self.recording(),
+            "staff": [p.public() for p in self.staff],
         }

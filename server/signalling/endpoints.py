@@ -20,7 +20,7 @@ from server.http.web_auth import LOGIN_SOCKETS, TOKEN_KEY, current_user, deny
 from server.media.peers import MediaError, ice_servers_for_client
 from server.recording.service import RECORDING
 from server.rooms.connection import Connection
-from server.rooms.manager import ROOMS, LiveRoom
+from server.rooms.manager import ROOMS, LiveRoom, staff_media_ids
 from server.rooms.participant import MessageSink
 from server.sessions.caller import device_session
 from server.signalling import messages as P
@@ -137,7 +137,7 @@ async def _room_for(request: web.Request, room_id: str) -> LiveRoom | Elsewhere 
 
 
 def _parse(raw: str, role: str) -> P.Message:
-    if role != "supervisor":
+    if role != "supervisor":  # a staff participant's own list: messages.ALLOWED["staff"]
         return P.parse(raw, role)
     # A supervisor's offer/candidate/ping have the agent's shapes; nothing else is allowed.
     try:
@@ -219,6 +219,16 @@ async def serve(
     sig = cfg.signalling
     rooms = app[ROOMS]
     ws = incoming
+    if role == "staff" and live.room.full(cfg.rooms.max_participants, participant):
+        # Refused on the socket (a browser cannot read a refused upgrade's status), here
+        # where the room is, with no wait before the join below: two staff at once cannot
+        # both take the last place.
+        n = cfg.rooms.max_participants
+        full = f"this call has {n} people already (rooms.max_participants)"
+        conn.send(P.error(P.ROOM_FULL, full))
+        conn.close_soon(WSCloseCode.TRY_AGAIN_LATER, "room full")
+        await conn.wait_closed()
+        return
     notice = None
     if role == "caller":
         notice = {"version": cfg.session.notice_version, "accepted": live.room.notice_accepted}
@@ -234,7 +244,12 @@ async def serve(
         )
     )
     # A supervisor gets `room`/`ended`; nobody is told it joined (a silent participant).
-    await rooms.join(live, role, participant, conn, name=name)
+    # Staff: everyone is told (`participant_joined`, the caller first) inside the join.
+    extra: dict[str, object] = {}
+    if role == "staff":  # staff-<role>-<user id>-<hex> (serve_staff)
+        _, staff_role, user_id, _ = participant.split("-", 3)
+        extra = {"role": staff_role, "user_id": int(user_id)}
+    await rooms.join(live, role, participant, conn, name=name, **extra)
     if role != "supervisor":
         app[TOOLKIT].joined(live, conn)  # toolkit settings and what it missed
     if role == "agent" and live.room.reopened_at is not None:
@@ -278,6 +293,15 @@ async def serve(
         await conn.wait_closed()
 
 
+def _media_leg(conn: Sink, data: dict[str, object]) -> tuple[str, str]:
+    """The media leg (participant id in the MediaRoom, media role) an offer or candidate
+    is for: a staff participant has one per track it receives."""
+    if conn.role != "staff":
+        return conn.participant, conn.role
+    camera, screen = staff_media_ids(conn.participant)
+    return (camera, "staff") if data.get("track") == "camera" else (screen, "staff_screen")
+
+
 # A caller's messages that need the notice accepted first: everything that reaches the
 # agent (docs/protocol.md, "accept"); `accept`, `ping`, `leave` and `candidate` do not,
 # and `offer` has its own check below.
@@ -311,6 +335,11 @@ async def _dispatch(app: web.Application, live: LiveRoom, conn: Sink, msg: P.Mes
         await rooms.accept_notice(live, data["notice"])
         return
 
+    if msg.type == "dismiss":  # the caller asks a joined supervisor/expert to leave
+        if not await rooms.dismiss(live, data["participant"]):
+            raise P.ProtocolError(P.NOT_FOUND, "no such participant in this call", msg.type)
+        return
+
     if msg.type == "offer":
         if conn.role == "caller" and not room.notice_accepted:
             raise P.ProtocolError(
@@ -318,10 +347,9 @@ async def _dispatch(app: web.Application, live: LiveRoom, conn: Sink, msg: P.Mes
             )
         if conn.role == "caller" and room.caller_status in ("accepted", "left", "reconnecting"):
             await rooms.set_caller_status(live, "connecting")
+        media_id, media_role = _media_leg(conn, data)
         try:
-            answer = await live.media.handle_offer(
-                conn.participant, conn.role, data["pc"], data["sdp"]
-            )
+            answer = await live.media.handle_offer(media_id, media_role, data["pc"], data["sdp"])
         except Exception as exc:
             log.info("offer from %s failed in room %s: %s", conn.role, room.id, exc)
             raise P.ProtocolError(
@@ -334,7 +362,7 @@ async def _dispatch(app: web.Application, live: LiveRoom, conn: Sink, msg: P.Mes
         cand = data.get("candidate")
         try:
             await live.media.add_candidate(
-                conn.participant, data["pc"], P.parse_candidate(cand) if cand else None
+                _media_leg(conn, data)[0], data["pc"], P.parse_candidate(cand) if cand else None
             )
         except MediaError as exc:  # a candidate the media layer cannot use: the sender's fault
             raise P.ProtocolError(P.BAD_MESSAGE, str(exc), "candidate") from None

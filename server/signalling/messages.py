@@ -38,19 +38,28 @@ INTERNAL = "internal"
 LOGGED_OUT = "logged_out"  # the login the socket was opened with ended (docs/protocol.md)
 # The socket's room is on another node and the way there (Redis) failed: docs/cluster.md.
 CLUSTER_UNAVAILABLE = "cluster_unavailable"
+# The room has rooms.max_participants people already (docs/protocol.md, "Team").
+ROOM_FULL = "room_full"
 ERROR_CODES = frozenset(
     {BAD_JSON, BAD_MESSAGE, UNKNOWN_TYPE, TOO_LARGE, RATE_LIMITED, NOT_ALLOWED}
     | {NOTICE_NOT_ACCEPTED, NOTICE_OUTDATED, SDP_FAILED, ROOM_ENDED, INTERNAL, LOGGED_OUT}
-    | {BAD_URL, NOT_FOUND, PEER_ABSENT, CLUSTER_UNAVAILABLE}
+    | {BAD_URL, NOT_FOUND, PEER_ABSENT, CLUSTER_UNAVAILABLE, ROOM_FULL}
 )
 
 # Which role may send which message type.
 ALLOWED: dict[str, frozenset[str]] = {
     "caller": frozenset({"offer", "candidate", "accept", "media", "leave", "ping"})
     | {"snapshot_failed"}  # recording: server/recording/service.py
+    | {"dismiss"}  # team: ask a joined supervisor/expert to leave
     | TK.CALLER_TYPES,
     "agent": frozenset({"offer", "candidate", "media", "end", "ping"}) | TK.AGENT_TYPES,
+    # A supervisor or expert who joined visibly: receives both tracks, points, marks and
+    # chats like the agent (its toolkit messages have the agent's shapes).
+    "staff": frozenset({"offer", "candidate", "ping", "pointer", "mark", "clear", "chat"}),
 }
+# Which track a staff participant's peer connection receives (offer/candidate `track`):
+# one peer connection per track, since a media leg receives one track.
+STAFF_TRACKS = ("camera", "screen")
 ALL_TYPES = frozenset().union(*ALLOWED.values())
 MAX_SDP = 60_000
 
@@ -106,11 +115,22 @@ def parse(raw: str, role: str) -> Message:
         raise ProtocolError(NOT_ALLOWED, f"a {role} may not send '{mtype}'", mtype)
 
     if mtype in TK.TYPES:  # the visual-assist toolkit (server/toolkit/messages.py)
+        tk_role = "agent" if role == "staff" else role  # the agent's shapes
         try:
-            return Message(mtype, TK.validate(mtype, data, role, len(raw.encode())))
+            return Message(mtype, TK.validate(mtype, data, tk_role, len(raw.encode())))
         except TK.Invalid as exc:
             raise ProtocolError(exc.code, str(exc), mtype) from None
-    if mtype == "offer":
+    if role == "staff" and mtype in ("offer", "candidate"):
+        track = data.get("track", "camera")
+        if track not in STAFF_TRACKS:
+            raise ProtocolError(BAD_MESSAGE, "field 'track' must be 'camera' or 'screen'", mtype)
+        data["track"] = track
+    if mtype == "dismiss":
+        pid = _field(data, "participant", str, mtype)
+        if not pid.startswith("staff-") or len(pid) > 80:
+            raise ProtocolError(BAD_MESSAGE, "field 'participant' must name a staff participant",
+                                mtype)  # fmt: skip
+    elif mtype == "offer":
         pc = _field(data, "pc", int, mtype)
         if not 0 < pc < 2**31:
             raise ProtocolError(BAD_MESSAGE, "field 'pc' must be a positive integer", mtype)
@@ -209,6 +229,7 @@ SERVER_TYPES = (
         | {"frozen", "unfrozen", "freeze_request"}  # toolkit
         | {"snapshot", "snapshot_failed", "photo"}  # recording
         | {"moved", "reopened"}  # a cluster's drain and failover (docs/protocol.md)
+        | {"participant_joined", "participant_left", "removed"}  # team
     )
     | RELAYED
 )
@@ -308,3 +329,19 @@ def snapshot_failed(request_id: str, reason: str) -> dict[str, Any]:
 
 def photo(view: dict[str, Any]) -> dict[str, Any]:
     return {"type": "photo", "photo": view}
+
+
+# --- team: staff who join visibly (docs/protocol.md, "Team") -----------------------------
+def participant_joined(participant: dict[str, Any]) -> dict[str, Any]:
+    """To everyone in the room (the caller first) before the joiner gets any media."""
+    return {"type": "participant_joined", "participant": participant}
+
+
+def participant_left(participant: dict[str, Any], reason: str) -> dict[str, Any]:
+    """`reason`: `left` (its socket closed) or `caller_asked` (the caller dismissed it)."""
+    return {"type": "participant_left", "participant": participant, "reason": reason}
+
+
+def removed(reason: str) -> dict[str, Any]:
+    """To a staff participant the caller asked to leave, before its socket closes."""
+    return {"type": "removed", "reason": reason}

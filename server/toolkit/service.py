@@ -175,6 +175,9 @@ class Toolkit:
             raise P.ProtocolError(P.RATE_LIMITED, f"too many '{mtype}' messages", mtype)
         role = conn.role
         out = dict(msg.data)
+        if mtype in ATTRIBUTED and role != "caller":
+            # Several staff may point, mark and chat: the caller's page says whose it is.
+            out["sender"] = sender(live, conn.participant)
         kit = self.kit(live.room.id)
         peer = live.conns.get("agent" if role == "caller" else "caller")
 
@@ -281,10 +284,8 @@ class Toolkit:
             if mark["on"] == "freeze":
                 del kit.marks[mid]
         kit.frozen = P.frozen(blob.id, blob_url(live.room.id, blob.id), by, iso(now))
-        for role in ("caller", "agent"):
-            c = live.conns.get(role)
-            if c is not None:
-                c.send(kit.frozen)
+        for c in _with_staff(live, "caller", "agent"):
+            c.send(kit.frozen)
 
     def _unfreeze(self, live: LiveRoom, kit: RoomKit, by: str) -> None:
         kit.frozen = None
@@ -292,10 +293,8 @@ class Toolkit:
         for mid, mark in list(kit.marks.items()):
             if mark["on"] == "freeze":
                 del kit.marks[mid]
-        for role in ("caller", "agent"):
-            c = live.conns.get(role)
-            if c is not None:
-                c.send(P.unfrozen(by))
+        for c in _with_staff(live, "caller", "agent"):
+            c.send(P.unfrozen(by))
 
     async def _push(
         self,
@@ -330,10 +329,8 @@ class Toolkit:
             await self.db.add_chat_message(live.room.id, kit.chat_n, role, out["text"], now)
         kit.chat.append(out)
         del kit.chat[:-MAX_CHAT_KEPT]
-        for r in ("caller", "agent"):
-            c = live.conns.get(r)
-            if c is not None:
-                c.send(out)
+        for c in _with_staff(live, "caller", "agent"):
+            c.send(out)
 
     # --- uploads ------------------------------------------------------------------------
     def store_blob(self, room_id: str, kind: str, data: bytes, content_type: str) -> Blob:
@@ -370,6 +367,27 @@ class Toolkit:
 
     def list_tutorials(self) -> list[dict[str, Any]]:
         return tutorials.list_all(self.tutorials_root())
+
+
+# Relayed with `sender` (name and role) when staff send them (docs/protocol.md, "Team").
+ATTRIBUTED = frozenset({"pointer", "mark", "chat"})
+
+
+def sender(live: LiveRoom, participant_id: str) -> dict[str, Any]:
+    """Who sent a toolkit message: {"name", "role"} (agent, supervisor or expert)."""
+    p = live.participants.get(participant_id)
+    if p is None or p.kind != "staff":
+        return {"name": live.room.agent_name, "role": "agent"}
+    public = p.state.public()
+    return {"name": public["name"], "role": public["role"]}
+
+
+def _with_staff(live: LiveRoom, *roles: str) -> list[Any]:
+    """The sockets of `roles` and of every staff participant who joined (they see what the
+    agent sees: chat, stills)."""
+    conns = live.conns
+    out = [conns[r] for r in roles if r in conns]
+    return out + [c for pid, c in conns.items() if pid.startswith("staff-")]
 
 
 TOOLKIT = web.AppKey("toolkit", Toolkit)

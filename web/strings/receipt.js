@@ -3,6 +3,8 @@
 
 export default {
   lv: {
+    "rc.watched.yes": "Uzraugs kvalitātes nolūkā klusi vēroja zvanu: jā",
+    "rc.watched.no": "Uzraugs kvalitātes nolūkā klusi vēroja zvanu: nē",
     "rc.title": "Jūsu privātuma kvīts",
     "rc.kept": "Šajā sesijā saglabāts:",
     "rc.record": "Sesijas ieraksts: tālruņa numurs {phone}, ierīces veids, laiks un ilgums",
@@ -22,6 +24,8 @@ export default {
     "rc.sec": "{s} s",
   },
   en: {
+    "rc.watched.yes": "Watched by a supervisor for quality: yes",
+    "rc.watched.no": "Watched by a supervisor for quality: no",
     "rc.title": "Your privacy receipt",
     "rc.kept": "What this session kept:",
     "rc.record": "The session record: phone number {phone}, device type, time and duration",
@@ -41,6 +45,8 @@ export default {
     "rc.sec": "{s} s",
   },
   ru: {
+    "rc.watched.yes": "Супервайзер молча наблюдал за звонком для контроля качества: да",
+    "rc.watched.no": "Супервайзер молча наблюдал за звонком для контроля качества: нет",
     "rc.title": "Ваша квитанция о данных",
     "rc.kept": "Что сохранено об этом сеансе:",
     "rc.record": "Запись о сеансе: номер телефона {phone}, тип устройства, время и длительность",

@@ -15,7 +15,9 @@ from server.core.schema import (
     recording_keys,
     recording_objections,
     recordings,
+    session_holders,
     sessions,
+    staff_links,
     webhook_outbox,
 )
 
@@ -47,7 +49,7 @@ class SubjectsRepository:
             # Undelivered webhook events go as well: they carry the reference and the masked
             # number, and an erased session is not reported afterwards.
             for table in (recording_keys, chat_messages, recordings, caller_devices, links,
-                          webhook_outbox):  # fmt: skip
+                          webhook_outbox, session_holders, staff_links):  # fmt: skip
                 await conn.execute(table.delete().where(table.c.session_id.in_(session_ids)))
             result = await conn.execute(sessions.delete().where(sessions.c.id.in_(session_ids)))
             return int(result.rowcount or 0)
@@ -92,6 +94,7 @@ class SubjectsRepository:
                 caller_devices.delete().where(caller_devices.c.session_id.in_(ended))
             )
             await conn.execute(links.delete().where(links.c.session_id.in_(ended)))
+            await conn.execute(staff_links.delete().where(staff_links.c.session_id.in_(ended)))
             return int(n.rowcount or 0)
 
     async def has_objection(self, phone_key: str) -> bool:
