@@ -160,6 +160,10 @@ function accept() {
   if (!st.signal.send({ type: "accept", notice: version })) return;
   st.accepted = st.acceptedLocally = true;
   media.start(); // pre-warm (sent after the accept on the same socket)
+  // Pre-warm the media stack too (lists devices, opens none): the first getUserMedia of
+  // a page is the slow one (bench/first_frame.py, "gum_done").
+  const md = navigator.mediaDevices;
+  if (prewarm() && md && md.enumerateDevices) md.enumerateDevices().catch(() => {});
   render();
   el("start-camera").focus();
 }
