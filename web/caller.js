@@ -65,9 +65,8 @@ const st = {
 };
 let zoom = null; // pinch zoom of the agent's screen (web/zoom.js), loaded with the call view
 
-// Pre-warm (docs/media-performance.md, "First frame"): once the notice is accepted the
-// peer connection is made with an empty camera sender, so ICE and DTLS are up before the
-// tap, which then only replaceTracks. window.callassistPrewarm = false: the tap makes it.
+// Pre-warm (docs/media-performance.md, "First frame"): after the notice, connect with an empty
+// camera sender; the tap only replaceTracks. window.callassistPrewarm = false: the tap connects.
 const prewarm = () => window.callassistPrewarm !== false && hasWebrtc() && st.accepted && !st.cameraError;
 
 // Visual-assist toolkit (web/toolkit-caller.js): loaded once the camera runs, so the page
@@ -75,13 +74,9 @@ const prewarm = () => window.callassistPrewarm !== false && hasWebrtc() && st.ac
 const TOOLKIT_TYPES = new Set(["chat", "chat_receipt", "push", "camera_request", "pointer", "mark", "clear", "frozen", "unfrozen"]);
 const toolkitEarly = [];
 let toolkit = null;
-let zoomLoading = false;
+let zoomLoad = null;
 function loadZoom() {
-  if (zoomLoading) return;
-  zoomLoading = true;
-  import("./zoom.js")
-    .then((m) => (zoom = m.setupZoom(el("screen-wrap"), el("screen-video"))))
-    .catch((err) => console.error("zoom failed to load", err));
+  zoomLoad = zoomLoad || import("./zoom.js").then((m) => (zoom = m.setupZoom(el("screen-wrap"), el("screen-video")))).catch((err) => console.error("zoom failed to load", err));
 }
 function loadToolkit() {
   toolkit = toolkit || import("./toolkit-caller.js")
@@ -162,8 +157,7 @@ function accept() {
   media.start(); // pre-warm (sent after the accept on the same socket)
   // Pre-warm the media stack too (lists devices, opens none): the first getUserMedia of
   // a page is the slow one (bench/first_frame.py, "gum_done").
-  const md = navigator.mediaDevices;
-  if (prewarm() && md && md.enumerateDevices) md.enumerateDevices().catch(() => {});
+  if (prewarm()) navigator.mediaDevices?.enumerateDevices?.().catch(() => {});
   render();
   el("start-camera").focus();
 }
