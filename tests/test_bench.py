@@ -61,7 +61,8 @@ def test_recorder_json_keys() -> None:
 
 
 def test_first_frame_json_keys() -> None:
-    result = run_json("first_frame.py", "--runs", "1")
+    # One aiortc session, and one Chromium session with and one without the pre-warm.
+    result = run_json("first_frame.py", "--runs", "1", timeout=400)
     assert set(result) == {
         "runs",
         "codec",
@@ -72,8 +73,25 @@ def test_first_frame_json_keys() -> None:
         "offer_to_first_frame_median_s",
         "offer_to_first_frame_p95_s",
         "samples_s",
+        "browser",
     }
     assert result["runs"] == 1 and len(result["samples_s"]) == 1
+    browser = result["browser"]
+    summary = {"median_ms", "p95_ms", "min_ms", "max_ms", "samples_ms", "steps"}
+    assert set(browser) == summary | {"runs", "prewarm", "without_prewarm"}
+    assert set(browser["without_prewarm"]) == summary
+    for mode in (browser, browser["without_prewarm"]):
+        assert len(mode["samples_ms"]) == 1 and mode["median_ms"] > 0
+        # The tap -> paint chain, each step in ms after the tap.
+        assert {"gum_done", "offer_sent", "pc_connected", "painted"} <= set(mode["steps"])
+    # Pre-warmed: the connection was up before the tap; without: the tap made it.
+    without = browser["without_prewarm"]["steps"]
+    assert browser["steps"]["pc_connected"] < 0 < without["pc_connected"]
+
+
+def test_first_frame_without_browser() -> None:
+    result = run_json("first_frame.py", "--runs", "1", "--no-browser")
+    assert result["browser"] is None and len(result["samples_s"]) == 1
 
 
 def test_impairment_json_keys() -> None:

@@ -69,7 +69,7 @@ class DocClient:
         self.sender_transceiver: Any = None
         self.watcher: Watcher | None = None
 
-    async def connect(self, track: MediaStreamTrack | None) -> None:
+    async def connect(self, track: MediaStreamTrack | None, warm: bool = False) -> None:
         if self.pc is not None:
             await self.pc.close()
         self.pc_id += 1
@@ -89,14 +89,15 @@ class DocClient:
         else:
             pc.addTransceiver("video", direction="recvonly")
             self.sender_transceiver = pc.addTransceiver(track or "video", direction="sendonly")
-        await self.negotiate()
+        await self.negotiate(warm)
 
-    async def negotiate(self) -> None:
+    async def negotiate(self, warm: bool = False) -> None:
         assert self.pc is not None
         await self.pc.setLocalDescription(await self.pc.createOffer())
-        await self.sig.send(
-            {"type": "offer", "pc": self.pc_id, "sdp": self.pc.localDescription.sdp}
-        )
+        offer = {"type": "offer", "pc": self.pc_id, "sdp": self.pc.localDescription.sdp}
+        if warm:
+            offer["warm"] = True
+        await self.sig.send(offer)
         answer = await self.sig.expect("answer", pc=self.pc_id)
         await self.pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
 
@@ -191,3 +192,39 @@ async def test_caller_recovers_on_new_peer_connection(server) -> None:  # type: 
     await agent.sig.wait_room(status="live")
     await caller.close()
     await agent.close()
+
+
+async def test_warm_offer_connects_before_the_camera(server) -> None:  # type: ignore[no-untyped-def]
+    """Pre-warm (docs/protocol.md, "offer"): the caller connects with an empty sender and
+    `warm`; the agent still sees "accepted" (no "connecting" for a camera not started);
+    replaceTrack alone then brings the camera to the agent, and the status to "live"."""
+    agent_http, caller, room = await _start(server)
+    agent = DocClient(await Signalling.agent(server.url, agent_http.http, room), "agent")
+    await agent.connect(None)
+    await caller.connect(None, warm=True)
+    for _ in range(100):
+        if caller.pc is not None and caller.pc.connectionState == "connected":
+            break
+        await asyncio.sleep(0.1)
+    assert caller.pc is not None and caller.pc.connectionState == "connected"
+    await caller.sig.send({"type": "ping"})
+    await caller.sig.expect("pong")  # the offer's status change, if any, was sent before
+    assert caller.sig.rooms[-1]["caller"]["status"] == "accepted", caller.sig.rooms[-1]
+    assert not caller.sig.rooms[-1]["tracks"]["camera"]
+
+    caller.sender_transceiver.sender.replaceTrack(SolidTrack(RED))
+    assert agent.watcher is not None
+    await agent.watcher.wait_colour(RED)
+    assert (await agent.sig.wait_room(status="live"))["tracks"]["camera"]
+    assert caller.pc_id == 1  # the same connection: no second offer
+    await caller.close()
+    await agent.close()
+
+
+async def test_warm_must_be_a_boolean(server) -> None:  # type: ignore[no-untyped-def]
+    agent_http, caller, _ = await _start(server)
+    await caller.sig.send({"type": "offer", "pc": 1, "sdp": "v=0\r\n", "warm": "yes"})
+    err = await caller.sig.expect("error", ref="offer")
+    assert err["code"] == "bad_message" and "warm" in err["message"]
+    assert caller.sig.rooms[-1]["caller"]["status"] == "accepted"
+    await caller.close()

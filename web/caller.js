@@ -10,7 +10,6 @@ import { Signal, probeUpgradeUrl } from "./ws.js";
 import { showTrack, forgetPcNumber, canSend, onlyCodec } from "./rtc.js";
 import { PcSession } from "./lib/pc-session.js";
 import { api } from "./lib/api.js";
-import { setupZoom } from "./zoom.js";
 import { startCamera, hasWebrtc } from "./caller-camera.js";
 import { render as renderView, toast, exitFullscreen, toggleFullscreen, setupScreenMode } from "./caller-view.js";
 import { loadNotice } from "./caller-notice.js";
@@ -64,13 +63,21 @@ const st = {
   codec: null, // "H264" when the page offered H264 alone (no VP8 in this browser)
   state: "connecting",
 };
-let zoom = null;
+let zoom = null; // pinch zoom of the agent's screen (web/zoom.js), loaded with the call view
+
+// Pre-warm (docs/media-performance.md, "First frame"): after the notice, connect with an empty
+// camera sender; the tap only replaceTracks. window.callassistPrewarm = false: the tap connects.
+const prewarm = () => window.callassistPrewarm !== false && hasWebrtc() && st.accepted && !st.cameraError;
 
 // Visual-assist toolkit (web/toolkit-caller.js): loaded once the camera runs, so the page
 // before media stays small; its messages that arrive earlier wait for it.
 const TOOLKIT_TYPES = new Set(["chat", "chat_receipt", "push", "camera_request", "pointer", "mark", "clear", "frozen", "unfrozen"]);
 const toolkitEarly = [];
 let toolkit = null;
+let zoomLoad = null;
+function loadZoom() {
+  zoomLoad = zoomLoad || import("./zoom.js").then((m) => (zoom = m.setupZoom(el("screen-wrap"), el("screen-video")))).catch((err) => console.error("zoom failed to load", err));
+}
 function loadToolkit() {
   toolkit = toolkit || import("./toolkit-caller.js")
     .then((m) => m.setup({ st, useCameraTrack, early: toolkitEarly.splice(0) }))
@@ -82,11 +89,13 @@ const media = new PcSession({
   roomId: () => (st.room ? st.room.id : "room"),
   signal: () => st.signal,
   iceServers: () => st.iceServers,
-  ready: () => !!st.cameraTrack && !st.ended && !st.fatal && st.wsReady,
-  alive: () => !st.ended && !st.fatal && !!st.cameraTrack,
+  ready: () => (!!st.cameraTrack || prewarm()) && !st.ended && !st.fatal && st.wsReady,
+  alive: () => !st.ended && !st.fatal && (!!st.cameraTrack || prewarm()),
+  // A warm offer (no camera yet) keeps the agent's "accepted" until the camera starts.
+  warm: () => !st.cameraTrack,
   setup(pc) {
     // Order matters (protocol): first our camera (sendonly), then the agent's screen (recvonly).
-    const cam = pc.addTransceiver(st.cameraTrack, { direction: "sendonly" });
+    const cam = pc.addTransceiver(st.cameraTrack || "video", { direction: "sendonly" });
     st.cameraSender = cam.sender;
     const screen = pc.addTransceiver("video", { direction: "recvonly" });
     // Safari without VP8: offer H264 alone (the server then uses H264 on this leg and the
@@ -101,7 +110,7 @@ const media = new PcSession({
   },
   onStart: () => render(),
   onChange(state) {
-    if (state === "connected") {
+    if (state === "connected" && st.cameraTrack) {
       st.everLive = true;
       st.recovering = false;
     }
@@ -129,7 +138,9 @@ function noCameraPath() {
   if (!st.accepted || st.ended || st.fatal) return;
   if (!st.cameraError && !st.cameraTrack && !hasWebrtc()) st.cameraError = "no_webrtc";
   if (!st.cameraError) return;
+  if (st.pc && !st.cameraTrack) media.close(); // a pre-warm with no camera to carry
   loadToolkit();
+  loadZoom();
   if (st.wsReady && st.reportedCamera !== st.cameraError) {
     const sent = st.signal.send({ type: "media", track: "camera", state: "unavailable", reason: st.cameraError });
     if (sent) st.reportedCamera = st.cameraError;
@@ -143,6 +154,10 @@ function accept() {
   const version = st.welcome.notice && st.welcome.notice.version;
   if (!st.signal.send({ type: "accept", notice: version })) return;
   st.accepted = st.acceptedLocally = true;
+  media.start(); // pre-warm (sent after the accept on the same socket)
+  // Pre-warm the media stack too (lists devices, opens none): the first getUserMedia of
+  // a page is the slow one (bench/first_frame.py, "gum_done").
+  if (prewarm()) navigator.mediaDevices?.enumerateDevices?.().catch(() => {});
   render();
   el("start-camera").focus();
 }
@@ -150,7 +165,6 @@ function accept() {
 // ---------------------------------------------------------------- camera
 
 function useCameraTrack(track) {
-  loadToolkit();
   const old = st.cameraTrack;
   st.cameraTrack = track;
   st.cameraStopped = false;
@@ -158,12 +172,16 @@ function useCameraTrack(track) {
   track.addEventListener("ended", () => onCameraEnded(track));
   showTrack(el("camera-preview"), track);
   if (old && old !== track) old.stop();
-  // A restarted camera goes onto the live connection; otherwise make a new one.
-  if (st.pc && st.cameraSender && st.pc.connectionState === "connected") {
+  // A restarted camera, or the first one on a pre-warmed connection, goes onto the live
+  // (or still connecting) connection; otherwise make a new one.
+  if (st.pc && st.cameraSender && ["new", "connecting", "connected"].includes(st.pc.connectionState)) {
     st.cameraSender.replaceTrack(track).catch(() => media.recover("replace_failed"));
   } else if (st.wsReady) {
     media.start();
   }
+  // After the camera is on its way: loading these must not delay its first frame.
+  loadToolkit();
+  loadZoom();
   render();
 }
 
@@ -246,8 +264,8 @@ function onWelcome(msg) {
     st.accepted = false;
   }
   // Every new socket gets a new peer connection (the old one may be gone server-side).
-  if (st.cameraTrack) media.start();
-  else if (st.accepted) resumeCamera();
+  if (st.cameraTrack || prewarm()) media.start();
+  if (!st.cameraTrack && st.accepted) resumeCamera();
   render();
 }
 
@@ -352,7 +370,6 @@ function wireUi() {
       render();
     }
   });
-  zoom = setupZoom(el("screen-wrap"), el("screen-video"));
   setupScreenMode();
 
   // Coming back to the page (phone unlocked, app switched back): check everything.

@@ -24,8 +24,8 @@ export function waitIceComplete(pc, capMs = GATHER_CAP_MS) {
 }
 
 // Create the offer, gather, send it. Candidates found after the offer was sent
-// (gathering slower than the cap) are trickled so they are not lost.
-export async function sendOffer(pc, num, signal) {
+// (gathering slower than the cap) are trickled so they are not lost. warm: a pre-warm.
+export async function sendOffer(pc, num, signal, warm = false) {
   let offerSent = false;
   pc.addEventListener("icecandidate", (ev) => {
     if (!offerSent || pc.signalingState === "closed") return;
@@ -35,7 +35,9 @@ export async function sendOffer(pc, num, signal) {
   await pc.setLocalDescription(offer);
   await waitIceComplete(pc);
   if (pc.signalingState === "closed") return false;
-  offerSent = signal.send({ type: "offer", pc: num, sdp: pc.localDescription.sdp });
+  const msg = { type: "offer", pc: num, sdp: pc.localDescription.sdp };
+  if (warm) msg.warm = true;
+  offerSent = signal.send(msg);
   return offerSent;
 }
 

@@ -7,10 +7,12 @@ process that imports it for `FORWARDINGS` still runs aiortc as shipped.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from server.core.config import MediaConfig
-from server.media import aiortc_hooks, rtp_hooks
+from server.media import aiortc_hooks, relay, rtp_hooks, rtp_publisher
 from server.media.peers import MediaRoom
 
 __all__ = [
@@ -21,6 +23,7 @@ __all__ = [
     "camera_source",
     "loopback",
     "loopback_ice",
+    "probe_first_moments",
     "rtp_hooks",
 ]
 
@@ -45,3 +48,49 @@ def loopback_ice() -> None:
 def camera_source(room: MediaRoom) -> Any:
     """What a recorder participant subscribes to in a room: the caller's camera slot."""
     return room.tracks["camera"]
+
+
+def probe_first_moments(mark: Callable[[str], None]) -> Callable[[], None]:
+    """Call mark(step) at the caller's camera moments in this process's server (bench/lib/
+    first_frame_browser.py): `server_offer_in` / `server_answer_out` around a caller's
+    offer, `server_first_rtp` for each camera RTP packet, `server_first_keyframe` for each
+    camera keyframe (mark keeps the first). Returns what undoes it. A method renamed in
+    server/media/ loses its step, never the bench."""
+    undo: list[Callable[[], None]] = []
+
+    def wrap(owner: Any, attr: str, before: Callable[..., None], after: Any = None) -> None:
+        original = getattr(owner, attr, None)
+        if original is None:
+            return
+        if asyncio.iscoroutinefunction(original):
+
+            async def wrapper(*args: Any, **kwargs: Any) -> Any:
+                before(*args)
+                result = await original(*args, **kwargs)
+                if after is not None:
+                    after(*args)
+                return result
+        else:
+
+            def wrapper(*args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
+                before(*args)
+                return original(*args, **kwargs)
+
+        setattr(owner, attr, wrapper)
+        undo.append(lambda: setattr(owner, attr, original))
+
+    def caller(step: str) -> Callable[..., None]:
+        return lambda room, participant, role, *a: role == "caller" and mark(step)
+
+    def camera(step: str, track_of: Callable[[Any], Any]) -> Callable[..., None]:
+        return lambda obj, *a: track_of(obj).name == "camera" and mark(step)
+
+    wrap(MediaRoom, "handle_offer", caller("server_offer_in"), caller("server_answer_out"))
+    wrap(rtp_publisher.RtpPublisher, "_on_rtp", camera("server_first_rtp", lambda p: p.room_track))
+    wrap(relay.RoomTrack, "keyframe_arrived", camera("server_first_keyframe", lambda t: t))
+
+    def uninstall() -> None:
+        while undo:
+            undo.pop()()
+
+    return uninstall

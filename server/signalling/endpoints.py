@@ -345,7 +345,14 @@ async def _dispatch(app: web.Application, live: LiveRoom, conn: Sink, msg: P.Mes
             raise P.ProtocolError(
                 P.NOTICE_NOT_ACCEPTED, "accept the notice before sharing", msg.type
             )
-        if conn.role == "caller" and room.caller_status in ("accepted", "left", "reconnecting"):
+        # A warm offer (the page connects before its camera starts) is not "connecting" yet:
+        # the agent keeps "accepted" until the camera's first frame makes it "live".
+        warm = data.get("warm") is True
+        if (
+            conn.role == "caller"
+            and room.caller_status in ("accepted", "left", "reconnecting")
+            and not (warm and room.caller_status == "accepted")
+        ):
             await rooms.set_caller_status(live, "connecting")
         media_id, media_role = _media_leg(conn, data)
         try:

@@ -137,6 +137,8 @@ def parse(raw: str, role: str) -> Message:
         sdp = _field(data, "sdp", str, mtype)
         if not sdp.startswith("v=0") or len(sdp) > MAX_SDP:
             raise ProtocolError(BAD_MESSAGE, "field 'sdp' must be an SDP offer", mtype)
+        if not isinstance(data.get("warm", False), bool):
+            raise ProtocolError(BAD_MESSAGE, "field 'warm' must be true or false", mtype)
     elif mtype == "candidate":
         _field(data, "pc", int, mtype)
         cand = data.get("candidate")

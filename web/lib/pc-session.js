@@ -18,8 +18,9 @@ export class PcSession {
   // alive: () => is recovery still wanted (not ended); setup(pc): add the transceivers in
   // protocol order; onStart(): a new pc was offered; onChange(state): its connectionState
   // changed; onAnswer(): the answer is applied; onRecover(why): a replacement is scheduled;
-  // nextNumber(): the next pc number (default: grows across reloads, rtc.js).
-  constructor({ role, roomId, signal, iceServers, ready, alive, setup, onStart, onChange, onAnswer, onRecover, nextNumber }) {
+  // nextNumber(): the next pc number (default: grows across reloads, rtc.js); warm(): is
+  // this offer a pre-warm (nothing to send yet: docs/protocol.md, "offer" `warm`).
+  constructor({ role, roomId, signal, iceServers, ready, alive, setup, onStart, onChange, onAnswer, onRecover, nextNumber, warm }) {
     this.signal = signal;
     this.iceServers = iceServers;
     this.ready = ready;
@@ -30,6 +31,7 @@ export class PcSession {
     this.onAnswered = onAnswer || (() => {});
     this.onRecover = onRecover || (() => {});
     this.nextNumber = nextNumber || (() => nextPcNumber(roomId(), role));
+    this.warm = warm || (() => false);
     this.pc = null;
     this.num = 0;
     this.state = "new";
@@ -71,7 +73,7 @@ export class PcSession {
     this.watchdog = setTimeout(() => {
       if (pc === this.pc && pc.connectionState !== "connected") this.recover("timeout");
     }, CONNECT_TIMEOUT_MS);
-    sendOffer(pc, num, this.signal()).catch((err) => {
+    sendOffer(pc, num, this.signal(), this.warm()).catch((err) => {
       console.error("offer failed", err);
       if (pc === this.pc) this.recover("offer_failed");
     });
