@@ -42,6 +42,11 @@ CONTAINERS = {
     "H264": Container("H264", "h264", "matroska", "mkv", ".mkv"),
 }
 BY_NAME = {c.name: c for c in CONTAINERS.values()}
+# FFmpeg's Matroska muxer holds a whole cluster in its own buffer (grown by doubling) and
+# writes it when the cluster ends: 5 s or 5 MiB by default on a seekable file, with one
+# keyframe per segment. Short clusters keep that buffer small (and its blocks under glibc's
+# mmap threshold, issue 18); players and the export's stream copy do not mind.
+CLUSTER_OPTIONS = {"cluster_size_limit": str(64 * 1024), "cluster_time_limit": "1000"}
 
 
 def container_for(codec: str) -> Container:
@@ -86,7 +91,7 @@ class SegmentMuxer:
         self._own = dest is None
         self._buf: Any = io.BytesIO() if dest is None else dest
         self._out: Any = av.open(self._buf, "w", format=self.container.format,
-                                 container_options=options)
+                                 container_options={**CLUSTER_OPTIONS, **(options or {})})
         self._stream: Any = None
         self._size = size
         self.frames = 0
