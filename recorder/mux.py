@@ -115,8 +115,15 @@ class SegmentMuxer:
                 raise ValueError("a segment must start with a keyframe")
             size = self._size or frame_size(self.container.codec, data) or (640, 480)
             self._size = size
-            stream = self._out.add_stream(self.container.av_codec)
-            stream.width, stream.height = size
+            # A stream without a codec context: `add_stream` would open an *encoder*
+            # (libvpx keeps ~25 frames of lookahead: ~15 MB per open segment, issue 18)
+            # that a stream copy never uses (PyAV before add_mux_stream: add_stream).
+            if hasattr(self._out, "add_mux_stream"):  # the size goes in codecpar, here only
+                stream = self._out.add_mux_stream(self.container.av_codec, width=size[0],
+                                                  height=size[1])  # fmt: skip
+            else:
+                stream = self._out.add_stream(self.container.av_codec)
+                stream.width, stream.height = size
             stream.time_base = MS
             self._stream = stream
         if self.last_ms is not None and ms <= self.last_ms:
