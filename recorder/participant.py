@@ -20,7 +20,7 @@ Pipeline, all on the event loop, every stage bounded:
 - Plaintext exists only in memory, and little of it: the open segment's first chunk and
   its last unsealed one (2 x 64 KiB), whatever the segment's length; every other chunk is
   encrypted into the spool file as it is muxed (issue 18: a whole segment held and copied
-  at its end cost 12-21 MB per room in fragmented heap).
+  at its end, plus an encoder PyAV opened per segment, cost ~18 MB per room; now 0.5 MB).
 - A segment's index is in its encryption, so it is fixed when the segment opens: a
   segment that cannot be stored gives its index to the next one (a failure at commit also
   drops the segments opened after it), so the stored segments stay 0..n-1.
