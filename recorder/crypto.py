@@ -7,7 +7,7 @@ is an AES-256-GCM STREAM (nonce = prefix || chunk counter || last flag)
 under a key derived from the data key, the recording id, the segment index and a random
 salt; the manifest is AES-GCM-sealed and lists every segment's sizes and SHA-256.
 
-Over 400 lines because the segment writer and reader are the two halves of one STREAM
+Over 400 lines because the segment writer, sealer and reader are the parts of one STREAM
 construction and stay next to the key derivations they share.
 """
 
@@ -153,6 +153,9 @@ class Recording:
 
     def segment_writer(self, index: int, chunk_size: int = DEFAULT_CHUNK_SIZE) -> SegmentWriter:
         return SegmentWriter(self, index, chunk_size)
+
+    def segment_sealer(self, index: int, chunk_size: int = DEFAULT_CHUNK_SIZE) -> SegmentSealer:
+        return SegmentSealer(self, index, chunk_size)
 
     def segment_reader(self, index: int, expect: SegmentEntry | None = None) -> SegmentReader:
         return SegmentReader(self, index, expect)
@@ -333,6 +336,60 @@ class SegmentWriter:
         self._buf = bytearray()
         self.entry = SegmentEntry(self._index, self._pt_size, self._ct_size, self._hash.digest())
         return out
+
+
+class SegmentSealer:
+    """Seals the chunks of one segment by number, for a writer that places them itself.
+
+    The same bytes as SegmentWriter (header, then chunk i at `offset(i)`), but a chunk may
+    be sealed out of order: the recorder streams chunks 1, 2, ... to the spool file while
+    the muxer may still rewrite the start of the file (chunk 0: sizes, duration), which it
+    seals last. Each counter is sealed at most once (a second sealing would reuse a nonce
+    under the same key), and only one chunk is the final one.
+    """
+
+    def __init__(self, rec: Recording, index: int, chunk_size: int = DEFAULT_CHUNK_SIZE) -> None:
+        if not MIN_CHUNK_SIZE <= chunk_size <= MAX_CHUNK_SIZE:
+            raise ValueError(f"chunk size must be {MIN_CHUNK_SIZE}..{MAX_CHUNK_SIZE}")
+        if not 0 <= index < 2**32:
+            raise ValueError("segment index must fit in 32 bits")
+        salt, self._prefix = os.urandom(32), os.urandom(7)  # a fresh key: see SegmentWriter
+        self.header = rec._segment_header(index, chunk_size, salt, self._prefix)
+        self._aad = self.header[: _SEG_BODY.size]
+        self._cipher = rec._segment_cipher(index, salt)
+        self.index, self.chunk_size = index, chunk_size
+        self._sealed: set[int] = set()
+        self._last: int | None = None
+
+    def offset(self, counter: int) -> int:
+        """Where chunk `counter` starts in the segment object (every earlier chunk is full)."""
+        return SEGMENT_HEADER_LEN + counter * (self.chunk_size + TAG_LEN)
+
+    def seal(self, counter: int, data: bytes | bytearray | memoryview, last: bool) -> bytes:
+        if not 0 <= counter < MAX_CHUNKS:
+            raise ValueError("segment too large: chunk counter exhausted")
+        if counter in self._sealed:
+            raise ValueError(f"chunk {counter} of segment {self.index} is sealed already")
+        if len(data) > self.chunk_size or (not last and len(data) != self.chunk_size):
+            raise ValueError(f"chunk {counter}: {len(data)} bytes (chunks are {self.chunk_size},"
+                             " only the final one may be shorter)")  # fmt: skip
+        end = self._last
+        if (last and end is not None) or (end is not None and counter > end) or (
+            last and self._sealed and max(self._sealed) > counter
+        ):
+            raise ValueError(f"chunk {counter}: only the highest chunk is the final one")
+        if last:
+            self._last = counter
+        self._sealed.add(counter)
+        return self._cipher.encrypt(_nonce(self._prefix, counter, last), data, self._aad)
+
+    def entry(self, plaintext_size: int, sha256: bytes) -> SegmentEntry:
+        """The manifest entry, once every chunk up to the final one is sealed; `sha256` is
+        of the whole object as stored (header + chunks in order)."""
+        if self._last is None or len(self._sealed) != self._last + 1:
+            raise ValueError(f"segment {self.index}: not every chunk is sealed")
+        size = SEGMENT_HEADER_LEN + plaintext_size + TAG_LEN * (self._last + 1)
+        return SegmentEntry(self.index, plaintext_size, size, sha256)
 
 
 class SegmentReader:

@@ -1,10 +1,13 @@
-"""Muxing already-encoded video frames into segment files, in memory (PyAV), never re-encoding.
+"""Muxing already-encoded video frames into segment files (PyAV), never re-encoding.
 
 VP8 goes into WebM, H264 (Annex-B, as aiortc's depayloader emits it) into Matroska. A
-`SegmentMuxer` builds one self-contained, playable file in a BytesIO: the plaintext never
-touches a disk; the caller encrypts `finish()`'s bytes. Timestamps are milliseconds since
-the recording started (the Matroska time base), so segments concatenate without any
-rewriting: `concat()` joins decrypted segments into one file for export.
+`SegmentMuxer` builds one self-contained, playable file: into a BytesIO (`finish()` returns
+its bytes), or into a file object it is given: the recorder gives it a
+recorder.sink.EncryptingSink, which encrypts the file into the spool as it is muxed, so
+neither a whole segment is held in memory nor plaintext touches a disk. Timestamps are
+milliseconds since the recording started (the Matroska time base), so segments
+concatenate without any rewriting: `concat()` joins decrypted segments into one file for
+export.
 """
 
 from __future__ import annotations
@@ -39,6 +42,11 @@ CONTAINERS = {
     "H264": Container("H264", "h264", "matroska", "mkv", ".mkv"),
 }
 BY_NAME = {c.name: c for c in CONTAINERS.values()}
+# FFmpeg's Matroska muxer holds a whole cluster in its own buffer (grown by doubling) and
+# writes it when the cluster ends: 5 s or 5 MiB by default on a seekable file, with one
+# keyframe per segment. Short clusters keep that buffer small (and its blocks under glibc's
+# mmap threshold, issue 18); players and the export's stream copy do not mind.
+CLUSTER_OPTIONS = {"cluster_size_limit": str(64 * 1024), "cluster_time_limit": "1000"}
 
 
 def container_for(codec: str) -> Container:
@@ -71,12 +79,19 @@ def frame_size(codec: str, data: bytes) -> tuple[int, int] | None:
 
 
 class SegmentMuxer:
-    """One segment: starts at a keyframe, takes frames, returns the file's bytes."""
+    """One segment: starts at a keyframe, takes frames, writes the file into `dest` (a
+    seekable file object; by default a BytesIO whose bytes `finish()` returns). `options`:
+    the FFmpeg muxer's (a test asks for `fflags=+bitexact`: no random UIDs)."""
 
-    def __init__(self, codec: str, size: tuple[int, int] | None = None) -> None:
+    def __init__(
+        self, codec: str, size: tuple[int, int] | None = None, dest: Any = None,
+        options: dict[str, str] | None = None,
+    ) -> None:  # fmt: skip
         self.container = container_for(codec)
-        self._buf = io.BytesIO()
-        self._out: Any = av.open(self._buf, "w", format=self.container.format)
+        self._own = dest is None
+        self._buf: Any = io.BytesIO() if dest is None else dest
+        self._out: Any = av.open(self._buf, "w", format=self.container.format,
+                                 container_options={**CLUSTER_OPTIONS, **(options or {})})
         self._stream: Any = None
         self._size = size
         self.frames = 0
@@ -100,8 +115,15 @@ class SegmentMuxer:
                 raise ValueError("a segment must start with a keyframe")
             size = self._size or frame_size(self.container.codec, data) or (640, 480)
             self._size = size
-            stream = self._out.add_stream(self.container.av_codec)
-            stream.width, stream.height = size
+            # A stream without a codec context: `add_stream` would open an *encoder*
+            # (libvpx keeps ~25 frames of lookahead: ~15 MB per open segment, issue 18)
+            # that a stream copy never uses (PyAV before add_mux_stream: add_stream).
+            if hasattr(self._out, "add_mux_stream"):  # the size goes in codecpar, here only
+                stream = self._out.add_mux_stream(self.container.av_codec, width=size[0],
+                                                  height=size[1])  # fmt: skip
+            else:
+                stream = self._out.add_stream(self.container.av_codec)
+                stream.width, stream.height = size
             stream.time_base = MS
             self._stream = stream
         if self.last_ms is not None and ms <= self.last_ms:
@@ -121,16 +143,17 @@ class SegmentMuxer:
         self.bytes_in += len(data)
 
     def finish(self) -> bytes:
-        """Close the file (cues, duration) and return it. The muxer is unusable after."""
+        """Close the file (cues, duration); its bytes when the muxer made its own BytesIO,
+        else b"" (they are in `dest`). The muxer is unusable after."""
         self._out.close()
-        data = self._buf.getvalue()
-        self._buf = io.BytesIO()
+        data = self._buf.getvalue() if self._own else b""
+        self._buf = None
         return data
 
     def abandon(self) -> None:
         with contextlib.suppress(Exception):  # nothing useful to do with a broken muxer
             self._out.close()
-        self._buf = io.BytesIO()
+        self._buf = None
 
 
 # --- reading back

@@ -6,8 +6,9 @@ Like Galène's disk writer, it is one more receiver of the room's track: it subs
 
 Pipeline, all on the event loop, every stage bounded:
 
-    RoomTrack --(ForwardedTrack, bounded queue)--> pump: mux into a BytesIO (recorder.mux)
-        --(finished segment, bounded queue)--> writer: encrypt (STREAM AES-GCM) -> Spool
+    RoomTrack --(ForwardedTrack, bounded queue)--> pump: mux (recorder.mux) into an
+        EncryptingSink (recorder.sink: STREAM AES-GCM, chunk by chunk, into a spool file)
+        --(finished segment, bounded queue)--> writer: hash, fsync, commit to the Spool
         --(uploader, retries)--> Storage (local directory or S3)
 
 - Segments are cut at keyframes only: when a segment has run for `segment_s`, the recorder
@@ -16,8 +17,13 @@ Pipeline, all on the event loop, every stage bounded:
 - A slow storage never reaches the room: the spool takes ciphertext on the local disk and
   uploads in the background; the room's other receivers never wait for the recorder (the
   relay drops a lagging subscriber to the next keyframe, which the recorder counts).
-- Plaintext exists only in memory: one segment being muxed plus at most `max_pending`
-  finished ones waiting for encryption.
+- Plaintext exists only in memory, and little of it: the open segment's first chunk and
+  its last unsealed one (2 x 64 KiB), whatever the segment's length; every other chunk is
+  encrypted into the spool file as it is muxed (issue 18: a whole segment held and copied
+  at its end, plus an encoder PyAV opened per segment, cost ~18 MB per room; now 0.5 MB).
+- A segment's index is in its encryption, so it is fixed when the segment opens: a
+  segment that cannot be stored gives its index to the next one (a failure at commit also
+  drops the segments opened after it), so the stored segments stay 0..n-1.
 - `stop()` finishes the current segment and writes the manifest. A crash leaves the header
   and every committed segment in the spool/storage, each decryptable on its own;
   recorder.recovery seals a recovery manifest and reports the gap.
@@ -44,12 +50,14 @@ from recorder import SpoolFull
 from recorder.crypto import (
     Recording,
     SegmentEntry,
+    SegmentSealer,
     header_object,
     manifest_object,
     segment_object,
 )
 from recorder.mux import CLOCK_RATE, SegmentMuxer, container_for, frame_size
-from recorder.spool import Spool
+from recorder.sink import EncryptingSink
+from recorder.spool import Spool, SpoolWriter
 from server.media.vcodec import is_keyframe
 
 log = logging.getLogger(__name__)
@@ -121,9 +129,37 @@ class RecordingSummary:
     error: str | None = None
 
 
+class _Nowhere:
+    """The target of a segment whose spool file could not be opened (its sink fails)."""
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+    def write_at(self, offset: int, data: bytes) -> None:
+        raise self.exc
+
+
+@dataclass
+class _Open:
+    """The segment being muxed: its index, muxer, sink and spool file."""
+
+    index: int
+    muxer: SegmentMuxer
+    sealer: SegmentSealer
+    sink: EncryptingSink
+    writer: SpoolWriter | None
+
+    def sink_entry(self, sha256: bytes) -> SegmentEntry:
+        return self.sealer.entry(self.sink.plaintext_size, sha256)
+
+    def discard(self) -> None:
+        if self.writer is not None:
+            self.writer.discard_now()
+
+
 @dataclass
 class _Pending:
-    plaintext: bytes
+    seg: _Open
     start_ms: int
     end_ms: int
     frames: int
@@ -172,7 +208,8 @@ class RecorderParticipant:
         self._segments: list[SegmentInfo] = []
         self._lost: list[dict[str, Any]] = []
         self._track: PacketTrack | None = None
-        self._muxer: SegmentMuxer | None = None
+        self._open: _Open | None = None
+        self._next_index = 0  # the index the next segment opened gets
         self._base_pts: int | None = None
         self._last_ms: int | None = None
         self._stopping = False
@@ -278,7 +315,11 @@ class RecorderParticipant:
             self.stats.frames_other_codec += 1
             return
         keyframe = is_keyframe(self.codec, data)
-        muxer = self._muxer
+        if self._open is not None and self._open.index >= self._next_index:
+            # An earlier segment failed at commit and took this index back: this one can
+            # never be listed, so it ends here (lost) and the next keyframe starts anew.
+            self._drop_open("an earlier segment could not be stored")
+        muxer = self._open.muxer if self._open is not None else None
         if muxer is None:
             if not keyframe:
                 if self._base_pts is None:
@@ -288,16 +329,12 @@ class RecorderParticipant:
                     self._lost_frames(ms_now, ms_now, 1, "no_keyframe")
                 self._request_keyframe(None)
                 return
-            self._open_segment(data)
-            muxer = self._muxer
-            assert muxer is not None
+            muxer = self._open_segment(data)
         else:
             ms_now = self._ms(packet.pts or 0)
             if keyframe and self._should_cut(muxer, ms_now, data):
                 self._close_segment()
-                self._open_segment(data)
-                muxer = self._muxer
-                assert muxer is not None
+                muxer = self._open_segment(data)
             elif muxer.bytes_in > MAX_SEGMENT_BYTES:
                 log.warning("recorder %s: no keyframe for %d bytes; cutting", self.id,
                             muxer.bytes_in)  # fmt: skip
@@ -333,29 +370,67 @@ class RecorderParticipant:
         size = frame_size(self.codec, data) if self.codec == "VP8" else None
         return size is not None and muxer.size is not None and size != muxer.size
 
-    def _open_segment(self, data: bytes) -> None:
-        self._muxer = SegmentMuxer(self.codec, frame_size(self.codec, data))
+    def _open_segment(self, data: bytes) -> SegmentMuxer:
+        index = self._next_index
+        self._next_index += 1
+        writer: SpoolWriter | None = None
+        try:
+            writer = self.spool.open(segment_object(self.id, index))
+            target: Any = writer
+        except OSError as exc:  # the segment fails (its sink says why) and is counted lost
+            target = _Nowhere(exc)
+        sealer = self.rec.segment_sealer(index)
+        sink = EncryptingSink(sealer, target)
+        muxer = SegmentMuxer(self.codec, frame_size(self.codec, data), dest=sink)
+        self._open = _Open(index, muxer, sealer, sink, writer)
         self._cut.requested_at = None
+        return muxer
+
+    def _drop_open(self, reason: str) -> None:
+        seg, self._open = self._open, None
+        if seg is None:
+            return
+        muxer = seg.muxer
+        muxer.abandon()
+        seg.discard()
+        if muxer.frames:
+            self._lost_frames(muxer.first_ms or 0, muxer.last_ms or 0, muxer.frames, reason)
+
+    def _segment_failed(self, index: int) -> None:
+        """Segment `index` will not be stored: the next segment opened takes its index."""
+        self._next_index = min(self._next_index, index)
 
     def _close_segment(self) -> None:
-        muxer, self._muxer = self._muxer, None
-        if muxer is None or muxer.frames == 0:
-            if muxer is not None:
-                muxer.abandon()
+        seg, self._open = self._open, None
+        if seg is None:
+            return
+        muxer, sink = seg.muxer, seg.sink
+        if muxer.frames == 0:
+            muxer.abandon()
+            seg.discard()
+            self._segment_failed(seg.index)
             return
         start, end, frames = muxer.first_ms or 0, muxer.last_ms or 0, muxer.frames
+        reason = None
         try:
-            plain = muxer.finish()
+            muxer.finish()
+            sink.finish()
         except Exception as exc:
             log.exception("recorder %s: muxer failed", self.id)
-            self._lost_frames(start, end, frames, f"mux: {exc}")
-            return
-        size = muxer.size or (0, 0)
-        try:
-            self._queue.put_nowait(_Pending(plain, start, end, frames, size))
-        except asyncio.QueueFull:
-            # The writer is stuck (disk): drop this segment rather than grow memory.
-            self._lost_frames(start, end, frames, "writer_backlog")
+            reason = f"mux: {exc}"
+        if reason is None and sink.error is not None:
+            exc = sink.error
+            reason = f"spool: {exc}" if isinstance(exc, SpoolFull | OSError) else f"mux: {exc}"
+        if reason is None:
+            try:
+                self._queue.put_nowait(_Pending(seg, start, end, frames, muxer.size or (0, 0)))
+                return
+            except asyncio.QueueFull:
+                # The writer is stuck (disk): drop this segment rather than wait for it.
+                reason = "writer_backlog"
+        seg.discard()
+        self._segment_failed(seg.index)
+        self._lost_frames(start, end, frames, reason)
 
     def _lost_frames(self, start: int, end: int, frames: int, reason: str) -> None:
         self.stats.frames_lost += frames
@@ -377,31 +452,37 @@ class RecorderParticipant:
             except Exception as exc:  # never let the writer die with segments queued
                 log.exception("recorder %s: storing a segment failed", self.id)
                 assert item is not None
-                self._lost_frames(item.start_ms, item.end_ms, item.frames, f"store: {exc}")
+                await self._fail_stored(item, f"store: {exc}")
             finally:
                 self._queue.task_done()
 
+    async def _fail_stored(self, item: _Pending, reason: str) -> None:
+        writer = item.seg.writer
+        if writer is not None:
+            await writer.abort()
+        self._segment_failed(item.seg.index)
+        self._lost_frames(item.start_ms, item.end_ms, item.frames, reason)
+
     async def _store(self, item: _Pending) -> None:
-        index = len(self._entries)
-        writer = None
+        """Hash the encrypted segment (read back from its file), fsync and commit it."""
+        index, writer = item.seg.index, item.seg.writer
+        assert writer is not None  # a segment without a spool file fails in its sink
+        if index != len(self._entries):  # opened after a segment that then failed
+            await writer.abort()
+            self._lost_frames(item.start_ms, item.end_ms, item.frames,
+                              "an earlier segment could not be stored")  # fmt: skip
+            return
         try:
-            seg = self.rec.segment_writer(index)
-            writer = self.spool.open(segment_object(self.id, index))
-            view = memoryview(item.plaintext)
-            for off in range(0, len(view), MiB):
-                writer.write(seg.write(view[off : off + MiB]))
-            writer.write(seg.close())
+            sha = await asyncio.to_thread(writer.sha256)
             await writer.commit()
         except (SpoolFull, OSError) as exc:
-            if writer is not None:
-                await writer.abort()
-            self._lost_frames(item.start_ms, item.end_ms, item.frames, f"spool: {exc}")
+            await self._fail_stored(item, f"spool: {exc}")
             return
-        assert seg.entry is not None
-        self._entries.append(seg.entry)
+        entry = item.seg.sink_entry(sha)
+        self._entries.append(entry)
         info = SegmentInfo(index, item.start_ms, item.end_ms, item.frames, item.size[0],
-                           item.size[1], seg.entry.plaintext_size,
-                           seg.entry.ciphertext_size)  # fmt: skip
+                           item.size[1], entry.plaintext_size,
+                           entry.ciphertext_size)  # fmt: skip
         self._segments.append(info)
         self.stats.segments += 1
         self.stats.frames_recorded += item.frames
@@ -440,9 +521,10 @@ class RecorderParticipant:
 
     def _abandon(self, error: str) -> None:
         """Cancelled (the loop is going away): like a crash, no manifest is written."""
-        if self._muxer is not None:
-            self._muxer.abandon()
-            self._muxer = None
+        if self._open is not None:
+            self._open.muxer.abandon()
+            self._open.discard()
+            self._open = None
         if self._writer_task is not None:
             self._writer_task.cancel()
         if self._done is not None and not self._done.done():

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
 import random
@@ -30,6 +31,7 @@ from recorder.storage import ObjectInfo, Storage, validate_key
 log = logging.getLogger(__name__)
 
 GiB = 1024**3
+READ_BLOCK = 64 * 1024  # reading a spooled file back: a small fixed buffer
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,36 @@ class SpoolWriter:
         self._spool._reserve(len(data), self._essential)
         self._fh.write(data)
         self.size += len(data)
+
+    def write_at(self, offset: int, data: bytes) -> None:
+        """Ciphertext at a position (recorder.sink: chunk 0 of a segment goes in last)."""
+        if self._done:
+            raise ValueError(f"spool writer for {self.key} is closed")
+        self._spool._reserve(len(data), self._essential)
+        if self._fh.tell() != offset:
+            self._fh.seek(offset)
+        self._fh.write(data)
+        self.size += len(data)
+
+    def sha256(self) -> bytes:
+        """SHA-256 of what was written, read back from the file (blocking: run it in a
+        thread). One fixed buffer, no block allocated per read: the hash needs the bytes in
+        order, and a streamed segment's chunk 0 was written last."""
+        self._fh.flush()
+        digest, buf = hashlib.sha256(), bytearray(READ_BLOCK)
+        view = memoryview(buf)
+        with open(self._part, "rb", buffering=0) as fh:
+            while n := fh.readinto(buf):
+                digest.update(view[:n])
+        return digest.digest()
+
+    def discard_now(self) -> None:
+        """Drop this object without waiting (the recorder's pump, which cannot await)."""
+        if not self._done:
+            self._done = True
+            self._fh.close()
+            self._part.unlink(missing_ok=True)
+            self._spool._release(self.size)
 
     def _finish(self) -> None:
         self._fh.flush()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import logging
 import os
@@ -32,6 +33,8 @@ from recorder import (
 log = logging.getLogger(__name__)
 
 MiB = 1024 * 1024
+# Copying or hashing a spooled file: small blocks, under glibc's mmap threshold (128 KiB).
+COPY_BLOCK = 64 * 1024
 # AWS regions inside the EU/EEA. Not London (eu-west-2) nor Zurich (eu-central-2): "eu-" in
 # a region name is not "EU". Extend deliberately, e.g. with eu-central-2 after a DPA review.
 EU_EEA_REGIONS: tuple[str, ...] = (
@@ -136,7 +139,7 @@ class LocalStorage:
 
     def _put(self, key: str, data: bytes | Path) -> ObjectInfo:
         path = self._path(key)
-        info = write_atomic(path, _blocks(data, MiB))
+        info = write_atomic(path, _blocks(data, COPY_BLOCK))
         if path.stat().st_size != info.size:
             raise UploadVerificationFailed(f"{key}: stored size differs from what was written")
         return ObjectInfo(key, info.size, info.sha256)
@@ -269,13 +272,19 @@ class S3Storage:
         size = len(data) if isinstance(data, bytes) else data.stat().st_size
         if size > self.multipart_threshold:
             return self._put_multipart(key, data, size)
-        body = data if isinstance(data, bytes) else data.read_bytes()
-        sha = hashlib.sha256(body).digest()
-        md5 = hashlib.md5(body, usedforsecurity=False).digest()
-        self._client.put_object(
-            Bucket=self.bucket, Key=key, Body=body, ContentMD5=_b64(md5),
-            ChecksumSHA256=_b64(sha), Metadata={"sha256": sha.hex()}, **self._sse,
-        )  # fmt: skip
+        sha_h, md5_h = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
+        for block in _blocks(data, COPY_BLOCK):
+            sha_h.update(block)
+            md5_h.update(block)
+        sha, md5 = sha_h.digest(), md5_h.digest()
+        # A spooled file is sent from the file (botocore reads it in small blocks), never
+        # read whole into memory (issue 18: MB-sized blocks fragment the heap).
+        with contextlib.ExitStack() as stack:
+            body = data if isinstance(data, bytes) else stack.enter_context(open(data, "rb"))
+            self._client.put_object(
+                Bucket=self.bucket, Key=key, Body=body, ContentMD5=_b64(md5),
+                ChecksumSHA256=_b64(sha), Metadata={"sha256": sha.hex()}, **self._sse,
+            )  # fmt: skip
         self._verify(key, size, _b64(sha), md5.hex())
         return ObjectInfo(key, size, sha.hex())
 

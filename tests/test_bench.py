@@ -60,6 +60,19 @@ def test_recorder_json_keys() -> None:
     assert set(result["mediarecorder"]) == {"cpu_s", "frames", "stored_bytes"}
 
 
+def test_recorder_memory_json_keys() -> None:
+    result = run_json("recorder_memory.py", "--rooms", "2", "--seconds", "3", "--every", "1",
+                      "--segment-s", "1")  # fmt: skip
+    assert set(result) == {
+        "load_before", "rooms", "seconds", "segment_s", "malloc_mmap_threshold",
+        "cold_rss_mb", "base_rss_mb", "rss_mb", "mem_mb_per_room", "mem_mb_per_room_cold",
+        "growth_mb_per_room_per_min", "segments_per_room", "frames_per_room_min",
+        "frames_lost", "frames_pushed_per_room", "load_after",
+    }  # fmt: skip
+    assert result["rooms"] == 2 and len(result["rss_mb"]) >= 3
+    assert min(result["segments_per_room"]) >= 2  # every room kept recording
+
+
 def test_first_frame_json_keys() -> None:
     # One aiortc session, and one Chromium session with and one without the pre-warm.
     result = run_json("first_frame.py", "--runs", "1", timeout=400)
