@@ -259,6 +259,7 @@ ROUTES: dict[tuple[str, str], tuple[int, dict[str, bool], Call]] = {
     ("POST", "/api/login"): (200, {}, login),
     ("POST", "/api/logout"): (204, {}, logout),
     ("GET", "/api/me"): (200, {}, get("/api/me")),
+    ("GET", "/api/login/options"): (200, {}, get("/api/login/options")),
     ("POST", "/api/sessions"): (201, {}, post("/api/sessions", json={"phone": "20000013"})),
     ("GET", "/api/sessions"): (200, {}, get("/api/sessions")),
     ("GET", "/api/sessions/{session_id}"): (200, {}, get(SID)),
@@ -322,7 +323,8 @@ ROUTES: dict[tuple[str, str], tuple[int, dict[str, bool], Call]] = {
 NO_SCENE = {
     ("GET", p) for p in ("/", "/agent", "/ops", "/dpo", "/c", "/healthz", "/readyz", "/metrics",
                          "/api/openapi.json", "/static", "/api/caller/notice", "/api/me",
-                         "/api/sessions", "/api/tutorials", "/api/tutorials/{tutorial_id}",
+                         "/api/login/options", "/api/sessions", "/api/tutorials",
+                         "/api/tutorials/{tutorial_id}",
                          "/api/tutorials/{tutorial_id}/{name}", "/api/ops/snapshot",
                          "/api/ops/stream", "/api/dpo/audit", "/api/admin/users",
                          "/api/admin/status", "/api/caller/receipt")
