@@ -5,15 +5,17 @@ with PKCE (S256, required) and the OpenID Connect extension (ID tokens, nonce), 
 RP-initiated logout (Authlib's EndSessionEndpoint). Its users log in on a form of its own,
 and it remembers them in its own session cookie (so logout at the provider shows).
 
-    python tests/oidc_provider.py --port P --client-id ID --client-secret S \
-        --redirect-uri URL --post-logout-uri URL [--no-end-session]
+    python tests/oidc_provider.py --port P --client-id ID --client-secret S [--no-end-session]
 
 prints `ready <issuer>` when it listens. Test knobs (JSON to POST /control):
+    {"client": {"redirect_uri": URL, "post_logout_uri": URL}}  the client's registered
+        URIs (a test's server has a port of its own)
     {"users": {"olga": {"groups": ["cc-agents"]}}}  who may log in (sub = "id-<name>")
     {"mode": "normal" | "wrong_audience" | "expired" | "bad_signature" | "unknown_key"}
-        how the next ID tokens are made: another audience; exp and iat two hours ago;
-        signed by a key that is not published but with the current key's id; signed by
-        a key with an id the JWKS never had
+        how the next ID tokens are made: another audience; exp an hour ago; exp 30 s ago
+        (within the relying party's clock skew); another nonce than the request's; signed
+        by a key that is not published but with the current key's id; signed by a key
+        with an id the JWKS never had
     {"rotate": true}    a new signing key with a new id; the JWKS publishes only it
 GET /control answers {"jwks_fetches", "logouts", "kid"}.
 """
@@ -43,7 +45,8 @@ from flask import Flask, Response, jsonify, request, session
 from joserfc.jwk import KeySet, RSAKey
 from werkzeug.serving import make_server
 
-MODES = ("normal", "wrong_audience", "expired", "bad_signature", "unknown_key")
+MODES = ("normal", "wrong_audience", "expired", "late", "wrong_nonce", "bad_signature",
+         "unknown_key")
 
 
 def new_key(kid: str) -> RSAKey:
@@ -177,7 +180,15 @@ def build(state: State, client: Client, end_session: bool) -> Flask:
             if state.mode == "expired":
                 return {"iss": state.issuer, "aud": [aud], "iat": now - 7200,
                         "exp": now - 3600, "auth_time": now - 7200}  # fmt: skip
+            if state.mode == "late":
+                return {"iss": state.issuer, "aud": [aud], "iat": now - 330, "exp": now - 30}
             return {"iss": state.issuer, "aud": [aud], "iat": now, "exp": now + 300}
+
+        def get_authorization_code_claims(self, authorization_code: Code) -> dict[str, Any]:
+            claims = dict(super().get_authorization_code_claims(authorization_code))
+            if state.mode == "wrong_nonce":
+                claims["nonce"] = "not-the-one-asked-for"
+            return claims
 
         def generate_user_info(self, user: dict[str, Any], scope: str) -> UserInfo:
             return UserInfo(sub=user["sub"], preferred_username=user["name"],
@@ -268,6 +279,11 @@ def build(state: State, client: Client, end_session: bool) -> Flask:
         if request.method == "POST":
             body = request.get_json(force=True)
             with state.lock:
+                if "client" in body:
+                    client.redirect_uris = [body["client"]["redirect_uri"]]
+                    client.client_metadata["post_logout_redirect_uris"] = [
+                        body["client"]["post_logout_uri"]
+                    ]
                 for name, user in body.get("users", {}).items():
                     state.users[name] = {"sub": f"id-{name}", "groups": [], **user}
                 if "mode" in body:
@@ -288,14 +304,11 @@ def main() -> None:
     p.add_argument("--host", default="localhost")
     p.add_argument("--client-id", required=True)
     p.add_argument("--client-secret", required=True)
-    p.add_argument("--redirect-uri", required=True)
-    p.add_argument("--post-logout-uri", required=True)
     p.add_argument("--no-end-session", action="store_true")
     a = p.parse_args()
     state = State(issuer=f"http://{a.host}:{a.port}")
     state.every_key.append(state.key)
-    client = Client(a.client_id, a.client_secret, [a.redirect_uri],
-                    {"post_logout_redirect_uris": [a.post_logout_uri]})  # fmt: skip
+    client = Client(a.client_id, a.client_secret, [], {"post_logout_redirect_uris": []})
     app = build(state, client, not a.no_end_session)
     httpd = make_server("127.0.0.1", a.port, app, threaded=True)
     print("ready", state.issuer, flush=True)

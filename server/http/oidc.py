@@ -106,7 +106,8 @@ class Provider:
 
     async def _get_json(self, url: str) -> dict[str, Any]:
         try:
-            response = await self.client.get(url)
+            # withhold_token: these are the provider's public documents, not an API call.
+            response = await self.client.request("GET", url, withhold_token=True)
             response.raise_for_status()
             data = response.json()
         except (httpx2.HTTPError, ValueError) as exc:
