@@ -263,7 +263,8 @@ async def test_state_is_single_use_and_bound_to_the_browser(
     try:
         page = await ctx.new_page()
         callbacks: list[str] = []
-        page.on("request", lambda r: callbacks.append(r.url) if "/auth/oidc/callback" in r.url
+        ours = server.url + "/auth/oidc/callback?"
+        page.on("request", lambda r: callbacks.append(r.url) if r.url.startswith(ours)
                 else None)  # fmt: skip
         await sso_login(page, idp, server, "olga")
         await expect(page.get_by_test_id("user-name")).to_have_text("olga")
@@ -271,25 +272,30 @@ async def test_state_is_single_use_and_bound_to_the_browser(
         await page.goto(callbacks[0])
         await refused_here(page, "state_invalid")
 
-        # A fresh answer carried to another browser: refused there, and used up.
-        page2 = await ctx.new_page()
+        # A fresh answer of the provider carried to another browser: refused there, and
+        # used up. (The provider's redirect to us is held: Playwright sees a redirect chain
+        # only at its first request, here the form's POST at the provider.)
+        victim_ctx = await context(sso_browser)
+        victim = await victim_ctx.new_page()
         held: list[str] = []
 
         async def hold(route: Any) -> None:
-            held.append(route.request.url)
-            await route.abort()
+            answer = await route.fetch(max_redirects=0)
+            held.append(answer.headers["location"])
+            await route.fulfill(status=200, body="held")
 
-        await page2.route("**/auth/oidc/callback**", hold)
-        await at_provider(page2, idp, server)  # the provider remembers olga: straight back
-        await page2.wait_for_timeout(100)
-        while not held:
-            await page2.wait_for_timeout(100)
+        await victim.route(lambda url: url.startswith(idp.issuer + "/authorize"), hold)
+        await at_provider(victim, idp, server)
+        await victim.fill("#username", "olga")
+        await victim.click("#signin")
+        await expect(victim.locator("body")).to_have_text("held")
+        assert held[0].startswith(ours)
         other = await stranger.new_page()
         await other.goto(held[0])
         await refused(other, "state_foreign")
-        await page2.unroute("**/auth/oidc/callback**")
-        await page2.goto(held[0])
-        await refused_here(page2, "state_invalid")
+        await victim.goto(held[0])
+        await refused(victim, "state_invalid")
+        await victim_ctx.close()
     finally:
         await ctx.close()
         await stranger.close()
@@ -366,6 +372,11 @@ async def test_local_login_can_be_switched_off_and_names_are_not_taken_over(
         await expect(page.get_by_test_id("login-username")).to_be_hidden()
         await sso_login(page, idp, server, "anna")
         await refused(page, "account")  # never joined to the local "anna"
+    finally:
+        await ctx.close()
+    ctx = await context(sso_browser)
+    try:
+        page = await ctx.new_page()
         # dpo through SSO: allowed by auth.oidc.privileged_roles = ["dpo"] here.
         await sso_login(page, idp, server, "dana", "/dpo")
         await page.wait_for_url(server.url + "/dpo")
