@@ -8,6 +8,9 @@ real redirects: our login link -> the provider's form -> our callback -> the con
 
 from __future__ import annotations
 
+import contextlib
+import html
+import re
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -54,13 +57,13 @@ class Idp:
             return dict(await r.json())
 
 
-@pytest.fixture(scope="module")
-def idp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Idp]:
+@contextlib.contextmanager
+def run_provider(folder: Path, *extra: str) -> Iterator[Idp]:
     port = free_port()
-    log = open(tmp_path_factory.mktemp("idp") / "provider.log", "wb")  # noqa: SIM115
+    log = open(folder / f"provider-{port}.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(
         [sys.executable, str(HERE / "oidc_provider.py"), "--port", str(port),
-         "--client-id", CLIENT_ID, "--client-secret", SECRET],
+         "--client-id", CLIENT_ID, "--client-secret", SECRET, *extra],
         stdout=subprocess.PIPE, stderr=log,
     )  # fmt: skip
     try:
@@ -72,6 +75,19 @@ def idp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Idp]:
         proc.terminate()
         proc.wait(timeout=10)
         log.close()
+
+
+@pytest.fixture(scope="module")
+def idp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Idp]:
+    with run_provider(tmp_path_factory.mktemp("idp")) as provider:
+        yield provider
+
+
+@pytest.fixture(scope="module")
+def bare_idp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Idp]:
+    """A provider without end_session_endpoint."""
+    with run_provider(tmp_path_factory.mktemp("idp"), "--no-end-session") as provider:
+        yield provider
 
 
 @pytest.fixture(scope="module")
@@ -385,6 +401,37 @@ async def test_local_login_can_be_switched_off_and_names_are_not_taken_over(
         await ctx.close()
     anna = await server.db.user_by_name("anna")
     assert anna is not None and not anna.sso
+
+
+async def http_sso_login(http: aiohttp.ClientSession, server: Any, idp: Idp, name: str) -> None:
+    """The same redirects without a browser: our link, the provider's form, our callback."""
+    async with http.get(server.url + "/auth/oidc/login", allow_redirects=False) as r:
+        assert r.status == 302
+        authorize = r.headers["Location"]
+    async with http.get(authorize) as r:
+        action = html.unescape(re.search(r"action='([^']+)'", await r.text())[1])  # type: ignore[index]
+    async with http.post(idp.issuer + action, data={"username": name},
+                         allow_redirects=False) as r:  # fmt: skip
+        assert r.status == 302, await r.text()
+        callback = r.headers["Location"]
+    async with http.get(callback, allow_redirects=False) as r:
+        assert r.status == 303, await r.text()
+
+
+async def test_logout_stays_local_when_the_provider_has_no_end_session(
+    bare_idp: Idp, make_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = await start(make_server, bare_idp, monkeypatch)
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+        await http_sso_login(http, server, bare_idp, "olga")
+        async with http.get(server.url + "/api/me") as r:
+            assert r.status == 200
+            csrf = (await r.json())["csrf"]
+        async with http.post(server.url + "/api/logout", headers={
+                "Origin": server.url, "X-CSRF-Token": csrf}) as r:  # fmt: skip
+            assert r.status == 204  # nothing to go on to
+        async with http.get(server.url + "/api/me") as r:
+            assert r.status == 401
 
 
 # --- configuration and pure parts ----------------------------------------------------------

@@ -261,6 +261,8 @@ async def _user_for(request: web.Request, claims: dict[str, Any], role: str) -> 
         raw = claims.get(ocfg.username_claim)
         if not isinstance(raw, str):
             raise Refused("account", f"no {ocfg.username_claim} claim")
+        # An e-mail-like name (Entra's UPN): its local part; user names have no "@".
+        raw = raw.split("@", 1)[0]
         try:
             name = check_new_username(raw, [u.username for u in await db.list_users()])
         except ValueError as exc:
