@@ -4,6 +4,9 @@ The provider is tests/oidc_provider.py (Authlib's authorization server on Flask)
 process of its own, at http://localhost:<port>: another site than the server's
 http://127.0.0.1:<port>, so the cookies behave as across real sites. Chromium follows the
 real redirects: our login link -> the provider's form -> our callback -> the console.
+
+Over 400 lines: every case needs the same provider process, browser and server set-up,
+which live here beside the cases rather than in a helper module of their own.
 """
 
 from __future__ import annotations
