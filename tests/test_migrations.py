@@ -38,7 +38,7 @@ async def test_migrated_schema_equals_the_metadata(db_url: str) -> None:
     try:
         await db.create_schema()
         head = ScriptDirectory.from_config(alembic_config()).get_current_head()
-        assert await db.revision() == head == "0006"
+        assert await db.revision() == head == "0007"
         async with db.engine.connect() as conn:
             assert await conn.run_sync(_diff) == []
             tables = await conn.run_sync(_tables)
@@ -72,7 +72,7 @@ async def test_a_database_made_before_migrations_is_adopted(db_url: str) -> None
                 "INSERT INTO users (username, password_hash, role, disabled, created_at) "
                 "VALUES ('anna', 'x', 'agent', false, 0)"))  # fmt: skip
         await db.create_schema()
-        assert await db.revision() == "0006"
+        assert await db.revision() == "0007"
         assert [u.username for u in await db.list_users()] == ["anna"]  # data kept
         async with db.engine.connect() as conn:
             assert "recording_objections" in await conn.run_sync(_tables)

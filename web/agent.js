@@ -40,7 +40,15 @@ function showLogin(err) {
   setCsrf(null);
   showView("login");
   showError(el("login-error"), err || null);
-  el("login-username").focus();
+  if (!el("login-local").hidden) el("login-username").focus();
+}
+
+// Which ways in the server offers: password form, single sign-on, or both.
+async function loginOptions() {
+  const opts = await api("GET", "/api/login/options").catch(() => ({ local: true, sso: false }));
+  el("login-sso").hidden = !opts.sso;
+  el("login-local").hidden = !opts.local;
+  el("login-or").hidden = !(opts.sso && opts.local);
 }
 
 async function onLogin(ev) {
@@ -76,12 +84,15 @@ function loggedIn(data) {
 }
 
 async function logout() {
+  let answer = null;
   try {
-    await api("POST", "/api/logout");
+    answer = await api("POST", "/api/logout");
   } catch {
     /* the session is gone either way */
   }
   history.replaceState(null, "", location.pathname);
+  // A single sign-on account goes on to the provider's logout, which comes back here.
+  if (answer && answer.redirect) return location.assign(answer.redirect);
   showLogin();
 }
 
@@ -258,6 +269,7 @@ async function boot() {
   toolkit.init(st);
   recording.init(st, api, showError);
   smsPreview.init();
+  await loginOptions();
   try {
     loggedIn(await api("GET", "/api/me"));
   } catch (err) {

@@ -67,6 +67,35 @@ class SessionConfig:
 
 
 @dataclass(frozen=True)
+class OidcConfig:
+    # Single sign-on for staff with OpenID Connect (server/http/oidc.py, docs/security.md
+    # "Single sign-on"). Off while `issuer` is empty. The client secret is the secret
+    # `oidc_client_secret` (CALLASSIST_OIDC_CLIENT_SECRET or _FILE), never this file.
+    # The provider's issuer URL, exactly as its discovery document names it
+    # (`<issuer>/.well-known/openid-configuration` is fetched).
+    issuer: str = ""
+    client_id: str = ""
+    # Asked for at the provider; must contain "openid".
+    scopes: list[str] = field(default_factory=lambda: ["openid", "profile"])
+    # The ID token claim holding the user's groups (a list of strings, or one string).
+    role_claim: str = "groups"
+    # Group -> role (agent, supervisor, dpo, admin); the first entry, in file order, whose
+    # group the user has decides. A user with no mapped group is refused.
+    role_map: dict[str, str] = field(default_factory=dict)
+    # Which of the roles dpo/admin the role_map may grant through SSO at all (empty: none;
+    # docs/security.md, "Single sign-on").
+    privileged_roles: list[str] = field(default_factory=list)
+    # The claim that names the local user row (audit, sessions).
+    username_claim: str = "preferred_username"
+    # Clock difference tolerated between this server and the provider (exp, iat, nbf).
+    clock_skew_s: int = 60
+    # Seconds a sign-in may take at the provider before its `state` expires.
+    state_ttl_s: int = 600
+    # Timeout of each request to the provider (discovery, JWKS, token).
+    http_timeout_s: float = 10.0
+
+
+@dataclass(frozen=True)
 class AuthConfig:
     # Agent login session lifetime.
     session_ttl_s: int = 43_200
@@ -79,6 +108,9 @@ class AuthConfig:
     login_free_failures_per_address: int = 30
     login_backoff_base_s: float = 1.0
     login_backoff_max_s: float = 900.0
+    # User name + password logins; false leaves single sign-on as the only way in.
+    local_login: bool = True
+    oidc: OidcConfig = field(default_factory=OidcConfig)
 
 
 @dataclass(frozen=True)
@@ -366,6 +398,12 @@ class Config:
 
 def _check_type(path: str, value: Any, hint: Any) -> Any:
     origin = typing.get_origin(hint)
+    if origin is dict:
+        key_t, val_t = typing.get_args(hint)
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: expected a table, got {type(value).__name__}")
+        return {_check_type(f"{path} key", k, key_t): _check_type(f"{path}.{k}", v, val_t)
+                for k, v in value.items()}  # fmt: skip
     if origin is list:
         (item,) = typing.get_args(hint)
         if not isinstance(value, list):
@@ -532,9 +570,46 @@ def _validate_toolkit(cfg: Config) -> None:
         raise ConfigError("toolkit: mark_fade_s must be 0.5-600 and photo_interval_s 0.5-60")
 
 
+def _validate_oidc(auth: AuthConfig) -> None:
+    o = auth.oidc
+    if not o.issuer:
+        if not auth.local_login:
+            raise ConfigError("auth.local_login = false needs auth.oidc.issuer (no way in)")
+        return
+    if not o.issuer.startswith(("https://", "http://")) or o.issuer.endswith("/"):
+        raise ConfigError("auth.oidc.issuer: an http(s) URL without a trailing '/'")
+    if not o.client_id:
+        raise ConfigError("auth.oidc.client_id: required when auth.oidc.issuer is set")
+    if "openid" not in o.scopes:
+        raise ConfigError("auth.oidc.scopes: must contain \"openid\"")
+    if not o.role_claim or not o.username_claim:
+        raise ConfigError("auth.oidc.role_claim and username_claim: required")
+    if not o.role_map:
+        raise ConfigError("auth.oidc.role_map: map at least one group to a role")
+    for group, role in o.role_map.items():
+        if role not in ("agent", "supervisor", "dpo", "admin"):
+            raise ConfigError(f"auth.oidc.role_map.{group}: {role!r} is not a role "
+                              "(agent, supervisor, dpo, admin)")  # fmt: skip
+        if role in ("dpo", "admin") and role not in o.privileged_roles:
+            raise ConfigError(
+                f"auth.oidc.role_map.{group}: {role!r} through single sign-on needs "
+                f"auth.oidc.privileged_roles = [\"{role}\"] (docs/security.md, Single sign-on)"
+            )
+    for role in o.privileged_roles:
+        if role not in ("dpo", "admin"):
+            raise ConfigError(f"auth.oidc.privileged_roles: {role!r} is not dpo or admin")
+    if not 0 <= o.clock_skew_s <= 600:
+        raise ConfigError("auth.oidc.clock_skew_s: 0-600 seconds")
+    if not 30 <= o.state_ttl_s <= 3600:
+        raise ConfigError("auth.oidc.state_ttl_s: 30-3600 seconds")
+    if not 0 < o.http_timeout_s <= 60:
+        raise ConfigError("auth.oidc.http_timeout_s: more than 0, at most 60 seconds")
+
+
 def from_dict(data: dict[str, Any]) -> Config:
     cfg = _build(Config, data, "")
     _validate(cfg)
+    _validate_oidc(cfg.auth)
     _validate_recording(cfg.recording)
     _validate_toolkit(cfg)
     ic = cfg.inspect

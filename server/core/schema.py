@@ -24,6 +24,26 @@ users = sa.Table(
     sa.Column("role", sa.String(16), nullable=False),
     sa.Column("disabled", sa.Boolean, nullable=False, default=False),
     sa.Column("created_at", sa.Float, nullable=False),
+    # "<issuer> <sub>" of a single sign-on account (server/http/oidc.py): the provider's
+    # stable id, so a renamed or reused user name at the provider never takes over another
+    # row. NULL for a local account. An SSO row has no usable password (SSO_NO_PASSWORD).
+    sa.Column("sso_subject", sa.String(512)),
+    # A unique index rather than a column constraint: a migration can add it on SQLite too.
+    sa.Index("ix_users_sso_subject", "sso_subject", unique=True),
+)
+
+# Single sign-on attempts in flight (server/http/oidc.py): one row per `state`, deleted by
+# the callback that uses it (so it works once, on any node) or when it expires. The browser
+# that started it holds `binding` in a cookie; only hashes are stored.
+oidc_states = sa.Table(
+    "oidc_states",
+    metadata,
+    sa.Column("state_hash", sa.String(64), primary_key=True),
+    sa.Column("binding_hash", sa.String(64), nullable=False),
+    sa.Column("nonce", sa.String(128), nullable=False),
+    sa.Column("code_verifier", sa.String(128), nullable=False),
+    sa.Column("return_to", sa.String(64), nullable=False),  # the page that started it
+    sa.Column("created_at", sa.Float, nullable=False),
 )
 
 logins = sa.Table(

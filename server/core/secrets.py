@@ -39,6 +39,9 @@ class Secrets:
     # Bearer token Prometheus sends to GET /metrics; None (production without
     # CALLASSIST_METRICS_TOKEN): /metrics refuses everyone.
     metrics_token: str | None = None
+    # The OpenID Connect client secret (auth.oidc.issuer set); None without single sign-on.
+    # Never generated: it is the one the provider issued.
+    oidc_client_secret: str | None = None
 
 
 def _from_env(name: str) -> str | None:
@@ -76,6 +79,7 @@ def load_secrets(
     need_sms: bool,
     need_turn: bool,
     need_webhook: bool = False,
+    need_oidc: bool = False,
 ) -> Secrets:
     def get(name: str, needed: bool) -> str | None:
         value = _from_env(name)
@@ -102,6 +106,14 @@ def load_secrets(
     sms = get("sms_hmac_key", need_sms)
     turn = get("turn_secret", need_turn)
     webhook = get("webhook_key", need_webhook)
+    oidc = _from_env("oidc_client_secret") if need_oidc else None
+    if need_oidc and not oidc:
+        # Not generated even in embedded: only the provider's own value works.
+        raise MissingSecret(
+            "secret 'oidc_client_secret' is missing: auth.oidc.issuer is set; put the client "
+            "secret the provider issued in CALLASSIST_OIDC_CLIENT_SECRET or "
+            "CALLASSIST_OIDC_CLIENT_SECRET_FILE"
+        )
     # Optional in production (metrics are then off), generated in embedded.
     metrics = get("metrics_token", environment != "production")
     return Secrets(
@@ -110,4 +122,5 @@ def load_secrets(
         turn_secret=turn,
         webhook_key=webhook.encode() if webhook else None,
         metrics_token=metrics,
+        oidc_client_secret=oidc,
     )

@@ -31,7 +31,7 @@ from server.core.config import Config
 from server.core.db import Database, unavailable
 from server.core.phone import region_for
 from server.core.secrets import load_secrets
-from server.http import admin, web_auth
+from server.http import admin, oidc, web_auth
 from server.http.openapi import openapi_document
 from server.inspect import api as inspect_api
 from server.observe import logs, metrics, ops, report, webhooks
@@ -198,6 +198,7 @@ def create_app(
         need_sms=config.sms.sender == "http",
         need_turn=bool(config.media.turn_urls or config.media.server_turn_url),
         need_webhook=bool(config.webhooks.urls),
+        need_oidc=bool(config.auth.oidc.issuer),
     )
     db_url = config.storage.database_url or f"sqlite+aiosqlite:///{data_dir / 'callassist.db'}"
     db = Database(db_url)
@@ -214,6 +215,7 @@ def create_app(
     # Per process, or shared by every node through Redis (cluster.router = "redis").
     app[LINK_LIMITER], app[LOGIN_LIMITER] = cluster_limits.build(app, config)
     web_auth.setup(app)  # login failures, sockets opened under a login
+    oidc.setup(app)  # single sign-on, when auth.oidc.issuer is set
     app[ORIGINS] = frozenset([config.public_origin, *config.http.allowed_origins])
     app[WEBSOCKETS] = set()
 
@@ -229,6 +231,7 @@ def create_app(
     r.add_post("/j/{token}", caller.open_link)
     r.add_get("/healthz", _healthz)
     r.add_get("/api/openapi.json", _openapi)
+    r.add_get("/api/login/options", web_auth.login_options)
     r.add_post("/api/login", web_auth.login)
     r.add_post("/api/logout", web_auth.logout)
     r.add_get("/api/me", web_auth.me)

@@ -85,14 +85,22 @@ PAGES = (
 )  # fmt: skip
 
 AUTH = (
+    Route("GET", "/api/login/options", "How staff log in here", ANYONE,
+          ok("`local`: the password login is on (auth.local_login); `sso`: single sign-on "
+             "is configured (its link: `GET /auth/oidc/login?next=/agent`, docs/security.md)",
+             obj(local=BOOL, sso=BOOL)), "auth"),
     Route("POST", "/api/login", "Log in (sets the login cookie)", ANYONE,
           ok("logged in; `csrf` goes in the X-CSRF-Token header",
              obj(user=obj(name=STR, role=STR), csrf=STR)), "auth",
           body=obj(username=STR, password=STR),
           errors=(400, (401, "`bad_credentials`: wrong user name or password"),
-                  (403, "`origin_not_allowed`"), 429)),
+                  (403, "`origin_not_allowed`; `local_login_disabled` (auth.local_login = "
+                        "false: single sign-on only)"), 429)),
     Route("POST", "/api/logout", "Log out (ends this login)", STAFF,
-          Reply(204, "logged out"), "auth"),
+          Reply(204, "logged out"), "auth",
+          errors=(Reply(200, "logged out, a single sign-on account: navigate to `redirect`, "
+                             "the provider's logout (RP-initiated), which comes back to /agent",
+                        obj(redirect=STR)),)),
     Route("GET", "/api/me", "The logged-in user and the CSRF token", STAFF,
           ok("the user", obj(user=obj(name=STR, role=STR), csrf=STR,
                              default_country_code="for numbers typed without one")), "auth"),

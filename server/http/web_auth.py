@@ -49,6 +49,10 @@ class LoginFailures:
 
 
 LOGIN_FAILURES = web.AppKey("login_failures", LoginFailures)
+# Where a logged-out browser goes next ("" = stays): set by single sign-on
+# (server/http/oidc.py: the provider's RP-initiated logout), absent without it.
+LogoutRedirect = Callable[[web.Request, User], Awaitable[str]]
+LOGOUT_REDIRECT = web.AppKey("logout_redirect", LogoutRedirect)
 
 
 # --- sockets opened under a login --------------------------------------------------------
@@ -222,9 +226,18 @@ def require_user(*roles: str) -> Callable[[Handler], Handler]:
     return wrap
 
 
+async def login_options(request: web.Request) -> web.StreamResponse:
+    """How staff log in here: the password form (`local`) and/or single sign-on (`sso`)."""
+    auth = request.app[CONFIG].auth
+    return web.json_response({"local": auth.local_login, "sso": bool(auth.oidc.issuer)})
+
+
 async def login(request: web.Request) -> web.StreamResponse:
     if not origin_allowed(request, request.app[ORIGINS]):
         return error(403, "origin_not_allowed", "request from another site refused")
+    if not request.app[CONFIG].auth.local_login:
+        return error(403, "local_login_disabled",
+                     "log in with single sign-on (auth.local_login = false)")  # fmt: skip
     now = request.app[CLOCK]()
     address = client_address(request)
     if not await request.app[LOGIN_LIMITER].check(address, now):
@@ -306,8 +319,15 @@ async def logout(request: web.Request) -> web.StreamResponse:
     request.app[LOGIN_SOCKETS].revoke("logged_out", logins={token_hash(token)})
     user = request[USER_KEY]
     await request.app[AUDIT].record(actor=user.username, role=user.role, action="logout")
-    response = web.Response(status=204)
-    response.del_cookie(login_cookie_name(request.app[CONFIG].secure_cookies), path="/")
+    # An SSO account's browser goes on to the provider's logout (RP-initiated) when it has one.
+    redirect = ""
+    if LOGOUT_REDIRECT in request.app:
+        redirect = await request.app[LOGOUT_REDIRECT](request, user)
+    response = web.json_response({"redirect": redirect}) if redirect else web.Response(status=204)
+    secure = request.app[CONFIG].secure_cookies
+    response.del_cookie(login_cookie_name(secure), path="/")
+    if user.sso:
+        response.del_cookie("__Host-ca_sso_hint" if secure else "ca_sso_hint", path="/")
     return response
 
 

@@ -51,6 +51,7 @@ def _secrets(cfg: Config, data_dir: Path) -> list[Problem]:
         "need_sms": cfg.sms.sender == "http",
         "need_turn": bool(cfg.media.turn_urls or cfg.media.server_turn_url),
         "need_webhook": bool(cfg.webhooks.urls),
+        "need_oidc": bool(cfg.auth.oidc.issuer),
     }
     try:
         if cfg.environment == "production":

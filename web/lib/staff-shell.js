@@ -26,6 +26,9 @@ function header(page) {
 function views(page) {
   const login = h("form", { class: "card login", id: "login-form", novalidate: true },
     h("h1", { "data-i18n": "login.heading" }),
+    // Single sign-on, when GET /api/login/options says so: a link (the provider's
+    // redirects navigate the whole page), back to this page afterwards.
+    h("a", { class: "btn btn-primary", href: `/auth/oidc/login?next=/${page}`, id: "login-sso", "data-testid": "login-sso", "data-i18n": "login.sso", hidden: true }),
     h("label", { for: "login-username", "data-i18n": "login.username" }),
     h("input", { type: "text", id: "login-username", "data-testid": "login-username", autocomplete: "username", autocapitalize: "none", spellcheck: "false", required: true }),
     h("label", { for: "login-password", "data-i18n": "login.password" }),
@@ -58,7 +61,19 @@ export function staffShell({ page, role, onConsole, onLeave = () => {}, onLogout
     showView(view);
   }
 
+  async function loginOptions() {
+    const opts = await api("GET", "/api/login/options", undefined, { quiet: true }).catch(() => ({ local: true, sso: false }));
+    $("login-sso").hidden = !opts.sso;
+    // Without local login the password fields go (the form stays: it holds the SSO link).
+    for (const id of ["login-username", "login-password"]) {
+      $(id).hidden = !opts.local;
+      document.querySelector(`label[for=${id}]`).hidden = !opts.local;
+    }
+    document.querySelector("#login-form button[type=submit]").hidden = !opts.local;
+  }
+
   async function boot() {
+    await loginOptions();
     let me = null;
     try {
       me = await api("GET", "/api/me", undefined, { quiet: true });
@@ -90,9 +105,11 @@ export function staffShell({ page, role, onConsole, onLeave = () => {}, onLogout
 
   $(`${page}-logout`).addEventListener("click", async () => {
     onLeave();
-    await api("POST", "/api/logout").catch(() => null);
+    const answer = await api("POST", "/api/logout").catch(() => null);
     setCsrf(null);
     onLogout();
+    // A single sign-on account goes on to the provider's logout, which comes back to /agent.
+    if (answer && answer.redirect) return location.assign(answer.redirect);
     showView("login");
   });
 

@@ -8,7 +8,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from server.core.schema import logins, token_hash, users
+from server.core.schema import logins, oidc_states, token_hash, users
+
+# The password hash of a single sign-on row: not an Argon2 hash, so no password ever
+# verifies against it (server.http.auth.verify_password) and local login cannot reach it.
+SSO_NO_PASSWORD = "!sso"  # noqa: S105 - a marker, not a password
 
 
 class UsersRepository:
@@ -29,6 +33,51 @@ class UsersRepository:
                 )
             )
             return int(result.inserted_primary_key[0])
+
+    async def add_sso_user(self, username: str, subject: str, role: str, now: float) -> int:
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                users.insert().values(
+                    username=username, password_hash=SSO_NO_PASSWORD, role=role,
+                    disabled=False, created_at=now, sso_subject=subject,
+                )
+            )  # fmt: skip
+            return int(result.inserted_primary_key[0])
+
+    async def user_by_sso_subject(self, subject: str) -> User | None:
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(sa.select(users).where(users.c.sso_subject == subject))
+            ).first()
+        return _user(row)
+
+    # --- single sign-on attempts (server/http/oidc.py) ---------------------------------
+    async def add_oidc_state(
+        self, state: str, binding: str, nonce: str, code_verifier: str, return_to: str,
+        now: float, ttl: float,
+    ) -> None:  # fmt: skip
+        async with self.engine.begin() as conn:
+            await conn.execute(oidc_states.delete().where(oidc_states.c.created_at < now - ttl))
+            await conn.execute(
+                oidc_states.insert().values(
+                    state_hash=token_hash(state), binding_hash=token_hash(binding),
+                    nonce=nonce, code_verifier=code_verifier, return_to=return_to,
+                    created_at=now,
+                )
+            )  # fmt: skip
+
+    async def take_oidc_state(self, state: str) -> dict[str, Any] | None:
+        """The row of `state` (binding_hash, nonce, code_verifier, return_to, created_at),
+        deleted in the same
+        transaction: of two callbacks with one state (a replay, two nodes) one gets it."""
+        async with self.engine.begin() as conn:
+            where = oidc_states.c.state_hash == token_hash(state)
+            row = (await conn.execute(sa.select(oidc_states).where(where))).first()
+            if row is None:
+                return None
+            if (await conn.execute(oidc_states.delete().where(where))).rowcount != 1:
+                return None
+        return dict(row._mapping)
 
     async def user_by_name(self, username: str) -> User | None:
         async with self.engine.connect() as conn:
@@ -51,6 +100,11 @@ class UsersRepository:
             if values.get("disabled") or "password_hash" in values:
                 # A disabled account or a new password ends every open login.
                 await conn.execute(logins.delete().where(logins.c.user_id == user_id))
+
+    async def end_logins(self, user_id: int) -> None:
+        """Every login of the account ends (a role given by single sign-on changed)."""
+        async with self.engine.begin() as conn:
+            await conn.execute(logins.delete().where(logins.c.user_id == user_id))
 
     # --- logins ------------------------------------------------------------------------
     async def add_login(self, token: str, user_id: int, now: float, ttl: float) -> None:
@@ -112,6 +166,8 @@ class User:
     role: str
     disabled: bool
     password_hash: str
+    # Signs in through single sign-on only (users.sso_subject set; no password).
+    sso: bool = False
 
 
 def _user(row: Any) -> User | None:
@@ -124,4 +180,5 @@ def _user(row: Any) -> User | None:
         role=m["role"],
         disabled=bool(m["disabled"]),
         password_hash=m["password_hash"],
+        sso=m.get("sso_subject") is not None,
     )
