@@ -670,3 +670,28 @@ async def test_cluster_nodes_drain_and_undo(browser: Any, cluster: list[Server])
         assert script_errors(page) == []
     finally:
         await ctx.close()
+
+
+async def test_an_sso_account_keeps_its_password_and_role_at_the_provider(site: Any) -> None:
+    """A password set here would be a second way into an account that signs in through the
+    identity provider, and a role set here would be undone at its next sign-in."""
+    server, _ = site
+    await server.db.add_sso_user("olga", "https://idp.example|olga", "agent", time.time())
+    head = await audit_head(server)
+    admin = await server.agent("adam")
+    try:
+        status, body = await admin.get("/api/admin/users")
+        assert status == 200
+        (olga,) = [u for u in body["users"] if u["name"] == "olga"]
+        assert olga["sso"] is True
+        for change in ({"password": "a long new password 42"}, {"role": "supervisor"}):
+            status, body = await admin.post("/api/admin/users/olga", change)
+            assert (status, body["error"]["code"]) == (409, "sso_account"), change
+        # Disabling stays here: it ends the account's logins at once.
+        status, _ = await admin.post("/api/admin/users/olga", {"disabled": True})
+        assert status == 200
+    finally:
+        await admin.http.close()
+    user = await server.db.user_by_name("olga")
+    assert user is not None and user.role == "agent" and user.disabled
+    assert [r["action"] for r in await audit_rows(server, head)].count("user.update") == 1

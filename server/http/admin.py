@@ -42,7 +42,7 @@ from server.rooms.state import iso
 
 
 def _user_view(u: User) -> dict[str, Any]:
-    return {"name": u.username, "role": u.role, "disabled": u.disabled}
+    return {"name": u.username, "role": u.role, "disabled": u.disabled, "sso": u.sso}
 
 
 async def _audit(request: web.Request, action: str, obj: str, reason: str = "") -> None:
@@ -126,6 +126,11 @@ async def update_user(request: web.Request) -> web.StreamResponse:
         if body["disabled"] and user.id == me.id:
             return error(400, "own_account", "you cannot disable your own account")
         values["disabled"] = body["disabled"]
+    if user.sso and ("password" in body or "role" in body):
+        # Its password and role are the identity provider's (the role is mapped again at
+        # every sign-in): one set here would be a second way in, or undone at the next one.
+        return error(409, "sso_account", f"{user.username} signs in through single sign-on: "
+                     "change the password or groups at the identity provider")  # fmt: skip
     if "role" in body:
         if body["role"] not in ROLES:
             return error(400, "bad_role", f"role must be one of {', '.join(ROLES)}")

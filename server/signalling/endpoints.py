@@ -220,12 +220,10 @@ async def serve(
     rooms = app[ROOMS]
     ws = incoming
     if role == "staff" and live.room.full(cfg.rooms.max_participants, participant):
-        # Refused on the socket (a browser cannot read a refused upgrade's status), here
-        # where the room is, with no wait before the join below: two staff at once cannot
-        # both take the last place.
+        # On the socket (a browser cannot read a refused upgrade's status), where the room
+        # is, with no wait before the join below: two cannot both take the last place.
         n = cfg.rooms.max_participants
-        full = f"this call has {n} people already (rooms.max_participants)"
-        conn.send(P.error(P.ROOM_FULL, full))
+        conn.send(P.error(P.ROOM_FULL, f"this call has {n} people (rooms.max_participants)"))
         conn.close_soon(WSCloseCode.TRY_AGAIN_LATER, "room full")
         await conn.wait_closed()
         return
@@ -347,12 +345,9 @@ async def _dispatch(app: web.Application, live: LiveRoom, conn: Sink, msg: P.Mes
             )
         # A warm offer (the page connects before its camera starts) is not "connecting" yet:
         # the agent keeps "accepted" until the camera's first frame makes it "live".
-        warm = data.get("warm") is True
-        if (
-            conn.role == "caller"
-            and room.caller_status in ("accepted", "left", "reconnecting")
-            and not (warm and room.caller_status == "accepted")
-        ):
+        warm = data.get("warm") is True and room.caller_status == "accepted"
+        again = room.caller_status in ("accepted", "left", "reconnecting")
+        if conn.role == "caller" and again and not warm:
             await rooms.set_caller_status(live, "connecting")
         media_id, media_role = _media_leg(conn, data)
         try:
