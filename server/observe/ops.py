@@ -43,7 +43,6 @@ from server.paths import WEB_DIR
 from server.recording.service import RECORDING
 from server.rooms.manager import ROOMS, LiveRoom
 from server.rooms.state import RoomEvent, iso
-from server.signalling import endpoints as signalling
 from server.signalling import team
 
 log = logging.getLogger(__name__)
@@ -463,7 +462,7 @@ def setup(app: web.Application) -> None:
     r.add_get("/api/ops/snapshot", snapshot_handler)
     r.add_get("/api/ops/stream", stream_handler)
     r.add_post("/api/ops/rooms/{room_id}/end", end_room_handler)
-    r.add_get("/ws/watch/{room_id}", signalling.watch_ws)
+    r.add_get("/ws/watch/{room_id}", team.watch_ws)
     team.setup(app)  # join visibly, experts' links, hand-over (docs/protocol.md, "Team")
 
 

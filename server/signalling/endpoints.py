@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import secrets
 import time
 from collections.abc import AsyncIterator
 from typing import Protocol
@@ -94,34 +93,6 @@ async def caller_ws(request: web.Request) -> web.StreamResponse:
 
 # --- supervisor: silent watch (docs/protocol.md, "supervisor") ---------------------------
 SUPERVISOR_MAY_SEND = frozenset({"offer", "candidate", "ping"})
-
-
-async def watch_ws(request: web.Request) -> web.StreamResponse:
-    """A supervisor receives the room's `camera`; the caller and agent are not told (the
-    caller's notice says a supervisor may watch)."""
-    refused = _precheck(request)
-    if refused:
-        return refused
-    user = await current_user(request)
-    if user is None:
-        return await deny(request, None, 401, "not_authenticated", "log in first")
-    if user.role != "supervisor":
-        return await deny(
-            request, user, 403, "forbidden", f"your role ({user.role}) may not watch rooms"
-        )
-    room_id = request.match_info["room_id"]
-    live = await _room_for(request, room_id)
-    if isinstance(live, web.StreamResponse):
-        return live
-    await request.app[AUDIT].record(
-        actor=user.username, role=user.role, action="media.watch", object=room_id
-    )
-    log.info("ops: supervisor %s started watching room %s", user.username, room_id)
-    participant = f"supervisor-{user.id}-{secrets.token_hex(3)}"
-    try:
-        return await _serve(request, live, "supervisor", participant, user)
-    finally:
-        log.info("ops: supervisor %s stopped watching room %s", user.username, room_id)
 
 
 async def _room_for(request: web.Request, room_id: str) -> LiveRoom | Elsewhere | web.Response:

@@ -1,4 +1,5 @@
-"""Team signalling endpoints: staff who join a room visibly (docs/protocol.md, "Team").
+"""Staff sockets of a room: a supervisor who watches silently (`/ws/watch/{room}`,
+docs/protocol.md, "supervisor"), and staff who join visibly (docs/protocol.md, "Team").
 
 A supervisor joins from the ops console (`/ws/join/{room}`); an expert through a one-time
 staff link the agent made (`/x/<token>`, then `/ws/expert/{room}`). The holder hands the
@@ -29,19 +30,47 @@ from server.signalling.endpoints import _precheck, _room_for, _serve
 log = logging.getLogger(__name__)
 
 
-async def join_ws(request: web.Request) -> web.StreamResponse:
-    """A supervisor joins a room as a visible participant: the caller's page names them
-    (`participant_joined`) before they get any media, and may ask them to leave."""
+async def staff_user(request: web.Request, role: str, may: str) -> User | web.StreamResponse:
+    """The logged-in staff user of a room socket (watch, join, expert) in `role`, or the
+    refusal (`may`: what the role may not do, for the 403)."""
     refused = _precheck(request)
     if refused:
         return refused
     user = await current_user(request)
     if user is None:
         return await deny(request, None, 401, "not_authenticated", "log in first")
-    if user.role != "supervisor":
-        return await deny(
-            request, user, 403, "forbidden", f"your role ({user.role}) may not join rooms"
-        )
+    if user.role != role:
+        return await deny(request, user, 403, "forbidden", f"your role ({user.role}) may not {may}")
+    return user
+
+
+async def watch_ws(request: web.Request) -> web.StreamResponse:
+    """A supervisor receives the room's `camera`; the caller and agent are not told (the
+    caller's notice says a supervisor may watch)."""
+    user = await staff_user(request, "supervisor", "watch rooms")
+    if not isinstance(user, User):
+        return user
+    room_id = request.match_info["room_id"]
+    live = await _room_for(request, room_id)
+    if isinstance(live, web.StreamResponse):
+        return live
+    await request.app[AUDIT].record(
+        actor=user.username, role=user.role, action="media.watch", object=room_id
+    )
+    log.info("ops: supervisor %s started watching room %s", user.username, room_id)
+    participant = f"supervisor-{user.id}-{secrets.token_hex(3)}"
+    try:
+        return await _serve(request, live, "supervisor", participant, user)
+    finally:
+        log.info("ops: supervisor %s stopped watching room %s", user.username, room_id)
+
+
+async def join_ws(request: web.Request) -> web.StreamResponse:
+    """A supervisor joins a room as a visible participant: the caller's page names them
+    (`participant_joined`) before they get any media, and may ask them to leave."""
+    user = await staff_user(request, "supervisor", "join rooms")
+    if not isinstance(user, User):
+        return user
     return await serve_staff(request, user, "supervisor")
 
 
@@ -129,15 +158,10 @@ async def redeem_handler(request: web.Request) -> web.StreamResponse:
 async def expert_ws(request: web.Request) -> web.StreamResponse:
     """GET /ws/expert/{room}: an agent who redeemed a staff link of this room joins it as
     an expert, visibly (the same join as a supervisor's)."""
-    refused = _precheck(request)
-    if refused:
-        return refused
-    user = await current_user(request)
-    if user is None:
-        return await deny(request, None, 401, "not_authenticated", "log in first")
-    if user.role != "agent" or not await request.app[DB].staff_link_used_by(
-        request.match_info["room_id"], user.id
-    ):
+    user = await staff_user(request, "agent", "join as an expert")
+    if not isinstance(user, User):
+        return user
+    if not await request.app[DB].staff_link_used_by(request.match_info["room_id"], user.id):
         return await deny(request, user, 403, "forbidden", "open the link you were sent first")
     return await serve_staff(request, user, "expert")
 
