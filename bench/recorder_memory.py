@@ -39,11 +39,11 @@ import av  # noqa: E402
 from bench.capacity_parts.room import CAMERA  # noqa: E402
 from bench.lib import cli  # noqa: E402
 from bench.lib.clips import make_clip  # noqa: E402
+from bench.lib.media import RoomTrack  # noqa: E402
 from bench.lib.recording import local_spool, memory_keyring  # noqa: E402
 from bench.lib.usage import loadavg, rss_mb  # noqa: E402
 from recorder.crypto import new_recording  # noqa: E402
 from recorder.participant import RecorderParticipant  # noqa: E402
-from server.media.relay import RoomTrack  # noqa: E402
 
 TB = fractions.Fraction(1, 90000)
 

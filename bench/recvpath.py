@@ -78,8 +78,7 @@ async def _drain(server_conn: Any) -> None:
 
 
 async def run(packets: int, rounds: int, size: int) -> dict[str, Any]:
-    from server.core.config import MediaConfig
-    from server.media.peers import MediaRoom
+    from bench.lib.media import MediaConfig, MediaRoom
 
     config = MediaConfig(ice_host_addresses=["127.0.0.1"], allow_loopback_candidates=True)
     room = MediaRoom("bench-recvpath", config, on_event=lambda e: None)

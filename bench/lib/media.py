@@ -14,11 +14,13 @@ from typing import Any
 from server.core.config import MediaConfig
 from server.media import aiortc_hooks, relay, rtp_hooks, rtp_publisher
 from server.media.peers import MediaRoom
+from server.media.relay import RoomTrack
 
 __all__ = [
     "FORWARDINGS",
     "MediaConfig",
     "MediaRoom",
+    "RoomTrack",
     "aiortc_hooks",
     "camera_source",
     "loopback",

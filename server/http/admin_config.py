@@ -32,13 +32,15 @@ PLAIN = frozenset({
     "recording.keys_dir", "recording.s3.bucket", "recording.s3.region",
     "recording.s3.allowed_regions", "recording.kms.key_id", "recording.kms.region",
     "toolkit.tutorials_dir", "inspect.tesseract", "cluster.router", "cluster.node_id",
+    "auth.oidc.client_id", "auth.oidc.scopes", "auth.oidc.role_claim",
+    "auth.oidc.username_claim", "auth.oidc.privileged_roles",
 })  # fmt: skip
 # URLs that may hold a user name and password or a query with a token: those are masked,
 # the scheme, host, port and path are shown (a database name, a file path).
 URLS = frozenset({
     "http.public_url", "media.stun_urls", "media.turn_urls", "media.server_turn_url",
     "storage.database_url", "recording.s3.endpoint_url", "recording.kms.endpoint_url",
-    "cluster.redis_url", "cluster.internal_url",
+    "cluster.redis_url", "cluster.internal_url", "auth.oidc.issuer",
 })  # fmt: skip
 # Receivers that authenticate us by their URL alone: only their origin is shown.
 RECEIVERS = frozenset({"webhooks.urls", "sms.http_url"})
