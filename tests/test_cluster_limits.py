@@ -12,6 +12,7 @@ from redis_helpers import RedisServer
 
 from server.cluster import redis_client
 from server.cluster.limits import SharedLimiter, bucket_key
+from server.cluster.redis import new_client
 
 
 @pytest.fixture(scope="module")
@@ -188,3 +189,24 @@ async def test_sms_budget_is_shared_by_the_nodes(clients: list) -> None:
     assert await a.check("s-3", 7, now + 3601.5) is None
     assert await b.check("s-4", 7, now + 3601.6) is None
     assert await a.check("s-5", 7, now + 3601.7) is not None
+
+
+@pytest.mark.parametrize("decode", [True, False])
+async def test_a_restarted_redis_is_used_at_once(decode: bool) -> None:
+    """After Redis restarts every pooled connection is dead. The first command on each must
+    reconnect, not fail: it closed bridged sockets a second after Redis was back."""
+    server = RedisServer().start()
+    client = new_client(server.url, decode=decode)
+    try:
+        # Several pooled connections, as a busy node has (the bridge, limits, the feed).
+        assert all(await asyncio.gather(*[client.ping() for _ in range(8)]))
+        server.stop()
+        server.start()  # same port
+        assert await asyncio.gather(*[client.publish("ch", "x") for _ in range(8)]) == [0] * 8
+        pipe = client.pipeline(transaction=False)
+        pipe.publish("ch", "y")
+        pipe.publish("ch", "z")
+        assert await pipe.execute() == [0, 0]
+    finally:
+        await client.aclose()
+        server.close()

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from server.core.cluster_config import ClusterConfig
@@ -51,6 +54,12 @@ def new_client(url: str, *, decode: bool, command_timeout_s: float = 2.0,
         decode_responses=decode,
         socket_timeout=command_timeout_s,
         socket_connect_timeout=connect_timeout_s,
+        # One retry on a broken connection, at once. After Redis restarts, every pooled
+        # connection is dead; from_url's connections have no retry at all, so the first
+        # command on each failed ("Connection closed by server") and closed bridged sockets
+        # a second after Redis was back. A timeout is not retried: a Redis that does not
+        # answer still fails within command_timeout_s.
+        retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
     )
 
 
