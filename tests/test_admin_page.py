@@ -672,7 +672,9 @@ async def test_cluster_nodes_drain_and_undo(browser: Any, cluster: list[Server])
         await ctx.close()
 
 
-async def test_an_sso_account_keeps_its_password_and_role_at_the_provider(site: Any) -> None:
+async def test_an_sso_account_keeps_its_password_and_role_at_the_provider(
+    browser: Any, site: Any
+) -> None:
     """A password set here would be a second way into an account that signs in through the
     identity provider, and a role set here would be undone at its next sign-in."""
     server, _ = site
@@ -694,4 +696,13 @@ async def test_an_sso_account_keeps_its_password_and_role_at_the_provider(site: 
         await admin.http.close()
     user = await server.db.user_by_name("olga")
     assert user is not None and user.role == "agent" and user.disabled
+    ctx, page = await page_as(browser, server)
+    try:  # the page offers neither: a badge says why
+        row = user_row(page, "olga")
+        await expect(row.get_by_test_id("admin-user-sso")).to_have_text("single sign-on")
+        await expect(row.get_by_test_id("admin-user-password")).to_have_count(0)
+        await expect(row.get_by_test_id("admin-user-role")).to_be_disabled()
+        await expect(user_row(page, "anna").get_by_test_id("admin-user-password")).to_have_count(1)
+    finally:
+        await ctx.close()
     assert [r["action"] for r in await audit_rows(server, head)].count("user.update") == 1

@@ -102,7 +102,8 @@ function renderUsers() {
     const cliOnly = u.role === "dpo" || u.role === "admin";
     const name = h("td", { class: "name" }, h("span", { class: "mono" }, u.name),
       self ? h("span", { class: "badge" }, t("user.you")) : null,
-      cliOnly ? h("span", { class: "badge muted-badge", "data-testid": "admin-user-cli" }, t("user.cli")) : null);
+      cliOnly ? h("span", { class: "badge muted-badge", "data-testid": "admin-user-cli" }, t("user.cli")) : null,
+      u.sso ? h("span", { class: "badge muted-badge", "data-testid": "admin-user-sso" }, t("user.sso")) : null);
     const stateCell = h("td", { "data-testid": "admin-user-state", "data-state": u.disabled ? "disabled" : "active" },
       t(u.disabled ? "user.disabled" : "user.active"));
     const actions = h("td", { class: "actions-cell" });
@@ -115,8 +116,11 @@ function renderUsers() {
     const reset = h("button", { type: "button", class: "btn btn-small", "data-testid": "admin-user-password",
       "aria-label": t("user.password_of", { name: u.name }) }, t("user.password"));
     reset.addEventListener("click", () => openPassword(u.name));
-    actions.append(reset);
-    const roleCell = h("td", {}, roleSelect(u));
+    // Single sign-on: the password and the role are the identity provider's (409 sso_account).
+    if (!u.sso) actions.append(reset);
+    const select = roleSelect(u);
+    select.disabled = Boolean(u.sso);
+    const roleCell = h("td", {}, select);
     name.dataset.label = t("col.name");
     roleCell.dataset.label = t("col.role");
     stateCell.dataset.label = t("col.state");
