@@ -128,6 +128,12 @@ async def test_publisher_survives_redis_down(caplog: pytest.LogCaptureFixture) -
                     break
                 await asyncio.sleep(0.05)
             assert with_rooms == ["r4"]
+            # The view can see the write while the publisher is still in the pipeline's
+            # exit (it yields there), before it logs: wait for the line, do not race it.
+            for _ in range(100):
+                if "publishing to Redis again" in caplog.text:
+                    break
+                await asyncio.sleep(0.02)
             assert "publishing to Redis again" in caplog.text
         monitor.put(None)  # shutdown ends the publisher
         await asyncio.wait_for(task, 5)
