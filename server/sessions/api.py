@@ -95,7 +95,8 @@ async def _issue_link(request: web.Request, session_id: str) -> dict[str, Any]:
     }
 
 
-async def _own_session(request: web.Request) -> dict[str, Any]:
+async def own_session(request: web.Request) -> dict[str, Any]:
+    """The session of the URL held by the logged-in agent; else a 404 (audited), raised."""
     user: User = request[USER_KEY]
     row = await request.app[DB].get_session(request.match_info["session_id"])
     if row is None or row["agent_id"] != user.id:
@@ -186,14 +187,14 @@ async def list_sessions(request: web.Request) -> web.StreamResponse:
 
 @require_user("agent")
 async def get_session(request: web.Request) -> web.StreamResponse:
-    row = await _own_session(request)
+    row = await own_session(request)
     live = await owned_room(request, row["id"])
     return web.json_response({"session": session_view(row, live.room if live else None)})
 
 
 @require_user("agent")
 async def new_link(request: web.Request) -> web.StreamResponse:
-    row = await _own_session(request)
+    row = await own_session(request)
     live = await owned_room(request, row["id"])
     if live is None:
         return error(409, "room_ended", "this session has ended; start a new one")
@@ -205,7 +206,7 @@ async def new_link(request: web.Request) -> web.StreamResponse:
 
 @require_user("agent")
 async def send_sms(request: web.Request) -> web.StreamResponse:
-    row = await _own_session(request)
+    row = await own_session(request)
     body = await _json(request)
     link = body.get("link")
     cfg = request.app[CONFIG]
@@ -243,7 +244,7 @@ async def send_sms(request: web.Request) -> web.StreamResponse:
 
 @require_user("agent")
 async def end_session(request: web.Request) -> web.StreamResponse:
-    row = await _own_session(request)
+    row = await own_session(request)
     await owned_room(request, row["id"])  # held by another node: it ends the room
     await request.app[ROOMS].end(row["id"], "agent_ended")
     await audit(request, "session.end", row["id"])

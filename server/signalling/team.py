@@ -23,6 +23,7 @@ from server.http.web_auth import USER_KEY, current_user, deny, require_user
 from server.paths import WEB_DIR
 from server.rooms.manager import ROOMS
 from server.rooms.state import iso
+from server.sessions.api import own_session
 from server.sessions.caller import TOKEN_RE
 from server.signalling import messages as P
 from server.signalling.endpoints import _precheck, _room_for, _serve
@@ -95,14 +96,9 @@ async def serve_staff(request: web.Request, user: User, staff_role: str) -> web.
 STAFF_LINK_TTL_S = 900.0  # 15 minutes, like the caller's link
 
 
-async def _own_session(
-    request: web.Request, user: User
-) -> dict[str, object] | web.StreamResponse:
-    """The caller's session whose holder `user` is, live; else the refusal."""
-    row = await request.app[DB].get_session(request.match_info["session_id"])
-    if row is None or row["agent_id"] != user.id:
-        # The same answer for "not yours" and "does not exist" (as the sessions API).
-        return await deny(request, user, 404, "not_found", "no such session")
+async def _own_live_session(request: web.Request) -> dict[str, object] | web.StreamResponse:
+    """The session the agent holds (else the sessions API's audited 404), not ended."""
+    row = await own_session(request)
     if row["state"] == "ended":
         return error(410, P.ROOM_ENDED, "this session has ended")
     return dict(row)
@@ -112,7 +108,7 @@ async def _own_session(
 async def staff_link_handler(request: web.Request) -> web.StreamResponse:
     """POST /api/sessions/{id}/staff-link: a one-time link for a colleague to join."""
     user: User = request[USER_KEY]
-    row = await _own_session(request, user)
+    row = await _own_live_session(request)
     if isinstance(row, web.StreamResponse):
         return row
     app = request.app
@@ -172,7 +168,7 @@ async def hand_over_handler(request: web.Request) -> web.StreamResponse:
     """POST /api/sessions/{id}/hand-over {"participant": "staff-…"} or {"username"}: the
     holder hands the session to a joined staff member or to another agent account."""
     user: User = request[USER_KEY]
-    row = await _own_session(request, user)
+    row = await _own_live_session(request)
     if isinstance(row, web.StreamResponse):
         return row
     try:
