@@ -67,6 +67,8 @@ def main() -> None:
     parser.add_argument("--no-recorder", action="store_true", help="project room without it")
     parser.add_argument("--peer", choices=("auto", "janus", "none"), default="auto",
                         help="compare with Janus (auto: when installed)")  # fmt: skip
+    parser.add_argument("--event-loop", choices=("uvloop", "asyncio"), default=None,
+                        help="the project server's loop (default: media.event_loop's)")  # fmt: skip
     parser.add_argument("--viewers", type=int, default=0,
                         help="cost per extra viewer, 0..N (bench/lib/viewers.py)")  # fmt: skip
     args = parser.parse_args()
@@ -86,8 +88,10 @@ def main() -> None:
             asyncio.run(run_server_baseline())
         else:
             from bench.capacity_parts.project_server import run_server_project
+            from bench.lib.media import run_server
 
-            asyncio.run(run_server_project(args.forwarding, not args.no_recorder))
+            run_server(run_server_project(args.forwarding, not args.no_recorder),
+                       args.event_loop)  # fmt: skip
         return
     if args.role in ("callers", "agents") and args.server == "janus":
         from bench.capacity_parts.janus import run_janus_clients

@@ -173,6 +173,7 @@ def _serve(args: argparse.Namespace, cfg: Config) -> int:
             # ... and each has its own, which the other nodes forward to
             # (server/cluster/workers.py, worker_internal_url)
             extra_port=workers_internal_port(cfg) if worker is not None else None,
+            event_loop=cfg.media.event_loop,
         )
     except (StorageError, KeyringError) as exc:  # recording storage refused at startup
         print(f"callassist: recording storage: {exc}", file=sys.stderr)

@@ -179,7 +179,18 @@ async def _server_summary(*args: str) -> tuple[dict[str, Any], dict[str, Any]]:
 async def test_capacity_project_server_process() -> None:
     info, reply = await _server_summary("--server", "project", "--no-recorder")
     assert info["forwarding"] == "rtp"  # as shipped
-    assert reply == {"id": 1, "result": {"recorder": "off", "forwarding": "rtp"}}
+    # the loop the product's server runs (media.event_loop's default)
+    assert info["event_loop"] == "uvloop"
+    assert reply == {
+        "id": 1,
+        "result": {"recorder": "off", "forwarding": "rtp", "event_loop": "uvloop"},
+    }
+
+
+async def test_capacity_project_server_on_asyncio() -> None:
+    info, reply = await _server_summary("--server", "project", "--no-recorder",
+                                        "--event-loop", "asyncio")  # fmt: skip
+    assert info["event_loop"] == reply["result"]["event_loop"] == "asyncio"
 
 
 async def test_capacity_project_server_with_recorder() -> None:

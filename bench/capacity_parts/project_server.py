@@ -20,6 +20,7 @@ async def run_server_project(forwarding: str | None, with_recorder: bool) -> Non
     # RTP-level forwarding is the only media path now (media.forwarding was retired); the
     # JSON keeps its `forwarding` field for comparisons with older results.
     config = loopback()
+    loop = type(asyncio.get_running_loop()).__module__.split(".")[0]  # uvloop or asyncio
     forwarding = forwarding or FORWARDINGS[0]
     rooms: dict[str, MediaRoom] = {}
     recorders: dict[str, Any] = {}
@@ -70,7 +71,8 @@ async def run_server_project(forwarding: str | None, with_recorder: bool) -> Non
             snapshots[:] = [snap]
             return top
         if msg["op"] == "summary":
-            out: dict[str, Any] = {"recorder": recorder_status, "forwarding": forwarding}
+            out: dict[str, Any] = {"recorder": recorder_status, "forwarding": forwarding,
+                                   "event_loop": loop}  # fmt: skip
             if recorders:
                 recorded = [r.stats.frames_received for r in recorders.values()]
                 out["recorder_frames_received"] = sum(recorded)
@@ -87,5 +89,5 @@ async def run_server_project(forwarding: str | None, with_recorder: bool) -> Non
         return await room.handle_offer(msg["participant"], msg["role"], 1, msg["sdp"])
 
     port = await serve_rpc(handle)
-    print(json.dumps({"port": port, "forwarding": forwarding}), flush=True)
+    print(json.dumps({"port": port, "forwarding": forwarding, "event_loop": loop}), flush=True)
     await asyncio.Event().wait()

@@ -24,6 +24,7 @@ def summary_json(result: dict[str, Any]) -> dict[str, Any]:
             "fps": pm["fps_mean"],
             "loss": pm["loss"],
             "forwarding": p["server"].get("forwarding"),
+            "event_loop": p["server"].get("event_loop"),
             "recorder": p["server"].get("recorder"),
             "stopped_by": p["stopped_by"],
         },

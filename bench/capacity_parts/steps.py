@@ -27,10 +27,14 @@ async def run_baseline(quick: bool) -> dict[str, Any]:
         return {"measure": m}
 
 
-def project_args(forwarding: str | None, recorder: bool) -> list[str]:
+def project_args(
+    forwarding: str | None, recorder: bool, event_loop: str | None = None
+) -> list[str]:
     args = ["--server", "project"]
     if forwarding:
         args += ["--forwarding", forwarding]
+    if event_loop:
+        args += ["--event-loop", event_loop]
     if not recorder:
         args.append("--no-recorder")
     return args
@@ -151,7 +155,9 @@ async def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
     }
     if args.soak:
         out["soak"] = await run_soak(
-            project_args(args.forwarding, not args.no_recorder), args.soak, args.soak_rooms
+            project_args(args.forwarding, not args.no_recorder, args.event_loop),
+            args.soak,
+            args.soak_rooms,
         )
         out["load_after"] = loadavg()
         return out
@@ -160,7 +166,7 @@ async def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
     budget = 75 if args.quick else 170
     out["project"] = await run_project(
         args.quick,
-        project_args(args.forwarding, not args.no_recorder),
+        project_args(args.forwarding, not args.no_recorder, args.event_loop),
         args.max_rooms,
         started + budget - 20,
         args.profile,
@@ -171,8 +177,8 @@ async def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
         out["janus"] = await compare(
             args.quick,
             {
-                "recorded": project_args(args.forwarding, True),
-                "forwarding": project_args(args.forwarding, False),
+                "recorded": project_args(args.forwarding, True, args.event_loop),
+                "forwarding": project_args(args.forwarding, False, args.event_loop),
             },
             args.max_rooms,
         )

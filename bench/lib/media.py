@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from server.core.config import MediaConfig
+from server.core.eventloop import run as run_on_loop
 from server.media import aiortc_hooks, relay, rtp_hooks, rtp_publisher
 from server.media.peers import MediaRoom
 from server.media.relay import RoomTrack
@@ -27,6 +28,7 @@ __all__ = [
     "loopback_ice",
     "probe_first_moments",
     "rtp_hooks",
+    "run_server",
 ]
 
 # The `media.forwarding` values a bench can ask for (server/core/config.py accepts these).
@@ -39,6 +41,12 @@ def loopback(**overrides: Any) -> MediaConfig:
     # Loopback candidates are refused by default (a real deployment): the bench runs on lo.
     overrides.setdefault("allow_loopback_candidates", True)
     return MediaConfig(ice_host_addresses=["127.0.0.1"], **overrides)
+
+
+def run_server(main: Any, event_loop: str | None = None) -> Any:
+    """A bench's server process runs `main` on the loop the product's server runs
+    (`media.event_loop`, server/core/eventloop.py), so the bench measures that loop."""
+    return run_on_loop(main, event_loop or MediaConfig().event_loop)
 
 
 def loopback_ice() -> None:

@@ -26,7 +26,8 @@ MASK = "•••"
 PLAIN = frozenset({
     "environment", "http.allowed_origins", "http.access_log_clients",
     "session.default_country_code", "session.notice_version", "session.privacy_contact",
-    "session.operator_name", "media.codec", "media.ice_host_addresses", "media.udp_ports",
+    "session.operator_name", "media.codec", "media.event_loop", "media.ice_host_addresses",
+    "media.udp_ports",
     "sms.sender", "sms.allowed_countries", "sms.allowed_types", "recording.mode",
     "recording.storage", "recording.local_dir", "recording.spool_dir", "recording.keyring",
     "recording.keys_dir", "recording.s3.bucket", "recording.s3.region",

@@ -26,6 +26,8 @@ from typing import Any
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
+from server.core.eventloop import new_event_loop
+
 log = logging.getLogger(__name__)
 
 
@@ -118,8 +120,9 @@ def serve(
     header_timeout_s: float,
     reuse_port: bool = False,
     extra_port: int | None = None,
+    event_loop: str = "uvloop",
 ) -> None:
-    loop = asyncio.new_event_loop()
+    loop = new_event_loop(event_loop)  # media.event_loop
     asyncio.set_event_loop(loop)
     runner = GuardedRunner(
         app,

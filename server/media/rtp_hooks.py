@@ -76,6 +76,8 @@ from aiortc.rtp import (
 from pylibsrtp._binding import ffi as srtp_ffi
 from pylibsrtp._binding import lib as srtp_lib
 
+from server.core.eventloop import copies_on_wait
+
 logger = logging.getLogger(__name__)
 
 URI_MID = "urn:ietf:params:rtp-hdrext:sdes:mid"
@@ -464,6 +466,7 @@ class SenderPort:
         self._transport: RTCDtlsTransport = sender.transport
         self._nominated: dict[int, Any] = sender.transport.transport._connection._nominated
         self._protect: _Srtp | None = None
+        self._copy: bool | None = None  # copies_on_wait of the pair's transport, once seen
 
     def send(self, data: bytes | memoryview) -> None:
         """Protect and send one RTP packet (any bytes-like object: it is copied), at once;
@@ -471,7 +474,9 @@ class SenderPort:
         without its four coroutine frames (`_send_rtp` -> `Connection.send` -> `sendto` ->
         `StunProtocol.send_data`, none of which ever waits) and without a bytes object per
         packet: protected in the SRTP session's buffer, which goes to the nominated pair's
-        socket as it is (asyncio copies it only if the socket is full and it must wait)."""
+        socket as it is where the transport copies it if the socket is full and it must
+        wait (asyncio's); uvloop's keeps the buffer it was given until it is sent, so it
+        gets a bytes copy (server/core/eventloop.copies_on_wait)."""
         t = self._transport
         pair = self._nominated.get(1)
         if t._state is not State.CONNECTED or pair is None:
@@ -480,7 +485,14 @@ class SenderPort:
         if protect is None or protect.session is not t._tx_srtp:
             protect = self._protect = _Srtp(t._tx_srtp, protect=True)
         n = protect(data)
-        pair.protocol.transport.sendto(protect.view[:n], pair.remote_addr)
+        transport = pair.protocol.transport
+        copy = self._copy
+        if copy is None:
+            copy = self._copy = not copies_on_wait(transport)
+        if copy:
+            transport.sendto(bytes(protect.view[:n]), pair.remote_addr)
+        else:
+            transport.sendto(protect.view[:n], pair.remote_addr)
         t._RTCDtlsTransport__tx_bytes += n  # type: ignore[attr-defined]
         t._RTCDtlsTransport__tx_packets += 1  # type: ignore[attr-defined]
 
