@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import time
@@ -23,6 +24,18 @@ from server.http.auth import hash_password
 from tests.privacy_helpers import aws_env, s3_server  # noqa: F401
 
 PASSWORD = "correct horse battery"
+
+
+# The suite's loop is the one the server runs as shipped (`media.event_loop`: uvloop): the
+# in-process servers, their media and the tests' own peers run on it.
+# CALLASSIST_TEST_LOOP=asyncio runs the suite on the standard library's loop instead.
+TEST_LOOP = os.environ.get("CALLASSIST_TEST_LOOP", "uvloop")
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Any]:
+    from server.core.eventloop import new_event_loop
+
+    return {TEST_LOOP: lambda: new_event_loop(TEST_LOOP)}
 
 
 def free_port() -> int:

@@ -363,11 +363,13 @@ class RoomTrack:
         self._kf_wanted = True
         if self._upstream is None or self._kf_timer is not None:
             return  # attach_upstream asks; or one is already scheduled
-        wait = self._kf_last_sent + self.keyframe_min_interval_s - time.monotonic()
+        # The loop's clock, which its timers run on (uvloop's lags time.monotonic() by up
+        # to the current iteration: a timer armed by time.monotonic() fires that early).
+        loop = asyncio.get_running_loop()
+        wait = self._kf_last_sent + self.keyframe_min_interval_s - loop.time()
         if wait <= 0:
             self._send_keyframe_request()
         else:
-            loop = asyncio.get_running_loop()
             self._kf_timer = loop.call_later(wait, self._kf_timer_fired)
 
     def _kf_timer_fired(self) -> None:
@@ -382,7 +384,7 @@ class RoomTrack:
 
     def _send_keyframe_request(self) -> None:
         assert self._upstream is not None
-        self._kf_last_sent = time.monotonic()
+        self._kf_last_sent = asyncio.get_running_loop().time()  # see request_keyframe
         self.keyframe_requests_sent += 1
         try:
             result = self._upstream.request_keyframe()

@@ -115,7 +115,11 @@ class RtpPublisher:
         self._remb_sent, self._remb_value = now, value
         spawn(rtp_hooks.send_remb(self.receiver, value, [self.media_ssrc]))
 
-    def _lost(self, first: int, end: int, now: float) -> None:
+    def _lost(self, first: int, end: int) -> None:
+        # NACK times are the loop's clock, the one its timers run on: uvloop's is libuv's
+        # time cached at the start of the loop's iteration, so a retry timer armed 50 ms
+        # ahead fires when that clock (not time.monotonic()) has moved 50 ms on.
+        now = asyncio.get_running_loop().time()
         missing = self._missing
         for ext in range(first, end):
             missing[ext] = [now, 0.0, 0.0]
@@ -128,7 +132,7 @@ class RtpPublisher:
         self._nack_timer = None
         if self._closed or self.media_ssrc is None:
             return
-        now = time.monotonic()
+        now = asyncio.get_running_loop().time()  # see _lost
         lost: list[int] = []
         for ext, entry in list(self._missing.items()):
             first, tries, last = entry
@@ -181,7 +185,7 @@ class RtpPublisher:
         if max_ext is not None and (seq - max_ext) & 0xFFFF == 1:
             ext = self._max_ext = max_ext + 1  # the next one, in order: most packets
         else:
-            ext = self._extend(seq, rtx, now)
+            ext = self._extend(seq, rtx)
         rt = self.room_track
         if ext < 0 or self.upstream is not rt._upstream or self._closed:
             return  # a duplicate; or a replaced publisher, whose packets go nowhere
@@ -221,7 +225,7 @@ class RtpPublisher:
             self._pli_pending = False
             spawn(rtp_hooks.send_pli(self.receiver, ssrc))
 
-    def _extend(self, seq: int, rtx: bool, now: float) -> int:
+    def _extend(self, seq: int, rtx: bool) -> int:
         """The extended sequence number of `seq` (gaps ahead of it are NACKed); -1 for a
         duplicate, or a late packet already given up on. Late: below `self._max_ext`."""
         max_ext = self._max_ext
@@ -235,7 +239,7 @@ class RtpPublisher:
         if d < 0x8000:
             ext = max_ext + d
             if d > 1 and not rtx and d <= MAX_GAP:
-                self._lost(max_ext + 1, ext, now)
+                self._lost(max_ext + 1, ext)
             self._max_ext = ext
             return ext
         ext = max_ext - (0x10000 - d)
