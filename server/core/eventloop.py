@@ -54,6 +54,11 @@ def _cancel_all(loop: asyncio.AbstractEventLoop) -> None:
         loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
 
 
+def running_loop_kind() -> str:
+    """"uvloop" or "asyncio": the loop this process runs (the admin status shows it)."""
+    return type(asyncio.get_running_loop()).__module__.split(".")[0]
+
+
 def copies_on_wait(transport: asyncio.BaseTransport) -> bool:
     """Whether `transport.sendto(buffer)` copies `buffer` when it must queue it (socket
     full). asyncio's datagram transport does (`bytes(data)` into its queue); uvloop's

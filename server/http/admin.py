@@ -24,6 +24,7 @@ from aiohttp import web
 
 from server.core.appkeys import AUDIT, CLOCK, CONFIG, DB, SECRETS
 from server.core.db import User
+from server.core.eventloop import running_loop_kind
 from server.http import admin_cluster, admin_webhooks
 from server.http.admin_config import effective_config
 from server.http.auth import (
@@ -197,6 +198,7 @@ async def status(request: web.Request) -> web.StreamResponse:
         "sms": {"sender": cfg.sms.sender},
         "webhooks": {"receivers": len(cfg.webhooks.urls)},
         "live_rooms": len(app[ROOMS].rooms()),
+        "event_loop": running_loop_kind(),  # media.event_loop, as this process runs it
         "audit": {"ok": verdict.ok, "records": verdict.count, "problem": verdict.problem},
         "at": iso(app[CLOCK]()),
     })  # fmt: skip

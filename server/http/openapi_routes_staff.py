@@ -173,7 +173,8 @@ ADMINISTRATION = (
           ADMIN, ok("status", obj(
               environment=STR, public_url=STR, database=ANY_OBJ, recording=ANY_OBJ,
               retention=ANY_OBJ, sms=ANY_OBJ, webhooks=ANY_OBJ, live_rooms=INT,
-              audit=obj(ok=BOOL, records=INT, problem=opt(STR)), at=TIME)), "admin"),
+              event_loop=STR, audit=obj(ok=BOOL, records=INT, problem=opt(STR)),
+              at=TIME)), "admin"),
     Route("GET", "/api/admin/config", "The effective configuration, secrets masked", ADMIN,
           ok("every key by section; secrets only as set or not", obj(
               sections=arr(obj(name=STR, keys=arr(obj(
