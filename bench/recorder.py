@@ -6,8 +6,9 @@ every frame changes) is encoded once up front. Then, each measured by the proces
 
 - ours: recorder.participant.RecorderParticipant takes the *encoded* frames (as the relay
   hands them to it), muxes them into WebM in memory, encrypts each segment (STREAM
-  AES-256-GCM), writes it to the spool (fsync) and the uploader copies it into a
-  LocalStorage directory (fsync) and deletes the spool copy. Everything a real recording
+  AES-256-GCM), writes it to the spool (fsync) and the uploader links it into a
+  LocalStorage directory on the same filesystem (a copy across filesystems) and deletes
+  the spool's name. Everything a real recording
   does except the network.
 - aiortc's MediaRecorder: it only takes decoded frames and always re-encodes (libvpx for
   WebM). "with decode" feeds it the same packets decoded by a VP8 decoder, as aiortc's

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import errno
 import hashlib
 import logging
 import os
@@ -127,8 +128,42 @@ def write_atomic(path: Path, blocks: Iterator[bytes]) -> ObjectInfo:
     return ObjectInfo(path.name, size, digest.hexdigest())
 
 
+def link_atomic(path: Path, source: Path) -> ObjectInfo | None:
+    """`source` stored at `path` as a hard link, not a copy: the spool's committed file
+    and the storage directory are on one filesystem in the embedded layout, and a copy
+    wrote and fsynced every recorded byte a second time, in the recording node's CPU
+    (docs/media-performance.md, "The recorder's local storage"). The hash is read back
+    from the stored inode; the file is fsynced (a no-op for the spool's, already synced)
+    before its name appears, and the directory after. None when the filesystem cannot
+    link (another device, no hard links): the caller copies."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.tmp-{os.urandom(4).hex()}"
+    try:
+        os.link(source, tmp)
+    except OSError as exc:
+        if exc.errno in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+            return None
+        raise
+    try:
+        digest, size = hashlib.sha256(), 0
+        buf = bytearray(COPY_BLOCK)
+        view = memoryview(buf)
+        with open(tmp, "rb", buffering=0) as fh:
+            while n := fh.readinto(buf):
+                digest.update(view[:n])
+                size += n
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+    return ObjectInfo(path.name, size, digest.hexdigest())
+
+
 class LocalStorage:
-    """A directory as object storage (embedded installs, tests). Files are 0600."""
+    """A directory as object storage (embedded installs, tests). Files are 0600; a file
+    handed over by path (the spool's) is linked in when it can be (`link_atomic`)."""
 
     def __init__(self, directory: str | Path) -> None:
         self.directory = Path(directory)
@@ -139,7 +174,9 @@ class LocalStorage:
 
     def _put(self, key: str, data: bytes | Path) -> ObjectInfo:
         path = self._path(key)
-        info = write_atomic(path, _blocks(data, COPY_BLOCK))
+        info = link_atomic(path, data) if isinstance(data, Path) else None
+        if info is None:
+            info = write_atomic(path, _blocks(data, COPY_BLOCK))
         if path.stat().st_size != info.size:
             raise UploadVerificationFailed(f"{key}: stored size differs from what was written")
         return ObjectInfo(key, info.size, info.sha256)

@@ -162,6 +162,46 @@ async def test_local_storage_is_atomic_and_private(tmp_path: Path):
     assert not await storage.exists("recordings/a/header")
 
 
+async def test_a_spooled_file_is_linked_into_local_storage_not_copied(tmp_path: Path):
+    """The spool's committed file becomes the stored object (one inode, no second write);
+    the object outlives the spool's name and its hash is the bytes stored."""
+    storage = LocalStorage(tmp_path / "store")
+    spool = Spool(tmp_path / "spool", storage)
+    data = os.urandom(300_000)
+    await spool.put("recordings/r/segment-000000", data)
+    source = tmp_path / "spool" / "recordings" / "r" / "segment-000000"
+    ino = source.stat().st_ino
+    info = await storage.put("recordings/r/segment-000000", source)
+    stored = tmp_path / "store" / "recordings" / "r" / "segment-000000"
+    assert stored.stat().st_ino == ino and stored.stat().st_nlink == 2  # linked, not copied
+    assert info.size == len(data) and info.sha256 == hashlib.sha256(data).hexdigest()
+    assert stat.S_IMODE(stored.stat().st_mode) == 0o600
+    assert not list(stored.parent.glob(".*tmp-*"))  # no temp name left behind
+    source.unlink()  # what the spool does once the upload is verified
+    assert stored.read_bytes() == data and stored.stat().st_nlink == 1
+
+
+async def test_a_file_on_another_filesystem_is_copied_into_local_storage(tmp_path: Path):
+    """Across devices (here tmpfs /dev/shm and the test's directory) a link is impossible
+    (EXDEV): the object is copied, as before."""
+    source_dir = Path("/dev/shm") / f"callassist-{os.getpid()}-{os.urandom(3).hex()}"
+    source_dir.mkdir()
+    try:
+        source = source_dir / "segment"
+        data = os.urandom(200_000)
+        source.write_bytes(data)
+        assert os.stat(source).st_dev != os.stat(tmp_path).st_dev  # two filesystems
+        storage = LocalStorage(tmp_path / "store")
+        info = await storage.put("recordings/r/segment-000000", source)
+        stored = tmp_path / "store" / "recordings" / "r" / "segment-000000"
+        assert stored.read_bytes() == data and stored.stat().st_ino != source.stat().st_ino
+        assert info.sha256 == hashlib.sha256(data).hexdigest()
+    finally:
+        for f in source_dir.iterdir():
+            f.unlink()
+        source_dir.rmdir()
+
+
 # --- recording -> spool -> S3 -> decrypt, including an outage
 
 
