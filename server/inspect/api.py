@@ -21,9 +21,10 @@ from recorder import RecordingError
 from server.core.appkeys import AUDIT, CONFIG, DB
 from server.core.db import User
 from server.http.auth import error
-from server.http.web_auth import USER_KEY, deny, require_user
+from server.http.web_auth import USER_KEY, require_user
 from server.inspect.pool import InspectPool, PoolBusy, PoolTimeout
 from server.recording.service import RECORDING
+from server.sessions.api import own_session
 
 log = logging.getLogger(__name__)
 
@@ -44,13 +45,10 @@ async def _audit(request: web.Request, obj: str, result: str) -> None:
         log.exception("audit record inspect.read failed")
 
 
-async def _own_session(request: web.Request) -> tuple[Any, Any] | web.StreamResponse:
-    """The session row (this agent's own, else an audited 404) and the JSON body (None
-    when it is not JSON): what both routes start with."""
-    user: User = request[USER_KEY]
-    row = await request.app[DB].get_session(request.match_info["session_id"])
-    if row is None or row["agent_id"] != user.id:
-        return await deny(request, user, 404, "not_found", "no such session")  # audited
+async def _own_session(request: web.Request) -> tuple[Any, Any]:
+    """The session row (this agent's own, else an audited 404: sessions.api.own_session)
+    and the JSON body (None when it is not JSON): what both routes start with."""
+    row = await own_session(request)
     try:
         body: Any = await request.json()
     except ValueError:
@@ -61,10 +59,7 @@ async def _own_session(request: web.Request) -> tuple[Any, Any] | web.StreamResp
 @require_user("agent")
 async def inspect_photo(request: web.Request) -> web.StreamResponse:
     db = request.app[DB]
-    own = await _own_session(request)
-    if isinstance(own, web.StreamResponse):
-        return own
-    row, body = own
+    row, body = await _own_session(request)
     photo_id = body.get("photo") if isinstance(body, dict) else None
     if not isinstance(photo_id, str) or not 0 < len(photo_id) <= 64:
         return error(400, "bad_request", 'send {"photo": PHOTO_ID} (an id from the photos list)')
@@ -114,10 +109,7 @@ def appended(reference: str, value: str) -> str | None:
 async def add_to_reference(request: web.Request) -> web.StreamResponse:
     user: User = request[USER_KEY]
     db = request.app[DB]
-    own = await _own_session(request)
-    if isinstance(own, web.StreamResponse):
-        return own
-    row, body = own
+    row, body = await _own_session(request)
     value = body.get("value") if isinstance(body, dict) else None
     if isinstance(value, str):
         value = " ".join(value.split())  # no control characters, newlines or runs of spaces

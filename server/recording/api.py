@@ -22,7 +22,7 @@ from server.cluster.forward import owned_room
 from server.core.appkeys import AUDIT, CONFIG, DB, ORIGINS
 from server.core.db import User
 from server.http.auth import error, origin_allowed
-from server.http.web_auth import USER_KEY, deny, require_user
+from server.http.web_auth import USER_KEY, require_user
 from server.observe.metrics import METRICS
 from server.recording import metrics as recording_metrics
 from server.recording.photos import PhotoRejected
@@ -30,25 +30,13 @@ from server.recording.service import RECORDING, RecordingService, RecordingStart
 from server.recording.service import setup as service_setup
 from server.rooms.manager import LiveRoom
 from server.rooms.state import iso
+from server.sessions.api import own_session
 from server.sessions.caller import device_session
 
 log = logging.getLogger(__name__)
 
 PHOTO_KINDS = ("snapshot", "upload")
 READ_CHUNK = 256 * 1024
-
-
-def _not_found() -> web.Response:
-    return error(404, "not_found", "no such session")
-
-
-async def _own_session(request: web.Request) -> dict[str, Any] | None:
-    user: User = request[USER_KEY]
-    row = await request.app[DB].get_session(request.match_info["session_id"])
-    if row is None or row["agent_id"] != user.id:
-        await deny(request, user, 404, "not_found", "no such session")  # audited
-        return None  # the same answer for "not yours" and "does not exist"
-    return row
 
 
 async def _audit(request: web.Request, action: str, obj: str, result: str = "ok") -> None:
@@ -77,9 +65,7 @@ def recording_view(row: dict[str, Any]) -> dict[str, Any]:
 
 @require_user("agent")
 async def recording_action(request: web.Request) -> web.StreamResponse:
-    row = await _own_session(request)
-    if row is None:
-        return _not_found()
+    row = await own_session(request)  # this agent's, else an audited 404
     try:
         body = await request.json()
     except ValueError:
@@ -106,9 +92,7 @@ async def recording_action(request: web.Request) -> web.StreamResponse:
 
 @require_user("agent")
 async def list_recordings(request: web.Request) -> web.StreamResponse:
-    row = await _own_session(request)
-    if row is None:
-        return _not_found()
+    row = await own_session(request)  # this agent's, else an audited 404
     rows = await request.app[DB].list_recordings(row["id"])
     mode = request.app[CONFIG].recording.mode
     return web.json_response({"mode": mode, "recordings": [recording_view(r) for r in rows]})
@@ -116,9 +100,7 @@ async def list_recordings(request: web.Request) -> web.StreamResponse:
 
 @require_user("agent")
 async def request_snapshot(request: web.Request) -> web.StreamResponse:
-    row = await _own_session(request)
-    if row is None:
-        return _not_found()
+    row = await own_session(request)  # this agent's, else an audited 404
     live = await owned_room(request, row["id"])
     if live is None:
         return error(409, "room_ended", "this session has ended")
@@ -132,9 +114,7 @@ async def request_snapshot(request: web.Request) -> web.StreamResponse:
 
 @require_user("agent")
 async def list_photos(request: web.Request) -> web.StreamResponse:
-    row = await _own_session(request)
-    if row is None:
-        return _not_found()
+    row = await own_session(request)  # this agent's, else an audited 404
     rows = await request.app[DB].list_recordings(row["id"], kinds=PHOTO_KINDS)
     photos = [photo_view(row["id"], r["id"], r["kind"], r["started_at"], None, None, r["bytes"])
               for r in rows]  # fmt: skip
@@ -143,9 +123,7 @@ async def list_photos(request: web.Request) -> web.StreamResponse:
 
 @require_user("agent")
 async def get_photo(request: web.Request) -> web.StreamResponse:
-    row = await _own_session(request)
-    if row is None:
-        return _not_found()
+    row = await own_session(request)  # this agent's, else an audited 404
     photo_id = request.match_info["photo_id"]
     rec = await request.app[DB].get_recording(photo_id)
     if rec is None or rec["session_id"] != row["id"] or rec["kind"] not in PHOTO_KINDS:
