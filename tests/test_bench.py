@@ -259,6 +259,7 @@ def test_capacity_summary_keys_and_ratio() -> None:
         "fps",
         "loss",
         "forwarding",
+        "event_loop",
         "recorder",
         "stopped_by",
     }
