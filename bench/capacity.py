@@ -69,6 +69,8 @@ def main() -> None:
                         help="compare with Janus (auto: when installed)")  # fmt: skip
     parser.add_argument("--event-loop", choices=("uvloop", "asyncio"), default=None,
                         help="the project server's loop (default: media.event_loop's)")  # fmt: skip
+    parser.add_argument("--client-loop", choices=("uvloop", "asyncio"), default="uvloop",
+                        help="the client processes' loop")  # fmt: skip
     parser.add_argument("--viewers", type=int, default=0,
                         help="cost per extra viewer, 0..N (bench/lib/viewers.py)")  # fmt: skip
     args = parser.parse_args()
@@ -93,15 +95,20 @@ def main() -> None:
             run_server(run_server_project(args.forwarding, not args.no_recorder),
                        args.event_loop)  # fmt: skip
         return
-    if args.role in ("callers", "agents") and args.server == "janus":
-        from bench.capacity_parts.janus import run_janus_clients
-
-        asyncio.run(run_janus_clients(args.role, args.port, not args.no_recorder))
-        return
     if args.role in ("callers", "agents"):
+        # The client processes share the 2 cores with the server: uvloop there too (the
+        # per-datagram readiness and read in C), whatever loop the server runs.
+        from bench.lib.media import run_clients_loop
+
+        if args.server == "janus":
+            from bench.capacity_parts.janus import run_janus_clients
+
+            run_clients_loop(run_janus_clients(args.role, args.port, not args.no_recorder),
+                             args.client_loop)  # fmt: skip
+            return
         from bench.capacity_parts.clients import run_clients
 
-        asyncio.run(run_clients(args.role, args.port))
+        run_clients_loop(run_clients(args.role, args.port), args.client_loop)
         return
     from bench.capacity_parts.report import summary_json, table
     from bench.capacity_parts.steps import orchestrate

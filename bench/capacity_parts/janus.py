@@ -114,7 +114,7 @@ class JanusRun(Run):
 
     async def __aenter__(self) -> JanusRun:
         self.server = Child(await self.janus.start())
-        args = ["--server", "janus", "--port", str(self.janus.port)]
+        args = ["--server", "janus", "--port", str(self.janus.port), *self.client_args]
         if not self.record:
             args.append("--no-recorder")
         self.callers = await Child.start(SCRIPT, "--role", "callers", *args)

@@ -167,6 +167,9 @@ def clip_keyframes() -> frozenset[int]:
 class Run:
     """One server process (one path) with its two client processes."""
 
+    # for every client process of the run (orchestrate: `--client-loop`)
+    client_args: list[str] = []
+
     def __init__(self, label: str, server_args: list[str]) -> None:
         self.label = label
         self.server_args = server_args
@@ -179,8 +182,9 @@ class Run:
         self.server = await Child.start(SCRIPT, "--role", "server", *self.server_args)
         self.info = await self.server.line()
         port = str(self.info["port"])
-        self.callers = await Child.start(SCRIPT, "--role", "callers", "--port", port)
-        self.agents = await Child.start(SCRIPT, "--role", "agents", "--port", port)
+        extra = self.client_args
+        self.callers = await Child.start(SCRIPT, "--role", "callers", "--port", port, *extra)
+        self.agents = await Child.start(SCRIPT, "--role", "agents", "--port", port, *extra)
         await asyncio.sleep(1.0)
         self.base_rss = rss_mb(self.server.pid)
         return self

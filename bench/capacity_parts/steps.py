@@ -145,6 +145,7 @@ async def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
     with_janus = args.peer == "janus" or (args.peer == "auto" and janus_server.available())
     if with_janus and not janus_server.available():
         raise SystemExit("--peer janus: janus is not installed (apt-get install janus)")
+    Run.client_args = ["--client-loop", getattr(args, "client_loop", "uvloop")]
     camera, screen = make_clip(CAMERA), make_clip(SCREEN)  # before the clocks start
     out: dict[str, Any] = {
         "load_before": loadavg(),

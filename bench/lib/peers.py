@@ -93,7 +93,11 @@ class FrameCounter:
         self.want_anchor = anchor
         self.anchor: tuple[int, int, float] | None = None  # (rtp ts, clip position, arrival)
 
-    async def __call__(self, data: bytes, arrival_ms: int) -> None:
+    def __call__(self, data: bytes, arrival_ms: int) -> None:
+        # Sync: rtp_hooks hands a sync tap each datagram straight from the socket (its
+        # fast path), where an async one costs a queue, a task wake-up and a coroutine
+        # per packet in the client process. The arrival time is read here (arrival_ms
+        # is 0 on that path), as soon as the datagram is read.
         t = time.monotonic()
         b0, b1, seq, ts, _ = HDR.unpack_from(data)
         pt = b1 & 0x7F
@@ -159,7 +163,7 @@ class FrameCounter:
         self.keyframes = [f for f in self.keyframes if f[1] >= before]
 
 
-Tap = Callable[[bytes, int], Awaitable[None]]
+Tap = Callable[[bytes, int], Awaitable[None] | None]
 
 
 def client_peer(publisher: bool, track: ClipTrack, counter: Tap) -> RTCPeerConnection:
