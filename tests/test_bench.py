@@ -240,7 +240,8 @@ def test_capacity_summary_keys_and_ratio() -> None:
     }
     s = summary_json(result)
     # docs/media-performance.md quotes this object: its keys are part of the bench's output.
-    assert set(s) == {"baseline", "project", "ratio", "load", "elapsed_s"}
+    assert set(s) == {"baseline", "project", "ratio", "load", "elapsed_s", "ramp",
+                      "ramp_columns"}  # fmt: skip
     assert set(s["baseline"]) == {
         "cores_per_room",
         "mem_mb_per_room",
@@ -259,11 +260,27 @@ def test_capacity_summary_keys_and_ratio() -> None:
         "fps",
         "loss",
         "forwarding",
+        "event_loop",
         "recorder",
         "stopped_by",
+        "client_cores_per_room",
+        "p95_added_latency_ms_at_80",
+        "held_at_80",
     }
     assert s["ratio"] == 90.9 and s["project"]["rooms_per_core"] == 53.8
     assert "baseline/project CPU per room: 90.9x" in table(result)
+    # the ramp did not get to 80 rooms: null, and stopped_by says why
+    assert s["project"]["p95_added_latency_ms_at_80"] is None
+    assert s["project"]["client_cores_per_room"] == 0.07
+    assert s["ramp_columns"][0] == "rooms" and s["ramp_columns"][-1] == "p95_ms"
+    assert s["ramp"] == [[10, 0.186, 29.97, 0.0, 3.5, 7.8], [20, 0.332, 29.97, 0.0, 3.5, 7.8]]
+    assert "p95 added latency at 80 rooms: not reached" in table(result)
+    at80 = _measure(80, 0.012)
+    at80["latency_ms"]["p95"] = 14.2
+    result["project"]["steps"].append(at80)
+    s = summary_json(result)
+    assert s["project"]["p95_added_latency_ms_at_80"] == 14.2 and s["project"]["held_at_80"]
+    assert "p95 added latency at 80 rooms: 14.2 ms" in table(result)
     del result["baseline"]
     s = summary_json(result)
     assert s["baseline"] is None and s["ratio"] is None
@@ -465,3 +482,16 @@ def test_frame_matching_rejects_negative_latencies() -> None:
     # many fewer frames matched (a clip cycle off) loses whatever its latency
     assert choose([{**base, "matched": 90, "negative": 0, "p50": 1.0},
                    {**base, "negative": 0, "p50": 9.0}]) == 1  # fmt: skip
+
+
+def test_ramp_room_counts() -> None:
+    """The full run's ramp visits 80 rooms (the latency goal) on its way up."""
+    from bench.capacity_parts.steps import RAMP_AT, RAMP_ROOMS, next_rooms
+
+    assert next_rooms(10, 4) == 14
+    seen, rooms = [], 10
+    while (nxt := next_rooms(rooms, RAMP_ROOMS)) is not None:
+        seen.append(nxt)
+        rooms = nxt
+    assert RAMP_AT in seen and seen == sorted(seen) and seen[-1] > RAMP_AT
+    assert next_rooms(RAMP_ROOMS[-1], RAMP_ROOMS) is None
