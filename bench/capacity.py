@@ -22,13 +22,17 @@ all threads) per room, memory (RSS growth / rooms), delivered frame rate and fra
 of the camera at the agent, and the latency from the caller's sender handing a frame to
 aiortc to the agent receiving its last packet (the two clients' own processing included:
 an upper bound of what the server adds). Frames are matched by RTP timestamp, anchored
-once per room by the frame number in the picture. Then rooms are added in steps until
-fewer than 29 fps or 1% loss arrive (or the client processes, on the same 2 cores, are
-the limit): the largest step that held is `max_rooms_per_process`.
+once per room by the frame number in the picture (measure.choose picks among the sends of
+that picture). Then rooms are added in steps (20, 40, 60, 80, ... 160) until fewer than
+29 fps or 1% loss arrive (or the client processes, on the same 2 cores, the server's one
+core or the time budget are the limit): the largest step that held is
+`max_rooms_per_process`; the summary has every step (`ramp`: rooms, server cores, fps,
+loss, p50, p95) and `p95_added_latency_ms_at_80` (null when the ramp stopped before).
+The client processes run uvloop (`--client-loop asyncio`: the standard loop).
 
     python bench/capacity.py [--quick] [--json] [--forwarding rtp]
                              [--skip-baseline] [--max-rooms N] [--soak SECONDS]
-                             [--peer auto|janus|none]
+                             [--peer auto|janus|none] [--client-loop uvloop|asyncio]
     python bench/capacity.py --viewers N [--json]   # forwarding cost per extra viewer
 
 Every process is this script: the orchestrator starts it again as a server (`--role
