@@ -22,13 +22,17 @@ all threads) per room, memory (RSS growth / rooms), delivered frame rate and fra
 of the camera at the agent, and the latency from the caller's sender handing a frame to
 aiortc to the agent receiving its last packet (the two clients' own processing included:
 an upper bound of what the server adds). Frames are matched by RTP timestamp, anchored
-once per room by the frame number in the picture. Then rooms are added in steps until
-fewer than 29 fps or 1% loss arrive (or the client processes, on the same 2 cores, are
-the limit): the largest step that held is `max_rooms_per_process`.
+once per room by the frame number in the picture (measure.choose picks among the sends of
+that picture). Then rooms are added in steps (20, 40, 60, 80, ... 160) until fewer than
+29 fps or 1% loss arrive (or the client processes, on the same 2 cores, the server's one
+core or the time budget are the limit): the largest step that held is
+`max_rooms_per_process`; the summary has every step (`ramp`: rooms, server cores, fps,
+loss, p50, p95) and `p95_added_latency_ms_at_80` (null when the ramp stopped before).
+The client processes run uvloop (`--client-loop asyncio`: the standard loop).
 
     python bench/capacity.py [--quick] [--json] [--forwarding rtp]
                              [--skip-baseline] [--max-rooms N] [--soak SECONDS]
-                             [--peer auto|janus|none]
+                             [--peer auto|janus|none] [--client-loop uvloop|asyncio]
     python bench/capacity.py --viewers N [--json]   # forwarding cost per extra viewer
 
 Every process is this script: the orchestrator starts it again as a server (`--role
@@ -69,6 +73,8 @@ def main() -> None:
                         help="compare with Janus (auto: when installed)")  # fmt: skip
     parser.add_argument("--event-loop", choices=("uvloop", "asyncio"), default=None,
                         help="the project server's loop (default: media.event_loop's)")  # fmt: skip
+    parser.add_argument("--client-loop", choices=("uvloop", "asyncio"), default="uvloop",
+                        help="the client processes' loop")  # fmt: skip
     parser.add_argument("--viewers", type=int, default=0,
                         help="cost per extra viewer, 0..N (bench/lib/viewers.py)")  # fmt: skip
     args = parser.parse_args()
@@ -93,15 +99,20 @@ def main() -> None:
             run_server(run_server_project(args.forwarding, not args.no_recorder),
                        args.event_loop)  # fmt: skip
         return
-    if args.role in ("callers", "agents") and args.server == "janus":
-        from bench.capacity_parts.janus import run_janus_clients
-
-        asyncio.run(run_janus_clients(args.role, args.port, not args.no_recorder))
-        return
     if args.role in ("callers", "agents"):
+        # The client processes share the 2 cores with the server: uvloop there too (the
+        # per-datagram readiness and read in C), whatever loop the server runs.
+        from bench.lib.media import run_clients_loop
+
+        if args.server == "janus":
+            from bench.capacity_parts.janus import run_janus_clients
+
+            run_clients_loop(run_janus_clients(args.role, args.port, not args.no_recorder),
+                             args.client_loop)  # fmt: skip
+            return
         from bench.capacity_parts.clients import run_clients
 
-        asyncio.run(run_clients(args.role, args.port))
+        run_clients_loop(run_clients(args.role, args.port), args.client_loop)
         return
     from bench.capacity_parts.report import summary_json, table
     from bench.capacity_parts.steps import orchestrate

@@ -240,7 +240,8 @@ def test_capacity_summary_keys_and_ratio() -> None:
     }
     s = summary_json(result)
     # docs/media-performance.md quotes this object: its keys are part of the bench's output.
-    assert set(s) == {"baseline", "project", "ratio", "load", "elapsed_s"}
+    assert set(s) == {"baseline", "project", "ratio", "load", "elapsed_s", "ramp",
+                      "ramp_columns"}  # fmt: skip
     assert set(s["baseline"]) == {
         "cores_per_room",
         "mem_mb_per_room",
@@ -262,9 +263,24 @@ def test_capacity_summary_keys_and_ratio() -> None:
         "event_loop",
         "recorder",
         "stopped_by",
+        "client_cores_per_room",
+        "p95_added_latency_ms_at_80",
+        "held_at_80",
     }
     assert s["ratio"] == 90.9 and s["project"]["rooms_per_core"] == 53.8
     assert "baseline/project CPU per room: 90.9x" in table(result)
+    # the ramp did not get to 80 rooms: null, and stopped_by says why
+    assert s["project"]["p95_added_latency_ms_at_80"] is None
+    assert s["project"]["client_cores_per_room"] == 0.07
+    assert s["ramp_columns"][0] == "rooms" and s["ramp_columns"][-1] == "p95_ms"
+    assert s["ramp"] == [[10, 0.186, 29.97, 0.0, 3.5, 7.8], [20, 0.332, 29.97, 0.0, 3.5, 7.8]]
+    assert "p95 added latency at 80 rooms: not reached" in table(result)
+    at80 = _measure(80, 0.012)
+    at80["latency_ms"]["p95"] = 14.2
+    result["project"]["steps"].append(at80)
+    s = summary_json(result)
+    assert s["project"]["p95_added_latency_ms_at_80"] == 14.2 and s["project"]["held_at_80"]
+    assert "p95 added latency at 80 rooms: 14.2 ms" in table(result)
     del result["baseline"]
     s = summary_json(result)
     assert s["baseline"] is None and s["ratio"] is None
@@ -364,28 +380,118 @@ def test_cluster_failover_flag_without_its_module(capsys: Any) -> None:
     assert "failover measurement not available" in capsys.readouterr().err
 
 
-def test_frame_matching_with_an_ambiguous_anchor() -> None:
-    """The caller's clip restarts at every keyframe request, so the anchor's clip
-    position (0) was sent at frames 0, 40 and 60; the agent's anchor is frame 40's
-    keyframe, arriving 0.8 s late, after frame 60 left. The latest send (60) would put
-    every frame 20 off (0.67 s of latency missing); the candidates let the frames pick 40."""
-    from bench.capacity_parts.measure import candidates, match_frames
+def _clip_scenario(
+    restarts: tuple[int, ...], latency: float, anchor_n: int, keys_at: frozenset[int]
+) -> tuple[dict[str, Any], float, float]:
+    """A caller's 330 frames (30 fps, a 150-frame clip restarted at `restarts`), each
+    arriving `latency` s later at the agent (RTP timestamps 3000 apart), the agent's
+    anchor read from frame `anchor_n`, a 5 s window from 5 s on, and the keyframes the
+    agent got (the frames at clip positions `keys_at`)."""
+    from bench.capacity_parts.measure import candidates
 
-    start, base, restarts = 100.0, 123_456_789, (0, 40, 60)
+    start, base = 100.0, 123_456_789
     sent = []
     for n in range(330):
         pos = (n - max(r for r in restarts if r <= n)) % 150
         sent.append((n, pos, start + n / 30))
-    got = [((base + 3000 * n) & 0xFFFFFFFF, t + 0.8) for n, _, t in sent]
-    anchor = (base + 3000 * 40, 0, start + 40 / 30 + 0.8)
-    offsets = {"r0": candidates(anchor, sent)}
-    assert len(offsets["r0"]) == 3
+    got = [((base + 3000 * n) & 0xFFFFFFFF, t + latency) for n, _, t in sent]
+    anchor = (base + 3000 * anchor_n, sent[anchor_n][1], sent[anchor_n][2] + latency)
     t0, t1 = start + 5, start + 10
-    frames = {"r0": [f for f in got if t0 <= f[1] <= t1 + 0.5]}
-    in_window = {"r0": [s for s in sent if t0 - 2 <= s[2] <= t1]}
-    expected, delivered, latencies, per_room = match_frames(frames, in_window, offsets, t0, t1)
+    frames = [f for f in got if t0 <= f[1] <= t1 + 0.5]
+    keys = [ts for (ts, t), (_, pos, _) in zip(got, sent, strict=True)
+            if pos in keys_at and t0 <= t <= t1 + 0.5]  # fmt: skip
+    return {
+        "frames": {"r0": frames},
+        "sent": {"r0": [s for s in sent if t0 - 2 <= s[2] <= t1]},
+        "offsets": {"r0": candidates(anchor, sent)},
+        "keys": {"r0": keys},
+    }, t0, t1
+
+
+def test_frame_matching_with_an_ambiguous_anchor() -> None:
+    """The caller's clip restarts at every keyframe request, so the anchor's clip
+    position (0) was sent at frames 0, 40 and 60; the agent's anchor is frame 40's
+    keyframe, arriving 0.8 s late, after frame 60 left. The latest send (60) would put
+    every frame 20 off (0.67 s of latency missing); the keyframes the agent got fall on
+    the clip's keyframe positions only with 40."""
+    from bench.capacity_parts.measure import match_frames
+
+    keys_at = frozenset({0, 92})
+    s, t0, t1 = _clip_scenario((0, 40, 60), 0.8, 40, keys_at)
+    assert len(s["offsets"]["r0"]) == 3
+    expected, delivered, latencies, per_room = match_frames(
+        s["frames"], s["sent"], s["offsets"], t0, t1, s["keys"], keys_at
+    )
     assert expected > 100 and delivered == expected, per_room
     assert min(latencies) > 790 and max(latencies) < 810
+    assert per_room["r0"]["chosen"] == 1 and per_room["r0"]["scores"][0][2] > 0  # bad keys
     # The latest candidate alone (the old calibration): the latency 20 frames short.
-    _, _, wrong, _ = match_frames(frames, in_window, {"r0": offsets["r0"][:1]}, t0, t1)
+    _, _, wrong, _ = match_frames(s["frames"], s["sent"], {"r0": s["offsets"]["r0"][:1]}, t0, t1)
     assert max(wrong) < 200
+
+
+def test_frame_matching_prefers_the_later_send_that_explains_the_frames() -> None:
+    """The +200 ms of issue 18: the server asks for a keyframe when the agent subscribes,
+    the clip restarts 6 frames after the caller's first keyframe, and the agent's anchor
+    is the restarted keyframe (5 ms on the way). Both sends of position 0 match every
+    frame of the window; the tie-break before counted frames that are any sent frame,
+    and the frames arriving after the window are sent frames only when shifted back: it
+    chose frame 0 and added 6 frames (200 ms) to every latency. Without keyframes to tell
+    (the baseline's re-encoding), the lowest latency that is not negative is the later
+    send; with them, the keyframes say so too."""
+    from bench.capacity_parts.measure import match_frames
+
+    keys_at = frozenset({0, 92})
+    s, t0, t1 = _clip_scenario((0, 6), 0.005, 6, keys_at)
+    assert len(s["offsets"]["r0"]) == 2
+    for keys in (None, s["keys"]):
+        expected, delivered, latencies, per_room = match_frames(
+            s["frames"], s["sent"], s["offsets"], t0, t1, keys, keys_at
+        )
+        assert delivered == expected > 100, per_room
+        assert min(latencies) > 4 and max(latencies) < 6, per_room
+        assert per_room["r0"]["chosen"] == 0 and per_room["r0"]["old_choice"] == 1
+        assert per_room["r0"]["p50"] == 5.0
+        assert per_room["r0"]["scores"][1][0] == 6  # the other candidate: 6 frames earlier
+
+
+def test_frame_matching_with_a_real_queue() -> None:
+    """A real 250 ms queue: the agent's anchor is frame 0's keyframe, which arrived after
+    the restart at frame 6 left, so the later send would explain the frames with 50 ms;
+    the keyframes the agent got (positions 0 and 92 of the clip) fall off those positions
+    with it, and the 250 ms stand."""
+    from bench.capacity_parts.measure import match_frames
+
+    keys_at = frozenset({0, 92})
+    s, t0, t1 = _clip_scenario((0, 6), 0.25, 0, keys_at)
+    _, _, latencies, per_room = match_frames(
+        s["frames"], s["sent"], s["offsets"], t0, t1, s["keys"], keys_at
+    )
+    assert min(latencies) > 249 and max(latencies) < 251, per_room
+    assert per_room["r0"]["scores"][0][2] > 0 and per_room["r0"]["scores"][1][2] == 0
+
+
+def test_frame_matching_rejects_negative_latencies() -> None:
+    """No keyframe in the window to tell: of two sends that match as many frames, the one
+    that would have a frame arrive before it was sent is not the one."""
+    from bench.capacity_parts.measure import choose
+
+    base = {"matched": 140, "bad_keys": 0, "match": (set(), 0, [])}
+    assert choose([{**base, "negative": 3, "p50": 1.0}, {**base, "negative": 0, "p50": 34.0},
+                   {**base, "negative": 0, "p50": 68.0}]) == 1  # fmt: skip
+    # many fewer frames matched (a clip cycle off) loses whatever its latency
+    assert choose([{**base, "matched": 90, "negative": 0, "p50": 1.0},
+                   {**base, "negative": 0, "p50": 9.0}]) == 1  # fmt: skip
+
+
+def test_ramp_room_counts() -> None:
+    """The full run's ramp visits 80 rooms (the latency goal) on its way up."""
+    from bench.capacity_parts.steps import RAMP_AT, RAMP_ROOMS, next_rooms
+
+    assert next_rooms(10, 4) == 14
+    seen, rooms = [], 10
+    while (nxt := next_rooms(rooms, RAMP_ROOMS)) is not None:
+        seen.append(nxt)
+        rooms = nxt
+    assert RAMP_AT in seen and seen == sorted(seen) and seen[-1] > RAMP_AT
+    assert next_rooms(RAMP_ROOMS[-1], RAMP_ROOMS) is None

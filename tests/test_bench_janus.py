@@ -134,3 +134,22 @@ def _state(pid: int) -> str:
             return f.read().rsplit(")", 1)[1].split()[0]
     except FileNotFoundError:
         return "Z"
+
+
+def test_ratio_vs_janus_is_the_median_of_paired_rounds() -> None:
+    """Each round's project cell over its own Janus cell, then the median: one round on a
+    busy minute (both cells slow) does not move it, the spread shows it."""
+    from bench.capacity_parts.janus import summary
+
+    c: dict[str, Any] = {"rooms": 10, "rounds": 3, "project": _cell(0.02),
+                         "janus": {**_cell(0.01), "recorded_mb": 2.0},
+                         "project_forwarding": _cell(0.018), "janus_forwarding": _cell(0.009),
+                         "janus_event_loops_2": _cell(0.008),
+                         "pairs": {"recorded": [1.2, 2.0, 1.3], "forwarding": [1.1, 1.0, 1.4],
+                                   "event_loops_2": [2.5, 2.4, 3.0]}}  # fmt: skip
+    s = summary(c)
+    assert s["ratio_vs_janus"] == 1.3 and s["ratio_vs_janus_spread"]["recorded"] == [1.2, 2.0]
+    assert s["ratio_vs_janus_forwarding"] == 1.1 and s["ratio_vs_janus_event_loops_2"] == 2.5
+    assert s["ratio_vs_janus_rounds"]["recorded"] == [1.2, 2.0, 1.3]
+    del c["pairs"]  # no rounds to pair: the cells' medians
+    assert summary(c)["ratio_vs_janus"] == 2.0

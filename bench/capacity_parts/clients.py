@@ -92,6 +92,9 @@ async def serve_clients(role: str, offer: Offer | None, prepare: Prepare | None 
             t0, t1 = msg["since"], msg["until"]
             names = msg.get("rooms") or list(rooms)
             return {n: rooms[n]["sent"].between(t0, t1) for n in names if n in rooms}
+        if op == "keyframes":  # before "frames" (it trims)
+            t0, t1 = msg["since"], msg["until"]
+            return {n: r["counter"].keyframes_between(t0, t1) for n, r in rooms.items()}
         if op == "frames":
             t0, t1 = msg["since"], msg["until"]
             out = {n: r["counter"].between(t0, t1) for n, r in rooms.items()}

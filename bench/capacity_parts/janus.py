@@ -6,13 +6,15 @@ and subscribes to the agent's screen, the agent the reverse (4 peer connections 
 project has 2). In the recorded cells the caller's camera is recorded by VideoRoom's own
 `record` (.mjr files), as the project records the camera.
 
-Cells, interleaved A/B, each in a fresh server process: project recorded, Janus recorded,
+Cells, interleaved A/B (every other round B/A), each in a fresh server process: project
+recorded, Janus recorded,
 project forwarding only, Janus forwarding only, Janus recorded with `event_loops = 2`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import statistics
 from typing import Any
 
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
@@ -114,7 +116,7 @@ class JanusRun(Run):
 
     async def __aenter__(self) -> JanusRun:
         self.server = Child(await self.janus.start())
-        args = ["--server", "janus", "--port", str(self.janus.port)]
+        args = ["--server", "janus", "--port", str(self.janus.port), *self.client_args]
         if not self.record:
             args.append("--no-recorder")
         self.callers = await Child.start(SCRIPT, "--role", "callers", *args)
@@ -147,14 +149,30 @@ class JanusRun(Run):
         return m
 
 
+# project cell / Janus cell of the same round: the paired ratios (`compare`)
+PAIRS = {
+    "recorded": ("project", "janus"),
+    "forwarding": ("project_forwarding", "janus_forwarding"),
+    "event_loops_2": ("project", "janus_event_loops_2"),
+}
+
+
 async def compare(
     quick: bool, project_args: dict[str, list[str]], max_rooms: int
 ) -> dict[str, Any]:
-    """The five cells (module doc), `rounds` times each, A/B interleaved; per cell the
-    run with the median CPU per room. `project_args`: "recorded" and "forwarding"."""
+    """The five cells (module doc), `rounds` times each, A/B interleaved, every other
+    round in reverse order (A B B A: a load that drifts over the minutes of the run
+    weighs on both sides alike); per cell the run with the median CPU per room, and per
+    pair (PAIRS) the ratio of each round's two cells. `project_args`: "recorded" and
+    "forwarding".
+
+    The ratio is the median of the rounds' ratios, not the ratio of the cells' medians: a
+    fresh process' CPU per room varies by up to 2x from run to run on the shared 2 cores
+    (Janus 0.0137-0.0269 in 3 rounds), mostly with what else runs on the machine at that
+    minute, which the two cells of a round, a few seconds apart, share."""
     rooms, rounds = (4, 1) if quick else (10, 3)
     rooms = min(rooms, max_rooms)
-    warmup, window = (3, 5) if quick else (4, 10)
+    warmup, window = (3, 5) if quick else (4, 12)
     makers = {
         "project": lambda: Run("project", project_args["recorded"]),
         "janus": lambda: JanusRun("janus", record=True),
@@ -163,17 +181,34 @@ async def compare(
         "janus_event_loops_2": lambda: JanusRun("janus", record=True, event_loops=2),
     }
     runs: dict[str, list[dict[str, Any]]] = {k: [] for k in makers}
-    for _ in range(rounds):
-        for key, make in makers.items():
-            async with make() as run:
+    for r in range(rounds):
+        order = list(makers) if r % 2 == 0 else list(reversed(makers))
+        for key in order:
+            async with makers[key]() as run:
                 await run.grow(rooms)
                 runs[key].append(await run.measure(warmup, window))
-    out: dict[str, Any] = {"rooms": rooms, "rounds": rounds}
+    out: dict[str, Any] = {"rooms": rooms, "rounds": rounds, "window_s": window}
     for key, ms in runs.items():
         ordered = sorted(ms, key=lambda m: m["cores_per_room"])
         out[key] = {**ordered[len(ordered) // 2],
                     "cores_per_room_runs": [m["cores_per_room"] for m in ms]}  # fmt: skip
+    out["pairs"] = {
+        name: [ratio(p["cores_per_room"], j["cores_per_room"], 3)
+               for p, j in zip(runs[a], runs[b], strict=True)]
+        for name, (a, b) in PAIRS.items()
+    }  # fmt: skip
     return out
+
+
+def paired_ratio(c: dict[str, Any], name: str) -> tuple[float, list[float]]:
+    """The median of the rounds' ratios of pair `name` and its spread (min, max); the
+    ratio of the two cells' medians when the result has no pairs (an older result)."""
+    pairs = c.get("pairs", {}).get(name)
+    if not pairs:
+        a, b = PAIRS[name]
+        r = ratio(c[a]["cores_per_room"], c[b]["cores_per_room"], 2)
+        return r, [r, r]
+    return round(statistics.median(pairs), 2), [round(min(pairs), 2), round(max(pairs), 2)]
 
 
 def _brief(m: dict[str, Any]) -> dict[str, Any]:
@@ -212,12 +247,17 @@ def summary(c: dict[str, Any]) -> dict[str, Any]:
             "forwarding_only": _brief(c["project_forwarding"]),
         },
     }
-    pj, pf = c["project"]["cores_per_room"], c["project_forwarding"]["cores_per_room"]
+    rec, fw, el2 = (paired_ratio(c, k) for k in ("recorded", "forwarding", "event_loops_2"))
     return {
         "janus": janus,
-        "ratio_vs_janus": ratio(pj, c["janus"]["cores_per_room"], 2),
-        "ratio_vs_janus_forwarding": ratio(pf, c["janus_forwarding"]["cores_per_room"], 2),
-        "ratio_vs_janus_event_loops_2": ratio(pj, c["janus_event_loops_2"]["cores_per_room"], 2),
+        # project/Janus CPU per room: the median of the rounds' paired ratios
+        "ratio_vs_janus": rec[0],
+        "ratio_vs_janus_forwarding": fw[0],
+        "ratio_vs_janus_event_loops_2": el2[0],
+        # (min, max) of the rounds' ratios, and each round's
+        "ratio_vs_janus_spread": {"recorded": rec[1], "forwarding": fw[1],
+                                  "event_loops_2": el2[1]},  # fmt: skip
+        "ratio_vs_janus_rounds": c.get("pairs"),
     }
 
 
@@ -226,9 +266,12 @@ def summary_line(c: dict[str, Any]) -> str:
     j = s["janus"]
     held = {k: "held" if holds(c[k]) else f"did NOT hold (< {HOLD_FPS:.0f} fps or >= 1% loss)"
             for k in ("project", "janus")}  # fmt: skip
+    spread = s["ratio_vs_janus_spread"]
     return (
         f"vs Janus (VideoRoom, {c['rooms']} rooms, {c['rounds']} round(s)): project/janus CPU "
-        f"per room {s['ratio_vs_janus']}x recorded ({c['project']['cores_per_room']:.4f} vs "
+        f"per room {s['ratio_vs_janus']}x recorded (median of the rounds' ratios, "
+        f"{spread['recorded'][0]}-{spread['recorded'][1]}; "
+        f"{c['project']['cores_per_room']:.4f} vs "
         f"{j['cores_per_room']:.4f}), {s['ratio_vs_janus_forwarding']}x forwarding only, "
         f"{s['ratio_vs_janus_event_loops_2']}x vs event_loops=2 "
         f"({j['event_loops_2']['cores_per_room']:.4f}); Janus {j['mem_mb_per_room']:.2f} "

@@ -5,8 +5,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.capacity_parts.room import HOLD_FPS
+from bench.capacity_parts.room import HOLD_FPS, holds
+from bench.capacity_parts.steps import RAMP_AT
 from bench.lib.stats import ratio
+
+# the summary's "ramp": one row a step
+RAMP_COLUMNS = ["rooms", "server_cores", "fps", "loss", "p50_ms", "p95_ms"]
+
+
+def ramp_rows(steps: list[dict[str, Any]]) -> list[list[Any]]:
+    """The project's steps (the 10-room measurement first), compact."""
+    return [[m["rooms"], m["server_cores"], m["fps_mean"], m["loss"],
+             m["latency_ms"]["p50"], m["latency_ms"]["p95"]] for m in steps]  # fmt: skip
+
+
+def client_cores_per_room(m: dict[str, Any]) -> float:
+    """Both client processes' CPU (callers + agents) per room of a measured step."""
+    return round(sum(m["client_cores"].values()) / max(m["rooms"], 1), 4)
 
 
 def summary_json(result: dict[str, Any]) -> dict[str, Any]:
@@ -27,7 +42,11 @@ def summary_json(result: dict[str, Any]) -> dict[str, Any]:
             "event_loop": p["server"].get("event_loop"),
             "recorder": p["server"].get("recorder"),
             "stopped_by": p["stopped_by"],
+            "client_cores_per_room": client_cores_per_room(pm),
+            **_at(p["steps"], RAMP_AT),
         },
+        "ramp": ramp_rows(p["steps"]),
+        "ramp_columns": RAMP_COLUMNS,
         "ratio": None,
         "load": {"before": result["load_before"], "after": result["load_after"]},
         "elapsed_s": result.get("elapsed_s"),
@@ -50,15 +69,28 @@ def summary_json(result: dict[str, Any]) -> dict[str, Any]:
     return obj
 
 
+def _at(steps: list[dict[str, Any]], rooms: int) -> dict[str, Any]:
+    """The p95 at `rooms` (null when the ramp stopped before: `stopped_by` says why) and
+    whether that step held."""
+    m = next((m for m in steps if m["rooms"] == rooms), None)
+    return {
+        f"p95_added_latency_ms_at_{rooms}": None if m is None else m["latency_ms"]["p95"],
+        f"held_at_{rooms}": None if m is None else holds(m),
+    }
+
+
 def table(result: dict[str, Any]) -> str:
-    rows = [("path", "rooms", "cores/room", "MB/room", "fps", "loss %", "p50 ms", "p95 ms")]
+    rows = [("path", "rooms", "cores", "cores/room", "client cores", "MB/room", "fps",
+             "loss %", "p50 ms", "p95 ms")]  # fmt: skip
 
     def row(label: str, m: dict[str, Any]) -> None:
         rows.append(
             (
                 label,
                 str(m["rooms"]),
+                f"{m['server_cores']:.3f}",
                 f"{m['cores_per_room']:.4f}",
+                "+".join(f"{c:.2f}" for c in m["client_cores"].values()),
                 f"{m['mem_mb_per_room']:.2f}",
                 f"{m['fps_mean']:.1f}",
                 f"{m['loss'] * 100:.2f}",
@@ -88,6 +120,9 @@ def table(result: dict[str, Any]) -> str:
         f"max rooms in one server process at >= {HOLD_FPS:.0f} fps and < 1% loss: "
         f"{p['max_rooms_per_process']} (stopped by: {p['stopped_by']})"
     )
+    at = s["project"][f"p95_added_latency_ms_at_{RAMP_AT}"]
+    lines.append(f"p95 added latency at {RAMP_AT} rooms: "
+                 + (f"{at:.1f} ms" if at is not None else "not reached"))  # fmt: skip
     if "janus" in result:
         from bench.capacity_parts.janus import summary_line
 

@@ -81,17 +81,23 @@ class FrameCounter:
 
     def __init__(self, anchor: bool) -> None:
         self.frames: list[tuple[int, float]] = []  # (rtp timestamp, arrival)
+        self.keyframes: list[tuple[int, float]] = []  # the frames that are keyframes
         self.packets = 0
         self.media_pt: int | None = None
         self._ts: int | None = None
         self._first = 0
         self._count = 0
         self._start = False
+        self._key = False
         self._parts: list[bytes] = []
         self.want_anchor = anchor
         self.anchor: tuple[int, int, float] | None = None  # (rtp ts, clip position, arrival)
 
-    async def __call__(self, data: bytes, arrival_ms: int) -> None:
+    def __call__(self, data: bytes, arrival_ms: int) -> None:
+        # Sync: rtp_hooks hands a sync tap each datagram straight from the socket (its
+        # fast path), where an async one costs a queue, a task wake-up and a coroutine
+        # per packet in the client process. The arrival time is read here (arrival_ms
+        # is 0 on that path), as soon as the datagram is read.
         t = time.monotonic()
         b0, b1, seq, ts, _ = HDR.unpack_from(data)
         pt = b1 & 0x7F
@@ -110,9 +116,11 @@ class FrameCounter:
         if ts != self._ts:
             self._ts, self._first, self._count = ts, seq, 0
             self._start = d0 & 0x17 == 0x10
+            self._key = False
             self._parts = []
         self._count += 1
-        if self.want_anchor:
+        start = d0 & 0x17 == 0x10
+        if self.want_anchor or start:  # the VP8 payload: past the payload descriptor
             pos = off + 1
             if d0 & 0x80:
                 x = data[pos]
@@ -120,9 +128,14 @@ class FrameCounter:
                 if x & 0x80:
                     pos += 2 if data[pos] & 0x80 else 1
                 pos += bool(x & 0x40) + bool(x & 0x30)
-            self._parts.append(data[pos:end])
+            if start and pos < end:
+                self._key = not data[pos] & 1  # the P bit of the frame tag: 0 = keyframe
+            if self.want_anchor:
+                self._parts.append(data[pos:end])
         if b1 & 0x80 and self._start and self._count == ((seq - self._first) & 0xFFFF) + 1:
             self.frames.append((ts, t))
+            if self._key:
+                self.keyframes.append((ts, t))
             if self.want_anchor and self._parts and not self._parts[0][0] & 1:
                 self._read_anchor(ts, t)
 
@@ -142,11 +155,15 @@ class FrameCounter:
     def between(self, t0: float, t1: float) -> list[tuple[int, float]]:
         return [(ts, t) for ts, t in self.frames if t0 <= t <= t1]
 
+    def keyframes_between(self, t0: float, t1: float) -> list[int]:
+        return [ts for ts, t in self.keyframes if t0 <= t <= t1]
+
     def trim(self, before: float) -> None:
         self.frames = [f for f in self.frames if f[1] >= before]
+        self.keyframes = [f for f in self.keyframes if f[1] >= before]
 
 
-Tap = Callable[[bytes, int], Awaitable[None]]
+Tap = Callable[[bytes, int], Awaitable[None] | None]
 
 
 def client_peer(publisher: bool, track: ClipTrack, counter: Tap) -> RTCPeerConnection:
