@@ -18,9 +18,10 @@ echo "callassist: ruff"
 .venv/bin/ruff check .
 
 echo "callassist: pytest"
+# The 25 slowest tests (and fixture setups) end every log: where the suite's time goes.
 # As root, run the tests in their own loopback-only network namespace: nothing a browser or
 # a peer connection tries can leave the machine, and only 127.0.0.1 exists for ICE.
 if [ "$(id -u)" = 0 ] && unshare -n true 2>/dev/null; then
-    exec unshare -n sh -c 'ip link set lo up && exec "$@"' sh .venv/bin/python -m pytest "$@"
+    exec unshare -n sh -c 'ip link set lo up && exec "$@"' sh .venv/bin/python -m pytest --durations=25 "$@"
 fi
-exec .venv/bin/python -m pytest "$@"
+exec .venv/bin/python -m pytest --durations=25 "$@"
