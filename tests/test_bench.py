@@ -7,6 +7,7 @@ import asyncio
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -377,3 +378,45 @@ def test_frame_matching_with_an_ambiguous_anchor() -> None:
     # The latest candidate alone (the old calibration): the latency 20 frames short.
     _, _, wrong, _ = match_frames(frames, in_window, {"r0": offsets["r0"][:1]}, t0, t1)
     assert max(wrong) < 200
+
+
+async def test_a_clip_track_behind_its_schedule_yields_to_the_event_loop() -> None:
+    """A caller whose sender is behind (a starved client process) must still let its event
+    loop read sockets: without it the server's ICE consent checks went unanswered and the
+    soak's media stopped (#18). aiortc's own tracks always await a sleep."""
+    from bench.lib.peers import ClipTrack
+
+    track = ClipTrack([b"\x00" * 10], 30, None)
+    track.start = time.monotonic() - 0.5  # 15 frames behind, not "stalled"
+    others = 0
+
+    async def other() -> None:
+        nonlocal others
+        while True:
+            others += 1
+            await asyncio.sleep(0)
+
+    task = asyncio.ensure_future(other())
+    try:
+        await asyncio.sleep(0)
+        before = others
+        for _ in range(10):  # all due already: none needs to wait
+            await track.recv()
+        assert others >= before + 10, "recv() ran without giving the loop back"
+    finally:
+        task.cancel()
+
+
+def test_ice_watch_counts_consent_expiries() -> None:
+    """The soak's `consent_expired`: aioice's log line and the hook's, nothing else."""
+    import logging
+
+    from bench.lib.ice_watch import consent_expiries, watch_consent
+
+    watch_consent()
+    watch_consent()  # idempotent: one handler
+    before = len(consent_expiries())
+    logging.getLogger("aioice.ice").info("Connection(%s) Consent to send expired", 1)
+    logging.getLogger("server.media.aiortc_hooks").info("Connection(2) Consent to send expired")
+    logging.getLogger("aioice.ice").info("Connection(3) state changed")
+    assert len(consent_expiries()) == before + 2

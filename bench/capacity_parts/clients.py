@@ -15,6 +15,7 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from bench.capacity_parts.room import CAMERA, SCREEN
 from bench.lib.clips import make_clip
+from bench.lib.ice_watch import consent_expiries, watch_consent
 from bench.lib.media import loopback_ice
 from bench.lib.peers import ClipTrack, FrameCounter, Sent, client_peer
 from bench.lib.rpc import RpcClient, serve_stdio
@@ -44,6 +45,7 @@ async def serve_clients(role: str, offer: Offer | None, prepare: Prepare | None 
                         connect: Connect | None = None) -> None:  # fmt: skip
     """`offer` (one peer connection a room, its offer answered) or `connect` (any)."""
     loopback_ice()
+    watch_consent()
     camera, screen = make_clip(CAMERA), make_clip(SCREEN)
     rooms: dict[str, dict[str, Any]] = {}
     caller = role == "callers"
@@ -98,6 +100,12 @@ async def serve_clients(role: str, offer: Offer | None, prepare: Prepare | None 
             for r in rooms.values():
                 r["counter"].trim(t1 - 5)
             return out
+        if op == "states":  # peer connections by state (a soak: did ICE give up?)
+            states: dict[str, int] = {}
+            for r in rooms.values():
+                for pc in r["pcs"]:
+                    states[pc.connectionState] = states.get(pc.connectionState, 0) + 1
+            return {"states": states, "consent_expired": consent_expiries()}
         if op == "close":
             await asyncio.gather(*(pc.close() for r in rooms.values() for pc in r["pcs"]))
             if close is not None:

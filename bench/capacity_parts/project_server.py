@@ -8,10 +8,12 @@ import json
 import os
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench.lib.ice_watch import consent_expiries, watch_consent
 from bench.lib.media import FORWARDINGS, MediaRoom, camera_source, loopback
 from bench.lib.rpc import serve_rpc
 
@@ -20,6 +22,9 @@ async def run_server_project(forwarding: str | None, with_recorder: bool) -> Non
     # RTP-level forwarding is the only media path now (media.forwarding was retired); the
     # JSON keeps its `forwarding` field for comparisons with older results.
     config = loopback()
+    watch_consent()
+    # why peer connections ended (a soak): (monotonic time, room, participant, state)
+    pc_events: list[tuple[float, str, str, str]] = []
     forwarding = forwarding or FORWARDINGS[0]
     rooms: dict[str, MediaRoom] = {}
     recorders: dict[str, Any] = {}
@@ -71,6 +76,8 @@ async def run_server_project(forwarding: str | None, with_recorder: bool) -> Non
             return top
         if msg["op"] == "summary":
             out: dict[str, Any] = {"recorder": recorder_status, "forwarding": forwarding}
+            out["pc_ended"] = [e for e in pc_events if e[3] in ("failed", "closed")]
+            out["consent_expired"] = consent_expiries()
             if recorders:
                 recorded = [r.stats.frames_received for r in recorders.values()]
                 out["recorder_frames_received"] = sum(recorded)
@@ -80,7 +87,11 @@ async def run_server_project(forwarding: str | None, with_recorder: bool) -> Non
         name = msg["room"]
         room = rooms.get(name)
         if room is None:
-            room = rooms[name] = MediaRoom(name, config, on_event=lambda e: None)
+            def on_event(e: Any, room_name: str = name) -> None:
+                if e.kind == "pc_state":
+                    pc_events.append((time.monotonic(), room_name, e.participant_id, e.value))
+
+            room = rooms[name] = MediaRoom(name, config, on_event=on_event)
             if make_recorder is not None:
                 rec = recorders[name] = make_recorder(room)
                 await rec.start()
