@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.lib.ice_watch import consent_expiries, watch_consent
+from bench.lib.ice_watch import consent_expiries, lag_max, start_lag_probe, watch_consent
 from bench.lib.media import FORWARDINGS, MediaRoom, camera_source, loopback
 from bench.lib.rpc import serve_rpc
 
@@ -78,6 +78,7 @@ async def run_server_project(forwarding: str | None, with_recorder: bool) -> Non
             out: dict[str, Any] = {"recorder": recorder_status, "forwarding": forwarding}
             out["pc_ended"] = [e for e in pc_events if e[3] in ("failed", "closed")]
             out["consent_expired"] = consent_expiries()
+            out["loop_lag_max_s"] = lag_max()
             if recorders:
                 recorded = [r.stats.frames_received for r in recorders.values()]
                 out["recorder_frames_received"] = sum(recorded)
@@ -97,6 +98,7 @@ async def run_server_project(forwarding: str | None, with_recorder: bool) -> Non
                 await rec.start()
         return await room.handle_offer(msg["participant"], msg["role"], 1, msg["sdp"])
 
+    lag_probe = start_lag_probe()  # noqa: F841 (kept alive for the process's life)
     port = await serve_rpc(handle)
     print(json.dumps({"port": port, "forwarding": forwarding}), flush=True)
     await asyncio.Event().wait()

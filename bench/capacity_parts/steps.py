@@ -147,6 +147,13 @@ async def run_soak(args: list[str], seconds: float, rooms: int) -> dict[str, Any
                 "peer_states": {k: p["states"] for k, p in peers.items()},
                 "consent_expired": {"server": len(info.get("consent_expired", [])),
                                     **{k: len(p["consent_expired"]) for k, p in peers.items()}},
+                # the clips' keyframe requests (each restarts a clip at its keyframe)
+                # and frames sent so far, all rooms of each client process
+                "keyframe_requests": {k: p["keyframe_requests"] for k, p in peers.items()},
+                "frames_sent": {k: p["frames_sent"] for k, p in peers.items()},
+                # each process's longest event-loop lag since the sample before (s)
+                "loop_lag_max_s": {"server": info.get("loop_lag_max_s"),
+                                   **{k: p["loop_lag_max_s"] for k, p in peers.items()}},
             })  # fmt: skip
             prev = now
         info = await rpc.call(op="summary")

@@ -7,6 +7,7 @@ soak can tell an ICE consent expiry from a dead task or a stalled sender."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 import time
@@ -37,3 +38,26 @@ def watch_consent() -> None:
 def consent_expiries() -> list[float]:
     """The monotonic times this process's ICE connections lost consent."""
     return list(_expired)
+
+
+_lag = {"max": 0.0}  # the event loop's longest lateness since the last lag_max() (s)
+
+
+def start_lag_probe(period_s: float = 0.05) -> asyncio.Task[None]:
+    """A task that wakes every `period_s` and keeps how late it woke: the event loop's lag
+    (a consent check is lost when the loop answers more than 3.5 s late)."""
+
+    async def probe() -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            due = loop.time() + period_s
+            await asyncio.sleep(period_s)
+            _lag["max"] = max(_lag["max"], loop.time() - due)
+
+    return asyncio.ensure_future(probe())
+
+
+def lag_max() -> float:
+    """The longest event-loop lag since the last call (s), and start over."""
+    out, _lag["max"] = _lag["max"], 0.0
+    return round(out, 3)

@@ -51,10 +51,12 @@ class ClipTrack(MediaStreamTrack):
         self.clip, self.fps, self.sent = clip, fps, sent
         self.n = 0
         self.pos = 0
+        self.keyframes = 0  # keyframe requests (each restarts the clip at its keyframe)
         self.start: float | None = None
 
     def keyframe(self) -> None:
         self.pos = 0
+        self.keyframes += 1
 
     async def recv(self) -> av.Packet:
         now = time.monotonic()
