@@ -180,7 +180,12 @@ async def _server_summary(*args: str) -> tuple[dict[str, Any], dict[str, Any]]:
 async def test_capacity_project_server_process() -> None:
     info, reply = await _server_summary("--server", "project", "--no-recorder")
     assert info["forwarding"] == "rtp"  # as shipped
-    assert reply == {"id": 1, "result": {"recorder": "off", "forwarding": "rtp"}}
+    result = reply["result"]
+    assert {k: result[k] for k in ("recorder", "forwarding")} == {"recorder": "off",
+                                                                  "forwarding": "rtp"}
+    # what a soak reads from it: nothing ended yet, no consent expired, the loop's lag
+    assert result["pc_ended"] == [] and result["consent_expired"] == []
+    assert result["loop_lag_max_s"] >= 0
 
 
 async def test_capacity_project_server_with_recorder() -> None:
