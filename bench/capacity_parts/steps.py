@@ -17,7 +17,7 @@ from bench.capacity_parts.room import CAMERA, SCREEN, holds
 from bench.lib import janus_server
 from bench.lib.clips import clip_bitrate, make_clip
 from bench.lib.rpc import RpcClient
-from bench.lib.usage import loadavg, rss_mb
+from bench.lib.usage import loadavg, rss_mb, udp_errors
 
 
 async def run_baseline(quick: bool) -> dict[str, Any]:
@@ -116,8 +116,10 @@ async def run_project(
 async def run_soak(args: list[str], seconds: float, rooms: int) -> dict[str, Any]:
     """RSS sampled every 30 s (or a tenth of `seconds`) with the frames each agent
     received since the sample before: a flat RSS only counts while media flows, so every
-    sample says whether it did (`samples`: t, RSS, camera fps at the agents (mean, min
-    over the rooms), screen fps at the callers, the recorder's frames so far)."""
+    sample says whether it did and, if not, why (`samples`: t, RSS, camera fps at the
+    agents (mean, min over the rooms), screen fps at the callers, the recorder's frames,
+    peer connection states, consent expiries, loop lag, keyframe requests, UDP receive
+    errors; bench/capacity.py's docstring)."""
     async with Run("soak", args) as run:
         await run.grow(rooms)
         samples: list[dict[str, Any]] = []
@@ -151,6 +153,9 @@ async def run_soak(args: list[str], seconds: float, rooms: int) -> dict[str, Any
                 # and frames sent so far, all rooms of each client process
                 "keyframe_requests": {k: p["keyframe_requests"] for k, p in peers.items()},
                 "frames_sent": {k: p["frames_sent"] for k, p in peers.items()},
+                # UDP datagrams the kernel dropped so far (full socket buffers): a lost
+                # consent answer need not be a late one
+                "udp_errors": udp_errors(),
                 # each process's longest event-loop lag since the sample before (s)
                 "loop_lag_max_s": {"server": info.get("loop_lag_max_s"),
                                    **{k: p["loop_lag_max_s"] for k, p in peers.items()}},
