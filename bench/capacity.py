@@ -35,6 +35,16 @@ The client processes run uvloop (`--client-loop asyncio`: the standard loop).
                              [--peer auto|janus|none] [--client-loop uvloop|asyncio]
     python bench/capacity.py --viewers N [--json]   # forwarding cost per extra viewer
 
+`--soak SECONDS` (with `--soak-rooms N`, 10 by default) is a memory soak instead: N
+rooms for SECONDS, the server's RSS sampled every 30 s. A flat RSS only counts while media
+flows, so each of `soak.samples` also has the camera fps at the agents since the sample
+before (mean and min over the rooms), the screen fps at the callers, the recorder's frames
+so far, the peer connections by state at each end, the ICE consent expiries so far and
+the longest event-loop lag in each process, the clips' keyframe requests and frames sent,
+and the namespace's UDP receive errors; then one measurement (`soak.final`), `mem_mb_per_room`,
+`growth_mb_per_room_per_min` (from a quarter of the samples on) and the server's peer
+connections that ended (`server_pc_ended`: seconds, room, participant, state).
+
 Every process is this script: the orchestrator starts it again as a server (`--role
 server`) and as the two client processes; the parts are in bench/capacity_parts/.
 """

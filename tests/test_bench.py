@@ -7,6 +7,7 @@ import asyncio
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -179,12 +180,14 @@ async def _server_summary(*args: str) -> tuple[dict[str, Any], dict[str, Any]]:
 async def test_capacity_project_server_process() -> None:
     info, reply = await _server_summary("--server", "project", "--no-recorder")
     assert info["forwarding"] == "rtp"  # as shipped
+    result = reply["result"]
+    assert {k: result[k] for k in ("recorder", "forwarding")} == {"recorder": "off",
+                                                                  "forwarding": "rtp"}
     # the loop the product's server runs (media.event_loop's default)
-    assert info["event_loop"] == "uvloop"
-    assert reply == {
-        "id": 1,
-        "result": {"recorder": "off", "forwarding": "rtp", "event_loop": "uvloop"},
-    }
+    assert info["event_loop"] == result["event_loop"] == "uvloop"
+    # what a soak reads from it: nothing ended yet, no consent expired, the loop's lag
+    assert result["pc_ended"] == [] and result["consent_expired"] == []
+    assert result["loop_lag_max_s"] >= 0
 
 
 async def test_capacity_project_server_on_asyncio() -> None:
@@ -495,3 +498,43 @@ def test_ramp_room_counts() -> None:
         rooms = nxt
     assert RAMP_AT in seen and seen == sorted(seen) and seen[-1] > RAMP_AT
     assert next_rooms(RAMP_ROOMS[-1], RAMP_ROOMS) is None
+async def test_a_clip_track_behind_its_schedule_yields_to_the_event_loop() -> None:
+    """A caller whose sender is behind (a starved client process) must still let its event
+    loop read sockets: without it the server's ICE consent checks went unanswered and the
+    soak's media stopped (#18). aiortc's own tracks always await a sleep."""
+    from bench.lib.peers import ClipTrack
+
+    track = ClipTrack([b"\x00" * 10], 30, None)
+    track.start = time.monotonic() - 0.5  # 15 frames behind, not "stalled"
+    others = 0
+
+    async def other() -> None:
+        nonlocal others
+        while True:
+            others += 1
+            await asyncio.sleep(0)
+
+    task = asyncio.ensure_future(other())
+    try:
+        await asyncio.sleep(0)
+        before = others
+        for _ in range(10):  # all due already: none needs to wait
+            await track.recv()
+        assert others >= before + 10, "recv() ran without giving the loop back"
+    finally:
+        task.cancel()
+
+
+def test_ice_watch_counts_consent_expiries() -> None:
+    """The soak's `consent_expired`: aioice's log line and the hook's, nothing else."""
+    import logging
+
+    from bench.lib.ice_watch import consent_expiries, watch_consent
+
+    watch_consent()
+    watch_consent()  # idempotent: one handler
+    before = len(consent_expiries())
+    logging.getLogger("aioice.ice").info("Connection(%s) Consent to send expired", 1)
+    logging.getLogger("server.media.aiortc_hooks").info("Connection(2) Consent to send expired")
+    logging.getLogger("aioice.ice").info("Connection(3) state changed")
+    assert len(consent_expiries()) == before + 2

@@ -15,6 +15,7 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from bench.capacity_parts.room import CAMERA, SCREEN
 from bench.lib.clips import make_clip
+from bench.lib.ice_watch import consent_expiries, lag_max, start_lag_probe, watch_consent
 from bench.lib.media import loopback_ice
 from bench.lib.peers import ClipTrack, FrameCounter, Sent, client_peer
 from bench.lib.rpc import RpcClient, serve_stdio
@@ -44,6 +45,8 @@ async def serve_clients(role: str, offer: Offer | None, prepare: Prepare | None 
                         connect: Connect | None = None) -> None:  # fmt: skip
     """`offer` (one peer connection a room, its offer answered) or `connect` (any)."""
     loopback_ice()
+    watch_consent()
+    lag_probe = start_lag_probe()  # noqa: F841 (kept alive for the process's life)
     camera, screen = make_clip(CAMERA), make_clip(SCREEN)
     rooms: dict[str, dict[str, Any]] = {}
     caller = role == "callers"
@@ -61,7 +64,8 @@ async def serve_clients(role: str, offer: Offer | None, prepare: Prepare | None 
             answer = await offer(name, pc.localDescription.sdp)
             await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
             pcs, want = [pc], 1
-        rooms[name] = {"pcs": pcs, "want": want, "sent": sent, "counter": counter}
+        rooms[name] = {"pcs": pcs, "want": want, "sent": sent, "counter": counter,
+                       "track": track}  # fmt: skip
 
     def connected(r: dict[str, Any], all_of_them: bool) -> bool:
         pcs = r["pcs"]
@@ -101,6 +105,15 @@ async def serve_clients(role: str, offer: Offer | None, prepare: Prepare | None 
             for r in rooms.values():
                 r["counter"].trim(t1 - 5)
             return out
+        if op == "states":  # peer connections by state (a soak: did ICE give up?)
+            states: dict[str, int] = {}
+            for r in rooms.values():
+                for pc in r["pcs"]:
+                    states[pc.connectionState] = states.get(pc.connectionState, 0) + 1
+            return {"states": states, "consent_expired": consent_expiries(),
+                    "loop_lag_max_s": lag_max(),
+                    "keyframe_requests": sum(r["track"].keyframes for r in rooms.values()),
+                    "frames_sent": sum(r["track"].n for r in rooms.values())}  # fmt: skip
         if op == "close":
             await asyncio.gather(*(pc.close() for r in rooms.values() for pc in r["pcs"]))
             if close is not None:

@@ -8,10 +8,12 @@ import json
 import os
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench.lib.ice_watch import consent_expiries, lag_max, start_lag_probe, watch_consent
 from bench.lib.media import FORWARDINGS, MediaRoom, camera_source, loopback
 from bench.lib.rpc import serve_rpc
 
@@ -21,6 +23,9 @@ async def run_server_project(forwarding: str | None, with_recorder: bool) -> Non
     # JSON keeps its `forwarding` field for comparisons with older results.
     config = loopback()
     loop = type(asyncio.get_running_loop()).__module__.split(".")[0]  # uvloop or asyncio
+    watch_consent()
+    # why peer connections ended (a soak): (monotonic time, room, participant, state)
+    pc_events: list[tuple[float, str, str, str]] = []
     forwarding = forwarding or FORWARDINGS[0]
     rooms: dict[str, MediaRoom] = {}
     recorders: dict[str, Any] = {}
@@ -73,6 +78,9 @@ async def run_server_project(forwarding: str | None, with_recorder: bool) -> Non
         if msg["op"] == "summary":
             out: dict[str, Any] = {"recorder": recorder_status, "forwarding": forwarding,
                                    "event_loop": loop}  # fmt: skip
+            out["pc_ended"] = [e for e in pc_events if e[3] in ("failed", "closed")]
+            out["consent_expired"] = consent_expiries()
+            out["loop_lag_max_s"] = lag_max()
             if recorders:
                 recorded = [r.stats.frames_received for r in recorders.values()]
                 out["recorder_frames_received"] = sum(recorded)
@@ -82,12 +90,17 @@ async def run_server_project(forwarding: str | None, with_recorder: bool) -> Non
         name = msg["room"]
         room = rooms.get(name)
         if room is None:
-            room = rooms[name] = MediaRoom(name, config, on_event=lambda e: None)
+            def on_event(e: Any, room_name: str = name) -> None:
+                if e.kind == "pc_state":
+                    pc_events.append((time.monotonic(), room_name, e.participant_id, e.value))
+
+            room = rooms[name] = MediaRoom(name, config, on_event=on_event)
             if make_recorder is not None:
                 rec = recorders[name] = make_recorder(room)
                 await rec.start()
         return await room.handle_offer(msg["participant"], msg["role"], 1, msg["sdp"])
 
+    lag_probe = start_lag_probe()  # noqa: F841 (kept alive for the process's life)
     port = await serve_rpc(handle)
     print(json.dumps({"port": port, "forwarding": forwarding, "event_loop": loop}), flush=True)
     await asyncio.Event().wait()

@@ -17,7 +17,7 @@ from bench.capacity_parts.room import CAMERA, SCREEN, holds
 from bench.lib import janus_server
 from bench.lib.clips import clip_bitrate, make_clip
 from bench.lib.rpc import RpcClient
-from bench.lib.usage import loadavg, rss_mb
+from bench.lib.usage import loadavg, rss_mb, udp_errors
 
 
 async def run_baseline(quick: bool) -> dict[str, Any]:
@@ -134,24 +134,71 @@ async def run_project(
 
 
 async def run_soak(args: list[str], seconds: float, rooms: int) -> dict[str, Any]:
+    """RSS sampled every 30 s (or a tenth of `seconds`) with the frames each agent
+    received since the sample before: a flat RSS only counts while media flows, so every
+    sample says whether it did and, if not, why (`samples`: t, RSS, camera fps at the
+    agents (mean, min over the rooms), screen fps at the callers, the recorder's frames,
+    peer connection states, consent expiries, loop lag, keyframe requests, UDP receive
+    errors; bench/capacity.py's docstring)."""
     async with Run("soak", args) as run:
         await run.grow(rooms)
-        samples = []
+        samples: list[dict[str, Any]] = []
         start = time.monotonic()
+        rpc = await RpcClient.connect(run.info["port"])
+        clients = {"callers": run.callers, "agents": run.agents}
+        prev = time.monotonic()
         while time.monotonic() - start < seconds:
             await asyncio.sleep(min(30.0, seconds / 10))
-            samples.append((round(time.monotonic() - start, 1), round(rss_mb(run.server.pid), 1)))
+            now = time.monotonic()
+            rss = rss_mb(run.server.pid)
+            frames = await run.agents.call(op="frames", since=prev, until=now)
+            screen = await run.callers.call(op="frames", since=prev, until=now)
+            info = await rpc.call(op="summary")
+            peers = {k: await c.call(op="states") for k, c in clients.items()}
+            fps = [len(got) / (now - prev) for got in frames.values()] or [0.0]
+            samples.append({
+                "t": round(now - start, 1),
+                "rss_mb": round(rss, 1),
+                "fps_mean": round(sum(fps) / len(fps), 2),
+                "fps_min": round(min(fps), 2),
+                "screen_fps": round(sum(len(g) for g in screen.values())
+                                    / max(1, len(screen)) / (now - prev), 2),
+                "recorder_frames": info.get("recorder_frames_received"),
+                # peer connections by state at each end, and how many ICE connections
+                # lost consent so far (RFC 7675) in the server and each client process
+                "peer_states": {k: p["states"] for k, p in peers.items()},
+                "consent_expired": {"server": len(info.get("consent_expired", [])),
+                                    **{k: len(p["consent_expired"]) for k, p in peers.items()}},
+                # the clips' keyframe requests (each restarts a clip at its keyframe)
+                # and frames sent so far, all rooms of each client process
+                "keyframe_requests": {k: p["keyframe_requests"] for k, p in peers.items()},
+                "frames_sent": {k: p["frames_sent"] for k, p in peers.items()},
+                # UDP datagrams the kernel dropped so far (full socket buffers): a lost
+                # consent answer need not be a late one
+                "udp_errors": udp_errors(),
+                # each process's longest event-loop lag since the sample before (s)
+                "loop_lag_max_s": {"server": info.get("loop_lag_max_s"),
+                                   **{k: p["loop_lag_max_s"] for k, p in peers.items()}},
+            })  # fmt: skip
+            prev = now
+        info = await rpc.call(op="summary")
+        rpc.close()
         m = await run.measure(warmup=0, window=5)
         first, last = samples[len(samples) // 4], samples[-1]
-        growth = (last[1] - first[1]) / max(1e-9, (last[0] - first[0]) / 60) / rooms
+        minutes = max(1e-9, (last["t"] - first["t"]) / 60)
+        growth = (last["rss_mb"] - first["rss_mb"]) / minutes / rooms
         return {
             "rooms": rooms,
             "seconds": seconds,
-            "rss_mb": samples,
+            "rss_mb": [(s["t"], s["rss_mb"]) for s in samples],
+            "samples": samples,
             "base_rss_mb": round(run.base_rss, 1),
-            "mem_mb_per_room": round((samples[-1][1] - run.base_rss) / rooms, 2),
+            "mem_mb_per_room": round((last["rss_mb"] - run.base_rss) / rooms, 2),
             "growth_mb_per_room_per_min": round(growth, 4),
             "final": m,
+            # the server's peer connections that ended: [s after the rooms, room,
+            # participant, state]
+            "server_pc_ended": [[round(t - start, 1), *rest] for t, *rest in info["pc_ended"]],
         }
 
 

@@ -51,20 +51,26 @@ class ClipTrack(MediaStreamTrack):
         self.clip, self.fps, self.sent = clip, fps, sent
         self.n = 0
         self.pos = 0
+        self.keyframes = 0  # keyframe requests (each restarts the clip at its keyframe)
         self.start: float | None = None
 
     def keyframe(self) -> None:
         self.pos = 0
+        self.keyframes += 1
 
     async def recv(self) -> av.Packet:
         now = time.monotonic()
         if self.start is None:
             self.start = now
         due = self.start + self.n / self.fps
-        if due > now:
-            await asyncio.sleep(due - now)
-        elif now - due > 1.0:  # stalled: do not burst to catch up
+        if now - due > 1.0:  # stalled: do not burst to catch up
             self.start = now - self.n / self.fps
+        # Always yield, as aiortc's own tracks do (`asyncio.sleep` of a negative wait): a
+        # sender that is behind would otherwise packetize frame after frame in one task
+        # step, and under CPU starvation (load ~20 on 2 cores) never give the event loop
+        # back: no socket was read, the server's ICE consent checks went unanswered and
+        # after 30 s it closed the callers' connections (the soak's media stopped, #18).
+        await asyncio.sleep(max(0.0, due - now))
         packet = av.Packet(self.clip[self.pos])
         packet.pts = self.n * (CLOCK // self.fps)
         packet.time_base = TB

@@ -50,3 +50,18 @@ def spent() -> Iterator[Spent]:
         yield out
     finally:
         out.cpu_s, out.wall_s = time.process_time() - cpu0, time.perf_counter() - wall0
+
+
+def udp_errors() -> dict[str, int]:
+    """This network namespace's UDP receive errors so far (/proc/net/snmp): datagrams
+    dropped because a socket's receive buffer was full (`RcvbufErrors`) and all input
+    errors (`InErrors`). A bench run in its own namespace (unshare -n) sees its own."""
+    try:
+        with open("/proc/net/snmp") as f:
+            lines = [ln.split() for ln in f if ln.startswith("Udp:")]
+    except OSError:
+        return {}
+    if len(lines) < 2:
+        return {}
+    row = dict(zip(lines[0][1:], lines[1][1:], strict=False))
+    return {k: int(row[k]) for k in ("InErrors", "RcvbufErrors") if k in row}

@@ -24,6 +24,15 @@ What is patched, process-wide, by `install()`:
   clients, the benches' peers in the same process) nothing changes. aioice has no
   port-range option (aiortc's RTCConfiguration neither).
 
+- `aioice.ice.Connection.query_consent` (RFC 7675 consent freshness, every ~5 s): aioice
+  gives each check 0.5 s and no retransmission, and closes the ICE connection after 6
+  failed checks in a row, so a peer whose answers take over 0.5 s (a congested uplink,
+  or an event loop lagging under load) loses a live call after ~30 s: the capacity soak's
+  media stopped after 1-3.5 minutes at load ~20 this way (#18). `_query_consent`
+  retransmits each check (answered within 3.5 s) and expires consent as the RFC says:
+  when no check was answered for 30 s (`CONSENT_INTERVAL * CONSENT_FAILURES`, aioice's
+  own constants, read at each check).
+
 Over 400 lines because every reach behind aiortc's and aioice's public API is kept in
 this one module, each with its check in `check_compat()`.
 
@@ -40,6 +49,7 @@ import errno
 import inspect
 import logging
 import queue
+import random
 import socket
 import threading
 import types
@@ -48,6 +58,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aioice.ice
+import aioice.stun
 import aioice.turn
 from aiortc import rtcrtpreceiver
 from aiortc.mediastreams import MediaStreamTrack
@@ -59,6 +70,7 @@ logger = logging.getLogger(__name__)
 _lock = threading.Lock()
 _original_decoder_worker: Callable[..., None] | None = None
 _original_get_host_addresses: Callable[[bool, bool], list[str]] | None = None
+_original_query_consent: Callable[..., Any] | None = None
 _host_addresses: list[str] = []
 # id(remote track's output queue) -> entry. Keyed by the queue because that is what
 # RTCRtpReceiver.receive() hands to the decoder thread; the entry keeps the queue alive,
@@ -270,12 +282,47 @@ class _AsyncioForAioice(types.ModuleType):
 
 _asyncio_for_aioice = _AsyncioForAioice("asyncio")
 
+# A consent check is sent up to 3 times (0.5 s, 1 s, 2 s apart: STUN's RTO doubling), so an
+# answer within 3.5 s counts; the next check starts ~5 s after the last one ended.
+CONSENT_RETRANSMISSIONS = 2
+
+
+async def _query_consent(self: aioice.ice.Connection) -> None:
+    """Installed as `aioice.ice.Connection.query_consent`: aioice's loop (same requests,
+    same pairs, same close) with retransmitted checks and a 30 s expiry measured in time
+    since the last answered check, not in consecutive failures."""
+    assert self.remote_password is not None
+    loop = asyncio.get_running_loop()
+    last_answer = loop.time()
+    while True:
+        interval = aioice.ice.CONSENT_INTERVAL
+        await asyncio.sleep(interval * (0.8 + 0.4 * random.random()))
+        for pair in list(self._nominated.values()):
+            request = self.build_request(pair, nominate=False)
+            try:
+                await pair.protocol.request(
+                    request,
+                    pair.remote_addr,
+                    integrity_key=self.remote_password.encode("utf8"),
+                    retransmissions=CONSENT_RETRANSMISSIONS,
+                )
+                last_answer = loop.time()
+            except aioice.stun.TransactionError:
+                pass
+        if loop.time() - last_answer >= interval * aioice.ice.CONSENT_FAILURES:
+            # aioice's wording, which bench/lib/ice_watch.py counts
+            logger.info("Connection(%s) Consent to send expired", getattr(self, "_id", "?"))
+            self._query_consent_task = None
+            await self.close()
+            return
+
 
 def install(ice_host_addresses: list[str], udp_ports: tuple[int, int] | None = None) -> None:
     """Install the hooks (idempotent). The host address list and the UDP port range are
     process-wide: the last call wins; an empty list restores aioice's own interface
     discovery, None any port."""
     global _original_decoder_worker, _original_get_host_addresses, _host_addresses
+    global _original_query_consent
     global _udp_ports, _port_cursor
     if not installed():
         check_compat()  # once: it reads source files
@@ -286,6 +333,9 @@ def install(ice_host_addresses: list[str], udp_ports: tuple[int, int] | None = N
         if aioice.ice.get_host_addresses is not _patched_get_host_addresses:
             _original_get_host_addresses = aioice.ice.get_host_addresses
             aioice.ice.get_host_addresses = _patched_get_host_addresses
+        if aioice.ice.Connection.query_consent is not _query_consent:
+            _original_query_consent = aioice.ice.Connection.query_consent
+            aioice.ice.Connection.query_consent = _query_consent  # type: ignore[method-assign]
         aioice.ice.asyncio = _asyncio_for_aioice  # type: ignore[attr-defined]
         aioice.turn.asyncio = _asyncio_for_aioice  # type: ignore[attr-defined]
         _host_addresses = list(ice_host_addresses)
@@ -435,6 +485,29 @@ def check_compat() -> None:
         "aioice.ice.Connection.get_component_candidates",
         "no longer binds host sockets through asyncio.get_running_loop()."
         "create_datagram_endpoint(local_addr=(address, 0))",
+    )
+    consent = (
+        _original_query_consent
+        if aioice.ice.Connection.query_consent is _query_consent
+        else aioice.ice.Connection.query_consent
+    )
+    qc = inspect.getsource(consent) if consent is not None else ""
+    _require(
+        "self._nominated.values()" in qc
+        and "self.build_request(pair, nominate=False)" in qc
+        and "pair.protocol.request(" in qc
+        and "self._query_consent_task = None" in qc
+        and "await self.close()" in qc
+        and isinstance(getattr(aioice.ice, "CONSENT_INTERVAL", None), (int, float))
+        and isinstance(getattr(aioice.ice, "CONSENT_FAILURES", None), int),
+        "aioice.ice.Connection.query_consent",
+        "no longer checks the nominated pairs with build_request/protocol.request and "
+        "CONSENT_INTERVAL/CONSENT_FAILURES",
+    )
+    _require(
+        "self.query_consent()" in inspect.getsource(aioice.ice.Connection.connect),
+        "aioice.ice.Connection.connect",
+        "no longer starts self.query_consent()",
     )
     cte = inspect.getsource(aioice.turn.create_turn_endpoint)
     _require(
