@@ -31,10 +31,20 @@ PASSWORD = "correct horse battery"
 TEST_LOOP = os.environ.get("CALLASSIST_TEST_LOOP", "uvloop")
 
 
-def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Any]:
+def _new_test_loop() -> Any:
     from server.core.eventloop import new_event_loop
 
-    return {TEST_LOOP: lambda: new_event_loop(TEST_LOOP)}
+    return new_event_loop(TEST_LOOP)
+
+
+# One mapping, one factory object for every test: pytest-asyncio parametrizes each test
+# with the factory, and a different object per test (a fresh lambda) counts as another
+# parameter, which tears down and rebuilds every module-scoped fixture for each test.
+_LOOP_FACTORIES = {TEST_LOOP: _new_test_loop}
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Any]:
+    return _LOOP_FACTORIES
 
 
 def free_port() -> int:

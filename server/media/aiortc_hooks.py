@@ -486,6 +486,17 @@ def check_compat() -> None:
         "no longer binds host sockets through asyncio.get_running_loop()."
         "create_datagram_endpoint(local_addr=(address, 0))",
     )
+    _check_consent_compat()
+    cte = inspect.getsource(aioice.turn.create_turn_endpoint)
+    _require(
+        "loop = asyncio.get_running_loop()" in cte and "remote_addr=server_addr" in cte,
+        "aioice.turn.create_turn_endpoint",
+        "no longer makes its UDP socket with loop.create_datagram_endpoint(remote_addr=)",
+    )
+
+
+def _check_consent_compat() -> None:
+    """check_compat's part for `_query_consent` (aioice's consent loop, replaced)."""
     consent = (
         _original_query_consent
         if aioice.ice.Connection.query_consent is _query_consent
@@ -508,10 +519,4 @@ def check_compat() -> None:
         "self.query_consent()" in inspect.getsource(aioice.ice.Connection.connect),
         "aioice.ice.Connection.connect",
         "no longer starts self.query_consent()",
-    )
-    cte = inspect.getsource(aioice.turn.create_turn_endpoint)
-    _require(
-        "loop = asyncio.get_running_loop()" in cte and "remote_addr=server_addr" in cte,
-        "aioice.turn.create_turn_endpoint",
-        "no longer makes its UDP socket with loop.create_datagram_endpoint(remote_addr=)",
     )
