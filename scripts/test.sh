@@ -18,10 +18,14 @@ echo "callassist: ruff"
 .venv/bin/ruff check .
 
 echo "callassist: pytest"
+# --tb=native: failures are printed with Python's own traceback module. pytest's default
+# re-parses each frame's source with ast.parse, and on CPython 3.11.7 that raised
+# "SystemError: AST constructor recursion depth mismatch" once while reporting a failed
+# test, which aborted the whole run (INTERNALERROR) and hid every later result.
 # The 25 slowest tests (and fixture setups) end every log: where the suite's time goes.
 # As root, run the tests in their own loopback-only network namespace: nothing a browser or
 # a peer connection tries can leave the machine, and only 127.0.0.1 exists for ICE.
 if [ "$(id -u)" = 0 ] && unshare -n true 2>/dev/null; then
-    exec unshare -n sh -c 'ip link set lo up && exec "$@"' sh .venv/bin/python -m pytest --durations=25 "$@"
+    exec unshare -n sh -c 'ip link set lo up && exec "$@"' sh .venv/bin/python -m pytest --durations=25 --tb=native "$@"
 fi
-exec .venv/bin/python -m pytest --durations=25 "$@"
+exec .venv/bin/python -m pytest --durations=25 --tb=native "$@"
