@@ -33,6 +33,9 @@ from .rtp_packet import HDR, Packet, spawn
 
 NACK_RETRY_S = 0.05  # a packet still missing is asked for again after this
 NACK_MAX_TRIES = 5
+# uvloop's clock counts whole milliseconds as floats: a timer armed 50 ms ahead can read
+# 0.04999999 s later, and an exact comparison skipped the retry for one more period.
+TIMER_SLACK_S = 0.001
 NACK_GIVE_UP_S = 1.0
 MAX_MISSING = 256
 MAX_GAP = 500  # a larger jump in sequence numbers is a new stream, not loss
@@ -138,7 +141,7 @@ class RtpPublisher:
             first, tries, last = entry
             if tries >= NACK_MAX_TRIES or now - first > NACK_GIVE_UP_S:
                 del self._missing[ext]
-            elif tries == 0 or now - last >= NACK_RETRY_S:
+            elif tries == 0 or now - last >= NACK_RETRY_S - TIMER_SLACK_S:
                 lost.append(ext & 0xFFFF)
                 entry[1] = tries + 1
                 entry[2] = now
