@@ -106,13 +106,26 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def write_atomic(path: Path, blocks: Iterator[bytes]) -> ObjectInfo:
-    """temp file (0600) + fsync + rename + fsync(dir): a reader sees all of it or nothing."""
+@contextlib.contextmanager
+def _published(path: Path) -> Iterator[Path]:
+    """A temp name beside `path` to fill; on success renamed to `path` and the directory
+    fsynced (a reader sees all of it or nothing), on failure removed."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.tmp-{os.urandom(4).hex()}"
-    digest, size = hashlib.sha256(), 0
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def write_atomic(path: Path, blocks: Iterator[bytes]) -> ObjectInfo:
+    """temp file (0600) + fsync + rename + fsync(dir): a reader sees all of it or nothing."""
+    digest, size = hashlib.sha256(), 0
+    with _published(path) as tmp:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as out:
             for block in blocks:
                 out.write(block)
@@ -120,12 +133,11 @@ def write_atomic(path: Path, blocks: Iterator[bytes]) -> ObjectInfo:
                 size += len(block)
             out.flush()
             os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
     return ObjectInfo(path.name, size, digest.hexdigest())
+
+
+class _CannotLink(Exception):
+    """The filesystem cannot hard-link here (link_atomic's caller copies instead)."""
 
 
 def link_atomic(path: Path, source: Path) -> ObjectInfo | None:
@@ -136,28 +148,24 @@ def link_atomic(path: Path, source: Path) -> ObjectInfo | None:
     from the stored inode; the file is fsynced (a no-op for the spool's, already synced)
     before its name appears, and the directory after. None when the filesystem cannot
     link (another device, no hard links): the caller copies."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.tmp-{os.urandom(4).hex()}"
+    digest, size = hashlib.sha256(), 0
     try:
-        os.link(source, tmp)
-    except OSError as exc:
-        if exc.errno in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
-            return None
-        raise
-    try:
-        digest, size = hashlib.sha256(), 0
-        buf = bytearray(COPY_BLOCK)
-        view = memoryview(buf)
-        with open(tmp, "rb", buffering=0) as fh:
-            while n := fh.readinto(buf):
-                digest.update(view[:n])
-                size += n
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
+        with _published(path) as tmp:
+            try:
+                os.link(source, tmp)
+            except OSError as exc:
+                if exc.errno in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+                    raise _CannotLink from exc
+                raise
+            buf = bytearray(COPY_BLOCK)
+            view = memoryview(buf)
+            with open(tmp, "rb", buffering=0) as fh:
+                while n := fh.readinto(buf):
+                    digest.update(view[:n])
+                    size += n
+                os.fsync(fh.fileno())
+    except _CannotLink:
+        return None
     return ObjectInfo(path.name, size, digest.hexdigest())
 
 
