@@ -232,6 +232,7 @@ class Run:
             times = [cpu_times(p) for p in servers]
             return sum(t[0] for t in times), sum(t[1] for t in times)
 
+        k0 = (await self.callers.call(op="states"))["keyframe_requests"]
         s0 = server_times()
         c0 = {k: cpu_seconds(p) for k, p in pids.items()}
         c0["server"] = sum(s0)
@@ -242,6 +243,7 @@ class Run:
         s1 = server_times()
         c1["server"] = sum(s1)
         rss = sum(rss_mb(p) for p in servers)
+        k1 = (await self.callers.call(op="states"))["keyframe_requests"]
         await asyncio.sleep(0.5)
         # the baseline re-encodes: its keyframes are its encoder's, not the clip's
         keys = None
@@ -280,6 +282,9 @@ class Run:
                 "p99": round(percentile(latencies, 0.99), 2),
                 "samples": len(latencies),
             },
+            # keyframe requests the callers' clips got (each restarts a clip at its
+            # keyframe, several times a delta frame's bytes), per room and second
+            "keyframe_requests_per_room_s": round((k1 - k0) / self.rooms / (t1 - t0), 3),
             "anchored_rooms": len(self.offsets),
             "per_room": per_room,
         }
