@@ -23,6 +23,8 @@ class FrameAssembler:
         self._vp8 = codec == "VP8"
         # ext -> ts, marker, start, data
         self._packets: dict[int, tuple[int, int, bool, bytes]] = {}
+        # The frame being received in order from self._next on, while the map is empty.
+        self._run: list[tuple[int, int, bool, bytes]] = []
         self._next: int | None = None  # ext seq of the first packet of the next frame
         self._hole_since: float | None = None
         # The RTP timestamp mapping (base, last, wrap cycles) may come from a predecessor:
@@ -70,7 +72,28 @@ class FrameAssembler:
             self._next = ext
         elif ext < self._next:
             return []
-        self._packets[ext] = (pkt.timestamp, pkt.marker, start, payload)
+        ts = pkt.timestamp
+        run = self._run
+        packets = self._packets
+        if not packets and ext == self._next + len(run) and (not run or run[0][0] == ts):
+            # In order with nothing missing (nearly every packet): the frame's parts are
+            # kept in a list and joined at its marker, no map and no search per packet.
+            if not pkt.marker:
+                if len(run) < ASSEMBLY_MAX_PACKETS:
+                    run.append((ts, 0, start, payload))
+                    return []
+            else:
+                data = b"".join([r[3] for r in run] + [payload]) if run else payload
+                run.clear()
+                self._next = ext + 1
+                self._hole_since = None
+                return [(data, vcodec.is_keyframe(self.codec, data), self._pts(ts))]
+        # Anything else (a gap, a late packet, a frame without its marker) takes the map:
+        # the run so far goes in first, at the sequence numbers it came with.
+        for i, item in enumerate(run):
+            packets[self._next + i] = item
+        run.clear()
+        packets[ext] = (ts, pkt.marker, start, payload)
         out: list[Assembled] = []
         self._take_all(out)
         if self._packets:
