@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 import av
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender
+from aiortc.mediastreams import MediaStreamError
 from media_helpers import (
     BLUE,
     GREEN,
@@ -84,6 +85,41 @@ async def test_subscriber_starts_at_keyframe_and_asks_for_one() -> None:
     await asyncio.sleep(0)
     assert len(task.frames) == 2  # type: ignore[attr-defined]
     task.cancel()
+
+
+async def test_a_delivering_subscriber_gets_each_frame_at_once_from_a_keyframe() -> None:
+    # The recorder's path (issue 18): no queue, no av.Packet, no task wake-up per frame.
+    rt = RoomTrack("camera")
+    req = Requests()
+    up = rt.attach_upstream(req)
+    got: list[tuple[bytes, int]] = []
+    sink = rt.subscribe()
+    sink.deliver(lambda data, pts: got.append((data, pts)))
+    assert req.count == 1  # delivering starts at once, at a keyframe it asks for
+    queued = rt.subscribe()  # a queueing subscriber beside it
+    task = await started(queued)
+    up.push(packet(0), False)  # before any keyframe: neither takes it
+    assert got == [] and sink.waiting_keyframe and rt.frames_dropped >= 1
+    for i in range(1, 4):
+        up.push(packet(i * 3000), i == 1)
+    # synchronously, in order, as bytes with the rewritten pts
+    assert [pts for _, pts in got] == [3000, 6000, 9000]
+    assert all(isinstance(data, bytes) and data == bytes(packet(0)) for data, _ in got)
+    await asyncio.sleep(0)
+    assert [p.pts for p in task.frames] == [3000, 6000, 9000]  # type: ignore[attr-defined]
+    assert sink.frames_forwarded == 3 and sink.queued == 0
+    # its recv() only waits for the end
+    waiting = asyncio.ensure_future(sink.recv())
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    sink.stop()
+    with pytest.raises(MediaStreamError):
+        await waiting
+    up.push(packet(4 * 3000), False)
+    assert len(got) == 3  # stopped: unsubscribed
+    task.cancel()
+    with pytest.raises(RuntimeError):  # a queue that started cannot switch to delivery
+        queued.deliver(lambda data, pts: None)
 
 
 async def test_keyframe_requests_coalesced_and_rate_limited() -> None:

@@ -112,6 +112,42 @@ async def test_segments_start_at_keyframes_and_export_plays(tmp_path: Path, code
     await spool.stop()
 
 
+class _FailsAtFrame(RecorderParticipant):
+    """A recorder whose muxing fails at its 20th frame (a bug, a broken PyAV)."""
+
+    def _on_frame(self, data: bytes, pts: int) -> None:
+        if self.stats.frames_received == 19:
+            raise RuntimeError("mux broke")
+        super()._on_frame(data, pts)
+
+
+async def test_a_recorder_failing_on_a_frame_ends_cleanly_and_the_room_goes_on(
+    tmp_path: Path,
+) -> None:
+    # Frames reach the recorder synchronously from the forwarder (relay.ForwardedTrack.
+    # deliver, issue 18): its failure must end the recording, never the packet path.
+    track = RoomTrack("camera", keyframe_min_interval_s=0.0)
+    ring = Keys(MasterKeyring.from_directory(tmp_path / "keys"))
+    spool = Spool(tmp_path / "spool", LocalStorage(tmp_path / "store"))
+    await spool.start()
+    recorder = _FailsAtFrame(track, ring.remember(new_recording(ring.keyring)), spool,
+                             segment_s=0.5)  # fmt: skip
+    await recorder.start()
+    other = track.subscribe()  # another frame subscriber keeps getting frames
+    got: list[int] = []
+    other.deliver(lambda data, pts: got.append(pts))
+    camera = SyntheticCamera(track)
+    await camera.run(1.5, realtime=False)  # no exception reaches the camera's push
+    summary = await asyncio.wait_for(recorder.wait(), 5)
+    assert summary.error == "RuntimeError: mux broke"
+    assert summary.complete  # the segments before the failure are kept, with a manifest
+    assert summary.segments >= 1 and summary.frames == recorder.stats.frames_recorded
+    assert not recorder.running and recorder.subscription is not None
+    assert len(got) == camera.sent  # the other subscriber saw every frame
+    assert len(track.subscribers) == 1  # the recorder unsubscribed
+    await spool.stop()
+
+
 async def test_caller_reconnects_with_another_camera_size(tmp_path: Path) -> None:
     """A new publisher (the caller's new peer connection) may send another picture size:
     the recorder cuts a segment there; the pause shows in verify; the export plays."""

@@ -102,8 +102,15 @@ class Upstream:
                 logger.exception("on_first_frame callback failed")
 
 
+# A frame subscriber's synchronous consumer: (frame bytes, pts in 1/90000 s).
+FrameSink = Callable[[bytes, int], None]
+
+
 class ForwardedTrack(MediaStreamTrack):
-    """A frame subscriber of a RoomTrack (the recorder): recv() returns av.Packet."""
+    """A frame subscriber of a RoomTrack (the recorder): recv() returns av.Packet; or,
+    after `deliver(sink)`, each frame goes straight to `sink` as it completes (no queue,
+    no av.Packet, no task wake-up per frame: the recorder's path, issue 18) and recv()
+    only waits for the end (MediaStreamError once stopped)."""
 
     def __init__(self, source: RoomTrack, max_frames: int) -> None:
         super().__init__()
@@ -112,6 +119,7 @@ class ForwardedTrack(MediaStreamTrack):
         self._max_frames = max_frames
         self._queue: deque[av.Packet] = deque()
         self._waiter: asyncio.Future[None] | None = None
+        self.sink: FrameSink | None = None
         # Not started until the first recv() (its consumer is running): frames before
         # that would only pile up and come out late in a burst.
         self.started = False
@@ -123,6 +131,16 @@ class ForwardedTrack(MediaStreamTrack):
     @property
     def queued(self) -> int:
         return len(self._queue)
+
+    def deliver(self, sink: FrameSink) -> None:
+        """Start now, handing every frame to `sink` synchronously (on the event loop, from
+        the packet that completes it). `sink` must not raise: it is the forwarder's call."""
+        if self.started:
+            raise RuntimeError("deliver() after recv() started the queue")
+        self.sink = sink
+        self.started = True
+        if self._source is not None:
+            self._source.request_keyframe()
 
     async def recv(self) -> av.Packet:
         if self.readyState != "live":
@@ -163,6 +181,21 @@ class ForwardedTrack(MediaStreamTrack):
         self._queue.clear()
         self.waiting_keyframe = True
         self.resets += 1
+
+    def _give(self, data: bytes, pts: int, keyframe: bool) -> tuple[int, bool]:
+        """A frame for the sink (`deliver`); returns what `_offer` does."""
+        if self.readyState != "live":
+            return 0, False
+        if self.waiting_keyframe and not keyframe:
+            self.frames_dropped += 1
+            return 1, True
+        self.waiting_keyframe = False
+        self.frames_forwarded += 1
+        if self._source is not None:
+            self._source.frames_forwarded += 1
+        assert self.sink is not None
+        self.sink(data, pts)
+        return 0, False
 
     def _offer(self, packet: av.Packet, keyframe: bool) -> tuple[int, bool]:
         """Queue a frame; returns (frames dropped, whether a keyframe is needed)."""
@@ -286,11 +319,26 @@ class RoomTrack:
     def fan_out(self, upstream: Upstream, packet: av.Packet, keyframe: bool) -> None:
         """Offer a frame of the current upstream to the frame subscribers (counted by
         the caller: `Upstream.push`, or the RTP forwarder assembling frames)."""
+        self.fan_out_frame(upstream, bytes(packet), packet.pts or 0, keyframe, packet)
+
+    def fan_out_frame(
+        self, upstream: Upstream, data: bytes, pts: int, keyframe: bool,
+        packet: av.Packet | None = None,
+    ) -> None:  # fmt: skip
+        """`fan_out` of a frame's bytes: an av.Packet is made only for a subscriber that
+        queues (`recv`), at most one, shared (`packet`, if given, is that one)."""
         now = time.monotonic()
-        self._rewrite_pts(upstream, packet, now)
+        pts = self._rewrite_pts(upstream, pts, now)
         need_keyframe = False
         for sub in list(self._subscribers):
-            dropped, need = sub._offer(packet, keyframe)
+            if sub.sink is not None:
+                dropped, need = sub._give(data, pts, keyframe)
+            else:
+                if packet is None:
+                    packet = av.Packet(data)
+                    packet.time_base = TIME_BASE
+                packet.pts = pts
+                dropped, need = sub._offer(packet, keyframe)
             self.frames_dropped += dropped
             need_keyframe = need_keyframe or need
         if need_keyframe:
@@ -314,8 +362,7 @@ class RoomTrack:
         """Whether anyone needs complete frames (the recorder)."""
         return bool(self._subscribers)
 
-    def _rewrite_pts(self, upstream: Upstream, packet: av.Packet, now: float) -> None:
-        pts = packet.pts if packet.pts is not None else 0
+    def _rewrite_pts(self, upstream: Upstream, pts: int, now: float) -> int:
         if upstream.first_pts is None:
             upstream.first_pts = pts
             if self._last_out_pts is None:
@@ -326,9 +373,9 @@ class RoomTrack:
         out = upstream.pts_base + (pts - upstream.first_pts)
         if self._last_out_pts is not None and out <= self._last_out_pts:
             out = self._last_out_pts + 1  # never go backwards, whatever the source does
-        packet.pts = out
         self._last_out_pts = out
         self._last_out_time = now
+        return out
 
     # --- subscribers ----------------------------------------------------------------
 

@@ -23,11 +23,10 @@ import struct
 import time
 from collections.abc import Awaitable
 
-import av
 from aiortc.rtcrtptransceiver import RTCRtpTransceiver
 
 from . import rtp_hooks, vcodec
-from .relay import TIME_BASE, RoomTrack, Upstream
+from .relay import RoomTrack, Upstream
 from .rtp_assembly import FrameAssembler
 from .rtp_packet import HDR, Packet, spawn
 
@@ -271,7 +270,4 @@ class RtpPublisher:
             if frame is None:
                 rt.frame_gap()
                 continue
-            packet = av.Packet(frame)
-            packet.pts = pts
-            packet.time_base = TIME_BASE
-            rt.fan_out(self.upstream, packet, keyframe)
+            rt.fan_out_frame(self.upstream, frame, pts, keyframe)
