@@ -9,10 +9,17 @@ loop would hand them over, and the loop runs until the server has taken them all
 server's whole path for a packet (aioice, DTLS/SRTP, the forwarder, protect, `sendto`)
 with nothing else in the process. CPU is `time.process_time()` around that, per packet.
 
+`--recorder` records the camera as the product does (recorder.participant with a local
+spool: frame assembly, muxing, encryption and storage are then part of each packet's
+cost), and the packets carry the capacity bench's camera clip (bench/lib/clips.py: real
+VP8 frames, keyframes included, which the recorder needs) instead of zeros. `--loop`: the
+event loop (uvloop, as the server runs by default, or asyncio).
+
 `--tree DIR` imports the server from another checkout (an A/B of two versions: run
 them alternately, the machine is shared). One JSON object with `--json`.
 
-    python bench/recvpath.py [--packets N] [--rounds R] [--tree DIR] [--json]
+    python bench/recvpath.py [--packets N] [--rounds R] [--recorder] [--loop L]
+                             [--tree DIR] [--json]
 """
 
 from __future__ import annotations
@@ -48,12 +55,41 @@ async def _connect(room: Any, role: str, pid: str, send: bool) -> Any:
     return pc
 
 
-def _packets(caller: Any, seq0: int, n: int, size: int) -> list[bytes]:
-    """n protected RTP packets as the caller's sender would send them next (from seq0)."""
+def _clip_payloads(size: int) -> list[tuple[bytes, int, int]]:
+    """The camera clip as VP8 RTP payloads of at most `size` bytes: (payload, frame, last)."""
+    from bench.capacity_parts.room import CAMERA
+    from bench.lib.clips import make_clip
+
+    out = []
+    for frame, data in enumerate(make_clip(CAMERA)):
+        body = size - 4
+        parts = [data[i : i + body] for i in range(0, len(data), body)]
+        for k, part in enumerate(parts):
+            pid = struct.pack("!H", 0x8000 | (frame & 0x7FFF))
+            out.append((bytes([0x90 if k == 0 else 0x80, 0x80]) + pid + part, frame,
+                        int(k == len(parts) - 1)))  # fmt: skip
+    return out
+
+
+def _packets(caller: Any, seq0: int, n: int, size: int, clip: bool, ts0: int = 0) -> list[bytes]:
+    """n protected RTP packets as the caller's sender would send them next (from seq0);
+    `clip`: the camera clip's frames from its start, RTP timestamps from ts0 on (the
+    caller's, continued: a jump back would read as late frames to the recorder)."""
     sender = caller.getTransceivers()[0].sender
     pt = caller.getTransceivers()[0]._codecs[0].payloadType
     srtp = sender.transport._tx_srtp
     out = []
+    if clip:
+        payloads = _clip_payloads(size)
+        frames = payloads[-1][1] + 1
+        for i in range(n):
+            cycle, k = divmod(i, len(payloads))
+            payload, frame, last = payloads[k]
+            ts = ts0 + (cycle * frames + frame) * 3000
+            header = struct.pack("!BBHII", 0x80, (last << 7) | pt, (seq0 + i) & 0xFFFF,
+                                 ts & 0xFFFFFFFF, sender._ssrc)  # fmt: skip
+            out.append(srtp.protect(header + payload))
+        return out
     for i in range(n):
         frame, part = divmod(i, 4)  # 4 packets a frame, VP8 descriptor with picture id
         start = part == 0
@@ -77,11 +113,24 @@ async def _drain(server_conn: Any) -> None:
     await asyncio.sleep(0)
 
 
-async def run(packets: int, rounds: int, size: int) -> dict[str, Any]:
-    from bench.lib.media import MediaConfig, MediaRoom
+async def run(packets: int, rounds: int, size: int, recorder: bool = False) -> dict[str, Any]:
+    from bench.lib.media import MediaConfig, MediaRoom, camera_source
 
     config = MediaConfig(ice_host_addresses=["127.0.0.1"], allow_loopback_candidates=True)
     room = MediaRoom("bench-recvpath", config, on_event=lambda e: None)
+    rec = None
+    if recorder:
+        import tempfile
+
+        from bench.lib.recording import local_spool, memory_keyring
+        from recorder.crypto import new_recording
+        from recorder.participant import RecorderParticipant
+
+        tmp = Path(tempfile.mkdtemp(prefix="callassist-recvpath-"))
+        spool = await local_spool(tmp)
+        rec = RecorderParticipant(camera_source(room), new_recording(memory_keyring()), spool,
+                                  codec=config.codec)  # fmt: skip
+        await rec.start()
     caller = await _connect(room, "caller", "c", True)
     agent = await _connect(room, "agent", "a", False)
     try:
@@ -96,7 +145,11 @@ async def run(packets: int, rounds: int, size: int) -> dict[str, Any]:
         caller.getTransceivers()[0].sender.replaceTrack(None)  # the caller's encoder stops
         agent_ice = agent.getTransceivers()[0].receiver.transport.transport
         for pair in agent_ice._connection._nominated.values():
-            pair.protocol.transport.pause_reading()  # the agent's side costs nothing
+            transport = pair.protocol.transport
+            if hasattr(transport, "pause_reading"):
+                transport.pause_reading()  # the agent's side costs nothing
+            else:  # uvloop's UDP transport cannot pause: its datagrams end here, unread
+                pair.protocol.datagram_received = lambda data, addr: None
         server_pc = room._participants["c"].leg.pc
         conn = server_pc.getTransceivers()[0].receiver.transport.transport._connection
         pair = conn._nominated[1]
@@ -107,7 +160,8 @@ async def run(packets: int, rounds: int, size: int) -> dict[str, Any]:
         publisher = room._participants["c"].leg.rtp
         for _ in range(rounds):
             # continuing the caller's sequence numbers (SRTP refuses replays)
-            data = _packets(caller, publisher._max_ext + 1, packets, size)
+            data = _packets(caller, publisher._max_ext + 1, packets, size, recorder,
+                            (publisher._last_ts or 0) + 3000)  # fmt: skip
             t0 = time.process_time()
             for i in range(0, len(data), 32):
                 for d in data[i : i + 32]:
@@ -116,7 +170,16 @@ async def run(packets: int, rounds: int, size: int) -> dict[str, Any]:
             per_packet.append((time.process_time() - t0) / len(data) * 1e6)
             await asyncio.sleep(0.05)
         forwarded = sub.packets_sent - sent_before
+        recorded = {}
+        if rec is not None:
+            summary = await rec.stop()
+            recorded = {"recorded_frames": rec.stats.frames_received,
+                        "recorded_segments": rec.stats.segments,
+                        "recorded_frames_lost": rec.stats.frames_lost}  # fmt: skip
+            del summary
         return {
+            **recorded,
+            "recorder": recorder,
             "us_per_packet": round(statistics.median(per_packet), 2),
             "us_per_packet_rounds": [round(x, 2) for x in per_packet],
             "packets": packets * rounds,
@@ -134,11 +197,16 @@ def main() -> None:
     parser.add_argument("--packets", type=int, default=5000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--size", type=int, default=1100)
+    parser.add_argument("--recorder", action="store_true", help="record the camera too")
+    parser.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop")
     parser.add_argument("--tree", help="import the server from this checkout")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     sys.path[:0] = [str(Path(args.tree).resolve() if args.tree else ROOT)]
-    result = asyncio.run(run(args.packets, args.rounds, args.size))
+    from server.core import eventloop
+
+    result = eventloop.run(run(args.packets, args.rounds, args.size, args.recorder), args.loop)
+    result["loop"] = args.loop
     result["tree"] = args.tree or str(ROOT)
     if args.json:
         print(json.dumps(result))
