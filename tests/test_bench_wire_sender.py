@@ -144,6 +144,9 @@ async def test_wire_packets_are_the_clip_frames_as_aiortc_sends_them() -> None:
         return [out[k] for k in sorted(out)]
 
     assert shape(got["wire"], tracks["wire"]) == shape(got["aiortc"], tracks["aiortc"])
+    # and the wire sender's frames went out in one sendmsg each (UDP GSO), not one by one
+    wire = tracks["wire"].wire
+    assert wire is not None and wire._out.gso and wire._out.batches >= len(clip)
     # the same mid value in both (the transceiver's)
     w, o = extensions(got["wire"][0][1][0]), extensions(got["aiortc"][0][1][0])
     assert {i: v for i, v in w.items() if len(v) != 3} == {

@@ -14,6 +14,12 @@ and `rtp_hooks.SenderPort` protects and sends it (it also keeps the RTCRtpSender
 counters, so aiortc's own RTCP task still sends correct sender reports). So the server
 receives what it received from aiortc's sender: same frames, same packet sizes, same fps.
 
+A frame's packets leave in one `sendmsg` (bench/lib/frame_socket.py: UDP GSO, the kernel cuts the
+buffer into the same datagrams; all but a frame's last packet have one size, as GSO
+needs), protected in place in that buffer: on loopback the syscall per datagram was the
+largest cost left (37% of the callers' main thread). Where GSO is refused, or the
+socket's queue is not empty, the packets go one by one through `SenderPort.send`.
+
 Kept from the aiortc path: `Sent` timestamps (taken as the frame's first packet leaves),
 keyframe requests (PLI/FIR) restarting the clip at position 0, RTX retransmission on NACK
 from a history of the last RTP_HISTORY packets (aiortc keeps as many), the stall rule
@@ -38,6 +44,7 @@ from aiortc.rtcrtptransceiver import RTCRtpTransceiver
 from aiortc.rtp import HeaderExtensions, HeaderExtensionsMap, RtpPacket
 
 from bench.lib.clips import CLOCK
+from bench.lib.frame_socket import FrameSocket
 from bench.lib.media import rtp_hooks
 
 RTP_HISTORY = 128  # aiortc's RTP_HISTORY_SIZE: how far back a NACK can reach
@@ -173,6 +180,8 @@ class WirePublisher(rtp_hooks.SenderFeedback):
         neg = rtp_hooks.negotiated(self.transceiver)
         sender: RTCRtpSender = self.transceiver.sender
         self.port = rtp_hooks.SenderPort(sender)
+        self._out = FrameSocket(sender)
+        self._loop = asyncio.get_running_loop()  # once: get_running_loop() calls getpid()
         self._lay = layout(neg.mid, neg.mid_ext_id, neg.abs_send_time_ext_id)
         self._pt, self._rtx_pt = neg.payload_type, neg.rtx_payload_type
         self._frames = templates(self.track.clip, self._lay, self._pt)
@@ -183,6 +192,8 @@ class WirePublisher(rtp_hooks.SenderFeedback):
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
+        if self.port is not None:
+            self._out.close()
 
     # --- sending -------------------------------------------------------------------
 
@@ -199,18 +210,19 @@ class WirePublisher(rtp_hooks.SenderFeedback):
         if track.start is None:
             track.start = now
         try:
-            self._send_frame()
+            self._send_frame(now)
         except ConnectionError:
             self.stop()  # the transport is down: aiortc's _run_rtp ends here too
             return
         due = track.start + track.n / track.fps
-        now = time.monotonic()
         if now - due > STALL_S:  # stalled: do not burst to catch up
             track.start = now - track.n / track.fps
             due = now
-        self._handle = asyncio.get_running_loop().call_later(max(0.0, due - now), self._tick)
+        self._handle = self._loop.call_later(max(0.0, due - now), self._tick)
 
-    def _send_frame(self) -> None:
+    def _send_frame(self, now: float) -> None:
+        """Frame n (clip position pos) now: `Sent` records `now` (microseconds before its
+        first packet leaves)."""
         track, port = self.track, self.port
         assert port is not None
         pos = track.pos
@@ -225,19 +237,39 @@ class WirePublisher(rtp_hooks.SenderFeedback):
         abs_off, pid_off = self._lay.abs_offset, self._lay.payload_offset + 2
         abs_bytes = abs_time.to_bytes(3, "big")
         payload_bytes = 0
+        out = self._out
+        to = out.ready()
         if track.sent is not None:
-            track.sent.add(pos, time.monotonic())  # as the first packet leaves
-        for i, tpl in enumerate(packets):
-            n = len(tpl)
-            buf[:n] = tpl
-            _SEQ_TS_SSRC.pack_into(buf, 2, seq, ts, ssrc)
-            _U16.pack_into(buf, pid_off, 0x8000 | pid)
-            if abs_off is not None:
-                buf[abs_off : abs_off + 3] = abs_bytes
-            port.send(view[:n])
-            history[seq % RTP_HISTORY] = (seq, pos, i, ts, pid, abs_time)
-            payload_bytes += n - self._lay.payload_offset
-            seq = (seq + 1) & 0xFFFF
+            track.sent.add(pos, now)
+        if to is not None:  # one buffer, one sendmsg
+            buf, sizes, at = out.buf, out.sizes, 0
+            sizes.clear()
+            for i, tpl in enumerate(packets):
+                n = len(tpl)
+                buf[at : at + n] = tpl
+                _SEQ_TS_SSRC.pack_into(buf, at + 2, seq, ts, ssrc)
+                _U16.pack_into(buf, at + pid_off, 0x8000 | pid)
+                if abs_off is not None:
+                    buf[at + abs_off : at + abs_off + 3] = abs_bytes
+                m = out.protect(at, n)
+                sizes.append(m)
+                at += m
+                history[seq % RTP_HISTORY] = (seq, pos, i, ts, pid, abs_time)
+                payload_bytes += n - self._lay.payload_offset
+                seq = (seq + 1) & 0xFFFF
+            out.send(*to)
+        else:
+            for i, tpl in enumerate(packets):
+                n = len(tpl)
+                buf[:n] = tpl
+                _SEQ_TS_SSRC.pack_into(buf, 2, seq, ts, ssrc)
+                _U16.pack_into(buf, pid_off, 0x8000 | pid)
+                if abs_off is not None:
+                    buf[abs_off : abs_off + 3] = abs_bytes
+                port.send(view[:n])
+                history[seq % RTP_HISTORY] = (seq, pos, i, ts, pid, abs_time)
+                payload_bytes += n - self._lay.payload_offset
+                seq = (seq + 1) & 0xFFFF
         self.seq = seq
         port.sent(len(packets), payload_bytes)
         port.sent_frame(ts, wall)
