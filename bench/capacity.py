@@ -28,11 +28,15 @@ that picture). Then rooms are added in steps (20, 40, 60, 80, ... 160) until few
 core or the time budget are the limit): the largest step that held is
 `max_rooms_per_process`; the summary has every step (`ramp`: rooms, server cores, fps,
 loss, p50, p95) and `p95_added_latency_ms_at_80` (null when the ramp stopped before).
-The client processes run uvloop (`--client-loop asyncio`: the standard loop).
+The client processes run uvloop (`--client-loop asyncio`: the standard loop) and write
+their clips' RTP packets themselves (bench/lib/wire_sender.py: packetized once, as aiortc
+would; the server receives the same packets), at about half the CPU of aiortc's
+RTCRtpSender (`--client-sender aiortc`); the summary's `client_sender` says which.
 
     python bench/capacity.py [--quick] [--json] [--forwarding rtp]
                              [--skip-baseline] [--max-rooms N] [--soak SECONDS]
                              [--peer auto|janus|none] [--client-loop uvloop|asyncio]
+                             [--client-sender wire|aiortc]
     python bench/capacity.py --viewers N [--json]   # forwarding cost per extra viewer
 
 `--soak SECONDS` (with `--soak-rooms N`, 10 by default) is a memory soak instead: N
@@ -85,6 +89,8 @@ def main() -> None:
                         help="the project server's loop (default: media.event_loop's)")  # fmt: skip
     parser.add_argument("--client-loop", choices=("uvloop", "asyncio"), default="uvloop",
                         help="the client processes' loop")  # fmt: skip
+    parser.add_argument("--client-sender", choices=("wire", "aiortc"), default="wire",
+                        help="how the clients send their clips (aiortc: RTCRtpSender)")  # fmt: skip
     parser.add_argument("--viewers", type=int, default=0,
                         help="cost per extra viewer, 0..N (bench/lib/viewers.py)")  # fmt: skip
     args = parser.parse_args()
@@ -117,12 +123,13 @@ def main() -> None:
         if args.server == "janus":
             from bench.capacity_parts.janus import run_janus_clients
 
-            run_clients_loop(run_janus_clients(args.role, args.port, not args.no_recorder),
-                             args.client_loop)  # fmt: skip
+            run_clients_loop(run_janus_clients(args.role, args.port, not args.no_recorder,
+                                               args.client_sender), args.client_loop)  # fmt: skip
             return
         from bench.capacity_parts.clients import run_clients
 
-        run_clients_loop(run_clients(args.role, args.port), args.client_loop)
+        run_clients_loop(run_clients(args.role, args.port, args.client_sender),
+                         args.client_loop)  # fmt: skip
         return
     from bench.capacity_parts.report import summary_json, table
     from bench.capacity_parts.steps import orchestrate

@@ -240,11 +240,13 @@ def test_capacity_summary_keys_and_ratio() -> None:
             "server": {"recorder": "included", "forwarding": "rtp"},
         },
         "elapsed_s": 70.3,
+        "client_sender": "wire",
     }
     s = summary_json(result)
     # docs/media-performance.md quotes this object: its keys are part of the bench's output.
     assert set(s) == {"baseline", "project", "ratio", "load", "elapsed_s", "ramp",
-                      "ramp_columns"}  # fmt: skip
+                      "ramp_columns", "client_sender"}  # fmt: skip
+    assert s["client_sender"] == "wire"  # how the clients sent (--client-sender)
     assert set(s["baseline"]) == {
         "cores_per_room",
         "mem_mb_per_room",

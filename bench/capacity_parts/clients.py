@@ -1,5 +1,7 @@
 """A process of aiortc clients: role "callers" (publish the camera, receive the screen)
-or "agents" (the reverse), one peer per room. Commands from the orchestrator on stdin,
+or "agents" (the reverse), one peer per room. Each sends its clip with `sender`
+(bench/lib/peers.SENDERS: "wire", the cheap one, or aiortc's RTCRtpSender) and counts
+what it receives at the RTP level (peers.FrameCounter). Commands from the orchestrator on stdin,
 one JSON object a line; answers on stdout. How an offer reaches the server is the
 caller's business (`serve_clients`' `offer`): here the capacity server's RPC port,
 bench/cluster_parts/clients.py the product's own signalling through haproxy."""
@@ -30,19 +32,19 @@ Prepare = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 Connect = Callable[[str, ClipTrack, FrameCounter], Awaitable[tuple[list[RTCPeerConnection], int]]]
 
 
-async def run_clients(role: str, port: int) -> None:
+async def run_clients(role: str, port: int, sender: str = "wire") -> None:
     rpc = await RpcClient.connect(port)
 
     async def offer(name: str, sdp: str) -> str:
         return str(await rpc.call(op="offer", room=name, participant=role[:-1],
                                   role=role[:-1], sdp=sdp))  # fmt: skip
 
-    await serve_clients(role, offer)
+    await serve_clients(role, offer, sender=sender)
 
 
 async def serve_clients(role: str, offer: Offer | None, prepare: Prepare | None = None,
                         close: Callable[[], Awaitable[None]] | None = None,
-                        connect: Connect | None = None) -> None:  # fmt: skip
+                        connect: Connect | None = None, sender: str = "wire") -> None:  # fmt: skip
     """`offer` (one peer connection a room, its offer answered) or `connect` (any)."""
     loopback_ice()
     watch_consent()
@@ -59,7 +61,7 @@ async def serve_clients(role: str, offer: Offer | None, prepare: Prepare | None 
             pcs, want = await connect(name, track, counter)
         else:
             assert offer is not None
-            pc = client_peer(caller, track, counter)
+            pc = client_peer(caller, track, counter, sender)
             await pc.setLocalDescription(await pc.createOffer())
             answer = await offer(name, pc.localDescription.sdp)
             await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))

@@ -23,8 +23,8 @@ from bench.capacity_parts.measure import SCRIPT, Run
 from bench.capacity_parts.room import HOLD_FPS, holds
 from bench.lib.janus_client import JanusError, JanusSession, feed_id, room_id
 from bench.lib.janus_server import JanusProcess
-from bench.lib.media import aiortc_hooks, rtp_hooks
-from bench.lib.peers import ClipTrack, FrameCounter
+from bench.lib.media import rtp_hooks
+from bench.lib.peers import ClipTrack, FrameCounter, add_clip_sender
 from bench.lib.rpc import Child
 from bench.lib.stats import ratio
 from bench.lib.usage import rss_mb
@@ -32,14 +32,10 @@ from bench.lib.usage import rss_mb
 ANCHOR_AFTER_S = 1.0
 
 
-def _vp8_only(t: Any) -> None:
-    t.setCodecPreferences([c for c in t.sender.getCapabilities("video").codecs
-                           if c.mimeType in ("video/VP8", "video/rtx")])  # fmt: skip
-
-
-async def run_janus_clients(role: str, port: int, record: bool) -> None:
+async def run_janus_clients(role: str, port: int, record: bool, sender: str = "wire") -> None:
     """A client process (callers or agents) of a Janus cell: `serve_clients` with VideoRoom
-    peer connections instead of one peer connection a room."""
+    peer connections instead of one peer connection a room, the clip sent by the same
+    sender as the project's cells (`sender`: a fair A/B)."""
     from bench.capacity_parts.clients import serve_clients
 
     session = await JanusSession(f"http://127.0.0.1:{port}/janus").start()
@@ -56,9 +52,7 @@ async def run_janus_clients(role: str, port: int, record: bool) -> None:
         handle = await session.attach()
         await session.create_room(handle, room)
         pub = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        t = pub.addTransceiver(track, direction="sendonly")
-        _vp8_only(t)
-        aiortc_hooks.on_keyframe_request(t.sender, track.keyframe)
+        add_clip_sender(pub, track, sender)
         await pub.setLocalDescription(await pub.createOffer())
         answer = await session.publish(handle, room, feed_id(name, mine),
                                        pub.localDescription.sdp, record and caller)  # fmt: skip
@@ -103,7 +97,7 @@ async def run_janus_clients(role: str, port: int, record: bool) -> None:
             task.cancel()
         await session.close()
 
-    await serve_clients(role, None, close=close, connect=connect)
+    await serve_clients(role, None, close=close, connect=connect, sender=sender)
 
 
 class JanusRun(Run):

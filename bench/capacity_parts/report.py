@@ -49,6 +49,8 @@ def summary_json(result: dict[str, Any]) -> dict[str, Any]:
         "ramp_columns": RAMP_COLUMNS,
         "ratio": None,
         "load": {"before": result["load_before"], "after": result["load_after"]},
+        # how the clients sent their clips (bench/capacity.py --client-sender)
+        "client_sender": result.get("client_sender"),
         "elapsed_s": result.get("elapsed_s"),
     }
     if "baseline" in result:

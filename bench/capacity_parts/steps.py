@@ -208,10 +208,13 @@ async def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
     with_janus = args.peer == "janus" or (args.peer == "auto" and janus_server.available())
     if with_janus and not janus_server.available():
         raise SystemExit("--peer janus: janus is not installed (apt-get install janus)")
-    Run.client_args = ["--client-loop", getattr(args, "client_loop", "uvloop")]
+    sender = getattr(args, "client_sender", "wire")
+    Run.client_args = ["--client-loop", getattr(args, "client_loop", "uvloop"),
+                       "--client-sender", sender]  # fmt: skip
     camera, screen = make_clip(CAMERA), make_clip(SCREEN)  # before the clocks start
     out: dict[str, Any] = {
         "load_before": loadavg(),
+        "client_sender": sender,
         "clips": {
             "camera_kbps": round(clip_bitrate(camera, CAMERA["fps"]) / 1000),
             "screen_kbps": round(clip_bitrate(screen, SCREEN["fps"]) / 1000),

@@ -1,5 +1,6 @@
-"""aiortc client peers for load benches: a publisher sends a pre-encoded clip (aiortc
-packetizes it, nothing is encoded in the client) and remembers when each frame left; a
+"""aiortc client peers for load benches: a publisher sends a pre-encoded clip (nothing is
+encoded in the client: bench/lib/wire_sender.py writes its RTP packets, or with
+`sender="aiortc"` aiortc's RTCRtpSender packetizes it) and remembers when each frame left; a
 subscriber counts complete VP8 frames at the RTP level (no jitter buffer, no decoding,
 except one keyframe to read the frame number the clip draws into its pictures).
 
@@ -18,11 +19,17 @@ from collections.abc import Awaitable, Callable
 import av
 from aiortc import RTCConfiguration, RTCPeerConnection
 from aiortc.mediastreams import MediaStreamTrack
+from aiortc.rtcrtptransceiver import RTCRtpTransceiver
 
 from bench.lib.clips import CLOCK, TB, read_index
 from bench.lib.media import aiortc_hooks, rtp_hooks
+from bench.lib.wire_sender import WirePublisher
 
 HDR = struct.Struct("!BBHII")  # RTP: V/P/X/CC, M/PT, sequence, timestamp, SSRC
+# How a client sends its clip: "wire" (WirePublisher: packetized once, a buffer rewritten
+# per packet) or "aiortc" (its RTCRtpSender, ~2x the client CPU: bench/capacity.py
+# `--client-sender`). The server receives the same packets either way.
+SENDERS = ("wire", "aiortc")
 
 
 class Sent:
@@ -53,6 +60,7 @@ class ClipTrack(MediaStreamTrack):
         self.pos = 0
         self.keyframes = 0  # keyframe requests (each restarts the clip at its keyframe)
         self.start: float | None = None
+        self.wire: WirePublisher | None = None  # when it is sent by one (add_clip_sender)
 
     def keyframe(self) -> None:
         self.pos = 0
@@ -172,25 +180,46 @@ class FrameCounter:
 Tap = Callable[[bytes, int], Awaitable[None] | None]
 
 
-def client_peer(publisher: bool, track: ClipTrack, counter: Tap) -> RTCPeerConnection:
+def vp8_only(t: RTCRtpTransceiver) -> None:
+    prefs = [
+        c
+        for c in t.sender.getCapabilities("video").codecs
+        if c.mimeType in ("video/VP8", "video/rtx")
+    ]
+    t.setCodecPreferences(prefs)
+
+
+def add_clip_sender(pc: RTCPeerConnection, track: ClipTrack, sender: str) -> RTCRtpTransceiver:
+    """A sendonly VP8 transceiver sending `track`'s clip (`sender`: one of SENDERS); a
+    keyframe request (PLI/FIR) restarts the clip at its keyframe either way."""
+    if sender not in SENDERS:
+        raise ValueError(f"sender must be one of {SENDERS}, not {sender!r}")
+    if sender == "wire":
+        wire = WirePublisher(track)
+        t = pc.addTransceiver(wire.carrier, direction="sendonly")
+        wire.bind(t)
+        track.wire = wire
+    else:
+        t = pc.addTransceiver(track, direction="sendonly")
+        aiortc_hooks.on_keyframe_request(t.sender, track.keyframe)
+    vp8_only(t)
+    return t
+
+
+def client_peer(
+    publisher: bool, track: ClipTrack, counter: Tap, sender: str = "wire"
+) -> RTCPeerConnection:
     """A caller (`publisher`: sends the camera, receives the screen) or an agent (receives
     the camera first, sends the screen), VP8 only, counting what it receives with
     `counter`; the track restarts its clip when the server asks for a keyframe."""
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     # docs/protocol.md: the caller's send transceiver first, the agent's receive first
     if publisher:
-        send_t = pc.addTransceiver(track, direction="sendonly")
+        add_clip_sender(pc, track, sender)
         recv_t = pc.addTransceiver("video", direction="recvonly")
     else:
         recv_t = pc.addTransceiver("video", direction="recvonly")
-        send_t = pc.addTransceiver(track, direction="sendonly")
-    for t in (send_t, recv_t):
-        prefs = [
-            c
-            for c in t.sender.getCapabilities("video").codecs
-            if c.mimeType in ("video/VP8", "video/rtx")
-        ]
-        t.setCodecPreferences(prefs)
-    aiortc_hooks.on_keyframe_request(send_t.sender, track.keyframe)
+        add_clip_sender(pc, track, sender)
+    vp8_only(recv_t)
     rtp_hooks.tap_rtp(recv_t.receiver, counter)
     return pc
