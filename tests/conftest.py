@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import time
@@ -17,12 +18,29 @@ from aiohttp import web
 from server.core import config as config_mod
 from server.core.appkeys import DB
 from server.http.app import create_app
-from server.http.auth import hash_password
+from server.http.auth import check_password
 
 # Fixtures of the privacy tests: a moto S3 server for the session, fake AWS credentials.
 from tests.privacy_helpers import aws_env, s3_server  # noqa: F401
 
 PASSWORD = "correct horse battery"
+
+
+@functools.cache
+def fixture_password_hash(password: str) -> str:
+    """The stored hash of a fixture account (Server.add_user): argon2id, as the product
+    stores it, but with the smallest cost parameters (1 pass, 1 MiB).
+
+    argon2 keeps its parameters in the hash string and the product's verify_password reads
+    them from there, so a login to such an account runs the real verification, only
+    cheaper: the product's parameters (3 passes, 64 MiB) cost 0.3-0.6 s per hash and again
+    per login on the loaded CI cores, and the suite creates and logs in hundreds of fixture
+    accounts. Accounts made through the product (admin API, CLI, first run, demo) still get
+    the product's parameters from hash_password; the password rule still applies here."""
+    from argon2 import PasswordHasher
+
+    check_password(password)
+    return PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1).hash(password)
 
 
 # The suite's loop is the one the server runs as shipped (`media.event_loop`: uvloop): the
@@ -79,7 +97,7 @@ class Server:
         return self.app[DB]
 
     async def add_user(self, name: str, role: str = "agent", password: str = PASSWORD) -> None:
-        await self.db.add_user(name, hash_password(password), role, time.time())
+        await self.db.add_user(name, fixture_password_hash(password), role, time.time())
 
     async def agent(self, name: str = "anna") -> Agent:
         if await self.db.user_by_name(name) is None:

@@ -9,6 +9,7 @@ token, so it needs no storage and dies with the login.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import re
@@ -36,9 +37,17 @@ MAX_PASSWORD_CHARS = 64
 MIN_PASSWORD_SCORE = 3
 
 _hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
-# Verifying against this keeps the time of a login with an unknown user name equal to
-# that of a wrong password, so response time does not reveal which accounts exist.
-_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+@functools.cache
+def dummy_hash() -> str:
+    """Verifying against this keeps the time of a login with an unknown user name equal to
+    that of a wrong password, so response time does not reveal which accounts exist.
+
+    Made on first use, not at import: a hash costs 0.3 s, which every `callassist` command
+    paid at start whether or not it answers logins. The server makes it while it builds
+    its app (web_auth.setup), so its first unknown-name login costs what any other does."""
+    return _hasher.hash(secrets.token_urlsafe(16))
 
 
 def check_password(password: str, username: str = "") -> None:
@@ -71,7 +80,7 @@ def hash_password(password: str, username: str = "") -> str:
 
 def verify_password(user: User | None, password: str) -> bool:
     try:
-        return _hasher.verify(user.password_hash if user else _DUMMY_HASH, password) and (
+        return _hasher.verify(user.password_hash if user else dummy_hash(), password) and (
             user is not None
         )
     except (VerifyMismatchError, VerificationError, InvalidHashError):

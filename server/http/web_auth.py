@@ -23,6 +23,7 @@ from server.http.auth import (
     MAX_USERNAME_CHARS,
     check_csrf,
     csrf_token,
+    dummy_hash,
     error,
     login_cookie_name,
     normalize_username,
@@ -142,6 +143,7 @@ def setup(app: web.Application) -> None:
                       FailureBackoff(auth.login_free_failures_per_address, **backoff)),
     )  # fmt: skip
     app[LOGIN_SOCKETS] = LoginSockets()
+    dummy_hash()  # before the first login, not during it (auth.dummy_hash)
     denials.setup(app)
     app.cleanup_ctx.append(_revalidator)
 
