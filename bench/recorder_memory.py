@@ -53,12 +53,18 @@ class Camera:
 
     def __init__(self, track: RoomTrack, clip: list[bytes], offset: int) -> None:
         self.clip, self.pos, self.n = clip, offset % len(clip), 0
+        self.restart = False
         self.upstream = track.attach_upstream(self._restart)
 
     def _restart(self) -> None:
-        self.pos = 0
+        # Noted, done at the next frame: the recorder takes frames synchronously and asks
+        # for a keyframe from inside push() (a segment cut); a restart done there would be
+        # undone as push() moves on to the next position.
+        self.restart = True
 
     def push(self) -> None:
+        if self.restart:
+            self.restart, self.pos = False, 0
         packet = av.Packet(self.clip[self.pos])
         packet.pts, packet.time_base = self.n * (90000 // CAMERA["fps"]), TB
         self.upstream.push(packet, self.pos == 0)

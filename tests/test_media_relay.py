@@ -122,27 +122,6 @@ async def test_a_delivering_subscriber_gets_each_frame_at_once_from_a_keyframe()
         queued.deliver(lambda data, pts: None)
 
 
-async def test_a_keyframe_asked_for_while_a_frame_is_handed_out_waits_for_the_push() -> None:
-    # The recorder asks for a keyframe from inside its sink (a segment cut), i.e. inside
-    # the source's own push: a frame-level source that restarts its clip there would have
-    # the restart undone when push returns (bench/recorder_memory.py lost its segment cuts).
-    rt = RoomTrack("camera", keyframe_min_interval_s=0.0)
-    pushing = [False]
-    calls: list[bool] = []
-    up = rt.attach_upstream(lambda: calls.append(pushing[0]))
-    sink = rt.subscribe()
-    sink.deliver(lambda data, pts: rt.request_keyframe())
-    calls.clear()
-    pushing[0] = True
-    up.push(packet(0), True)
-    pushing[0] = False
-    assert calls == []  # not from inside the push
-    await asyncio.sleep(0)
-    assert calls == [False]  # right after it
-    rt.request_keyframe()  # outside a push: at once, as before
-    assert calls == [False, False]
-
-
 async def test_keyframe_requests_coalesced_and_rate_limited() -> None:
     rt = RoomTrack("camera", keyframe_min_interval_s=0.2)
     req = Requests()

@@ -240,8 +240,7 @@ class RoomTrack:
         self._last_out_time = 0.0
         self._kf_wanted = False
         self._kf_last_sent = float("-inf")
-        self._kf_timer: asyncio.Handle | None = None
-        self._fanning = False  # a frame is being handed to the frame subscribers
+        self._kf_timer: asyncio.TimerHandle | None = None
         self._kf_tasks: set[asyncio.Future[Any]] = set()
         self._closed = False
         # counters
@@ -331,18 +330,6 @@ class RoomTrack:
         now = time.monotonic()
         pts = self._rewrite_pts(upstream, pts, now)
         need_keyframe = False
-        self._fanning = True
-        try:
-            need_keyframe = self._fan(data, pts, keyframe, packet)
-        finally:
-            self._fanning = False
-        if need_keyframe:
-            # Also a retry: a lost PLI would otherwise leave a subscriber waiting for the
-            # encoder's own next keyframe (aiortc's VP8 GOP is 100 s). Rate-limited.
-            self.request_keyframe()
-
-    def _fan(self, data: bytes, pts: int, keyframe: bool, packet: av.Packet | None) -> bool:
-        need_keyframe = False
         for sub in list(self._subscribers):
             if sub.sink is not None:
                 dropped, need = sub._give(data, pts, keyframe)
@@ -354,7 +341,10 @@ class RoomTrack:
                 dropped, need = sub._offer(packet, keyframe)
             self.frames_dropped += dropped
             need_keyframe = need_keyframe or need
-        return need_keyframe
+        if need_keyframe:
+            # Also a retry: a lost PLI would otherwise leave a subscriber waiting for the
+            # encoder's own next keyframe (aiortc's VP8 GOP is 100 s). Rate-limited.
+            self.request_keyframe()
 
     def frame_gap(self) -> None:
         """Frames were lost before reaching the frame subscribers: each resumes at the
@@ -424,13 +414,8 @@ class RoomTrack:
         # to the current iteration: a timer armed by time.monotonic() fires that early).
         loop = asyncio.get_running_loop()
         wait = self._kf_last_sent + self.keyframe_min_interval_s - loop.time()
-        if wait <= 0 and not self._fanning:
+        if wait <= 0:
             self._send_keyframe_request()
-        elif wait <= 0:
-            # Asked while a frame is being handed out (the recorder takes frames
-            # synchronously): the source is inside its own push, and a frame-level source
-            # that restarts its clip there would have the restart undone as push returns.
-            self._kf_timer = loop.call_soon(self._kf_timer_fired)
         else:
             self._kf_timer = loop.call_later(wait, self._kf_timer_fired)
 
