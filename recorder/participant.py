@@ -246,8 +246,9 @@ class RecorderParticipant:
         self._track = self.source.subscribe()
         deliver = getattr(self._track, "deliver", None)
         if deliver is not None:
-            # Each frame straight from the forwarder (no queue, no task wake-up and no
-            # av.Packet per frame: a third of the recorder's cost in a live room, #18).
+            # Each frame straight from the forwarder: no queue, no task wake-up and no
+            # av.Packet per frame (simpler per frame; measured, it did not lower the
+            # recorder's cost beyond noise: docs/media-performance.md, #18).
             deliver(self._on_frame_sync)
         self._writer_task = asyncio.create_task(self._writer(), name=f"recorder-writer-{self.id}")
         self._pump_task = asyncio.create_task(self._pump(), name=f"recorder-pump-{self.id}")
