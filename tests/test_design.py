@@ -199,7 +199,16 @@ async def test_shared_screen_takes_the_screen(call: Call) -> None:
     # The controls lie over the picture, fade when idle and stay usable.
     controls = caller.locator(".controls")
     await expect(caller.locator("#view-call")).to_have_class("view view-call idle", timeout=10_000)
-    assert float(await controls.evaluate("c => getComputedStyle(c).opacity")) < 1
+    # The fade is a 0.6 s transition: the class is there before the opacity has moved.
+    await controls.evaluate(
+        """c => new Promise((done, fail) => {
+            const until = performance.now() + 5000;
+            const look = () => parseFloat(getComputedStyle(c).opacity) < 1 ? done()
+                : performance.now() > until ? fail(new Error("the controls did not fade"))
+                : requestAnimationFrame(look);
+            look();
+        })"""
+    )
     await caller.get_by_test_id("screen-video").click()
     await expect(caller.locator("#view-call")).not_to_have_class("view view-call idle")
     # A tap on the preview moves it to the other corner.
