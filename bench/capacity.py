@@ -83,6 +83,8 @@ def main() -> None:
     parser.add_argument("--server", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--no-recorder", action="store_true", help="project room without it")
+    parser.add_argument("--no-send-batching", action="store_true",
+                        help="project server with media.send_batching = false")  # fmt: skip
     parser.add_argument("--peer", choices=("auto", "janus", "none"), default="auto",
                         help="compare with Janus (auto: when installed)")  # fmt: skip
     parser.add_argument("--event-loop", choices=("uvloop", "asyncio"), default=None,
@@ -112,7 +114,8 @@ def main() -> None:
             from bench.capacity_parts.project_server import run_server_project
             from bench.lib.media import run_server
 
-            run_server(run_server_project(args.forwarding, not args.no_recorder),
+            run_server(run_server_project(args.forwarding, not args.no_recorder,
+                                          not args.no_send_batching),
                        args.event_loop)  # fmt: skip
         return
     if args.role in ("callers", "agents"):

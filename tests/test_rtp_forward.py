@@ -105,6 +105,9 @@ class FakePort:
     def sent_frame(self, rtp_timestamp: int, wallclock: float) -> None:
         pass
 
+    def close(self) -> None:
+        self.closed = True
+
 
 class Fakes:
     """Stands in for rtp_hooks' aiortc side: records taps and RTCP sent upstream."""
@@ -128,7 +131,7 @@ class Fakes:
             abs_send_time_ext_id=2 if out else 3,
         )
 
-    def port(self, sender: Any) -> FakePort:
+    def port(self, sender: Any, batch: bool = True) -> FakePort:
         return self.ports.setdefault(sender, FakePort())
 
     async def pli(self, receiver: Any, ssrc: int) -> bool:

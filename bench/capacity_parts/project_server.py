@@ -18,10 +18,12 @@ from bench.lib.media import FORWARDINGS, MediaRoom, camera_source, loopback
 from bench.lib.rpc import serve_rpc
 
 
-async def run_server_project(forwarding: str | None, with_recorder: bool) -> None:
+async def run_server_project(
+    forwarding: str | None, with_recorder: bool, send_batching: bool = True
+) -> None:
     # RTP-level forwarding is the only media path now (media.forwarding was retired); the
     # JSON keeps its `forwarding` field for comparisons with older results.
-    config = loopback()
+    config = loopback(send_batching=send_batching)
     loop = type(asyncio.get_running_loop()).__module__.split(".")[0]  # uvloop or asyncio
     watch_consent()
     # why peer connections ended (a soak): (monotonic time, room, participant, state)
@@ -77,7 +79,8 @@ async def run_server_project(forwarding: str | None, with_recorder: bool) -> Non
             return top
         if msg["op"] == "summary":
             out: dict[str, Any] = {"recorder": recorder_status, "forwarding": forwarding,
-                                   "event_loop": loop}  # fmt: skip
+                                   "event_loop": loop, "send_batching": send_batching,
+                                   "send_batches": send_batches(rooms)}  # fmt: skip
             out["pc_ended"] = [e for e in pc_events if e[3] in ("failed", "closed")]
             out["consent_expired"] = consent_expiries()
             out["loop_lag_max_s"] = lag_max()
@@ -104,3 +107,18 @@ async def run_server_project(forwarding: str | None, with_recorder: bool) -> Non
     port = await serve_rpc(handle)
     print(json.dumps({"port": port, "forwarding": forwarding, "event_loop": loop}), flush=True)
     await asyncio.Event().wait()
+
+
+def send_batches(rooms: dict[str, MediaRoom]) -> dict[str, Any]:
+    """How the forwarded packets went out (server/media/send_batch.py's counters, summed
+    over every subscriber): datagrams sent by the outboxes, the sendmsg calls that carried
+    several, datagrams that took the transport's own path when a socket was full."""
+    datagrams = batches = queued = 0
+    for room in rooms.values():
+        for part in room._participants.values():
+            sub = getattr(part.leg, "subscription", None)
+            out = getattr(getattr(sub, "port", None), "outbox", None)
+            if out is not None:
+                datagrams, batches = datagrams + out.datagrams, batches + out.batches
+                queued += out.queued
+    return {"datagrams": datagrams, "gso_sendmsg": batches, "to_transport": queued}

@@ -40,6 +40,8 @@ def summary_json(result: dict[str, Any]) -> dict[str, Any]:
             "loss": pm["loss"],
             "forwarding": p["server"].get("forwarding"),
             "event_loop": p["server"].get("event_loop"),
+            "send_batching": p["server"].get("send_batching"),
+            "send_batches": p["server"].get("send_batches"),
             "recorder": p["server"].get("recorder"),
             "stopped_by": p["stopped_by"],
             "client_cores_per_room": client_cores_per_room(pm),

@@ -28,9 +28,12 @@ async def run_baseline(quick: bool) -> dict[str, Any]:
 
 
 def project_args(
-    forwarding: str | None, recorder: bool, event_loop: str | None = None
-) -> list[str]:
+    forwarding: str | None, recorder: bool, event_loop: str | None = None,
+    send_batching: bool = True,
+) -> list[str]:  # fmt: skip
     args = ["--server", "project"]
+    if not send_batching:
+        args.append("--no-send-batching")
     if forwarding:
         args += ["--forwarding", forwarding]
     if event_loop:
@@ -220,9 +223,10 @@ async def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
             "screen_kbps": round(clip_bitrate(screen, SCREEN["fps"]) / 1000),
         },
     }
+    batching = not args.no_send_batching  # media.send_batching of the project's server
     if args.soak:
         out["soak"] = await run_soak(
-            project_args(args.forwarding, not args.no_recorder, args.event_loop),
+            project_args(args.forwarding, not args.no_recorder, args.event_loop, batching),
             args.soak,
             args.soak_rooms,
         )
@@ -234,7 +238,7 @@ async def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
     budget = 75 if args.quick else 300
     out["project"] = await run_project(
         args.quick,
-        project_args(args.forwarding, not args.no_recorder, args.event_loop),
+        project_args(args.forwarding, not args.no_recorder, args.event_loop, batching),
         args.max_rooms,
         started + budget - 20,
         args.profile,
@@ -245,8 +249,8 @@ async def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
         out["janus"] = await compare(
             args.quick,
             {
-                "recorded": project_args(args.forwarding, True, args.event_loop),
-                "forwarding": project_args(args.forwarding, False, args.event_loop),
+                "recorded": project_args(args.forwarding, True, args.event_loop, batching),
+                "forwarding": project_args(args.forwarding, False, args.event_loop, batching),
             },
             args.max_rooms,
         )

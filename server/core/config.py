@@ -156,6 +156,11 @@ class MediaConfig:
     subscriber_queue_frames: int = 60
     # Minimum spacing of keyframe requests sent upstream to one source.
     keyframe_min_interval_s: float = 0.3
+    # The packets one subscriber is forwarded in one pass of the event loop go out in one
+    # `sendmsg` (UDP GSO: the peer receives the same datagrams; server/media/send_batch.py).
+    # Falls back to one send per packet by itself where the kernel refuses it; false is
+    # for comparing (bench/capacity.py --no-send-batching).
+    send_batching: bool = True
     # Remote ICE candidates (in offers and `candidate` messages) are used only at public
     # addresses: the server must not be made to send STUN into its own networks. A
     # deployment whose callers reach it over a LAN/VPN allows private ranges (RFC 1918,

@@ -435,7 +435,8 @@ class MediaRoom:
             elif client_recvs and leg.receive_t is None:
                 leg.receive_t = t
                 leg.subscription = RtpSubscriber(
-                    receive_track, t, on_codec=self._codec_reporter(part, receive_track.name)
+                    receive_track, t, on_codec=self._codec_reporter(part, receive_track.name),
+                    send_batching=self.config.send_batching,
                 )
                 t.sender.replaceTrack(leg.subscription)
             t.direction = _DIRECTION[(t is leg.publish_t, t is leg.receive_t)]

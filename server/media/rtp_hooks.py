@@ -77,6 +77,7 @@ from pylibsrtp._binding import ffi as srtp_ffi
 from pylibsrtp._binding import lib as srtp_lib
 
 from server.core.eventloop import copies_on_wait
+from server.media.send_batch import Outbox
 
 logger = logging.getLogger(__name__)
 
@@ -458,9 +459,12 @@ class SenderPort:
     """Sends hand-made RTP packets as one RTCRtpSender (its SSRCs, its transport), and
     keeps the sender's own counters right so its RTCP sender reports and getStats() do."""
 
-    def __init__(self, sender: RTCRtpSender) -> None:
+    def __init__(self, sender: RTCRtpSender, batch: bool = True) -> None:
+        """batch: packets forwarded in one pass of the loop go out together
+        (server/media/send_batch.py); False: each at once, through the transport."""
         ensure_compat()
         self.sender = sender
+        self.outbox: Outbox | None = Outbox() if batch else None
         self.ssrc: int = sender._ssrc
         self.rtx_ssrc: int = sender._rtx_ssrc
         self._transport: RTCDtlsTransport = sender.transport
@@ -486,15 +490,25 @@ class SenderPort:
             protect = self._protect = _Srtp(t._tx_srtp, protect=True)
         n = protect(data)
         transport = pair.protocol.transport
+        out = self.outbox
+        if out is None or not out.send(transport, pair.remote_addr, protect.view[:n]):
+            self._send_now(transport, pair.remote_addr, protect.view[:n])
+        t._RTCDtlsTransport__tx_bytes += n  # type: ignore[attr-defined]
+        t._RTCDtlsTransport__tx_packets += 1  # type: ignore[attr-defined]
+
+    def _send_now(self, transport: Any, addr: tuple[str, int], view: memoryview) -> None:
         copy = self._copy
         if copy is None:
             copy = self._copy = not copies_on_wait(transport)
         if copy:
-            transport.sendto(bytes(protect.view[:n]), pair.remote_addr)
+            transport.sendto(bytes(view), addr)
         else:
-            transport.sendto(protect.view[:n], pair.remote_addr)
-        t._RTCDtlsTransport__tx_bytes += n  # type: ignore[attr-defined]
-        t._RTCDtlsTransport__tx_packets += 1  # type: ignore[attr-defined]
+            transport.sendto(view, addr)
+
+    def close(self) -> None:
+        """Sends what the outbox holds and closes its duplicate socket."""
+        if self.outbox is not None:
+            self.outbox.close()
 
     def sent(self, packets: int, payload_bytes: int) -> None:
         s = self.sender

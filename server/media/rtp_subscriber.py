@@ -104,11 +104,13 @@ class RtpSubscriber(MediaStreamTrack, rtp_hooks.SenderFeedback):
         source: RoomTrack,
         transceiver: RTCRtpTransceiver,
         on_codec: Callable[[str | None], None] | None = None,
+        send_batching: bool = True,
     ) -> None:
         """on_codec(codec): the publisher sends `codec`, which this leg did not negotiate
         (nothing is forwarded: there is no transcoding); on_codec(None) once it matches
-        again."""
+        again. send_batching: media.send_batching (rtp_hooks.SenderPort)."""
         super().__init__()
+        self._send_batching = send_batching
         self._on_codec = on_codec
         self.codec_mismatch: str | None = None
         self._pt_by_codec: dict[str, tuple[int, int | None]] = {}
@@ -172,6 +174,8 @@ class RtpSubscriber(MediaStreamTrack, rtp_hooks.SenderFeedback):
         if self._ended is not None and not self._ended.done():
             self._ended.set_result(None)
         rtp_hooks.on_sender_rtcp(self._transceiver.sender, None, only=self)
+        if self.port is not None:
+            self.port.close()
         self._history.release()
         self._last_pid_pkt = self._last_tl0_pkt = None
         if source is not None:
@@ -184,7 +188,7 @@ class RtpSubscriber(MediaStreamTrack, rtp_hooks.SenderFeedback):
 
     def _bind(self) -> None:
         neg = rtp_hooks.negotiated(self._transceiver)
-        self.port = rtp_hooks.SenderPort(self._transceiver.sender)
+        self.port = rtp_hooks.SenderPort(self._transceiver.sender, batch=self._send_batching)
         self._pt = neg.payload_type
         self._rtx_pt = neg.rtx_payload_type
         # A leg may have negotiated VP8 and H264 (docs/media-performance.md, "Codecs"): each

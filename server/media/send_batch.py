@@ -1,0 +1,188 @@
+"""The packets for one peer that the loop forwards in one pass, sent in one `sendmsg`.
+
+Why: at 10 recorded rooms the server's main thread spent 35% of its CPU inside `sendmsg`
+(py-spy --native, bench/capacity.py), one call per forwarded packet. A publisher's
+packets come in bursts (a video frame is several packets sent back to back), the loop
+reads a burst in one poll and forwards each packet as it reads it, so a subscriber gets
+several packets in one pass of the loop. An `Outbox` holds those packets, already
+protected, end to end in one buffer, and sends them when the loop has run this pass's
+callbacks (one `call_soon`), with UDP_SEGMENT (UDP GSO): the kernel cuts the buffer into
+the same datagrams, every one `gso_size` bytes but the last of a run, which may be shorter.
+The peer receives exactly the datagrams it would have, in the same order; what is saved is
+the walk through the kernel's UDP/IP stack per packet (and on loopback the receiver's side
+of it, which runs inside the sender's call).
+
+A packet waits at most until the loop's next pass (microseconds; a loop that is behind
+delays every packet anyway). The transport's own path (`transport.sendto`, one packet at
+a time) is taken when batching cannot keep the order or is not possible:
+- the transport is not a plain UDP socket of asyncio's or uvloop's (a TURN relay: aioice's
+  TurnTransport wraps each packet for the TURN server), or gives no socket;
+- the transport has bytes queued (its socket was full): a packet must not overtake them;
+- the socket is full in the middle of a batch: the rest of the batch goes to the
+  transport's queue, in order;
+- the kernel refuses UDP_SEGMENT (an old kernel, a device without checksum offload):
+  from then on this outbox sends one packet at a time.
+
+The outbox sends on a duplicate of the transport's socket (`sendmsg` with ancillary data
+is not in the transport API), which it closes when the transport changes, is closing, or
+`close()` is called: the duplicate must not keep a closed peer connection's port bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import struct
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+UDP_SEGMENT = getattr(socket, "UDP_SEGMENT", 103)  # linux/udp.h (Python 3.11 lacks it)
+# The kernel's limit is 64 segments (UDP_MAX_SEGMENTS; 128 since Linux 6.2) and one UDP
+# datagram's 65,507 bytes of payload for the whole buffer.
+MAX_SEGMENTS = 64
+MAX_BYTES = 60000
+_GSO_SIZE = struct.Struct("=H")
+_PLAIN = ("uvloop", "asyncio.")  # modules of the transports that are a UDP socket
+
+
+def _plain_socket(transport: asyncio.BaseTransport) -> Any:
+    if not type(transport).__module__.startswith(_PLAIN):
+        return None
+    return transport.get_extra_info("socket")
+
+
+class Outbox:
+    """Protected packets for one destination, sent together at the end of the loop's pass.
+
+    `send(transport, addr, data)` takes a packet (copies it) or returns False: the caller
+    sends it through the transport itself (see the module's docstring for when)."""
+
+    __slots__ = (
+        "_addr", "_buf", "_dup", "_dup_of", "_pos", "_scheduled", "_sizes", "_transport",
+        "_view", "batches", "datagrams", "dropped", "gso", "queued",
+    )  # fmt: skip
+
+    def __init__(self) -> None:
+        self._buf = bytearray(MAX_BYTES)
+        self._view = memoryview(self._buf)
+        self._sizes: list[int] = []
+        self._pos = 0
+        self._transport: Any = None  # what the packets held now go out on
+        self._addr: tuple[str, int] | None = None
+        self._dup: socket.socket | None = None  # a duplicate of _dup_of's socket
+        self._dup_of: Any = None  # the transport _dup belongs to (None: not a plain one)
+        self._scheduled = False
+        self.gso = True  # until the kernel refuses it
+        # counters: datagrams sent, sendmsg calls that carried several, datagrams handed
+        # to the transport's own queue (socket full), datagrams held when the transport closed
+        self.datagrams = 0
+        self.dropped = 0
+        self.batches = 0
+        self.queued = 0
+
+    def send(self, transport: Any, addr: tuple[str, int], data: memoryview) -> bool:
+        if self._sizes and (transport is not self._transport or addr != self._addr):
+            self.flush()  # another pair (an ICE restart): what was for the old one first
+        if not self.gso or transport.get_write_buffer_size() or transport.is_closing():
+            if self._sizes:
+                self.flush()
+            return False
+        if transport is not self._dup_of:
+            self._bind(transport)
+        if self._dup is None:
+            return False  # not a plain UDP socket (a TURN relay)
+        n = len(data)
+        if self._pos + n > MAX_BYTES or len(self._sizes) >= MAX_SEGMENTS:
+            self.flush()
+        pos = self._pos
+        self._view[pos : pos + n] = data
+        self._pos = pos + n
+        self._sizes.append(n)
+        self._transport, self._addr = transport, addr
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush_soon)
+        return True
+
+    def _bind(self, transport: Any) -> None:
+        self._close_dup()
+        self._dup_of = transport
+        sock = _plain_socket(transport)
+        if sock is None:
+            return
+        try:
+            dup = socket.socket(fileno=os.dup(sock.fileno()))
+            dup.setblocking(False)
+        except OSError as exc:
+            log.warning("send batching off for a transport: cannot duplicate its socket: %s", exc)
+            return
+        self._dup = dup
+
+    def _flush_soon(self) -> None:
+        self._scheduled = False
+        self.flush()
+
+    def flush(self) -> None:
+        """Send what is held now, in order."""
+        sizes, transport, addr = self._sizes, self._transport, self._addr
+        if not sizes:
+            return
+        self._sizes, self._pos = [], 0
+        dup, view = self._dup, self._view
+        if transport.is_closing():
+            self.dropped += len(sizes)  # closed in this pass: the peer connection is gone
+            return
+        if dup is None or transport is not self._dup_of or transport.get_write_buffer_size():
+            self._to_transport(transport, addr, sizes, 0, 0)
+            return
+        total, i, pos = len(sizes), 0, 0
+        while i < total:
+            # a run of equal sizes whose last may be shorter: what GSO cuts
+            seg = sizes[i]
+            j, end = i + 1, pos + seg
+            while j < total and sizes[j] <= seg:
+                end += sizes[j]
+                j += 1
+                if sizes[j - 1] < seg:
+                    break
+            try:
+                if j - i == 1:
+                    dup.sendto(view[pos:end], addr)
+                else:
+                    dup.sendmsg([view[pos:end]], [(socket.SOL_UDP, UDP_SEGMENT,
+                                                   _GSO_SIZE.pack(seg))], 0, addr)  # fmt: skip
+                    self.batches += 1
+            except BlockingIOError:
+                self._to_transport(transport, addr, sizes, i, pos)  # the socket is full
+                return
+            except OSError as exc:
+                if j - i > 1:
+                    self.gso = False
+                    log.warning("send batching off: the kernel refused UDP_SEGMENT: %s", exc)
+                self._to_transport(transport, addr, sizes, i, pos)
+                return
+            self.datagrams += j - i
+            i, pos = j, end
+
+    def _to_transport(self, transport: Any, addr: Any, sizes: list[int], i: int, pos: int) -> None:
+        """Packets i.. (from pos) through the transport's own path, in order; as copies:
+        uvloop keeps the buffer it is given until it has sent it."""
+        view = self._view
+        for n in sizes[i:]:
+            transport.sendto(bytes(view[pos : pos + n]), addr)
+            pos += n
+        self.queued += len(sizes) - i
+
+    def _close_dup(self) -> None:
+        dup, self._dup, self._dup_of = self._dup, None, None
+        if dup is not None:
+            dup.close()  # the duplicate only: the transport's socket stays open
+
+    def close(self) -> None:
+        """Send what is held, then let go of the duplicate socket."""
+        if self._sizes and self._transport is not None:
+            self.flush()
+        self._close_dup()
