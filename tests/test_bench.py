@@ -266,6 +266,8 @@ def test_capacity_summary_keys_and_ratio() -> None:
         "loss",
         "forwarding",
         "event_loop",
+        "send_batching",
+        "send_batches",
         "recorder",
         "stopped_by",
         "client_cores_per_room",

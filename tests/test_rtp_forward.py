@@ -95,7 +95,7 @@ class FakePort:
         self.sent_packets: list[bytes] = []
         self.counted = [0, 0]
 
-    def send(self, data: bytes | memoryview) -> None:
+    def send(self, data: bytes | memoryview, last: bool = False) -> None:
         self.sent_packets.append(bytes(data))  # a view of the history: copied, as SRTP does
 
     def sent(self, packets: int, payload_bytes: int) -> None:
@@ -427,11 +427,11 @@ async def test_loss_towards_the_agent_is_repaired_from_history(room: MediaRoom) 
         original = port.send
         count = [0]
 
-        def lossy(data: bytes) -> None:
+        def lossy(data: bytes, last: bool = False) -> None:
             count[0] += 1
             if count[0] % 20 == 0:
                 return  # 5% of what the server sends the agent
-            original(data)
+            original(data, last)
 
         port.send = lossy
         took = await agent.wait_frames(60, 6)

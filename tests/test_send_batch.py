@@ -78,6 +78,24 @@ def test_a_burst_goes_out_in_sendmsg_runs_as_the_same_datagrams(loop_name: str) 
 
 
 @pytest.mark.parametrize("loop_name", LOOPS)
+def test_a_frames_last_packet_sends_what_is_held_at_once(loop_name: str) -> None:
+    frame = _packets([1100, 1100, 800])
+
+    async def body(transport: Any, receiver: socket.socket) -> None:
+        out = Outbox()
+        addr = receiver.getsockname()
+        for i, p in enumerate(frame):
+            assert out.send(transport, addr, memoryview(p), last=i == len(frame) - 1)
+        assert (out.datagrams, out.batches) == (3, 1)  # not waiting for the loop's pass
+        assert _received(receiver, 3) == frame
+        # a frame of one packet: nothing to join, the caller sends it at once
+        assert not out.send(transport, addr, memoryview(frame[0]), last=True)
+        out.close()
+
+    _run(loop_name, body)
+
+
+@pytest.mark.parametrize("loop_name", LOOPS)
 def test_a_kernel_refusing_gso_gets_the_same_datagrams_one_at_a_time(loop_name: str) -> None:
     sent = _packets([1000, 1000, 1000, 400])
 

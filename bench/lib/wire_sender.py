@@ -179,7 +179,7 @@ class WirePublisher(rtp_hooks.SenderFeedback):
         assert self.transceiver is not None, "bind() before the sender starts"
         neg = rtp_hooks.negotiated(self.transceiver)
         sender: RTCRtpSender = self.transceiver.sender
-        self.port = rtp_hooks.SenderPort(sender)
+        self.port = rtp_hooks.SenderPort(sender, batch=False)  # FrameSocket batches
         self._out = FrameSocket(sender)
         self._loop = asyncio.get_running_loop()  # once: get_running_loop() calls getpid()
         self._lay = layout(neg.mid, neg.mid_ext_id, neg.abs_send_time_ext_id)

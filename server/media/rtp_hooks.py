@@ -472,9 +472,11 @@ class SenderPort:
         self._protect: _Srtp | None = None
         self._copy: bool | None = None  # copies_on_wait of the pair's transport, once seen
 
-    def send(self, data: bytes | memoryview) -> None:
-        """Protect and send one RTP packet (any bytes-like object: it is copied), at once;
-        ConnectionError when the transport is down. What `RTCDtlsTransport._send_rtp` does,
+    def send(self, data: bytes | memoryview, last: bool = False) -> None:
+        """Protect and send one RTP packet (any bytes-like object: it is copied), at once or
+        with the packets forwarded after it in this pass of the loop (`outbox`; `last`: the
+        frame's last packet, which sends what is held); ConnectionError when the transport
+        is down. What `RTCDtlsTransport._send_rtp` does,
         without its four coroutine frames (`_send_rtp` -> `Connection.send` -> `sendto` ->
         `StunProtocol.send_data`, none of which ever waits) and without a bytes object per
         packet: protected in the SRTP session's buffer, which goes to the nominated pair's
@@ -491,7 +493,7 @@ class SenderPort:
         n = protect(data)
         transport = pair.protocol.transport
         out = self.outbox
-        if out is None or not out.send(transport, pair.remote_addr, protect.view[:n]):
+        if out is None or not out.send(transport, pair.remote_addr, protect.view[:n], last):
             self._send_now(transport, pair.remote_addr, protect.view[:n])
         t._RTCDtlsTransport__tx_bytes += n  # type: ignore[attr-defined]
         t._RTCDtlsTransport__tx_packets += 1  # type: ignore[attr-defined]

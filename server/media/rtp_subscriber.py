@@ -326,7 +326,7 @@ class RtpSubscriber(MediaStreamTrack, rtp_hooks.SenderFeedback):
         port = self.port
         assert port is not None
         try:
-            port.send(view)
+            port.send(view, pkt.marker)
         except ConnectionError:
             return
         self.packets_sent += 1

@@ -5,16 +5,18 @@ Why: at 10 recorded rooms the server's main thread spent 35% of its CPU inside `
 packets come in bursts (a video frame is several packets sent back to back), the loop
 reads a burst in one poll and forwards each packet as it reads it, so a subscriber gets
 several packets in one pass of the loop. An `Outbox` holds those packets, already
-protected, end to end in one buffer, and sends them when the loop has run this pass's
-callbacks (one `call_soon`), with UDP_SEGMENT (UDP GSO): the kernel cuts the buffer into
-the same datagrams, every one `gso_size` bytes but the last of a run, which may be shorter.
-The peer receives exactly the datagrams it would have, in the same order; what is saved is
-the walk through the kernel's UDP/IP stack per packet (and on loopback the receiver's side
-of it, which runs inside the sender's call).
+protected, end to end in one buffer, and sends them with the frame's last packet (the
+marker bit) or else when the loop has run this pass's callbacks (one `call_soon`), with
+UDP_SEGMENT (UDP GSO): the kernel cuts the buffer into the same datagrams, every one
+`gso_size` bytes but the last of a run, which may be shorter. The peer receives exactly
+the datagrams it would have, in the same order; what is saved is the walk through the
+kernel's UDP/IP stack per packet (and on loopback the receiver's side of it, which runs
+inside the sender's call).
 
-A packet waits at most until the loop's next pass (microseconds; a loop that is behind
-delays every packet anyway). The transport's own path (`transport.sendto`, one packet at
-a time) is taken when batching cannot keep the order or is not possible:
+A packet waits at most for the rest of its frame or the loop's next pass (microseconds;
+a loop that is behind delays every packet anyway). The transport's own path
+(`transport.sendto`, one packet at a time) is taken when batching cannot keep the order
+or is not possible:
 - the transport is not a plain UDP socket of asyncio's or uvloop's (a TURN relay: aioice's
   TurnTransport wraps each packet for the TURN server), or gives no socket;
 - the transport has bytes queued (its socket was full): a packet must not overtake them;
@@ -57,8 +59,8 @@ def _plain_socket(transport: asyncio.BaseTransport) -> Any:
 class Outbox:
     """Protected packets for one destination, sent together at the end of the loop's pass.
 
-    `send(transport, addr, data)` takes a packet (copies it) or returns False: the caller
-    sends it through the transport itself (see the module's docstring for when)."""
+    `send(transport, addr, data, last)` takes a packet (copies it) or returns False: the
+    caller sends it through the transport itself (see the module's docstring for when)."""
 
     __slots__ = (
         "_addr", "_buf", "_dup", "_dup_of", "_pos", "_scheduled", "_sizes", "_transport",
@@ -83,7 +85,13 @@ class Outbox:
         self.batches = 0
         self.queued = 0
 
-    def send(self, transport: Any, addr: tuple[str, int], data: memoryview) -> bool:
+    def send(
+        self, transport: Any, addr: tuple[str, int], data: memoryview, last: bool = False
+    ) -> bool:
+        """last: the last packet of a frame (the forwarder knows it by the marker bit):
+        what is held goes out now with it, not at the end of the loop's pass."""
+        if last and not self._sizes:
+            return False  # nothing to join: a frame of one packet goes at once
         if self._sizes and (transport is not self._transport or addr != self._addr):
             self.flush()  # another pair (an ICE restart): what was for the old one first
         if not self.gso or transport.get_write_buffer_size() or transport.is_closing():
@@ -102,7 +110,9 @@ class Outbox:
         self._pos = pos + n
         self._sizes.append(n)
         self._transport, self._addr = transport, addr
-        if not self._scheduled:
+        if last:
+            self.flush()
+        elif not self._scheduled:
             self._scheduled = True
             asyncio.get_running_loop().call_soon(self._flush_soon)
         return True
@@ -134,6 +144,7 @@ class Outbox:
         dup, view = self._dup, self._view
         if transport.is_closing():
             self.dropped += len(sizes)  # closed in this pass: the peer connection is gone
+            self._close_dup()
             return
         if dup is None or transport is not self._dup_of or transport.get_write_buffer_size():
             self._to_transport(transport, addr, sizes, 0, 0)
