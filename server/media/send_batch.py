@@ -97,6 +97,8 @@ class Outbox:
         if not self.gso or transport.get_write_buffer_size() or transport.is_closing():
             if self._sizes:
                 self.flush()
+            if transport is self._dup_of and transport.is_closing():
+                self._close_dup()
             return False
         if transport is not self._dup_of:
             self._bind(transport)
