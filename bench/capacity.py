@@ -37,6 +37,7 @@ RTCRtpSender (`--client-sender aiortc`); the summary's `client_sender` says whic
                              [--skip-baseline] [--max-rooms N] [--soak SECONDS]
                              [--peer auto|janus|none] [--client-loop uvloop|asyncio]
                              [--client-sender wire|aiortc]
+                             [--warmup S] [--window S]
     python bench/capacity.py --viewers N [--json]   # forwarding cost per extra viewer
 
 `--soak SECONDS` (with `--soak-rooms N`, 10 by default) is a memory soak instead: N
@@ -48,6 +49,9 @@ the longest event-loop lag in each process, the clips' keyframe requests and fra
 and the namespace's UDP receive errors; then one measurement (`soak.final`), `mem_mb_per_room`,
 `growth_mb_per_room_per_min` (from a quarter of the samples on) and the server's peer
 connections that ended (`server_pc_ended`: seconds, room, participant, state).
+
+`--warmup S` / `--window S` replace every measurement's warm-up and window (a smoke run:
+the JSON's keys in less time; the figures of a short window are noisier).
 
 Every process is this script: the orchestrator starts it again as a server (`--role
 server`) and as the two client processes; the parts are in bench/capacity_parts/.
@@ -93,6 +97,10 @@ def main() -> None:
                         help="the client processes' loop")  # fmt: skip
     parser.add_argument("--client-sender", choices=("wire", "aiortc"), default="wire",
                         help="how the clients send their clips (aiortc: RTCRtpSender)")  # fmt: skip
+    parser.add_argument("--warmup", type=float, default=None,
+                        help="seconds before every measurement (default: 3-4)")  # fmt: skip
+    parser.add_argument("--window", type=float, default=None,
+                        help="seconds of every measurement (default: 5-12)")  # fmt: skip
     parser.add_argument("--viewers", type=int, default=0,
                         help="cost per extra viewer, 0..N (bench/lib/viewers.py)")  # fmt: skip
     args = parser.parse_args()

@@ -7,7 +7,8 @@ each cell in fresh processes, A/B interleaved `--rounds` times. Reported: server
 room of every cell, the median of the paired ratios B/A, fps, loss and p95 added latency,
 and whether every cell held (>= 29 fps, < 1% loss: a starved cell is no comparison).
 
-    python bench/event_loop.py [--rooms 20] [--rounds 3] [--no-recorder] [--json]
+    python bench/event_loop.py [--rooms 20] [--rounds 3] [--window 10] [--warmup 4]
+                               [--no-recorder] [--json]
 """
 
 from __future__ import annotations
@@ -42,7 +43,9 @@ def _cell(m: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def compare(rooms: int, rounds: int, recorder: bool, window: float) -> dict[str, Any]:
+async def compare(
+    rooms: int, rounds: int, recorder: bool, window: float, warmup: float = 4.0
+) -> dict[str, Any]:
     from bench.capacity_parts.room import CAMERA, SCREEN
 
     make_clip(CAMERA), make_clip(SCREEN)  # cached before the clocks start
@@ -53,7 +56,7 @@ async def compare(rooms: int, rounds: int, recorder: bool, window: float) -> dic
         for loop in LOOPS:
             async with Run(loop, project_args(None, recorder, loop)) as run:
                 await run.grow(rooms)
-                cells[loop].append(_cell(await run.measure(4, window)))
+                cells[loop].append(_cell(await run.measure(warmup, window)))
     pairs = [b["cores_per_room"] / a["cores_per_room"]
              for a, b in zip(cells["asyncio"], cells["uvloop"], strict=True)
              if a["cores_per_room"] > 0]  # fmt: skip
@@ -87,10 +90,12 @@ def main() -> None:
     p.add_argument("--rooms", type=int, default=20)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--window", type=float, default=10.0, help="seconds measured per cell")
+    p.add_argument("--warmup", type=float, default=4.0, help="seconds before each window")
     p.add_argument("--no-recorder", action="store_true")
     args = p.parse_args()
     cli.quiet_logs()
-    result = asyncio.run(compare(args.rooms, args.rounds, not args.no_recorder, args.window))
+    result = asyncio.run(compare(args.rooms, args.rounds, not args.no_recorder, args.window,
+                                 args.warmup))
     cli.emit(result, args.json, summary)
 
 

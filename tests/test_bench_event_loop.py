@@ -1,5 +1,5 @@
 """bench/event_loop.py runs both loops' cells and reports their ratio (a smoke run: one
-room, one round, short windows; the figures are the bench's, never asserted here)."""
+room, one round, short warm-ups and windows; the figures are the bench's, never asserted here)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ ROOT = Path(__file__).resolve().parent.parent
 async def test_event_loop_bench_compares_both_loops() -> None:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, str(ROOT / "bench" / "event_loop.py"),
-        "--rooms", "1", "--rounds", "1", "--window", "2", "--no-recorder", "--json",
+        "--rooms", "1", "--rounds", "1", "--window", "2", "--warmup", "1", "--no-recorder",
+        "--json",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     out, err = await asyncio.wait_for(proc.communicate(), 110)

@@ -167,6 +167,7 @@ async def compare(
     rooms, rounds = (4, 1) if quick else (10, 3)
     rooms = min(rooms, max_rooms)
     warmup, window = (3, 5) if quick else (4, 12)
+    window = window if Run.timing[1] is None else Run.timing[1]  # `--window` (measure)
     makers = {
         "project": lambda: Run("project", project_args["recorded"]),
         "janus": lambda: JanusRun("janus", record=True),

@@ -169,6 +169,9 @@ class Run:
 
     # for every client process of the run (orchestrate: `--client-loop`)
     client_args: list[str] = []
+    # (warmup, window) for every measurement instead of its own (orchestrate: `--warmup`,
+    # `--window`; None: the measurement's)
+    timing: tuple[float | None, float | None] = (None, None)
 
     def __init__(self, label: str, server_args: list[str]) -> None:
         self.label = label
@@ -223,6 +226,8 @@ class Run:
                 self.offsets[name] = cands
 
     async def measure(self, warmup: float, window: float) -> dict[str, Any]:
+        warmup = warmup if self.timing[0] is None else self.timing[0]
+        window = window if self.timing[1] is None else self.timing[1]
         await asyncio.sleep(warmup)
         await self.calibrate()
         servers = self.server_pids()

@@ -214,6 +214,7 @@ async def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
     sender = getattr(args, "client_sender", "wire")
     Run.client_args = ["--client-loop", getattr(args, "client_loop", "uvloop"),
                        "--client-sender", sender]  # fmt: skip
+    Run.timing = (getattr(args, "warmup", None), getattr(args, "window", None))
     camera, screen = make_clip(CAMERA), make_clip(SCREEN)  # before the clocks start
     out: dict[str, Any] = {
         "load_before": loadavg(),
