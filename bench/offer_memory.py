@@ -6,7 +6,10 @@ number (what a recovering page does); the server answers each and retires the pr
 leg. The server's RSS (/proc/<pid>/status) is read before, after the offers and after
 the rooms ended (#14 item 15: old peer connections must not stay alive).
 
-    python bench/offer_memory.py [--rooms 3] [--offers 100] [--json]
+    python bench/offer_memory.py [--rooms 3] [--offers 100] [--settle S] [--json]
+
+Before each RSS reading the server is left alone 1 s (before), 2 s (after the offers) and
+3 s (after the rooms ended); `--settle S` waits S seconds each time instead (a smoke run).
 """
 
 from __future__ import annotations
@@ -79,7 +82,8 @@ async def one_room(url: str, agent: aiohttp.ClientSession, csrf: str, offers: in
     return str(created["session"]["id"])
 
 
-async def run(rooms: int, offers: int) -> dict[str, Any]:
+async def run(rooms: int, offers: int, settle: float | None = None) -> dict[str, Any]:
+    waits = (1.0, 2.0, 3.0) if settle is None else (settle,) * 3
     with tempfile.TemporaryDirectory(prefix="offer-memory-") as tmp:
         proc, url = start_server(Path(tmp))
         try:
@@ -96,17 +100,17 @@ async def run(rooms: int, offers: int) -> dict[str, Any]:
                 async with agent.post(url + "/api/login", headers={"Origin": url}, json=login) as r:
                     csrf = (await r.json())["csrf"]
                 await one_room(url, agent, csrf, 2)  # warm: aiortc, codecs, the first room
-                await asyncio.sleep(1)
+                await asyncio.sleep(waits[0])
                 before = rss(proc.pid)
                 ids = [await one_room(url, agent, csrf, offers) for _ in range(rooms)]
-                await asyncio.sleep(2)
+                await asyncio.sleep(waits[1])
                 after_offers = rss(proc.pid)
                 headers = {"Origin": url, "X-CSRF-Token": csrf}
                 for sid in ids:
                     async with agent.post(f"{url}/api/sessions/{sid}/end", json={},
                                           headers=headers):  # fmt: skip
                         pass
-                await asyncio.sleep(3)
+                await asyncio.sleep(waits[2])
                 after_end = rss(proc.pid)
         finally:
             proc.terminate()
@@ -135,11 +139,13 @@ def main() -> None:
     parser = cli.parser(__doc__)
     parser.add_argument("--rooms", type=int, default=3)
     parser.add_argument("--offers", type=int, default=100)
+    parser.add_argument("--settle", type=float, default=None,
+                        help="seconds before each RSS reading (default: 1, 2 and 3 s)")  # fmt: skip
     args = parser.parse_args()
     if args.rooms < 1 or args.offers < 1:
         parser.error("--rooms and --offers must be at least 1")
     cli.quiet_logs()
-    cli.emit(asyncio.run(run(args.rooms, args.offers)), args.json, summary)
+    cli.emit(asyncio.run(run(args.rooms, args.offers, args.settle)), args.json, summary)
 
 
 if __name__ == "__main__":
