@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -153,9 +154,11 @@ async def blackout(
     counter: FrameCounter,
     seconds: float = 10,
     give_up_s: float = 60,
+    settled: Callable[[dict[str, Any]], bool] | None = None,
 ) -> dict[str, Any]:
     """Nothing passes for `seconds`; then how long until the agent decodes frames again
-    (nobody taps anything), and the indicators during and after."""
+    (nobody taps anything), and the indicators during and after: 3 s after, or as soon as
+    `settled(indicators)` within those 3 s (a test waiting for what it asserts)."""
     during = await run_condition(
         relay, agent, caller, counter, Impairment(blackout=True), seconds
     )
@@ -168,7 +171,14 @@ async def blackout(
             recovery = time.monotonic() - ended
             break
         await asyncio.sleep(0.1)
-    await asyncio.sleep(3)  # the indicators catch up (once a second on both pages)
+    # the indicators catch up (once a second on both pages)
+    settle_until = time.monotonic() + 3
+    if settled is None:
+        await asyncio.sleep(3)
+    while settled is not None and time.monotonic() < settle_until:
+        if settled(await indicators(agent, caller)):
+            break
+        await asyncio.sleep(0.25)
     return {
         **during,
         "recovery_s": None if recovery is None else round(recovery, 2),
