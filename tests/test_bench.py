@@ -366,7 +366,7 @@ def test_inspect_ocr_set_json_keys() -> None:
 def test_cluster_json_keys() -> None:
     """bench/cluster.py, tiny: 2 nodes behind haproxy, one room, one-room ramps."""
     result = run_json("cluster.py", "--nodes", "2", "--rooms", "1", "--step", "1",
-                      "--max-rooms", "1", "--window", "2", "--warmup", "1", "--pings", "10",
+                      "--max-rooms", "1", "--window", "1.5", "--warmup", "0.5", "--pings", "10",
                       timeout=500)  # fmt: skip
     assert {"nodes", "rooms", "cores_per_room", "signal_bridge_p95_ms", "placement",
             "rooms_per_machine_1_worker", "rooms_per_machine_2_workers"} <= set(result)  # fmt: skip
