@@ -131,7 +131,7 @@ class Fakes:
             abs_send_time_ext_id=2 if out else 3,
         )
 
-    def port(self, sender: Any, batch: bool = True) -> FakePort:
+    def port(self, sender: Any, batch: bool = True, counts: Any = None) -> FakePort:
         return self.ports.setdefault(sender, FakePort())
 
     async def pli(self, receiver: Any, ssrc: int) -> bool:

@@ -67,11 +67,12 @@ def test_a_burst_goes_out_in_sendmsg_runs_as_the_same_datagrams(loop_name: str) 
         addr = receiver.getsockname()
         for p in sent:
             assert out.send(transport, addr, memoryview(p))
-        assert out.datagrams == 0  # held until the loop's next pass
+        assert out.counts["gso"] == 0  # held until the loop's next pass
         await _a_pass()
         assert _received(receiver, len(sent)) == sent
         # [1200 1200 1200 700] [300] [1200 1200 90]
-        assert (out.datagrams, out.batches, out.queued) == (len(sent), 2, 0)
+        c = out.counts
+        assert (c["gso"], c["gso_calls"], c["single"], c["to_transport"]) == (7, 2, 1, 0)
         out.close()
 
     _run(loop_name, body)
@@ -86,7 +87,7 @@ def test_a_frames_last_packet_sends_what_is_held_at_once(loop_name: str) -> None
         addr = receiver.getsockname()
         for i, p in enumerate(frame):
             assert out.send(transport, addr, memoryview(p), last=i == len(frame) - 1)
-        assert (out.datagrams, out.batches) == (3, 1)  # not waiting for the loop's pass
+        assert (out.counts["gso"], out.counts["gso_calls"]) == (3, 1)  # not waiting for the pass
         assert _received(receiver, 3) == frame
         # a frame of one packet: nothing to join, the caller sends it at once
         assert not out.send(transport, addr, memoryview(frame[0]), last=True)
@@ -108,7 +109,8 @@ def test_a_kernel_refusing_gso_gets_the_same_datagrams_one_at_a_time(loop_name: 
             assert out.send(transport, addr, memoryview(p))
         await _a_pass()
         assert _received(receiver, len(sent)) == sent
-        assert not out.gso and out.queued == len(sent)
+        assert not out.gso and out.counts["to_transport"] == len(sent)
+        assert out.counts["gso_refused"] == 1
         # from now on the caller sends through the transport itself
         assert not out.send(transport, addr, memoryview(sent[0]))
         out.close()
@@ -124,7 +126,7 @@ def test_a_transport_closed_before_the_flush_loses_only_its_own_packets(loop_nam
             assert out.send(transport, receiver.getsockname(), memoryview(p))
         transport.close()
         await _a_pass()  # no error: the peer connection is gone
-        assert (out.dropped, out.datagrams) == (2, 0)
+        assert (out.counts["dropped"], out.counts["gso"]) == (2, 0)
         out.close()
 
     _run(loop_name, body)

@@ -110,15 +110,10 @@ async def run_server_project(
 
 
 def send_batches(rooms: dict[str, MediaRoom]) -> dict[str, Any]:
-    """How the forwarded packets went out (server/media/send_batch.py's counters, summed
-    over every subscriber): datagrams sent by the outboxes, the sendmsg calls that carried
+    """How the forwarded packets went out (server/media/send_batch.py's counts, summed
+    over the rooms): datagrams sent by the outboxes, the sendmsg calls that carried
     several, datagrams that took the transport's own path when a socket was full."""
-    datagrams = batches = queued = 0
-    for room in rooms.values():
-        for part in room._participants.values():
-            sub = getattr(part.leg, "subscription", None)
-            out = getattr(getattr(sub, "port", None), "outbox", None)
-            if out is not None:
-                datagrams, batches = datagrams + out.datagrams, batches + out.batches
-                queued += out.queued
-    return {"datagrams": datagrams, "gso_sendmsg": batches, "to_transport": queued}
+    total = {k: sum(room.send_batches[k] for room in rooms.values())
+             for k in ("gso", "gso_calls", "single", "to_transport")}  # fmt: skip
+    return {"datagrams": total["gso"] + total["single"], "gso_sendmsg": total["gso_calls"],
+            "to_transport": total["to_transport"]}  # fmt: skip

@@ -37,7 +37,7 @@ from aiortc import sdp as aiortc_sdp
 
 from server.core.config import MediaConfig, parse_port_range
 
-from . import aiortc_hooks
+from . import aiortc_hooks, send_batch
 from .relay import RoomTrack, Upstream
 from .rtp_publisher import RtpPublisher
 from .rtp_subscriber import RtpSubscriber
@@ -184,6 +184,8 @@ class MediaRoom:
         # Peer connections that failed, by cause (for metrics): ICE, DTLS, or no
         # `connected` within connect_timeout_s.
         self.failures: dict[str, int] = {"ice": 0, "dtls": 0, "timeout": 0}
+        # How the forwarded packets left (send_batch.COUNTS), every subscriber's outbox.
+        self.send_batches: dict[str, int] = send_batch.new_counts()
 
     # --- signalling entry points ----------------------------------------------------
 
@@ -436,7 +438,7 @@ class MediaRoom:
                 leg.receive_t = t
                 leg.subscription = RtpSubscriber(
                     receive_track, t, on_codec=self._codec_reporter(part, receive_track.name),
-                    send_batching=self.config.send_batching,
+                    send_batching=self.config.send_batching, send_counts=self.send_batches,
                 )
                 t.sender.replaceTrack(leg.subscription)
             t.direction = _DIRECTION[(t is leg.publish_t, t is leg.receive_t)]

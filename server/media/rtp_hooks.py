@@ -459,12 +459,15 @@ class SenderPort:
     """Sends hand-made RTP packets as one RTCRtpSender (its SSRCs, its transport), and
     keeps the sender's own counters right so its RTCP sender reports and getStats() do."""
 
-    def __init__(self, sender: RTCRtpSender, batch: bool = True) -> None:
+    def __init__(
+        self, sender: RTCRtpSender, batch: bool = True, counts: dict[str, int] | None = None
+    ) -> None:
         """batch: packets forwarded in one pass of the loop go out together
-        (server/media/send_batch.py); False: each at once, through the transport."""
+        (server/media/send_batch.py; `counts`: where its outbox counts them); False: each
+        at once, through the transport."""
         ensure_compat()
         self.sender = sender
-        self.outbox: Outbox | None = Outbox() if batch else None
+        self.outbox: Outbox | None = Outbox(counts) if batch else None
         self.ssrc: int = sender._ssrc
         self.rtx_ssrc: int = sender._rtx_ssrc
         self._transport: RTCDtlsTransport = sender.transport

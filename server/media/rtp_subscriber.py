@@ -105,12 +105,15 @@ class RtpSubscriber(MediaStreamTrack, rtp_hooks.SenderFeedback):
         transceiver: RTCRtpTransceiver,
         on_codec: Callable[[str | None], None] | None = None,
         send_batching: bool = True,
+        send_counts: dict[str, int] | None = None,
     ) -> None:
         """on_codec(codec): the publisher sends `codec`, which this leg did not negotiate
         (nothing is forwarded: there is no transcoding); on_codec(None) once it matches
-        again. send_batching: media.send_batching (rtp_hooks.SenderPort)."""
+        again. send_batching: media.send_batching (rtp_hooks.SenderPort); send_counts:
+        where its outbox counts (the room's, for the metrics)."""
         super().__init__()
         self._send_batching = send_batching
+        self._send_counts = send_counts
         self._on_codec = on_codec
         self.codec_mismatch: str | None = None
         self._pt_by_codec: dict[str, tuple[int, int | None]] = {}
@@ -188,7 +191,8 @@ class RtpSubscriber(MediaStreamTrack, rtp_hooks.SenderFeedback):
 
     def _bind(self) -> None:
         neg = rtp_hooks.negotiated(self._transceiver)
-        self.port = rtp_hooks.SenderPort(self._transceiver.sender, batch=self._send_batching)
+        self.port = rtp_hooks.SenderPort(self._transceiver.sender, batch=self._send_batching,
+                                         counts=self._send_counts)  # fmt: skip
         self._pt = neg.payload_type
         self._rtx_pt = neg.rtx_payload_type
         # A leg may have negotiated VP8 and H264 (docs/media-performance.md, "Codecs"): each

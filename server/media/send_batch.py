@@ -48,6 +48,16 @@ MAX_SEGMENTS = 64
 MAX_BYTES = 60000
 _GSO_SIZE = struct.Struct("=H")
 _PLAIN = ("uvloop", "asyncio.")  # modules of the transports that are a UDP socket
+# What an outbox counts: datagrams that left in a sendmsg carrying several (`gso`) and the
+# number of those calls (`gso_calls`), datagrams it sent alone (`single`), datagrams that
+# took the transport's own path from a batch (`to_transport`: the socket was full or GSO
+# was refused), datagrams held when their transport closed (`dropped`), and the outboxes
+# whose kernel refused UDP_SEGMENT (`gso_refused`).
+COUNTS = ("gso", "gso_calls", "single", "to_transport", "dropped", "gso_refused")
+
+
+def new_counts() -> dict[str, int]:
+    return dict.fromkeys(COUNTS, 0)
 
 
 def _plain_socket(transport: asyncio.BaseTransport) -> Any:
@@ -64,10 +74,12 @@ class Outbox:
 
     __slots__ = (
         "_addr", "_buf", "_dup", "_dup_of", "_pos", "_scheduled", "_sizes", "_transport",
-        "_view", "batches", "datagrams", "dropped", "gso", "queued",
+        "_view", "counts", "gso",
     )  # fmt: skip
 
-    def __init__(self) -> None:
+    def __init__(self, counts: dict[str, int] | None = None) -> None:
+        """counts: where the outbox counts what it sends (COUNTS' keys), e.g. one dict
+        for every outbox of a room (its metrics); by default its own."""
         self._buf = bytearray(MAX_BYTES)
         self._view = memoryview(self._buf)
         self._sizes: list[int] = []
@@ -78,12 +90,7 @@ class Outbox:
         self._dup_of: Any = None  # the transport _dup belongs to (None: not a plain one)
         self._scheduled = False
         self.gso = True  # until the kernel refuses it
-        # counters: datagrams sent, sendmsg calls that carried several, datagrams handed
-        # to the transport's own queue (socket full), datagrams held when the transport closed
-        self.datagrams = 0
-        self.dropped = 0
-        self.batches = 0
-        self.queued = 0
+        self.counts = counts if counts is not None else new_counts()
 
     def send(
         self, transport: Any, addr: tuple[str, int], data: memoryview, last: bool = False
@@ -144,8 +151,9 @@ class Outbox:
             return
         self._sizes, self._pos = [], 0
         dup, view = self._dup, self._view
+        counts = self.counts
         if transport.is_closing():
-            self.dropped += len(sizes)  # closed in this pass: the peer connection is gone
+            counts["dropped"] += len(sizes)  # closed in this pass: the peer connection is gone
             self._close_dup()
             return
         if dup is None or transport is not self._dup_of or transport.get_write_buffer_size():
@@ -164,20 +172,22 @@ class Outbox:
             try:
                 if j - i == 1:
                     dup.sendto(view[pos:end], addr)
+                    counts["single"] += 1
                 else:
                     dup.sendmsg([view[pos:end]], [(socket.SOL_UDP, UDP_SEGMENT,
                                                    _GSO_SIZE.pack(seg))], 0, addr)  # fmt: skip
-                    self.batches += 1
+                    counts["gso"] += j - i
+                    counts["gso_calls"] += 1
             except BlockingIOError:
                 self._to_transport(transport, addr, sizes, i, pos)  # the socket is full
                 return
             except OSError as exc:
                 if j - i > 1:
                     self.gso = False
+                    counts["gso_refused"] += 1
                     log.warning("send batching off: the kernel refused UDP_SEGMENT: %s", exc)
                 self._to_transport(transport, addr, sizes, i, pos)
                 return
-            self.datagrams += j - i
             i, pos = j, end
 
     def _to_transport(self, transport: Any, addr: Any, sizes: list[int], i: int, pos: int) -> None:
@@ -187,7 +197,7 @@ class Outbox:
         for n in sizes[i:]:
             transport.sendto(bytes(view[pos : pos + n]), addr)
             pos += n
-        self.queued += len(sizes) - i
+        self.counts["to_transport"] += len(sizes) - i
 
     def _close_dup(self) -> None:
         dup, self._dup, self._dup_of = self._dup, None, None

@@ -92,6 +92,7 @@ class Metrics:
         # Media counters of ended rooms (a live room's are read from its MediaRoom).
         self.media_done: dict[tuple[str, str], int] = Tally()
         self.failures_done: dict[str, int] = Tally()
+        self.send_batches_done: dict[str, int] = Tally()
         self._media: dict[str, MediaRoom] = {}
         self._connected: set[str] = set()
         r.register(_StateCollector(self))
@@ -132,6 +133,8 @@ class Metrics:
                         self.media_done[(name, counter)] += getattr(track, counter)
                 for kind, n in media.failures.items():
                     self.failures_done[kind] += n
+                for kind, n in media.send_batches.items():
+                    self.send_batches_done[kind] += n
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -187,6 +190,7 @@ class _StateCollector(Collector):
         sock_tally: Tally[str] = Tally()
         media_live: Tally[tuple[str, str]] = Tally()
         failures_live: Tally[str] = Tally()
+        batches_live: Tally[str] = Tally()
         for live in rooms:
             stats = live.media.stats()
             for p in stats["participants"].values():
@@ -198,6 +202,8 @@ class _StateCollector(Collector):
                     media_live[(name, counter)] += getattr(track, counter)
             for kind, n in live.media.failures.items():
                 failures_live[kind] += n
+            for kind, n in live.media.send_batches.items():
+                batches_live[kind] += n
         for (role, state), n in sorted(part_tally.items()):
             parts.add_metric([role, state], n)
         for role, n in sorted(sock_tally.items()):
@@ -237,6 +243,30 @@ class _StateCollector(Collector):
         for kind in ("ice", "dtls", "timeout"):
             failures.add_metric([kind], self.m.failures_done[kind] + failures_live[kind])
         yield failures
+
+        def batches(kind: str) -> int:
+            return self.m.send_batches_done[kind] + batches_live[kind]
+
+        sent = CounterMetricFamily(
+            "callassist_media_datagrams_sent",
+            "Forwarded RTP datagrams by how they left (media.send_batching): gso (in one "
+            "sendmsg with others), single, transport (the transport's own path from a batch: "
+            "socket full or GSO refused), dropped (its transport closed first).",
+            labels=["path"],
+        )
+        for path, kind in (("gso", "gso"), ("single", "single"),
+                           ("transport", "to_transport"), ("dropped", "dropped")):  # fmt: skip
+            sent.add_metric([path], batches(kind))
+        yield sent
+        yield CounterMetricFamily(
+            "callassist_media_gso_sendmsg", "sendmsg calls that carried several datagrams.",
+            value=batches("gso_calls"),
+        )
+        yield CounterMetricFamily(
+            "callassist_media_gso_refused",
+            "Subscribers whose kernel refused UDP GSO (they send one datagram at a time).",
+            value=batches("gso_refused"),
+        )
 
 
 # --- link outcomes -------------------------------------------------------------------------
