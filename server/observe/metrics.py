@@ -35,6 +35,8 @@ from prometheus_client.registry import Collector
 
 from server.core.appkeys import CLOCK, DATA_DIR, DB, SECRETS
 from server.media.peers import MediaRoom
+from server.media.send_batch import COUNTS
+from server.observe import send_metrics
 from server.rooms.manager import ROOMS
 from server.rooms.state import END_REASONS, RoomEvent
 
@@ -244,29 +246,8 @@ class _StateCollector(Collector):
             failures.add_metric([kind], self.m.failures_done[kind] + failures_live[kind])
         yield failures
 
-        def batches(kind: str) -> int:
-            return self.m.send_batches_done[kind] + batches_live[kind]
-
-        sent = CounterMetricFamily(
-            "callassist_media_datagrams_sent",
-            "Forwarded RTP datagrams by how they left (media.send_batching): gso (in one "
-            "sendmsg with others), single, transport (the transport's own path from a batch: "
-            "socket full or GSO refused), dropped (its transport closed first).",
-            labels=["path"],
-        )
-        for path, kind in (("gso", "gso"), ("single", "single"),
-                           ("transport", "to_transport"), ("dropped", "dropped")):  # fmt: skip
-            sent.add_metric([path], batches(kind))
-        yield sent
-        yield CounterMetricFamily(
-            "callassist_media_gso_sendmsg", "sendmsg calls that carried several datagrams.",
-            value=batches("gso_calls"),
-        )
-        yield CounterMetricFamily(
-            "callassist_media_gso_refused",
-            "Subscribers whose kernel refused UDP GSO (they send one datagram at a time).",
-            value=batches("gso_refused"),
-        )
+        done = self.m.send_batches_done
+        yield from send_metrics.families({k: done[k] + batches_live[k] for k in COUNTS})
 
 
 # --- link outcomes -------------------------------------------------------------------------
