@@ -479,8 +479,8 @@ class SenderPort:
         """Protect and send one RTP packet (any bytes-like object: it is copied), at once or
         with the packets forwarded after it in this pass of the loop (`outbox`; `last`: the
         frame's last packet, which sends what is held); ConnectionError when the transport
-        is down. What `RTCDtlsTransport._send_rtp` does,
-        without its four coroutine frames (`_send_rtp` -> `Connection.send` -> `sendto` ->
+        is down. What `RTCDtlsTransport._send_rtp` does, without its four coroutine frames
+        (`_send_rtp` -> `Connection.send` -> `sendto` ->
         `StunProtocol.send_data`, none of which ever waits) and without a bytes object per
         packet: protected in the SRTP session's buffer, which goes to the nominated pair's
         socket as it is where the transport copies it if the socket is full and it must
@@ -495,9 +495,9 @@ class SenderPort:
             protect = self._protect = _Srtp(t._tx_srtp, protect=True)
         n = protect(data)
         transport = pair.protocol.transport
-        out = self.outbox
-        if out is None or not out.send(transport, pair.remote_addr, protect.view[:n], last):
-            self._send_now(transport, pair.remote_addr, protect.view[:n])
+        view, out = protect.view[:n], self.outbox
+        if out is None or not out.send(transport, pair.remote_addr, view, last):
+            self._send_now(transport, pair.remote_addr, view)
         t._RTCDtlsTransport__tx_bytes += n  # type: ignore[attr-defined]
         t._RTCDtlsTransport__tx_packets += 1  # type: ignore[attr-defined]
 

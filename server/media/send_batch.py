@@ -149,7 +149,13 @@ class Outbox:
         sizes, transport, addr = self._sizes, self._transport, self._addr
         if not sizes:
             return
-        self._sizes, self._pos = [], 0
+        try:
+            self._send_held(sizes, transport, addr)
+        finally:
+            sizes.clear()  # one list for the outbox's life: nothing allocated per frame
+            self._pos = 0
+
+    def _send_held(self, sizes: list[int], transport: Any, addr: Any) -> None:
         dup, view = self._dup, self._view
         counts = self.counts
         if transport.is_closing():
