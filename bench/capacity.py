@@ -82,7 +82,8 @@ def main() -> None:
     parser.add_argument("--max-rooms", type=int, default=120)
     parser.add_argument("--soak", type=float, default=0, help="memory soak for SECONDS")
     parser.add_argument("--soak-rooms", type=int, default=10)
-    parser.add_argument("--profile", help="py-spy record the project server into this file")
+    parser.add_argument("--profile",
+                        help="py-spy record the project server into this file (.perf: perf)")
     parser.add_argument("--role", help=argparse.SUPPRESS)
     parser.add_argument("--server", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
