@@ -1,6 +1,8 @@
-"""Muxing already-encoded video frames into segment files (PyAV), never re-encoding.
+"""Muxing already-encoded video frames into segment files, never re-encoding.
 
-VP8 goes into WebM, H264 (Annex-B, as aiortc's depayloader emits it) into Matroska. A
+VP8 goes into WebM (recorder.webm's own writer: a SimpleBlock per frame, no PyAV per
+frame), H264 (Annex-B, as aiortc's depayloader emits it) into Matroska (FFmpeg's muxer
+through PyAV, which builds the avcC codec private data from the stream). A
 `SegmentMuxer` builds one self-contained, playable file: into a BytesIO (`finish()` returns
 its bytes), or into a file object it is given: the recorder gives it a
 recorder.sink.EncryptingSink, which encrypts the file into the spool as it is muxed, so
@@ -22,6 +24,7 @@ from typing import Any
 
 import av
 
+from recorder.webm import WebmWriter
 from server.media import vcodec
 
 MS = fractions.Fraction(1, 1000)
@@ -90,8 +93,13 @@ class SegmentMuxer:
         self.container = container_for(codec)
         self._own = dest is None
         self._buf: Any = io.BytesIO() if dest is None else dest
-        self._out: Any = av.open(self._buf, "w", format=self.container.format,
-                                 container_options={**CLUSTER_OPTIONS, **(options or {})})
+        # VP8: recorder.webm's own writer (made at the first frame, which gives the size);
+        # H264 (avcC extradata from the stream) through FFmpeg's Matroska muxer.
+        self._webm: WebmWriter | None = None
+        self._out: Any = None
+        if self.container.codec != "VP8":
+            self._out = av.open(self._buf, "w", format=self.container.format,
+                                container_options={**CLUSTER_OPTIONS, **(options or {})})
         self._stream: Any = None
         self._size = size
         self.frames = 0
@@ -110,11 +118,28 @@ class SegmentMuxer:
         The first frame must be a keyframe. Timestamps must not go backwards; equal ones
         are nudged forward by 1 ms (Matroska's resolution).
         """
+        webm = self._webm
+        if webm is not None:
+            last = self.last_ms
+            if last is not None and ms <= last:
+                ms = last + 1
+            webm.add(data, ms, keyframe)
+            self.keyframes += keyframe
+            self.last_ms = ms
+            self.frames += 1
+            self.bytes_in += len(data)
+            return
         if self._stream is None:
             if not keyframe:
                 raise ValueError("a segment must start with a keyframe")
             size = self._size or frame_size(self.container.codec, data) or (640, 480)
             self._size = size
+            if self._out is None:  # VP8: the first frame
+                webm = self._webm = WebmWriter(self._buf, *size)
+                self._stream = webm
+                self.first_ms = ms
+                self.add(data, ms, keyframe)
+                return
             # A stream without a codec context: `add_stream` would open an *encoder*
             # (libvpx keeps ~25 frames of lookahead: ~15 MB per open segment, issue 18)
             # that a stream copy never uses (PyAV before add_mux_stream: add_stream).
@@ -145,14 +170,18 @@ class SegmentMuxer:
     def finish(self) -> bytes:
         """Close the file (cues, duration); its bytes when the muxer made its own BytesIO,
         else b"" (they are in `dest`). The muxer is unusable after."""
-        self._out.close()
+        if self._webm is not None:
+            self._webm.close()
+        elif self._out is not None:
+            self._out.close()
         data = self._buf.getvalue() if self._own else b""
         self._buf = None
         return data
 
     def abandon(self) -> None:
         with contextlib.suppress(Exception):  # nothing useful to do with a broken muxer
-            self._out.close()
+            if self._out is not None:
+                self._out.close()
         self._buf = None
 
 
