@@ -70,7 +70,7 @@ MAX_SEGMENT_BYTES = 64 * MiB
 
 class PacketTrack(Protocol):
     """What RoomTrack.subscribe() returns (relay.ForwardedTrack). One that also has
-    `deliver(sink)` hands each frame to `sink(data, pts)` as it completes instead, and its
+    `deliver(sink)` hands each frame to `sink(data, pts, keyframe)` as it completes instead, and its
     recv() then only waits for the end: the recorder uses that when it is there."""
 
     frames_dropped: int
@@ -312,13 +312,13 @@ class RecorderParticipant:
             self._base_pts = pts
         return (pts - self._base_pts) * 1000 // CLOCK_RATE
 
-    def _on_frame_sync(self, data: bytes, pts: int) -> None:
+    def _on_frame_sync(self, data: bytes, pts: int, keyframe: bool) -> None:
         """A frame from the forwarder (`deliver`): whatever fails ends this recording
         cleanly (the pump finishes it with the error), never the packet path."""
         if self._sync_error is not None:
             return
         try:
-            self._on_frame(data, pts)
+            self._on_frame(data, pts, keyframe)
         except Exception as exc:
             log.exception("recorder %s failed", self.id)
             self._sync_error = f"{type(exc).__name__}: {exc}"
@@ -327,9 +327,10 @@ class RecorderParticipant:
 
     def _on_packet(self, packet: av.Packet) -> None:
         # a copy: the same packet object goes to every queueing subscriber
-        self._on_frame(bytes(packet), packet.pts or 0)
+        data = bytes(packet)
+        self._on_frame(data, packet.pts or 0, is_keyframe(self.codec, data))
 
-    def _on_frame(self, data: bytes, pts: int) -> None:
+    def _on_frame(self, data: bytes, pts: int, keyframe: bool) -> None:
         self.stats.frames_received += 1
         # A caller whose browser has no VP8 publishes H264 in a VP8 room (and back): its
         # frames cannot go into this recording's container.
@@ -340,7 +341,6 @@ class RecorderParticipant:
                             "are not recorded", self.id, codec, self.codec)  # fmt: skip
             self.stats.frames_other_codec += 1
             return
-        keyframe = is_keyframe(self.codec, data)
         if self._open is not None and self._open.index >= self._next_index:
             # An earlier segment failed at commit and took this index back: this one can
             # never be listed, so it ends here (lost) and the next keyframe starts anew.

@@ -94,7 +94,7 @@ async def test_a_delivering_subscriber_gets_each_frame_at_once_from_a_keyframe()
     up = rt.attach_upstream(req)
     got: list[tuple[bytes, int]] = []
     sink = rt.subscribe()
-    sink.deliver(lambda data, pts: got.append((data, pts)))
+    sink.deliver(lambda data, pts, keyframe: got.append((data, pts)))
     assert req.count == 1  # delivering starts at once, at a keyframe it asks for
     queued = rt.subscribe()  # a queueing subscriber beside it
     task = await started(queued)
@@ -119,7 +119,7 @@ async def test_a_delivering_subscriber_gets_each_frame_at_once_from_a_keyframe()
     assert len(got) == 3  # stopped: unsubscribed
     task.cancel()
     with pytest.raises(RuntimeError):  # a queue that started cannot switch to delivery
-        queued.deliver(lambda data, pts: None)
+        queued.deliver(lambda data, pts, keyframe: None)
 
 
 async def test_keyframe_requests_coalesced_and_rate_limited() -> None:

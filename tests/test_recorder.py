@@ -115,10 +115,10 @@ async def test_segments_start_at_keyframes_and_export_plays(tmp_path: Path, code
 class _FailsAtFrame(RecorderParticipant):
     """A recorder whose muxing fails at its 20th frame (a bug, a broken PyAV)."""
 
-    def _on_frame(self, data: bytes, pts: int) -> None:
+    def _on_frame(self, data: bytes, pts: int, keyframe: bool) -> None:
         if self.stats.frames_received == 19:
             raise RuntimeError("mux broke")
-        super()._on_frame(data, pts)
+        super()._on_frame(data, pts, keyframe)
 
 
 async def test_a_recorder_failing_on_a_frame_ends_cleanly_and_the_room_goes_on(
@@ -135,7 +135,7 @@ async def test_a_recorder_failing_on_a_frame_ends_cleanly_and_the_room_goes_on(
     await recorder.start()
     other = track.subscribe()  # another frame subscriber keeps getting frames
     got: list[int] = []
-    other.deliver(lambda data, pts: got.append(pts))
+    other.deliver(lambda data, pts, keyframe: got.append(pts))
     camera = SyntheticCamera(track)
     await camera.run(1.5, realtime=False)  # no exception reaches the camera's push
     summary = await asyncio.wait_for(recorder.wait(), 5)

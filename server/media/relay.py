@@ -102,8 +102,9 @@ class Upstream:
                 logger.exception("on_first_frame callback failed")
 
 
-# A frame subscriber's synchronous consumer: (frame bytes, pts in 1/90000 s).
-FrameSink = Callable[[bytes, int], None]
+# A frame subscriber's synchronous consumer: (frame bytes, pts in 1/90000 s, keyframe:
+# known to the forwarder already, so the recorder does not parse the frame again).
+FrameSink = Callable[[bytes, int, bool], None]
 
 
 class ForwardedTrack(MediaStreamTrack):
@@ -194,7 +195,7 @@ class ForwardedTrack(MediaStreamTrack):
         if self._source is not None:
             self._source.frames_forwarded += 1
         assert self.sink is not None
-        self.sink(data, pts)
+        self.sink(data, pts, keyframe)
         return 0, False
 
     def _offer(self, packet: av.Packet, keyframe: bool) -> tuple[int, bool]:

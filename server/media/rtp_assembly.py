@@ -3,6 +3,8 @@ recorder) of a RoomTrack; `rtp_publisher.RtpPublisher` feeds it only while there
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from . import rtp_hooks, vcodec
 from .rtp_packet import Packet
 
@@ -23,8 +25,11 @@ class FrameAssembler:
         self._vp8 = codec == "VP8"
         # ext -> ts, marker, start, data
         self._packets: dict[int, tuple[int, int, bool, bytes]] = {}
-        # The frame being received in order from self._next on, while the map is empty.
-        self._run: list[tuple[int, int, bool, bytes]] = []
+        # The payloads of the frame being received in order from self._next on, while the
+        # map is empty; its RTP timestamp and whether its first packet starts a frame.
+        self._run: list[bytes] = []
+        self._run_ts = 0
+        self._run_start = False
         self._next: int | None = None  # ext seq of the first packet of the next frame
         self._hole_since: float | None = None
         # The RTP timestamp mapping (base, last, wrap cycles) may come from a predecessor:
@@ -57,42 +62,60 @@ class FrameAssembler:
         self._ts_last = ts
         return self._ts_cycles + ts - self._ts_base
 
-    def add(self, pkt: Packet, data: bytes, off: int, end: int, now: float) -> list[Assembled]:
-        """Take one packet (its payload is data[off:end]); returns the frames completed."""
+    def add(self, pkt: Packet, data: bytes, off: int, end: int, now: float) -> Sequence[Assembled]:
+        """Take one packet (its payload is data[off:end]); returns the frames completed
+        (most packets complete none: the same empty tuple, nothing allocated)."""
         if off >= end:
-            return []
-        try:
-            start, payload = self._depayload(pkt, data, off, end)
-        except (ValueError, IndexError):
-            return []
+            return ()
+        if self._vp8:  # _depayload's VP8 case, inline: every packet of a recorded camera
+            body = off + pkt.body
+            if body > end:
+                return ()  # the VP8 payload descriptor cut short
+            start, payload = pkt.start, data[body:end]
+        else:
+            try:
+                start, payload = self._depayload(pkt, data, off, end)
+            except (ValueError, IndexError):
+                return ()
         ext = pkt.ext
         if self._next is None:
             if not start:
-                return []
+                return ()
             self._next = ext
         elif ext < self._next:
-            return []
+            return ()
         ts = pkt.timestamp
         run = self._run
         packets = self._packets
-        if not packets and ext == self._next + len(run) and (not run or run[0][0] == ts):
-            # In order with nothing missing (nearly every packet): the frame's parts are
-            # kept in a list and joined at its marker, no map and no search per packet.
+        if not packets and ext == self._next + len(run) and (not run or self._run_ts == ts):
+            # In order with nothing missing (nearly every packet): the frame's payloads
+            # are kept in a list and joined at its marker, no map and no search per
+            # packet; the run's timestamp and first start flag are kept once, not per part.
             if not pkt.marker:
                 if len(run) < ASSEMBLY_MAX_PACKETS:
-                    run.append((ts, 0, start, payload))
-                    return []
+                    if not run:
+                        self._run_ts, self._run_start = ts, start
+                    run.append(payload)
+                    return ()
             else:
-                data = b"".join([r[3] for r in run] + [payload]) if run else payload
-                run.clear()
+                if run:
+                    run.append(payload)
+                    data = b"".join(run)
+                    run.clear()
+                else:
+                    data = payload
                 self._next = ext + 1
                 self._hole_since = None
                 return [(data, vcodec.is_keyframe(self.codec, data), self._pts(ts))]
         # Anything else (a gap, a late packet, a frame without its marker) takes the map:
         # the run so far goes in first, at the sequence numbers it came with.
-        for i, item in enumerate(run):
-            packets[self._next + i] = item
-        run.clear()
+        if run:
+            first = self._next
+            run_ts = self._run_ts
+            packets[first] = (run_ts, 0, self._run_start, run[0])
+            for i in range(1, len(run)):
+                packets[first + i] = (run_ts, 0, False, run[i])
+            run.clear()
         packets[ext] = (ts, pkt.marker, start, payload)
         out: list[Assembled] = []
         self._take_all(out)
