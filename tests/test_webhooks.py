@@ -222,26 +222,32 @@ async def test_dead_letters_listed_and_replayed(make_server) -> None:  # type: i
     assert value(metrics, "callassist_webhook_dead_letters") == 2
     assert value(metrics, "callassist_webhook_leader") == 1
 
-    def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "server", "webhooks", *args,
-                               "--data-dir", str(server.data_dir)],
-                              capture_output=True, text=True, timeout=60)  # fmt: skip
+    async def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        # In a thread: the server runs on this event loop. Blocking it would freeze the
+        # poller, possibly inside a write transaction (its lease), holding SQLite's write
+        # lock until the command gave up waiting for it ("database is locked", 15 s).
+        return await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "server", "webhooks", *args, "--data-dir",
+             str(server.data_dir)],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
 
-    listed = cli("dead", "--json")
+    listed = await cli("dead", "--json")
     assert listed.returncode == 0, listed.stderr
     dead = json.loads(listed.stdout)
     assert [d["type"] for d in dead] == ["session.created", "session.ended"]
     assert all(d["session_id"] == sid and d["attempts"] >= 1 and d["last_error"] for d in dead)
     # Bad input: a clear error, nothing changes.
-    assert cli("replay").returncode == 2
-    unknown = cli("replay", "evt_nope")
+    assert (await cli("replay")).returncode == 2
+    unknown = await cli("replay", "evt_nope")
     assert unknown.returncode == 1 and "evt_nope" in unknown.stderr
     assert hooks.counts["dead"] == 2
 
     receiver = Receiver(port, server.app[SECRETS].webhook_key)  # type: ignore[arg-type]
     await receiver.start()
     try:
-        replayed = cli("replay", "--all")
+        replayed = await cli("replay", "--all")
         assert replayed.returncode == 0 and "2 events" in replayed.stdout, replayed.stderr
         await receiver.wait(2)
     finally:
