@@ -4,6 +4,7 @@ own connections, so SQLite's file locks are what keeps them apart (server/core/d
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import sqlite3
 import subprocess
@@ -15,9 +16,12 @@ from pathlib import Path
 
 import pytest
 
+import server.core.db as db_module
 from server.core.audit import Audit
+from server.core.config import from_dict
 from server.core.db import Database
 from server.core.repositories.outbox import OutboxHook
+from server.observe import webhooks_cli
 
 URL = "http://127.0.0.1:9/hook"  # never called: nothing here delivers
 
@@ -181,3 +185,29 @@ async def test_the_cli_against_a_busy_server(two, tmp_path: Path) -> None:  # ty
         await hammer
     assert done.returncode == 0 and "3 events pending again" in done.stdout, done.stderr
     assert (await Audit(server, time.time).verify()).ok
+
+
+def test_a_lock_held_too_long_is_said_plainly(tmp_path: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    """If the command does give up waiting, it says why and what to do (not "cannot be
+    reached" with the SQL statement)."""
+    monkeypatch.setattr(db_module, "SQLITE_BUSY_TIMEOUT_S", 0.2)  # the engine's timeout
+    path = tmp_path / "callassist.db"
+    made = Database(f"sqlite+aiosqlite:///{path}")
+
+    async def make() -> None:
+        await made.create_schema()
+        await made.close()
+
+    asyncio.run(make())
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # a server stuck in a write transaction
+    try:
+        args = argparse.Namespace(all=True, ids=[], data_dir=tmp_path)
+        code = webhooks_cli._run(webhooks_cli._replay, lambda a: from_dict({}), args)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "the database is locked: another process" in err and "Try again" in err, err
+    assert "[SQL" not in err

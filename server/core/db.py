@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sqlite3
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -160,6 +161,19 @@ def unavailable(exc: BaseException) -> bool:
         # refused connections, and "the database system is shutting down/starting up".
         name = type(cur).__name__
         if name in _UNAVAILABLE_NAMES:
+            return True
+        cur = getattr(cur, "orig", None) or cur.__cause__ or cur.__context__
+    return False
+
+
+def locked(exc: BaseException) -> bool:
+    """True when `exc` is SQLite's "database is locked": another connection (a running
+    server, say) held the write lock for longer than SQLITE_BUSY_TIMEOUT_S."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, sqlite3.OperationalError) and "database is locked" in str(cur):
             return True
         cur = getattr(cur, "orig", None) or cur.__cause__ or cur.__context__
     return False
