@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import subprocess
 import sys
 import time
@@ -222,26 +223,32 @@ async def test_dead_letters_listed_and_replayed(make_server) -> None:  # type: i
     assert value(metrics, "callassist_webhook_dead_letters") == 2
     assert value(metrics, "callassist_webhook_leader") == 1
 
-    def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "server", "webhooks", *args,
-                               "--data-dir", str(server.data_dir)],
-                              capture_output=True, text=True, timeout=60)  # fmt: skip
+    async def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        # In a thread: the server runs on this event loop. Blocking it would freeze the
+        # poller, possibly inside a write transaction (its lease), holding SQLite's write
+        # lock until the command gave up waiting for it ("database is locked", 15 s).
+        return await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "server", "webhooks", *args, "--data-dir",
+             str(server.data_dir)],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
 
-    listed = cli("dead", "--json")
+    listed = await cli("dead", "--json")
     assert listed.returncode == 0, listed.stderr
     dead = json.loads(listed.stdout)
     assert [d["type"] for d in dead] == ["session.created", "session.ended"]
     assert all(d["session_id"] == sid and d["attempts"] >= 1 and d["last_error"] for d in dead)
     # Bad input: a clear error, nothing changes.
-    assert cli("replay").returncode == 2
-    unknown = cli("replay", "evt_nope")
+    assert (await cli("replay")).returncode == 2
+    unknown = await cli("replay", "evt_nope")
     assert unknown.returncode == 1 and "evt_nope" in unknown.stderr
     assert hooks.counts["dead"] == 2
 
     receiver = Receiver(port, server.app[SECRETS].webhook_key)  # type: ignore[arg-type]
     await receiver.start()
     try:
-        replayed = cli("replay", "--all")
+        replayed = await cli("replay", "--all")
         assert replayed.returncode == 0 and "2 events" in replayed.stdout, replayed.stderr
         await receiver.wait(2)
     finally:
@@ -252,6 +259,21 @@ async def test_dead_letters_listed_and_replayed(make_server) -> None:  # type: i
     actions = [(r["action"], r["object"]) for r in await server.app[AUDIT].rows()]
     assert ("webhooks.dead", "") in actions
     assert [o for a, o in actions if a == "webhooks.replay"] == sorted(d["id"] for d in dead)
+
+
+async def test_delivery_starts_after_the_schema(make_server, caplog) -> None:  # type: ignore[no-untyped-def]
+    """On a new data directory the poller's first round waits for the migrations (it ran
+    before them and logged "database unavailable (no such table: leases)")."""
+    caplog.set_level(logging.INFO, logger="server.observe.webhooks")
+    server = await make_server(webhooks={"urls": [f"http://127.0.0.1:{free_port()}/hook"],
+                                         "poll_s": 0.05})  # fmt: skip
+    hooks = server.app[WEBHOOKS]
+    deadline = time.monotonic() + 5
+    while not hooks.is_leader:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.02)
+    said = [r.getMessage() for r in caplog.records if r.name == "server.observe.webhooks"]
+    assert not [m for m in said if "database" in m], said
 
 
 async def test_outbox_row_in_the_same_transaction(make_server) -> None:  # type: ignore[no-untyped-def]

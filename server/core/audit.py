@@ -151,6 +151,9 @@ class Audit:
         reason: str = "",
     ) -> None:
         async with self._lock, self.db.engine.begin() as conn:
+            # Other processes wait until this record is written: on PostgreSQL for the
+            # table lock; on SQLite the transaction holds the write lock from its BEGIN
+            # (server/core/db.py), so no other process reads the same last record.
             if conn.dialect.name == "postgresql":
                 await conn.execute(sa.text("LOCK TABLE audit_log IN EXCLUSIVE MODE"))
             last = (

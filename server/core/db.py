@@ -9,11 +9,14 @@ default) and PostgreSQL. The tables are in server/core/schema.py.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sqlite3
+from collections.abc import AsyncIterator
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from server.core.repositories.outbox import OutboxHook
 from server.core.repositories.recordings import RecordingsRepository
@@ -48,29 +51,81 @@ if logging.getLogger("alembic").level == logging.NOTSET:
 
 __all__ = ["Database", "User", "metadata", "token_hash"]
 
+# How long a SQLite connection waits for another one's write lock before it gives up with
+# "database is locked" (the CLI's message says it, server/observe/webhooks_cli.py).
+SQLITE_BUSY_TIMEOUT_S = 15
+
+# SQLite has one writer at a time, and other processes (a CLI command next to `serve`) use
+# the same file. Python's sqlite3 (under aiosqlite) opens a transaction only at the first
+# INSERT/UPDATE/DELETE, so the reads a write transaction starts with ran outside it: another
+# process could write in between (two audit records with the same seq; two first starts
+# both migrating, DDL being committed statement by statement). A write transaction
+# (`engine.begin()`) therefore starts with BEGIN IMMEDIATE: it waits, up to the busy
+# timeout, for the write lock before its first statement. Not a plain BEGIN: a deferred
+# transaction that has read and then writes while another connection holds the write lock
+# gets "database is locked" at once (SQLite does not wait there, that could deadlock).
+# Reads (`engine.connect()`) keep sqlite3's behaviour, each SELECT on its own: a read
+# transaction would hold the shared lock for its whole block, and a write made meanwhile
+# (Audit.verify_recent writes its anchors with its read open) would wait for it to end.
+_WRITE = "callassist_write"  # execution option: this connection came from engine.begin()
+
+
+class _SQLiteEngine(AsyncEngine):
+    """An AsyncEngine whose `begin()` marks its connection a write (see `_begin_immediate`)."""
+
+    __slots__ = ()
+
+    @contextlib.asynccontextmanager
+    async def begin(self) -> AsyncIterator[AsyncConnection]:
+        async with self.connect() as conn:
+            await conn.execution_options(**{_WRITE: True})  # before the BEGIN it decides
+            async with conn.begin():
+                yield conn
+
+
+def _begin_immediate(conn: sa.Connection) -> None:
+    """The engine's "begin" event: sqlite3 then sees a transaction open and adds no BEGIN
+    of its own; its commit() and rollback() end this one."""
+    if conn.get_execution_options().get(_WRITE):
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _sqlite_engine(url: str) -> AsyncEngine:
+    sync_engine = create_async_engine(
+        url,
+        # One file, many coroutines and maybe another process: a write waits for the
+        # lock instead of failing at once under a short burst.
+        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S},
+    ).sync_engine
+    sa.event.listen(sync_engine, "begin", _begin_immediate)
+    return _SQLiteEngine(sync_engine)
+
 
 class Database(
     UsersRepository, SessionsRepository, RecordingsRepository, SubjectsRepository, TeamRepository
 ):
     def __init__(self, url: str) -> None:
         self.url = url
-        kwargs: dict[str, Any] = {}
+        self.engine: AsyncEngine
         if url.startswith("sqlite"):
-            # One file, many coroutines: SQLite serialises writers; a timeout avoids
-            # spurious "database is locked" under a short burst.
-            kwargs["connect_args"] = {"timeout": 15}
+            self.engine = _sqlite_engine(url)
         else:
             # A server restart (or a network cut) leaves dead connections in the pool:
             # test each one before use, so the first request after the database is back
             # works instead of failing on a stale connection (docs/ops.md).
-            kwargs["pool_pre_ping"] = True
-        self.engine: AsyncEngine = create_async_engine(url, **kwargs)
+            self.engine = create_async_engine(url, pool_pre_ping=True)
         # Set by the webhooks feature: which session writes also write outbox rows.
         self.outbox_hook: OutboxHook | None = None
 
     async def create_schema(self) -> None:
         """Bring the schema to the newest revision: `alembic upgrade head` on this engine
-        (server/migrations; SQLite and PostgreSQL alike)."""
+        (server/migrations; SQLite and PostgreSQL alike). At head it only reads: a command
+        started next to a running server takes no write lock for it."""
+        async with self.engine.connect() as conn:
+            if await conn.run_sync(_at_head):
+                return
+        # On SQLite one write transaction (BEGIN IMMEDIATE): a second process starting at
+        # the same time waits for it, then finds the schema at head.
         async with self.engine.begin() as conn:
             before, after = await conn.run_sync(_upgrade)
         if before != after:
@@ -111,6 +166,19 @@ def unavailable(exc: BaseException) -> bool:
     return False
 
 
+def locked(exc: BaseException) -> bool:
+    """True when `exc` is SQLite's "database is locked": another connection (a running
+    server, say) held the write lock for longer than SQLITE_BUSY_TIMEOUT_S."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, sqlite3.OperationalError) and "database is locked" in str(cur):
+            return True
+        cur = getattr(cur, "orig", None) or cur.__cause__ or cur.__context__
+    return False
+
+
 _UNAVAILABLE_NAMES = frozenset({
     "ConnectionDoesNotExistError", "ConnectionFailureError", "CannotConnectNowError",
     "AdminShutdownError", "CrashShutdownError", "PostgresConnectionError",
@@ -131,6 +199,14 @@ def _current_revision(connection: sa.Connection) -> str | None:
     from alembic.runtime.migration import MigrationContext
 
     return MigrationContext.configure(connection).get_current_revision()
+
+
+def _at_head(connection: sa.Connection) -> bool:
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    heads = ScriptDirectory.from_config(alembic_config()).get_heads()
+    return set(MigrationContext.configure(connection).get_current_heads()) == set(heads)
 
 
 def _upgrade(connection: sa.Connection) -> tuple[str | None, str | None]:

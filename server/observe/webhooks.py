@@ -384,6 +384,10 @@ class WebhookSender:
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     sender = app[WEBHOOKS]
+    if sender.enabled:
+        # First in cleanup_ctx, so this starts before the app's services migrate the
+        # schema: on a new data directory the poller would query tables not made yet.
+        await app[DB].create_schema()
     await sender.start()
     yield
     await sender.close()

@@ -20,7 +20,7 @@ from typing import Any
 
 from server.core.audit import Audit
 from server.core.config import Config
-from server.core.db import unavailable
+from server.core.db import SQLITE_BUSY_TIMEOUT_S, locked, unavailable
 from server.startup.firstrun import database
 
 
@@ -80,6 +80,15 @@ def _run(fn: Callable[[Config, argparse.Namespace], Any], load: Callable[..., Co
     try:
         return int(asyncio.run(fn(load(args), args)))
     except Exception as exc:
+        if locked(exc):
+            # Not unreachable: busy. SQLite has one writer at a time, and another process
+            # (most likely the running server) kept the write lock past the busy timeout.
+            print(f"callassist: the database is locked: another process (a running "
+                  f"`callassist serve`?) held its write lock for over "
+                  f"{SQLITE_BUSY_TIMEOUT_S:g} s and this command stopped waiting. Try "
+                  f"again in a moment; `callassist webhooks dead` lists what is still dead.",
+                  file=sys.stderr)  # fmt: skip
+            return 1
         if not unavailable(exc):
             raise
         print(f"callassist: the database cannot be reached ({exc}); try again in a moment",
