@@ -24,6 +24,7 @@ from typing import Any
 
 import av
 
+from recorder import webm
 from recorder.webm import WebmWriter
 from server.media import vcodec
 
@@ -49,7 +50,8 @@ BY_NAME = {c.name: c for c in CONTAINERS.values()}
 # writes it when the cluster ends: 5 s or 5 MiB by default on a seekable file, with one
 # keyframe per segment. Short clusters keep that buffer small (and its blocks under glibc's
 # mmap threshold, issue 18); players and the export's stream copy do not mind.
-CLUSTER_OPTIONS = {"cluster_size_limit": str(64 * 1024), "cluster_time_limit": "1000"}
+CLUSTER_OPTIONS = {"cluster_size_limit": str(webm.CLUSTER_BYTES),
+                   "cluster_time_limit": str(webm.CLUSTER_MS)}  # what recorder.webm does
 
 
 def container_for(codec: str) -> Container:
@@ -118,41 +120,43 @@ class SegmentMuxer:
         The first frame must be a keyframe. Timestamps must not go backwards; equal ones
         are nudged forward by 1 ms (Matroska's resolution).
         """
-        webm = self._webm
-        if webm is not None:
-            last = self.last_ms
-            if last is not None and ms <= last:
-                ms = last + 1
-            webm.add(data, ms, keyframe)
-            self.keyframes += keyframe
-            self.last_ms = ms
-            self.frames += 1
-            self.bytes_in += len(data)
-            return
         if self._stream is None:
             if not keyframe:
                 raise ValueError("a segment must start with a keyframe")
             size = self._size or frame_size(self.container.codec, data) or (640, 480)
             self._size = size
-            if self._out is None:  # VP8: the first frame
-                webm = self._webm = WebmWriter(self._buf, *size)
-                self._stream = webm
-                self.first_ms = ms
-                self.add(data, ms, keyframe)
-                return
-            # A stream without a codec context: `add_stream` would open an *encoder*
-            # (libvpx keeps ~25 frames of lookahead: ~15 MB per open segment, issue 18)
-            # that a stream copy never uses (PyAV before add_mux_stream: add_stream).
-            if hasattr(self._out, "add_mux_stream"):  # the size goes in codecpar, here only
-                stream = self._out.add_mux_stream(self.container.av_codec, width=size[0],
-                                                  height=size[1])  # fmt: skip
+            if self._out is None:  # VP8: the file starts with the first frame's size
+                self._stream = self._webm = WebmWriter(self._buf, *size)
             else:
-                stream = self._out.add_stream(self.container.av_codec)
-                stream.width, stream.height = size
-            stream.time_base = MS
-            self._stream = stream
+                self._stream = self._mux_stream(size)
         if self.last_ms is not None and ms <= self.last_ms:
             ms = self.last_ms + 1
+        writer = self._webm
+        if writer is not None:
+            writer.add(data, ms, keyframe)
+            self.keyframes += keyframe
+        else:
+            self._mux(data, ms, keyframe)
+        if self.first_ms is None:
+            self.first_ms = ms
+        self.last_ms = ms
+        self.frames += 1
+        self.bytes_in += len(data)
+
+    def _mux_stream(self, size: tuple[int, int]) -> Any:
+        # A stream without a codec context: `add_stream` would open an *encoder*
+        # (libvpx keeps ~25 frames of lookahead: ~15 MB per open segment, issue 18)
+        # that a stream copy never uses (PyAV before add_mux_stream: add_stream).
+        if hasattr(self._out, "add_mux_stream"):  # the size goes in codecpar, here only
+            stream = self._out.add_mux_stream(self.container.av_codec, width=size[0],
+                                              height=size[1])  # fmt: skip
+        else:
+            stream = self._out.add_stream(self.container.av_codec)
+            stream.width, stream.height = size
+        stream.time_base = MS
+        return stream
+
+    def _mux(self, data: bytes, ms: int, keyframe: bool) -> None:
         packet = av.Packet(data)
         packet.pts = packet.dts = ms
         packet.time_base = MS
@@ -161,11 +165,6 @@ class SegmentMuxer:
             packet.is_keyframe = True
             self.keyframes += 1
         self._out.mux(packet)
-        if self.first_ms is None:
-            self.first_ms = ms
-        self.last_ms = ms
-        self.frames += 1
-        self.bytes_in += len(data)
 
     def finish(self) -> bytes:
         """Close the file (cues, duration); its bytes when the muxer made its own BytesIO,

@@ -29,7 +29,7 @@ from __future__ import annotations
 import struct
 from typing import Any
 
-CLUSTER_MS = 1000  # as recorder.mux.CLUSTER_OPTIONS asks of FFmpeg
+CLUSTER_MS = 1000  # recorder.mux.CLUSTER_OPTIONS asks the same of FFmpeg (H264)
 CLUSTER_BYTES = 64 * 1024
 APP = b"callassist"
 
