@@ -26,7 +26,7 @@ from media_helpers import (
 )
 
 from server.core import config as config_mod
-from server.media import rtp_assembly, rtp_hooks, rtp_publisher
+from server.media import assembly_batch, rtp_assembly, rtp_hooks, rtp_publisher
 from server.media.peers import MediaRoom
 from server.media.relay import RoomTrack
 from server.media.rtp_publisher import RtpPublisher
@@ -309,6 +309,11 @@ async def test_lowest_remb_goes_upstream(fakes: Fakes) -> None:
     b.stop()
 
 
+async def batch_done() -> None:
+    """Past the next assembly batch (server/media/assembly_batch.py)."""
+    await asyncio.sleep(assembly_batch.ASSEMBLY_BATCH_S + 0.05)
+
+
 async def test_frames_assembled_for_frame_subscribers(fakes: Fakes) -> None:
     track = RoomTrack("camera", keyframe_min_interval_s=0.01)
     pub, feed = await publish(track, fakes)
@@ -334,9 +339,11 @@ async def test_frames_assembled_for_frame_subscribers(fakes: Fakes) -> None:
     for p in f1 + [f2[0], f2[2]] + f3:  # f2's middle packet comes late
         feed(p, 0)
     await asyncio.sleep(0)
+    assert frames == []  # assembled in the next batch, not per packet
+    await batch_done()
     assert len(frames) == 1
     feed(f2[1], 0)
-    await asyncio.sleep(0)
+    await batch_done()
     assert [bytes(f) for f in frames] == [b"\x00AABB", b"\x01CCDDEE", b"\x01FF"]
     assert [f.pts for f in frames] == [0, 3000, 6000]
     # a packet that never comes: the recorder resumes at the next keyframe
@@ -348,11 +355,74 @@ async def test_frames_assembled_for_frame_subscribers(fakes: Fakes) -> None:
     await asyncio.sleep(rtp_assembly.ASSEMBLY_MAX_WAIT_S + 0.05)
     for p in f6:
         feed(p, 0)
-    await asyncio.sleep(0)
+    await batch_done()
     assert [bytes(f) for f in frames[3:]] == [b"\x00JJ"]
     assert recorder.frames_dropped >= 1
     task.cancel()
     pub.close()
+
+
+async def test_frames_of_a_batch_reach_a_subscriber_that_stops_and_a_publisher_that_closes(
+    fakes: Fakes,
+) -> None:
+    """Assembly waits for the next batch, but nothing received is lost to it: a frame
+    subscriber that stops, a publisher that closes and a publisher that is replaced each
+    assemble what is pending first (the recorder's last frames before its stop)."""
+    track = RoomTrack("camera", keyframe_min_interval_s=0.01)
+    pub, feed = await publish(track, fakes)
+    got: list[bytes] = []
+    first = track.subscribe()
+    first.deliver(lambda data, pts, key: got.append(data))
+    feed(vp8(1, 3000, pid=1, key=True, body=b"AA"), 0)
+    assert got == []
+    first.stop()  # before the batch: its frame is delivered first
+    assert got == [b"\x00AA"]
+
+    second: list[bytes] = []
+    track.subscribe().deliver(lambda data, pts, key: second.append(data))
+    feed(vp8(2, 6000, pid=2, key=True, body=b"BB"), 0)
+    pub.close()
+    assert second == [b"\x00BB"]
+
+    pub2, feed2 = await publish(track, fakes)
+    feed2(vp8(1, 3000, pid=1, key=True, body=b"CC"), 0)
+    await publish(track, fakes)  # a new publisher: the old one's pending frame goes first
+    assert second == [b"\x00BB", b"\x00CC"]
+    await batch_done()  # and the timer that was due finds nothing left
+    assert second == [b"\x00BB", b"\x00CC"] and got == [b"\x00AA"]
+    pub2.close()
+
+
+def test_one_batch_assembles_every_publisher_of_a_loop() -> None:
+    """One timer per event loop for all publishers with pending packets, in the order
+    they got their first; a new loop has its own."""
+    order: list[str] = []
+
+    class Pub:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def assemble_backlog(self) -> None:
+            order.append(self.name)
+
+    batches: list[object] = []
+
+    async def main() -> None:
+        a, b = Pub("a"), Pub("b")
+        assembly_batch.schedule(a)
+        timer = assembly_batch._batches[asyncio.get_running_loop()]._timer
+        assembly_batch.schedule(b)
+        batch = assembly_batch._batches[asyncio.get_running_loop()]
+        assert timer is not None and batch._timer is timer and batch._due == [a, b]
+        batches.append(batch)
+        await asyncio.sleep(assembly_batch.ASSEMBLY_BATCH_S + 0.05)
+        assert batch._timer is None and batch._due == []
+
+    for _ in range(2):
+        order.clear()
+        asyncio.run(main())
+        assert order == ["a", "b"]
+    assert batches[0] is not batches[1]
 
 
 async def test_keyframe_request_before_media_goes_with_the_first_packet(

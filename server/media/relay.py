@@ -166,6 +166,8 @@ class ForwardedTrack(MediaStreamTrack):
 
     def stop(self) -> None:
         source, self._source = self._source, None
+        if source is not None:
+            source.flush_frames()  # what was received before the stop is this track's
         super().stop()
         self._queue.clear()
         self._wake()
@@ -278,6 +280,7 @@ class RoomTrack:
         """Make a new publisher current (replacing any previous one)."""
         if self._closed:
             raise RuntimeError(f"track {self.name} is closed")
+        self.flush_frames()  # the previous publisher's last frames, before the switch
         upstream = Upstream(self, request_keyframe, on_first_frame)
         self._upstream = upstream
         self.upstreams_attached += 1
@@ -297,9 +300,19 @@ class RoomTrack:
         """Detach `upstream` (or whichever is current); subscribers stay subscribed."""
         if self._upstream is None or (upstream is not None and upstream is not self._upstream):
             return False
+        self.flush_frames()
         self._upstream = None
         self._cancel_kf_timer()
         return True
+
+    def flush_frames(self) -> None:
+        """The current publisher's packets not yet assembled (rtp_publisher assembles in
+        batches, server/media/assembly_batch.py) become frames for the frame subscribers
+        now: before one of them stops, and before the publisher changes."""
+        upstream = self._upstream
+        rtp = upstream.rtp if upstream is not None else None
+        if rtp is not None:
+            rtp.assemble_backlog()
 
     def _push(self, upstream: Upstream, packet: av.Packet, keyframe: bool) -> None:
         if upstream is not self._upstream:

@@ -19,16 +19,19 @@ flowing to the publisher (rtp_hooks.ReceiveStats).
 from __future__ import annotations
 
 import asyncio
+import logging
 import struct
 import time
 from collections.abc import Awaitable
 
 from aiortc.rtcrtptransceiver import RTCRtpTransceiver
 
-from . import rtp_hooks, vcodec
+from . import assembly_batch, rtp_hooks, vcodec
 from .relay import RoomTrack, Upstream
 from .rtp_assembly import FrameAssembler
 from .rtp_packet import HDR, Packet, spawn
+
+logger = logging.getLogger(__name__)
 
 NACK_RETRY_S = 0.05  # a packet still missing is asked for again after this
 NACK_MAX_TRIES = 5
@@ -68,6 +71,9 @@ class RtpPublisher:
         # The assembler's RTP timestamp base outlives it: pts must continue when a frame
         # subscriber (a second recording) comes back, not restart at 0.
         self._ts_clock: tuple[int | None, int, int] = (None, 0, 0)
+        # Packets kept for the assembler until the next batch (assembly_batch): packet,
+        # its bytes, payload start and end, arrival time.
+        self._backlog: list[tuple[Packet, bytes, int, int, float]] = []
         self._closed = False
         # counters
         self.packets_in = 0
@@ -80,6 +86,7 @@ class RtpPublisher:
     def close(self) -> None:
         if self._closed:
             return
+        self.assemble_backlog()  # the frame subscribers get this publisher's last frames
         self._closed = True
         rtp_hooks.untap_rtp(self.receiver)
         if self._nack_timer is not None:
@@ -208,9 +215,21 @@ class RtpPublisher:
         for sub in rt.packet_subscribers:
             sub.forward(pkt)
 
+        if rt._subscribers or self._assembler is not None:
+            self._keep(rt, pkt, data, off, end, now)
+
+    def _keep(
+        self, rt: RoomTrack, pkt: Packet, data: bytes, off: int, end: int, now: float
+    ) -> None:
+        """A packet for the frame subscribers' next batch; or, once the last of them has
+        gone, the assembler goes (its clock stays: a second recording's pts continue)."""
         if rt._subscribers:  # frame subscribers (rt.frame_subscribers, without the call)
-            self._assemble(rt, pkt, data, off, end, now)
+            backlog = self._backlog
+            if not backlog:
+                assembly_batch.schedule(self)
+            backlog.append((pkt, data, off, end, now))
         elif self._assembler is not None:
+            self._backlog.clear()
             self._ts_clock = self._assembler.clock
             self._assembler = None
 
@@ -259,15 +278,29 @@ class RtpPublisher:
             rt.frames_in += 1
             self.upstream._counted()
 
-    def _assemble(
-        self, rt: RoomTrack, pkt: Packet, data: bytes, off: int, end: int, now: float
-    ) -> None:
-        """Complete frames for the frame subscribers (the recorder), from the packets."""
+    def assemble_backlog(self) -> None:
+        """Complete frames for the frame subscribers (the recorder) from the packets kept
+        since the last batch (assembly_batch), now: also called before a frame subscriber
+        leaves and before the publisher changes or closes, so none is left behind."""
+        backlog = self._backlog
+        if not backlog:
+            return
+        self._backlog = []
+        rt = self.room_track
+        if not rt._subscribers or self.upstream is not rt._upstream or self._closed:
+            return  # nobody to assemble for, or a replaced publisher (as on the packet path)
         assembler = self._assembler
         if assembler is None:
             assembler = self._assembler = FrameAssembler(self.codec, self._ts_clock)
-        for frame, keyframe, pts in assembler.add(pkt, data, off, end, now):
-            if frame is None:
-                rt.frame_gap()
-                continue
-            rt.fan_out_frame(self.upstream, frame, pts, keyframe)
+        upstream = self.upstream
+        try:
+            for pkt, data, off, end, now in backlog:
+                for frame, keyframe, pts in assembler.add(pkt, data, off, end, now):
+                    if frame is None:
+                        rt.frame_gap()
+                        continue
+                    rt.fan_out_frame(upstream, frame, pts, keyframe)
+        except Exception:
+            # As on the packet path (rtp_hooks logs a failed handler): logged, the rest of
+            # this batch dropped, forwarding unaffected.
+            logger.exception("frame assembly for %s failed", rt.name)
