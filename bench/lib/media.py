@@ -13,7 +13,7 @@ from typing import Any
 
 from server.core.config import MediaConfig
 from server.core.eventloop import run as run_on_loop
-from server.media import aiortc_hooks, relay, rtp_hooks, rtp_publisher
+from server.media import aiortc_hooks, assembly_batch, relay, rtp_hooks, rtp_publisher
 from server.media.peers import MediaRoom
 from server.media.relay import RoomTrack
 
@@ -24,6 +24,7 @@ __all__ = [
     "RoomTrack",
     "aiortc_hooks",
     "camera_source",
+    "switchable_part",
     "loopback",
     "loopback_ice",
     "probe_first_moments",
@@ -111,3 +112,31 @@ def probe_first_moments(mark: Callable[[str], None]) -> Callable[[], None]:
             undo.pop()()
 
     return uninstall
+
+
+def switchable_part(part: str) -> Callable[[bool], None]:
+    """A part of the server a bench switches on and off inside one process
+    (bench/inprocess_ab.py); returns the switch. `recorder`: off, frame assembly does
+    nothing, so frame subscribers get no frames; `batching`: off,
+    assembly_batch.ASSEMBLY_BATCH_S is 0 (assembled in the next pass of the loop)."""
+    state = {"on": True}
+    if part == "recorder":
+        original = rtp_publisher.RtpPublisher.assemble_backlog
+
+        def assemble_backlog(self: Any) -> None:
+            if state["on"]:
+                original(self)
+            else:
+                self._backlog = []
+
+        rtp_publisher.RtpPublisher.assemble_backlog = assemble_backlog  # type: ignore[method-assign]
+    elif part != "batching":
+        raise ValueError(f"unknown part {part!r}")
+    shipped = assembly_batch.ASSEMBLY_BATCH_S
+
+    def switch(on: bool) -> None:
+        state["on"] = on
+        if part == "batching":
+            assembly_batch.ASSEMBLY_BATCH_S = shipped if on else 0.0
+
+    return switch
