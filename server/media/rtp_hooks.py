@@ -474,6 +474,10 @@ class SenderPort:
         self._nominated: dict[int, Any] = sender.transport.transport._connection._nominated
         self._protect: _Srtp | None = None
         self._copy: bool | None = None  # copies_on_wait of the pair's transport, once seen
+        # The nominated pair and its remote address (aioice's property builds a new tuple
+        # per call; a pair's remote candidate never changes, an ICE restart is a new pair).
+        self._pair: Any = None
+        self._addr: tuple[str, int] = ("", 0)
 
     def send(self, data: bytes | memoryview, last: bool = False) -> None:
         """Protect and send one RTP packet (any bytes-like object: it is copied), at once or
@@ -495,9 +499,12 @@ class SenderPort:
             protect = self._protect = _Srtp(t._tx_srtp, protect=True)
         n = protect(data)
         transport = pair.protocol.transport
+        if pair is not self._pair:
+            self._pair, self._addr = pair, pair.remote_addr
+        addr = self._addr
         view, out = protect.view[:n], self.outbox
-        if out is None or not out.send(transport, pair.remote_addr, view, last):
-            self._send_now(transport, pair.remote_addr, view)
+        if out is None or not out.send(transport, addr, view, last):
+            self._send_now(transport, addr, view)
         t._RTCDtlsTransport__tx_bytes += n  # type: ignore[attr-defined]
         t._RTCDtlsTransport__tx_packets += 1  # type: ignore[attr-defined]
 
