@@ -5,11 +5,11 @@ most ASSEMBLY_BATCH_S later.
 Why: run once per packet, as the packets arrive one wake-up at a time, the assembler, the
 fan-out and the recorder's frame path ran with the interpreter's caches cold (each wake-up
 runs the whole forwarding path in between). Measured in one server process with 10
-recorded rooms, toggling every 5 s (docs/media-performance.md, "The recorder in
-batches"): the recorder's share fell from ~0.0018 to ~0.0014 cores per room. Nothing
-waits on a recorded frame (segments are cut at keyframes, not at times), so the delay
-costs nothing; `RtpPublisher.assemble_backlog` runs early whenever a frame subscriber
-stops or the publisher closes, so no frame is left behind.
+recorded rooms, switched every 5 s (bench/inprocess_ab.py; docs/media-performance.md,
+"The recorder in batches"): the recorder's share fell from ~0.0018 to ~0.0008 cores per
+room. Nothing waits on a recorded frame (segments are cut at keyframes, not at times), so
+the delay costs nothing; `RtpPublisher.assemble_backlog` runs early whenever a frame
+subscriber stops or a publisher closes or is replaced, so no frame is left behind.
 """
 
 from __future__ import annotations
