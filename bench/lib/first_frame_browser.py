@@ -204,6 +204,15 @@ async def one_session(
         await _wait(agent, "() => window.__ffLive", 5)  # may come after the paint
         events = await caller.evaluate("window.__ff")
         painted = await agent.evaluate("[window.__ffPainted, window.__ffLive]")
+        # The agent ends each call, as after a real one. Left live, the 20 sessions of a
+        # run reach session.max_live_rooms_per_agent (20): the console then refuses the
+        # next one and still shows the last session's (used) link, which the caller
+        # opened and got "link not valid" (seen twice, when no earlier room had ended).
+        await agent.get_by_test_id("end-session").click()
+        await agent.get_by_test_id("end-session-confirm").click()
+        await agent.locator('[data-testid="session-state"][data-state="ended"]').wait_for(
+            timeout=10_000
+        )
     finally:
         if caller_ctx is not None:
             await caller_ctx.close()
