@@ -38,9 +38,10 @@ def run(part: str, rooms: int, seconds: int, period: float) -> dict:
         out = Path(tmp) / "phases.txt"
         env = {
             **os.environ,
+            # no empty entry: one would put the working directory on sys.path
             "PYTHONPATH": os.pathsep.join(
-                [str(ROOT / "bench" / "inprocess_ab_site"), str(ROOT),
-                 os.environ.get("PYTHONPATH", "")]
+                p for p in [str(ROOT / "bench" / "inprocess_ab_site"), str(ROOT),
+                            os.environ.get("PYTHONPATH", "")] if p
             ),
             "CALLASSIST_BENCH_TOGGLE": f"{part}:{period}:{out}",
         }  # fmt: skip

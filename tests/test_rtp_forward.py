@@ -410,19 +410,43 @@ def test_one_batch_assembles_every_publisher_of_a_loop() -> None:
     async def main() -> None:
         a, b = Pub("a"), Pub("b")
         assembly_batch.schedule(a)
-        timer = assembly_batch._batches[asyncio.get_running_loop()]._timer
+        first = assembly_batch._batches[asyncio.get_running_loop()]
+        assert first._armed  # its one timer is set
         assembly_batch.schedule(b)
         batch = assembly_batch._batches[asyncio.get_running_loop()]
-        assert timer is not None and batch._timer is timer and batch._due == [a, b]
+        assert batch is first and batch._armed and batch._due == [a, b]  # no second one
         batches.append(batch)
         await asyncio.sleep(assembly_batch.ASSEMBLY_BATCH_S + 0.05)
-        assert batch._timer is None and batch._due == []
+        assert not batch._armed and batch._due == []
 
     for _ in range(2):
         order.clear()
         asyncio.run(main())
         assert order == ["a", "b"]
     assert batches[0] is not batches[1]
+
+
+def test_a_loop_closed_with_a_batch_due_is_not_kept_alive() -> None:
+    """A test suite (or a server restarted in-process) closes loops with packets still
+    waiting for their batch: neither the loop nor the publishers due on it may stay
+    reachable through assembly_batch."""
+    import gc
+    import weakref
+
+    class Pub:
+        def assemble_backlog(self) -> None:
+            pass
+
+    refs: list[weakref.ref[Any]] = []
+
+    async def main() -> None:
+        pub = Pub()
+        refs.extend([weakref.ref(asyncio.get_running_loop()), weakref.ref(pub)])
+        assembly_batch.schedule(pub)  # due in 0.1 s: the loop closes first
+
+    asyncio.run(main())
+    gc.collect()
+    assert [r() for r in refs] == [None, None]
 
 
 async def test_keyframe_request_before_media_goes_with_the_first_packet(

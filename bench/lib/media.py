@@ -24,12 +24,12 @@ __all__ = [
     "RoomTrack",
     "aiortc_hooks",
     "camera_source",
-    "switchable_part",
     "loopback",
     "loopback_ice",
     "probe_first_moments",
     "rtp_hooks",
     "run_server",
+    "switchable_part",
 ]
 
 # The `media.forwarding` values a bench can ask for (server/core/config.py accepts these).

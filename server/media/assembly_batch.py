@@ -26,20 +26,24 @@ class Backlogged(Protocol):
 
 
 class _Batch:
-    """The publishers with packets waiting, in the order they got their first one."""
+    """The publishers with packets waiting, in the order they got their first one.
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+    It holds neither its loop nor the timer's handle (which holds the loop): as the value
+    of a WeakKeyDictionary keyed by that loop, either would keep a closed loop, and every
+    publisher still due on it, alive for ever."""
+
+    def __init__(self) -> None:
         self._due: list[Backlogged] = []
-        self._timer: asyncio.TimerHandle | None = None
+        self._armed = False
 
-    def add(self, publisher: Backlogged) -> None:
+    def add(self, loop: asyncio.AbstractEventLoop, publisher: Backlogged) -> None:
         self._due.append(publisher)
-        if self._timer is None:
-            self._timer = self._loop.call_later(ASSEMBLY_BATCH_S, self._run)
+        if not self._armed:
+            self._armed = True
+            loop.call_later(ASSEMBLY_BATCH_S, self._run)
 
     def _run(self) -> None:
-        self._timer = None
+        self._armed = False
         due, self._due = self._due, []
         for publisher in due:
             publisher.assemble_backlog()  # logs and contains its own failures
@@ -56,5 +60,5 @@ def schedule(publisher: Backlogged) -> None:
     loop = asyncio.get_running_loop()
     batch = _batches.get(loop)
     if batch is None:
-        batch = _batches[loop] = _Batch(loop)
-    batch.add(publisher)
+        batch = _batches[loop] = _Batch()
+    batch.add(loop, publisher)

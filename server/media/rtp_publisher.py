@@ -72,8 +72,8 @@ class RtpPublisher:
         # subscriber (a second recording) comes back, not restart at 0.
         self._ts_clock: tuple[int | None, int, int] = (None, 0, 0)
         # Packets kept for the assembler until the next batch (assembly_batch): packet,
-        # its bytes, payload start and end, arrival time.
-        self._backlog: list[tuple[Packet, bytes, int, int, float]] = []
+        # its bytes, payload start and end (the arrival time is the packet's own).
+        self._backlog: list[tuple[Packet, bytes, int, int]] = []
         self._closed = False
         # counters
         self.packets_in = 0
@@ -216,18 +216,16 @@ class RtpPublisher:
             sub.forward(pkt)
 
         if rt._subscribers or self._assembler is not None:
-            self._keep(rt, pkt, data, off, end, now)
+            self._keep(rt, pkt, data, off, end)
 
-    def _keep(
-        self, rt: RoomTrack, pkt: Packet, data: bytes, off: int, end: int, now: float
-    ) -> None:
+    def _keep(self, rt: RoomTrack, pkt: Packet, data: bytes, off: int, end: int) -> None:
         """A packet for the frame subscribers' next batch; or, once the last of them has
         gone, the assembler goes (its clock stays: a second recording's pts continue)."""
         if rt._subscribers:  # frame subscribers (rt.frame_subscribers, without the call)
             backlog = self._backlog
             if not backlog:
                 assembly_batch.schedule(self)
-            backlog.append((pkt, data, off, end, now))
+            backlog.append((pkt, data, off, end))
         elif self._assembler is not None:
             self._backlog.clear()
             self._ts_clock = self._assembler.clock
@@ -294,8 +292,8 @@ class RtpPublisher:
             assembler = self._assembler = FrameAssembler(self.codec, self._ts_clock)
         upstream = self.upstream
         try:
-            for pkt, data, off, end, now in backlog:
-                for frame, keyframe, pts in assembler.add(pkt, data, off, end, now):
+            for pkt, data, off, end in backlog:
+                for frame, keyframe, pts in assembler.add(pkt, data, off, end, pkt.arrival):
                     if frame is None:
                         rt.frame_gap()
                         continue
